@@ -1,0 +1,192 @@
+"""Every event speechstream exchanges; the envelope in ``schemas.envelope`` carries one of these."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.hashing import submission_hash
+
+Hotkey = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="ed25519 public key, hex")]
+Signature = Annotated[str, Field(pattern=r"^[0-9a-f]{128}$", description="ed25519 signature, hex")]
+HashStr = Annotated[str, Field(pattern=r"^[0-9]{1,20}$", description="submission hash, decimal")]
+RepoPart = Annotated[str, Field(min_length=1, max_length=96, pattern=r"^[A-Za-z0-9._-]+$")]
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Signed(_Event):
+    """An event signed by its hotkey: the signature covers every other field."""
+
+    def signed_fields(self) -> dict[str, Any]:
+        """The fields the signature covers (everything but ``signature``)."""
+        return self.model_dump(mode="json", exclude={"signature"})
+
+
+class MinerRegistered(_Signed):
+    """A miner claims a uid with its hotkey (published by the miner, signed by the hotkey)."""
+
+    type: Literal["miner.registered"] = "miner.registered"
+    hotkey: Hotkey
+    uid: Annotated[int, Field(ge=0)]
+    coldkey: str | None = None
+    block: Annotated[int, Field(ge=0)]
+    signature: Signature
+
+
+class SubmissionPublished(_Signed):
+    """A miner announces a model repo for evaluation (signed by the hotkey)."""
+
+    type: Literal["submission.published"] = "submission.published"
+    repo_namespace: RepoPart
+    repo_name: RepoPart
+    revision: Annotated[str, Field(max_length=64)] | None = None
+    config_template: Annotated[str, Field(min_length=1, max_length=64)] = "default"
+    competition_id: Annotated[str, Field(min_length=1, max_length=32)] = "d1"
+    hotkey: Hotkey
+    block: Annotated[int, Field(ge=0)]
+    hash: HashStr
+    signature: Signature
+
+    @property
+    def repo(self) -> str:
+        """``namespace/name``, the repo's identity for duplicate detection."""
+        return f"{self.repo_namespace}/{self.repo_name}"
+
+    def expected_hash(self) -> str:
+        """The hash SPEC §3 defines for this submission's fields."""
+        return submission_hash(
+            self.repo_namespace, self.repo_name, self.config_template, self.hotkey
+        )
+
+
+class RejectionCode(StrEnum):
+    """Why a registration or a submission was turned away."""
+
+    BAD_SIGNATURE = "BAD_SIGNATURE"
+    HASH_MISMATCH = "HASH_MISMATCH"
+    UNREGISTERED_HOTKEY = "UNREGISTERED_HOTKEY"
+    UID_TAKEN = "UID_TAKEN"
+    HOTKEY_HAS_OTHER_UID = "HOTKEY_HAS_OTHER_UID"
+    RATE_LIMITED = "RATE_LIMITED"
+    DUPLICATE_REPO = "DUPLICATE_REPO"
+    DUPLICATE_HASH = "DUPLICATE_HASH"
+
+
+class SubmissionRejected(_Event):
+    """A registration or submission that failed validation, with the reason."""
+
+    type: Literal["submission.rejected"] = "submission.rejected"
+    code: RejectionCode
+    message: str
+    source_event_id: str
+    source_type: Literal["miner.registered", "submission.published"]
+    hotkey: str | None = None
+    uid: int | None = None
+    hash: str | None = None
+    repo_namespace: str | None = None
+    repo_name: str | None = None
+    block: int | None = None
+
+
+class EvaluationRequested(_Event):
+    """A validated submission routed to the evaluators, keyed by its hash."""
+
+    type: Literal["evaluation.requested"] = "evaluation.requested"
+    hash: HashStr
+    hotkey: Hotkey
+    uid: Annotated[int, Field(ge=0)]
+    repo_namespace: RepoPart
+    repo_name: RepoPart
+    revision: str | None = None
+    config_template: str = "default"
+    competition_id: str = "d1"
+    block: Annotated[int, Field(ge=0)]
+    scoring_version: str = "v1"
+    source_event_id: str
+
+
+EvaluationStatus = Literal["QUEUED", "PRECHECK", "RUNNING"]
+FinalStatus = Literal["COMPLETED", "FAILED"]
+
+
+class EvaluationStatusChanged(_Event):
+    """A submission moved to QUEUED, PRECHECK or RUNNING."""
+
+    type: Literal["evaluation.status"] = "evaluation.status"
+    hash: HashStr
+    status: EvaluationStatus
+    scoring_version: str = "v1"
+    evaluator: str | None = None
+    note: str | None = None
+
+
+class SampleResult(_Event):
+    """One scored sample: its inputs, CE, WER, transcription, or the error that stopped it."""
+
+    index: Annotated[int, Field(ge=0)]
+    text: str
+    speaker: str | None = None
+    ce: float | None = None
+    wer: float | None = None
+    transcription: str | None = None
+    score: float | None = None
+    error: str | None = None
+
+
+class ScoreComputed(_Event):
+    """The end of an evaluation: COMPLETED with a total and samples, or FAILED with a reason."""
+
+    type: Literal["score.computed"] = "score.computed"
+    hash: HashStr
+    scoring_version: str = "v1"
+    status: FinalStatus
+    total_score: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+    reason: str | None = None
+    samples: list[SampleResult] = Field(default_factory=list)
+    timings: dict[str, float] = Field(default_factory=dict)
+    revision: str | None = None
+    evaluator: str
+    request_event_id: str
+
+
+class DeadLetter(_Event):
+    """A record no service could decode, kept whole with where it came from and why."""
+
+    type: Literal["deadletter"] = "deadletter"
+    raw_b64: str
+    raw_size: int
+    topic: str
+    partition: int | None = None
+    offset: int | None = None
+    error: str
+    consumer: str
+
+
+Event = Annotated[
+    MinerRegistered
+    | SubmissionPublished
+    | SubmissionRejected
+    | EvaluationRequested
+    | EvaluationStatusChanged
+    | ScoreComputed
+    | DeadLetter,
+    Field(discriminator="type"),
+]
+
+EVENT_TYPES: dict[str, type[BaseModel]] = {
+    cls.model_fields["type"].default: cls
+    for cls in (
+        MinerRegistered,
+        SubmissionPublished,
+        SubmissionRejected,
+        EvaluationRequested,
+        EvaluationStatusChanged,
+        ScoreComputed,
+        DeadLetter,
+    )
+}

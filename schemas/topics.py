@@ -1,0 +1,132 @@
+"""The topic registry: the only place topic names, partitions, keys and policies are defined."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+INFINITE = -1
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """One topic: its base name, partition count, what its key is, and its cleanup policy."""
+
+    name: str
+    partitions: int
+    key: str
+    events: tuple[str, ...]
+    cleanup_policy: Literal["delete", "compact"] = "delete"
+    retention_ms: int = INFINITE
+    description: str = ""
+
+    def config(self) -> dict[str, str]:
+        """Topic-level broker configuration."""
+        cfg = {"cleanup.policy": self.cleanup_policy}
+        if self.cleanup_policy == "delete":
+            cfg["retention.ms"] = str(self.retention_ms)
+        return cfg
+
+
+REGISTRATIONS = TopicSpec(
+    "registrations", 4, "uid", ("miner.registered",),
+    description="signed registrations published by miners",
+)
+MINERS = TopicSpec(
+    "miners", 4, "hotkey", ("miner.registered",), cleanup_policy="compact",
+    description="the validated miner registry (hotkey → uid)",
+)
+SUBMISSIONS = TopicSpec(
+    "submissions", 4, "hotkey", ("submission.published",),
+    description="signed submissions published by miners",
+)
+ACCEPTED = TopicSpec(
+    "submissions.accepted", 4, "repo", ("submission.published",),
+    description="internal: submissions past the per-hotkey checks, re-keyed by repo",
+)
+REJECTED = TopicSpec(
+    "submissions.rejected", 4, "hotkey", ("submission.rejected",),
+    description="every rejected registration or submission, with its reason",
+)
+EVALUATION_REQUESTS = TopicSpec(
+    "evaluation.requests", 4, "hash", ("evaluation.requested",),
+    description="valid work for the evaluators",
+)
+EVALUATION_STATUS = TopicSpec(
+    "evaluation.status", 4, "hash", ("evaluation.status",),
+    description="QUEUED, PRECHECK and RUNNING",
+)
+SCORES = TopicSpec(
+    "scores", 4, "hash", ("score.computed",),
+    description="COMPLETED or FAILED evaluations, written transactionally by the evaluators",
+)
+DEADLETTER = TopicSpec(
+    "deadletter", 1, "original key", ("deadletter",),
+    description="records no service could decode, with the reason",
+)
+
+ALL_TOPICS: tuple[TopicSpec, ...] = (
+    REGISTRATIONS,
+    MINERS,
+    SUBMISSIONS,
+    ACCEPTED,
+    REJECTED,
+    EVALUATION_REQUESTS,
+    EVALUATION_STATUS,
+    SCORES,
+    DEADLETTER,
+)
+
+
+@dataclass(frozen=True)
+class TopicRegistry:
+    """Full topic names under one prefix (tests use a unique prefix each)."""
+
+    prefix: str = "speechstream."
+
+    def name(self, spec: TopicSpec) -> str:
+        """The full name of ``spec`` under this prefix."""
+        return f"{self.prefix}{spec.name}"
+
+    @property
+    def registrations(self) -> str:
+        return self.name(REGISTRATIONS)
+
+    @property
+    def miners(self) -> str:
+        return self.name(MINERS)
+
+    @property
+    def submissions(self) -> str:
+        return self.name(SUBMISSIONS)
+
+    @property
+    def accepted(self) -> str:
+        return self.name(ACCEPTED)
+
+    @property
+    def rejected(self) -> str:
+        return self.name(REJECTED)
+
+    @property
+    def evaluation_requests(self) -> str:
+        return self.name(EVALUATION_REQUESTS)
+
+    @property
+    def evaluation_status(self) -> str:
+        return self.name(EVALUATION_STATUS)
+
+    @property
+    def scores(self) -> str:
+        return self.name(SCORES)
+
+    @property
+    def deadletter(self) -> str:
+        return self.name(DEADLETTER)
+
+    def all(self) -> list[tuple[str, TopicSpec]]:
+        """Every ``(full name, spec)``."""
+        return [(self.name(spec), spec) for spec in ALL_TOPICS]
+
+
+TOPICS = TopicRegistry()

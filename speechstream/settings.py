@@ -1,0 +1,110 @@
+"""Typed settings for every component; the only module that reads the environment.
+
+``KAFKA_BOOTSTRAP_SERVERS`` and ``DATABASE_URL`` point every command and service at a broker
+and a database; when unset they default to the local stack that ``speechstream dev up`` runs.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas.topics import TopicRegistry
+
+DEV_KAFKA_PORT = 39092
+DEV_POSTGRES_PORT = 55432
+DEV_BOOTSTRAP = f"127.0.0.1:{DEV_KAFKA_PORT}"
+DEV_DATABASE_URL = f"postgresql://speechstream@127.0.0.1:{DEV_POSTGRES_PORT}/speechstream"
+
+
+class KafkaSettings(BaseSettings):
+    """Where the broker is and which topic prefix this deployment uses."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    bootstrap_servers: str = Field(DEV_BOOTSTRAP, validation_alias="KAFKA_BOOTSTRAP_SERVERS")
+    topic_prefix: str = Field("speechstream.", validation_alias="SPEECHSTREAM_TOPIC_PREFIX")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", validation_alias="KAFKA_SECURITY_PROTOCOL"
+    )
+    sasl_mechanism: str | None = Field(None, validation_alias="KAFKA_SASL_MECHANISM")
+    sasl_username: str | None = Field(None, validation_alias="KAFKA_SASL_USERNAME")
+    sasl_password: SecretStr | None = Field(None, validation_alias="KAFKA_SASL_PASSWORD")
+
+    @property
+    def topics(self) -> TopicRegistry:
+        """Topic names under this deployment's prefix."""
+        return TopicRegistry(self.topic_prefix)
+
+    def to_librdkafka(self, **extra: Any) -> dict[str, Any]:
+        """The confluent-kafka (librdkafka) configuration, plus ``extra``."""
+        cfg: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.security_protocol,
+            "client.id": f"speechstream-{socket.gethostname()}",
+        }
+        if self.sasl_mechanism:
+            cfg["sasl.mechanism"] = self.sasl_mechanism
+            cfg["sasl.username"] = self.sasl_username or ""
+            cfg["sasl.password"] = (
+                self.sasl_password.get_secret_value() if self.sasl_password else ""
+            )
+        cfg.update(extra)
+        return cfg
+
+    def faust_broker_url(self) -> str:
+        """The broker URL in Faust's form (``kafka://host:port;host:port``)."""
+        hosts = [h.strip() for h in self.bootstrap_servers.split(",") if h.strip()]
+        return ";".join(f"kafka://{h}" for h in hosts)
+
+
+class DatabaseSettings(BaseSettings):
+    """Where PostgreSQL is."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    url: SecretStr = Field(SecretStr(DEV_DATABASE_URL), validation_alias="DATABASE_URL")
+
+    @property
+    def conninfo(self) -> str:
+        """The libpq connection string."""
+        return self.url.get_secret_value()
+
+
+class StreamsSettings(BaseSettings):
+    """The Faust validation worker."""
+
+    model_config = SettingsConfigDict(env_prefix="SPEECHSTREAM_STREAMS_", extra="ignore")
+
+    app_id: str = "speechstream-validator"
+    rate_limit_blocks: int = 28_800
+    data_dir: str = ".speechstream/streams"
+    web_port: int = 6066
+    web_enabled: bool = True
+
+
+class EvaluatorSettings(BaseSettings):
+    """One evaluator consumer process (one per device)."""
+
+    model_config = SettingsConfigDict(env_prefix="SPEECHSTREAM_EVALUATOR_", extra="ignore")
+
+    device: str = "cpu"
+    group_id: str = "speechstream-evaluators"
+    evaluator_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-cpu")
+    transaction_timeout_ms: int = 900_000
+    poll_timeout_s: float = 1.0
+    metrics_port: int | None = None
+
+
+class SinkSettings(BaseSettings):
+    """The PostgreSQL sink."""
+
+    model_config = SettingsConfigDict(env_prefix="SPEECHSTREAM_SINK_", extra="ignore")
+
+    group_id: str = "speechstream-sink"
+    batch_size: int = 5_000
+    batch_timeout_s: float = 0.2
+    metrics_port: int | None = None
