@@ -1,0 +1,155 @@
+"""Envelope round-trips, the hash reference value, signatures and the codec's errors."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime
+
+import jsonschema
+import pytest
+
+from schemas import (
+    MAX_EVENT_BYTES,
+    DeadLetter,
+    DecodeError,
+    EvaluationRequested,
+    EvaluationStatusChanged,
+    MinerRegistered,
+    RejectionCode,
+    SampleResult,
+    ScoreComputed,
+    SubmissionPublished,
+    SubmissionRejected,
+    decode,
+    encode,
+    new_envelope,
+)
+from schemas.codec import dead_letter
+from schemas.envelope import Envelope, derived_event_id
+from schemas.exceptions import SignatureError
+from schemas.hashing import submission_hash
+from schemas.signing import generate_key, sign, verify
+from schemas.topics import ALL_TOPICS, TopicRegistry
+
+HK = "ab" * 32
+SIG = "cd" * 64
+H = submission_hash("alice", "tts-ft-1", "default", HK)
+
+EVENTS = [
+    MinerRegistered(hotkey=HK, uid=3, block=10, signature=SIG),
+    SubmissionPublished(
+        repo_namespace="alice", repo_name="tts-ft-1", hotkey=HK, block=11, hash=H, signature=SIG
+    ),
+    SubmissionRejected(
+        code=RejectionCode.RATE_LIMITED, message="too soon", source_event_id="e1",
+        source_type="submission.published", hotkey=HK, hash=H,
+    ),
+    EvaluationRequested(
+        hash=H, hotkey=HK, uid=3, repo_namespace="alice", repo_name="tts-ft-1", block=11,
+        source_event_id="e1",
+    ),
+    EvaluationStatusChanged(hash=H, status="QUEUED"),
+    ScoreComputed(
+        hash=H, status="COMPLETED", total_score=0.75, evaluator="cpu-0", request_event_id="r1",
+        samples=[SampleResult(index=0, text="hi", ce=1.0, wer=0.0, transcription="hi", score=0.75)],
+        timings={"total_s": 1.5},
+    ),
+    DeadLetter(raw_b64="eA==", raw_size=1, topic="t", partition=0, offset=5, error="x",
+               consumer="sink"),
+]
+
+
+def test_hash_reference_value() -> None:
+    assert submission_hash("alice", "tts-ft-1", "default", "hk_alice") == "18358495043599921355"
+
+
+@pytest.mark.parametrize("event", EVENTS, ids=lambda e: e.type)
+def test_every_event_round_trips(event) -> None:
+    envelope = new_envelope(event, key="k", producer="test")
+    decoded = decode(encode(envelope))
+    assert decoded == envelope
+    assert decoded.payload == event
+    assert decoded.type == event.type
+
+
+def test_envelope_type_must_match_payload() -> None:
+    env = new_envelope(EVENTS[0], key="k", producer="test")
+    doc = json.loads(encode(env))
+    doc["type"] = "submission.published"
+    with pytest.raises(DecodeError, match="schema violation"):
+        decode(json.dumps(doc).encode())
+
+
+def test_decode_errors_name_the_reason() -> None:
+    env = encode(new_envelope(EVENTS[0], key="k", producer="test"))
+    with pytest.raises(DecodeError, match="not JSON"):
+        decode(b"\xff\x00 definitely not json", topic="t", partition=1, offset=7)
+    with pytest.raises(DecodeError, match="unsupported schema version 2"):
+        decode(env.replace(b'"schema_version":1', b'"schema_version":2'))
+    with pytest.raises(DecodeError, match="oversize payload"):
+        decode(b" " * (MAX_EVENT_BYTES + 1))
+    with pytest.raises(DecodeError, match="not a JSON object"):
+        decode(b"[1, 2]")
+    with pytest.raises(DecodeError, match="empty record"):
+        decode(None)
+
+
+def test_decode_error_keeps_raw_bytes_and_position_for_the_dead_letter() -> None:
+    raw = b"\x00garbage"
+    with pytest.raises(DecodeError) as info:
+        decode(raw, topic="speechstream.submissions", partition=2, offset=41)
+    letter = dead_letter(info.value, consumer="sink")
+    assert base64.b64decode(letter.payload.raw_b64) == raw
+    assert (letter.payload.topic, letter.payload.partition, letter.payload.offset) == (
+        "speechstream.submissions", 2, 41,
+    )
+    # The same bad record always yields the same dead-letter id (idempotent downstream).
+    assert dead_letter(info.value, consumer="sink").event_id == letter.event_id
+    assert decode(encode(letter)) == letter
+
+
+def test_derived_event_ids_are_deterministic_and_stage_specific() -> None:
+    assert derived_event_id("e1", "queued") == derived_event_id("e1", "queued")
+    assert derived_event_id("e1", "queued") != derived_event_id("e1", "requested")
+
+
+def test_signature_verifies_and_detects_tampering() -> None:
+    private, hotkey = generate_key()
+    fields = {"type": "miner.registered", "hotkey": hotkey, "uid": 1, "coldkey": None, "block": 5}
+    signature = sign(private, fields)
+    event = MinerRegistered(**fields, signature=signature)
+    verify(event.hotkey, event.signed_fields(), event.signature)
+    with pytest.raises(SignatureError):
+        verify(hotkey, {**fields, "uid": 2}, signature)
+    _, other = generate_key()
+    with pytest.raises(SignatureError):
+        verify(other, fields, signature)
+
+
+def test_invalid_fields_are_refused() -> None:
+    with pytest.raises(ValueError):
+        MinerRegistered(hotkey="not-hex", uid=1, block=1, signature=SIG)
+    with pytest.raises(ValueError):
+        MinerRegistered(hotkey=HK, uid=-1, block=1, signature=SIG)
+    with pytest.raises(ValueError):
+        SubmissionPublished(repo_namespace="a/b", repo_name="x", hotkey=HK, block=1, hash=H,
+                            signature=SIG)
+
+
+def test_topic_registry_names_are_prefixed_and_unique() -> None:
+    reg = TopicRegistry("t1.")
+    names = [name for name, _ in reg.all()]
+    assert len(set(names)) == len(ALL_TOPICS)
+    assert all(name.startswith("t1.") for name in names)
+    assert reg.submissions == "t1.submissions"
+    # Co-partitioned topics (joined through Faust tables) share a partition count.
+    assert len({s.partitions for s in ALL_TOPICS if s.name != "deadletter"}) == 1
+
+
+def test_envelope_json_schema_accepts_encoded_events() -> None:
+    schema = Envelope.model_json_schema()
+    for event in EVENTS:
+        doc = json.loads(encode(new_envelope(event, key=None, producer="p",
+                                             time=datetime(2026, 1, 1, tzinfo=UTC))))
+        jsonschema.validate(doc, schema)
