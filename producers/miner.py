@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from producers.keys import Hotkey
 from producers.producer import EventProducer
-from schemas.envelope import Envelope, new_envelope
+from schemas.envelope import Envelope, derived_event_id, new_envelope
 from schemas.events import MinerRegistered, SubmissionPublished
 from schemas.hashing import submission_hash
 from schemas.signing import sign
@@ -23,7 +23,9 @@ def registration(key: Hotkey, *, uid: int, block: int, coldkey: str | None = Non
         "block": block,
     }
     event = MinerRegistered(**fields, signature=sign(key.private_key, fields))
-    return new_envelope(event, key=str(uid), producer=PRODUCER_NAME)
+    return new_envelope(
+        event, key=str(uid), producer=PRODUCER_NAME, event_id=_event_id(event.signature)
+    )
 
 
 def submission(
@@ -54,7 +56,17 @@ def submission(
         or submission_hash(repo_namespace, repo_name, config_template, key.hotkey),
     }
     event = SubmissionPublished(**fields, signature=sign(key.private_key, fields))
-    return new_envelope(event, key=key.hotkey, producer=PRODUCER_NAME)
+    return new_envelope(
+        event, key=key.hotkey, producer=PRODUCER_NAME, event_id=_event_id(event.signature)
+    )
+
+
+def _event_id(signature: str) -> str:
+    """Ed25519 signatures are deterministic, so the same signed event always has the same id.
+
+    Publishing the same registration or submission twice is then a no-op downstream.
+    """
+    return derived_event_id(signature, "miner")
 
 
 def publish(settings: KafkaSettings, topic: str, envelopes: list[Envelope]) -> None:

@@ -47,3 +47,12 @@ def test_signed_events_verify_and_carry_the_spec_hash(tmp_path) -> None:
     verify(sub.payload.hotkey, sub.payload.signed_fields(), sub.payload.signature)
     bad = submission(key, repo_namespace="ns", repo_name="m", block=200, hash_override="123")
     assert bad.payload.hash != bad.payload.expected_hash()
+
+
+def test_republishing_the_same_event_keeps_its_id(tmp_path) -> None:
+    key = create_key_file(tmp_path / "hk.json")
+    first = submission(key, repo_namespace="ns", repo_name="m", block=200)
+    again = submission(key, repo_namespace="ns", repo_name="m", block=200)
+    later = submission(key, repo_namespace="ns", repo_name="m", block=201)
+    assert first.event_id == again.event_id
+    assert later.event_id != first.event_id
