@@ -1,0 +1,134 @@
+"""Benchmark: the batched scoring engine against one sample at a time on the same model.
+
+Run: ``.venv/bin/python -m bench.scoring.run [--device cuda] [--size mini] [--samples 40]``.
+Writes ``bench/results/scoring.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from scoring.engine import ScoringEngine
+from scoring.reference import OfflineReferenceVoice
+from scoring.settings import ScoringSettings
+from scoring.tiny import build_tiny_musicgen
+from scoring.types import ScoringResult, Submission
+
+RESULTS = Path(__file__).resolve().parents[1] / "results" / "scoring.json"
+SUBMISSION = Submission(hash="18358495043599921355", repo_namespace="bench", repo_name="tts")
+
+
+class CachedReference:
+    """The offline reference voice, synthesized once per text for both runs."""
+
+    def __init__(self) -> None:
+        self.voice = OfflineReferenceVoice()
+        self.cache: dict[str, tuple[np.ndarray, int]] = {}
+
+    def synthesize(self, text: str) -> tuple[np.ndarray, int]:
+        if text not in self.cache:
+            self.cache[text] = self.voice.synthesize(text)
+        return self.cache[text]
+
+    def close(self) -> None:
+        pass
+
+
+def _run(settings: ScoringSettings, device: str, reference: CachedReference) -> ScoringResult:
+    engine = ScoringEngine(settings, device, reference=reference)
+    try:
+        result = engine.score(SUBMISSION)
+    finally:
+        engine.close()
+    if result.status != "COMPLETED":
+        raise SystemExit(f"benchmark run FAILED: {result.failure_code}: {result.reason}")
+    return result
+
+
+def _device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    return f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def _model_s(result: ScoringResult) -> float:
+    return result.timings["ce_s"] + result.timings["generate_s"]
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Build the model, score it batched and sequentially, check agreement, write the JSON."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--size", choices=["tiny", "small", "mini"], default="small")
+    parser.add_argument("--samples", type=int, default=16)
+    parser.add_argument("--max-audio-s", type=float, default=4.0)
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+
+    with tempfile.TemporaryDirectory(prefix="speechstream-bench-") as tmp:
+        root = Path(tmp)
+        built = time.perf_counter()
+        build_tiny_musicgen(root / "bench" / "tts", seed=7, size=args.size)
+        build_s = time.perf_counter() - built
+        common: dict[str, Any] = {
+            "models_root": root,
+            "n_samples": args.samples,
+            "max_audio_s": args.max_audio_s,
+            "time_limit_s": 3600.0,
+        }
+        reference = CachedReference()
+        batched = _run(
+            ScoringSettings(**common, batch_size=args.batch_size), args.device, reference
+        )
+        sequential = _run(ScoringSettings(**common, batch_size=1), args.device, reference)
+
+    assert batched.total_score is not None and sequential.total_score is not None
+    ce_diff = max(
+        abs((a.ce or 0.0) - (b.ce or 0.0))
+        for a, b in zip(batched.samples, sequential.samples, strict=True)
+    )
+    same_transcripts = all(
+        a.transcription == b.transcription
+        for a, b in zip(batched.samples, sequential.samples, strict=True)
+    )
+    total_diff = abs(batched.total_score - sequential.total_score)
+    assert total_diff < 1e-3, f"batched and sequential totals differ by {total_diff}"
+    result = {
+        "device": _device_name(args.device),
+        "model_size": args.size,
+        "samples": args.samples,
+        "max_audio_s": args.max_audio_s,
+        "batch_size": int(batched.timings["batch_size"]),
+        "batched_s": round(_model_s(batched), 3),
+        "sequential_s": round(_model_s(sequential), 3),
+        "speedup": round(_model_s(sequential) / _model_s(batched), 2),
+        "batched_end_to_end_s": round(batched.timings["total_s"], 3),
+        "sequential_end_to_end_s": round(sequential.timings["total_s"], 3),
+        "batched_timings": {k: round(v, 3) for k, v in batched.timings.items()},
+        "sequential_timings": {k: round(v, 3) for k, v in sequential.timings.items()},
+        "total_batched": batched.total_score,
+        "total_sequential": sequential.total_score,
+        "max_ce_diff": ce_diff,
+        "same_transcriptions": same_transcripts,
+        "build_s": round(build_s, 3),
+        "note": "batched_s/sequential_s time generation + teacher-forced CE (the model's work); "
+        "reference synthesis is cached and ASR is identical work in both runs",
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()

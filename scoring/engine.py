@@ -1,0 +1,261 @@
+"""The scoring engine: prechecks, load, draw, reference audio, CE, generation, ASR, score."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from scoring.asr import make_transcriber
+from scoring.audio import resample
+from scoring.base import ReferenceVoice, Transcriber
+from scoring.batching import auto_batch_size, free_device_memory, run_batches
+from scoring.exceptions import (
+    MethodUnavailableError,
+    ModelLoadError,
+    PrecheckError,
+    ScoringError,
+    TimeLimitError,
+)
+from scoring.methods import SampleRun, combine, methods_for
+from scoring.metrics import word_error_rate
+from scoring.models import TTSModel, load_model
+from scoring.prompts import clean_text, draw_samples, draw_seed
+from scoring.reference import make_reference_voice
+from scoring.settings import ScoringSettings
+from scoring.source import HubSource, LocalSource, ResolvedModel, make_source
+from scoring.templates import get_template
+from scoring.types import SampleScore, ScoringResult, Submission
+
+Report = Callable[[str, str | None], None]
+log = logging.getLogger(__name__)
+
+
+def _quiet_transformers() -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def target_frames(text: str, frame_rate: float, max_audio_s: float) -> int:
+    """Frames to generate for a text: ~75 ms a character plus 0.5 s, rounded up to whole
+    seconds (so samples share lengths and batch well), capped at ``max_audio_s``."""
+    seconds = min(max_audio_s, float(math.ceil(0.5 + 0.075 * len(text))))
+    return max(1, int(round(seconds * frame_rate)))
+
+
+def _error(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:500]
+
+
+class ScoringEngine:
+    """Scores submissions one at a time on one device; setup once, score many, close once."""
+
+    def __init__(
+        self,
+        settings: ScoringSettings,
+        device: str = "cpu",
+        *,
+        source: LocalSource | HubSource | None = None,
+        reference: ReferenceVoice | None = None,
+        transcriber: Transcriber | None = None,
+    ) -> None:
+        self.settings = settings
+        self.device = torch.device(device)
+        self._source = source
+        self._reference = reference
+        self._transcriber = transcriber
+
+    def setup(self) -> None:
+        """Create the model source, reference voice and transcriber (idempotent)."""
+        _quiet_transformers()
+        if self._source is None:
+            self._source = make_source(self.settings)
+        if self._reference is None:
+            self._reference = make_reference_voice(self.settings)
+        if self._transcriber is None:
+            self._transcriber = make_transcriber(self.settings, str(self.device))
+
+    def close(self) -> None:
+        """Release the reference voice and the transcriber."""
+        for part in (self._reference, self._transcriber):
+            if part is not None:
+                part.close()
+        self._reference = self._transcriber = None
+
+    def score(self, submission: Submission, report: Report | None = None) -> ScoringResult:
+        """Score one submission; every understood failure is a FAILED result with its reason."""
+        self.setup()
+        started = time.monotonic()
+        result = self._score(submission, report or (lambda status, note: None), started)
+        result.timings["total_s"] = time.monotonic() - started
+        return result
+
+    def _score(self, submission: Submission, report: Report, started: float) -> ScoringResult:
+        deadline = started + self.settings.time_limit_s
+        timings: dict[str, float] = {}
+        resolved: ResolvedModel | None = None
+        model: TTSModel | None = None
+        try:
+            report("PRECHECK", f"checking {submission.repo_id}")
+            template = get_template(submission.config_template)
+            methods = methods_for(self.settings, submission.scoring_version)
+            assert self._source is not None
+            resolved = self._source.resolve(submission)
+            timings["precheck_s"] = time.monotonic() - started
+            report("RUNNING", f"evaluating {resolved.architecture}")
+            t = time.monotonic()
+            model = load_model(resolved.architecture, resolved.path, template, self.device)
+            timings["load_s"] = time.monotonic() - t
+            runs = self._evaluate(submission, model, deadline, timings)
+            totals: dict[str, float] = {}
+            for method in methods:
+                value = method.score(runs)
+                if value is not None:
+                    totals[method.name] = value
+            extra = {
+                "samples": [r.score for r in runs],
+                "timings": timings,
+                "revision": resolved.revision,
+                "content_hash": resolved.content_hash,
+            }
+            if "ce_wer" not in totals:
+                errors = {r.score.error for r in runs if r.score.error}
+                return ScoringResult.failed(
+                    "NO_SAMPLE_SUCCEEDED",
+                    f"no sample succeeded; errors: {'; '.join(sorted(errors))[:400]}",
+                    **extra,
+                )
+            weights = {m.name: m.weight for m in methods}
+            return ScoringResult(
+                status="COMPLETED",
+                total_score=combine(totals, weights),
+                method_scores=totals,
+                **extra,
+            )
+        except PrecheckError as exc:
+            return ScoringResult.failed(exc.code, exc.message, timings=timings)
+        except ModelLoadError as exc:
+            return ScoringResult.failed("MODEL_LOAD", str(exc), timings=timings)
+        except TimeLimitError as exc:
+            return ScoringResult.failed("TIME_LIMIT", str(exc), timings=timings)
+        except MethodUnavailableError as exc:
+            return ScoringResult.failed("METHOD_UNAVAILABLE", str(exc), timings=timings)
+        except (torch.cuda.OutOfMemoryError, MemoryError) as exc:
+            return ScoringResult.failed("OUT_OF_MEMORY", _error(exc), timings=timings)
+        except ScoringError as exc:
+            return ScoringResult.failed("SCORING_ERROR", _error(exc), timings=timings)
+        finally:
+            if model is not None:
+                model.close()
+            del model
+            if resolved is not None:
+                resolved.evict()
+            free_device_memory(self.device)
+
+    def _evaluate(
+        self, submission: Submission, model: TTSModel, deadline: float, timings: dict[str, float]
+    ) -> list[SampleRun]:
+        settings = self.settings
+
+        def check_time() -> None:
+            if time.monotonic() > deadline:
+                raise TimeLimitError(f"evaluation ran past its {settings.time_limit_s:.0f} s limit")
+
+        tokenizer: Any = model.prompt_tokenizer()
+        samples = [
+            s.model_copy(update={"text": clean_text(s.text, tokenizer, settings.max_text_tokens)})
+            for s in draw_samples(submission.hash, submission.scoring_version, settings.n_samples)
+        ]
+        runs = [
+            SampleRun(SampleScore(index=s.index, text=s.text, speaker=s.speaker)) for s in samples
+        ]
+        max_len = int(settings.max_audio_s * model.sample_rate)
+
+        t = time.monotonic()
+        references: dict[int, np.ndarray] = {}
+        assert self._reference is not None
+        for s in samples:
+            check_time()
+            try:
+                wave, sr = self._reference.synthesize(s.text)
+                references[s.index] = resample(wave, sr, model.sample_rate)[:max_len]
+            except ScoringError as exc:
+                runs[s.index].score.error = f"reference voice: {_error(exc)}"
+        timings["reference_s"] = time.monotonic() - t
+
+        n_frames = {
+            s.index: target_frames(s.text, model.frame_rate, settings.max_audio_s) for s in samples
+        }
+        per_sample = getattr(model, "bytes_per_sample", lambda n: 256 * 1024**2)(
+            max(n_frames.values())
+        )
+        batch_size = auto_batch_size(
+            self.device, per_sample, settings.batch_size, settings.max_batch_size
+        )
+        timings["batch_size"] = float(batch_size)
+
+        t = time.monotonic()
+        with_ref = [s for s in samples if s.index in references]
+        ces = run_batches(
+            with_ref,
+            lambda b: model.teacher_forced_loss(
+                [s.description for s in b], [s.text for s in b], [references[s.index] for s in b]
+            ),
+            batch_size,
+            self.device,
+            check_time,
+        )
+        for s, ce in zip(with_ref, ces, strict=True):
+            if isinstance(ce, BaseException):
+                runs[s.index].score.error = f"cross-entropy: {_error(ce)}"
+            elif not math.isfinite(ce):
+                runs[s.index].score.error = f"cross-entropy is not finite ({ce})"
+            else:
+                runs[s.index].score.ce = float(ce)
+        timings["ce_s"] = time.monotonic() - t
+
+        t = time.monotonic()
+        seed = draw_seed(submission.hash, submission.scoring_version) & 0x7FFFFFFF
+        todo = sorted(
+            (s for s in samples if runs[s.index].score.error is None),
+            key=lambda s: (n_frames[s.index], s.index),
+        )
+        for frames in sorted({n_frames[s.index] for s in todo}):
+            group = [s for s in todo if n_frames[s.index] == frames]
+            outs = run_batches(
+                group,
+                lambda b, f=frames: model.generate(
+                    [s.description for s in b], [s.text for s in b], f, seed
+                ),
+                batch_size,
+                self.device,
+                check_time,
+            )
+            for s, out in zip(group, outs, strict=True):
+                if isinstance(out, BaseException):
+                    runs[s.index].score.error = f"generation: {_error(out)}"
+                else:
+                    runs[s.index].wave, runs[s.index].sample_rate = out.wave, out.sample_rate
+        timings["generate_s"] = time.monotonic() - t
+
+        t = time.monotonic()
+        assert self._transcriber is not None
+        for run in runs:
+            if run.wave is None or run.score.error is not None:
+                continue
+            check_time()
+            try:
+                text = self._transcriber.transcribe(run.wave, run.sample_rate or model.sample_rate)
+                run.score.transcription = text
+                run.score.wer = word_error_rate(run.score.text, text)
+            except ScoringError as exc:
+                run.score.error = f"transcription: {_error(exc)}"
+        timings["asr_s"] = time.monotonic() - t
+        return runs

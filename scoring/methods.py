@@ -1,0 +1,93 @@
+"""Pluggable, weighted scoring methods: v1 (CE + WER) and the optional human-likeness slot."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from scoring.exceptions import MethodUnavailableError
+from scoring.metrics import sample_score, total_score
+from scoring.settings import ScoringSettings
+from scoring.types import SampleScore
+
+
+@dataclass
+class SampleRun:
+    """What the engine produced for one sample, handed to every method."""
+
+    score: SampleScore
+    wave: np.ndarray | None = None
+    sample_rate: int | None = None
+
+
+class ScoringMethod(Protocol):
+    """Turns the sample runs into a total in [0, 1] (None when nothing could be scored)."""
+
+    name: str
+    weight: float
+
+    def score(self, runs: list[SampleRun]) -> float | None: ...
+
+
+class CeWerMethod:
+    """SPEC §4 v1: ``0.5 / (1 + k·CE) + 0.5 · (1 − WER)`` per sample, mean of clipped scores."""
+
+    name = "ce_wer"
+
+    def __init__(self, weight: float = 1.0, k: float = 1.0) -> None:
+        self.weight = weight
+        self.k = k
+
+    def score(self, runs: list[SampleRun]) -> float | None:
+        """Fill each successful sample's score and return the mean over them."""
+        scores = []
+        for run in runs:
+            s = run.score
+            if s.error is None and s.ce is not None and s.wer is not None:
+                s.score = sample_score(s.ce, s.wer, self.k)
+                scores.append(s.score)
+        return total_score(scores)
+
+
+class HumanLikenessMethod:
+    """An MLP over emotion2vec utterance embeddings; runs only with local weights.
+
+    This build ships the slot, not the embedding model: configured with weights, it refuses to
+    run with a clear reason rather than produce a score it cannot compute.
+    """
+
+    name = "human_likeness"
+
+    def __init__(self, weights: Path, weight: float) -> None:
+        self.weights = weights
+        self.weight = weight
+
+    def score(self, runs: list[SampleRun]) -> float | None:
+        """Refuse: the emotion2vec embedding model is not part of this environment."""
+        if not self.weights.is_file():
+            raise MethodUnavailableError(f"human-likeness weights {self.weights} do not exist")
+        raise MethodUnavailableError(
+            "the human-likeness method needs emotion2vec embeddings, which this environment "
+            "does not provide; unset SPEECHSTREAM_SCORING_HUMAN_LIKENESS_WEIGHTS"
+        )
+
+
+def methods_for(settings: ScoringSettings, scoring_version: str) -> list[ScoringMethod]:
+    """The methods of a scoring version; unknown versions are refused."""
+    if scoring_version != "v1":
+        raise MethodUnavailableError(f"unknown scoring version {scoring_version!r}; known: v1")
+    methods: list[ScoringMethod] = [CeWerMethod(1.0, settings.ce_k)]
+    if settings.human_likeness_weights is not None and settings.human_likeness_weight > 0:
+        methods.append(
+            HumanLikenessMethod(settings.human_likeness_weights, settings.human_likeness_weight)
+        )
+    return methods
+
+
+def combine(totals: dict[str, float], weights: dict[str, float]) -> float:
+    """The weighted mean of the method totals."""
+    weight_sum = sum(weights[name] for name in totals)
+    return sum(totals[name] * weights[name] for name in totals) / weight_sum
