@@ -7,6 +7,7 @@ and a database; when unset they default to the local stack that ``speechstream d
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr
@@ -108,3 +109,28 @@ class SinkSettings(BaseSettings):
     batch_size: int = 5_000
     batch_timeout_s: float = 0.2
     metrics_port: int | None = None
+
+
+class DevSettings(BaseSettings):
+    """The local development stack that ``speechstream dev up`` runs (Kafka + PostgreSQL).
+
+    ``KAFKA_BOOTSTRAP_SERVERS`` / ``DATABASE_URL``, when set, name an existing broker / database
+    that the stack uses instead of starting its own.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="SPEECHSTREAM_DEV_", extra="ignore", populate_by_name=True
+    )
+
+    cache_dir: Path = Field(default_factory=lambda: Path("~/.cache/speechstream").expanduser())
+    state_dir: Path = Path(".speechstream/dev")
+    kafka_port: int = DEV_KAFKA_PORT
+    kafka_controller_port: int = DEV_KAFKA_PORT + 1
+    kafka_heap: str = "1g"
+    postgres_port: int = DEV_POSTGRES_PORT
+    postgres_bin_dir: Path | None = None
+    start_timeout_s: float = 90.0
+    external_bootstrap_servers: str | None = Field(
+        None, validation_alias="KAFKA_BOOTSTRAP_SERVERS"
+    )
+    external_database_url: SecretStr | None = Field(None, validation_alias="DATABASE_URL")

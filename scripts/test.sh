@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Set up, then run the unit and integration tests against a real Kafka broker and PostgreSQL.
+#
+# The integration fixtures use $KAFKA_BOOTSTRAP_SERVERS and $DATABASE_URL when both are set,
+# testcontainers when a Docker engine answers, and otherwise start their own local stack.
+# Extra arguments go to pytest. Exits non-zero on any failure, and when no test was collected.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+exec .venv/bin/pytest tests "$@"

@@ -1,0 +1,1 @@
+"""Command modules of the ``speechstream`` CLI; each has ``register(subparsers)``."""

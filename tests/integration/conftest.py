@@ -1,0 +1,87 @@
+"""Per-test fixtures over the session's broker and database: unique topics, group, database.
+
+- ``kafka_settings``: ``KafkaSettings`` for the session broker with a topic prefix unique to the
+  test; every registry topic exists under it (deleted again after the test).
+- ``group_id``: a consumer group id unique to the test.
+- ``db_conninfo``: a database of its own for the test, created from a template that has the
+  migrations applied (``CREATE DATABASE … TEMPLATE``, ~0.1 s) and dropped after the test. With
+  ``DATABASE_URL`` from the environment, its role needs ``CREATEDB``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from speechstream.dev.postgres import apply_migrations
+from speechstream.settings import KafkaSettings
+from speechstream.topics_admin import create_topics, delete_topics
+
+
+def _unique(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def kafka_settings(bootstrap_servers: str) -> Iterator[KafkaSettings]:
+    """Settings with a fresh topic prefix (``t<hex>.``); the registry's topics exist under it."""
+    settings = KafkaSettings().model_copy(
+        update={"bootstrap_servers": bootstrap_servers, "topic_prefix": f"{_unique('t')}."}
+    )
+    create_topics(settings)
+    yield settings
+    delete_topics(settings, [name for name, _ in settings.topics.all()])
+
+
+@pytest.fixture
+def group_id() -> str:
+    """A consumer group id no other test uses."""
+    return _unique("test-group-")
+
+
+def _with_dbname(conninfo: str, dbname: str) -> str:
+    params = conninfo_to_dict(conninfo)
+    params["dbname"] = dbname
+    return make_conninfo(**{k: str(v) for k, v in params.items() if v is not None})
+
+
+def _drop_database(database_url: str, name: str) -> None:
+    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(drop)
+
+
+@pytest.fixture(scope="session")
+def template_database(database_url: str) -> Iterator[str]:
+    """A migrated database that each test's database is copied from (nobody connects to it)."""
+    name = _unique("speechstream_tmpl_")
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        try:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        except psycopg.errors.InsufficientPrivilege as exc:
+            pytest.fail(
+                f"db_conninfo creates a database per test; the role of DATABASE_URL may not: "
+                f"{exc} (grant it CREATEDB, or unset DATABASE_URL to use a local server)"
+            )
+    apply_migrations(_with_dbname(database_url, name))
+    yield name
+    _drop_database(database_url, name)
+
+
+@pytest.fixture
+def db_conninfo(database_url: str, template_database: str) -> Iterator[str]:
+    """The conninfo of a fresh, migrated database for this test only (dropped afterwards)."""
+    name = _unique("speechstream_test_")
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(template_database)
+            )
+        )
+    yield _with_dbname(database_url, name)
+    _drop_database(database_url, name)
