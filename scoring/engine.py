@@ -16,6 +16,7 @@ from scoring.audio import resample
 from scoring.base import ReferenceVoice, Transcriber
 from scoring.batching import auto_batch_size, free_device_memory, run_batches
 from scoring.exceptions import (
+    ElsewhereError,
     MethodUnavailableError,
     ModelLoadError,
     PrecheckError,
@@ -138,6 +139,10 @@ class ScoringEngine:
                 total_score=combine(totals, weights),
                 method_scores=totals,
                 **extra,
+            )
+        except ElsewhereError as exc:
+            return ScoringResult.failed(
+                exc.code, exc.message, timings=timings, environment=exc.environment
             )
         except PrecheckError as exc:
             return ScoringResult.failed(exc.code, exc.message, timings=timings)

@@ -13,13 +13,27 @@ class PrecheckError(ScoringError):
     """A submitted model failed a precheck; it is FAILED with this reason and never evaluated.
 
     ``code`` is one of REPO_NOT_FOUND, PICKLE_WEIGHTS, NO_WEIGHTS, TOO_LARGE, NO_CONFIG,
-    UNSUPPORTED_ARCHITECTURE, UNKNOWN_TEMPLATE, BAD_WEIGHTS.
+    UNSUPPORTED_ARCHITECTURE, ARCHITECTURE_ELSEWHERE, UNKNOWN_TEMPLATE, BAD_WEIGHTS.
     """
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+
+
+class ElsewhereError(PrecheckError):
+    """The model's architecture is evaluated by another environment (``environment``); set up
+    that environment (for Parler: ``bash scripts/setup-parler.sh``)."""
+
+    def __init__(self, architecture: str, environment: str) -> None:
+        super().__init__(
+            "ARCHITECTURE_ELSEWHERE",
+            f"{architecture} is evaluated by the {environment} evaluator environment, "
+            "not this one",
+        )
+        self.architecture = architecture
+        self.environment = environment
 
 
 class ModelLoadError(ScoringError):

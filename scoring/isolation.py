@@ -1,58 +1,127 @@
-"""Run one evaluation in a spawned child process with a hard time limit and memory handling."""
+"""Run one evaluation in a child process of the model's environment, with a hard time limit."""
 
 from __future__ import annotations
 
-import multiprocessing as mp
-import resource
+import json
+import logging
+import queue
 import signal
+import subprocess
+import sys
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from multiprocessing.connection import Connection
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
-from scoring.settings import ScoringSettings
+from scoring.settings import PARLER_SETUP, ScoringSettings
 from scoring.types import ScoringResult, Submission
 
 Report = Callable[[str, str | None], None]
 STARTUP_GRACE_S = 120.0
 """Added to the engine's own time limit for interpreter start, imports and model loading."""
+_STDERR_TAIL = 30
+log = logging.getLogger(__name__)
 
 
-def _child(
-    settings: ScoringSettings, submission: Submission, device: str, conn: Connection
-) -> None:
-    """The child's body: score, stream statuses back, send the result, exit."""
-    try:
-        if settings.memory_limit_bytes and device == "cpu":
-            limit = settings.memory_limit_bytes
-            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-        from scoring.engine import ScoringEngine
-
-        engine = ScoringEngine(settings, device)
-        try:
-            result = engine.score(
-                submission, lambda status, note: conn.send(("status", status, note))
-            )
-        finally:
-            engine.close()
-    except MemoryError as exc:
-        cap = f" (limit {settings.memory_limit_bytes} bytes)" if settings.memory_limit_bytes else ""
-        result = ScoringResult.failed(
-            "OUT_OF_MEMORY", f"the evaluation ran out of memory{cap}: {exc!r}"
-        )
-    except BaseException as exc:  # the child must always answer; the parent turns this into FAILED
-        result = ScoringResult.failed("CRASHED", f"{type(exc).__name__}: {exc}"[:500])
-    conn.send(("result", result.model_dump(mode="json")))
-    conn.close()
+def _pump(stream: IO[str], sink: queue.Queue[str | None]) -> None:
+    for line in stream:
+        sink.put(line)
+    sink.put(None)
 
 
-def _death_reason(exitcode: int | None) -> tuple[str, str]:
-    if exitcode is not None and exitcode < 0:
-        sig = signal.Signals(-exitcode).name
-        if -exitcode == signal.SIGKILL:
+def _keep_tail(stream: IO[str], tail: deque[str]) -> None:
+    for line in stream:
+        tail.append(line.rstrip())
+        log.debug("evaluation child: %s", line.rstrip())
+
+
+def _death_reason(returncode: int | None, tail: deque[str]) -> tuple[str, str]:
+    if returncode is not None and returncode < 0:
+        sig = signal.Signals(-returncode).name
+        if -returncode == signal.SIGKILL:
             return "OUT_OF_MEMORY", f"the evaluation process was killed ({sig}), most likely OOM"
         return "CRASHED", f"the evaluation process died of {sig}"
-    return "CRASHED", f"the evaluation process exited with code {exitcode} without a result"
+    last = " | ".join(list(tail)[-3:])
+    detail = f"; last output: {last}" if last else ""
+    return "CRASHED", (
+        f"the evaluation process exited with code {returncode} without a result{detail}"
+    )[:500]
+
+
+def run_child(
+    python: Path | str,
+    settings: ScoringSettings,
+    submission: Submission,
+    device: str,
+    report: Report,
+    limit_s: float,
+) -> ScoringResult:
+    """Run ``python -P -m scoring.child`` on one job; a hang, crash or OOM there is FAILED here.
+
+    ``-P`` keeps the working directory off the child's ``sys.path``: the child imports only its
+    own environment's packages (each environment has this project installed).
+    """
+    job = {
+        "settings": settings.child_payload(),
+        "submission": submission.model_dump(mode="json"),
+        "device": device,
+    }
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [str(python), "-P", "-m", "scoring.child"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+    )
+    assert process.stdin is not None and process.stdout is not None
+    assert process.stderr is not None
+    lines: queue.Queue[str | None] = queue.Queue()
+    tail: deque[str] = deque(maxlen=_STDERR_TAIL)
+    readers = [
+        threading.Thread(target=_pump, args=(process.stdout, lines), daemon=True),
+        threading.Thread(target=_keep_tail, args=(process.stderr, tail), daemon=True),
+    ]
+    for reader in readers:
+        reader.start()
+    result: dict[str, Any] | None = None
+    try:
+        try:
+            process.stdin.write(json.dumps(job))
+            process.stdin.close()
+        except BrokenPipeError:
+            pass  # the child died at start; its exit code says why below
+        while result is None:
+            remaining = started + limit_s - time.monotonic()
+            if remaining <= 0:
+                return ScoringResult.failed(
+                    "TIME_LIMIT", f"the evaluation did not finish within {limit_s:.0f} s"
+                )
+            try:
+                line = lines.get(timeout=min(remaining, 1.0))
+            except queue.Empty:
+                continue
+            if line is None:
+                process.wait(10)
+                for reader in readers:
+                    reader.join(1)
+                return ScoringResult.failed(*_death_reason(process.returncode, tail))
+            message = json.loads(line)
+            if message["kind"] == "status":
+                report(message["status"], message.get("note"))
+            else:
+                result = message["result"]
+        return ScoringResult.model_validate(result)
+    finally:
+        if process.poll() is None:
+            try:
+                process.wait(10 if result is not None else 0.01)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
 
 
 def run_isolated(
@@ -62,45 +131,33 @@ def run_isolated(
     report: Report | None = None,
     time_limit_s: float | None = None,
 ) -> ScoringResult:
-    """Score ``submission`` in a fresh spawned process; a hang, crash or OOM there is a FAILED
-    result here, and the caller's process never shares the model's memory."""
+    """Score ``submission`` in a fresh child process; the caller never holds model memory.
+
+    The child starts in this environment; when its prechecks find an architecture that another
+    evaluator environment runs (Parler-TTS), the evaluation is run again, within the same time
+    limit, with that environment's interpreter.
+    """
     report = report or (lambda status, note: None)
+    last: list[str] = []
+
+    def forward(status: str, note: str | None) -> None:
+        if not last or last[-1] != status:
+            last.append(status)
+            report(status, note)
+
     limit = time_limit_s if time_limit_s is not None else settings.time_limit_s + STARTUP_GRACE_S
-    ctx = mp.get_context("spawn")
-    parent, child = ctx.Pipe(duplex=False)
-    process = ctx.Process(
-        target=_child, args=(settings, submission, device, child), name="speechstream-eval"
-    )
     started = time.monotonic()
-    process.start()
-    child.close()
-    result: dict[str, Any] | None = None
-    try:
-        while result is None:
-            remaining = started + limit - time.monotonic()
-            if remaining <= 0:
-                return ScoringResult.failed(
-                    "TIME_LIMIT", f"the evaluation did not finish within {limit:.0f} s"
-                )
-            if not parent.poll(min(remaining, 1.0)):
-                if not process.is_alive() and not parent.poll(0):
-                    process.join(5)
-                    return ScoringResult.failed(*_death_reason(process.exitcode))
-                continue
-            try:
-                message = parent.recv()
-            except EOFError:
-                process.join(5)
-                return ScoringResult.failed(*_death_reason(process.exitcode))
-            if message[0] == "status":
-                report(message[1], message[2])
-            else:
-                result = message[1]
-        return ScoringResult.model_validate(result)
-    finally:
-        parent.close()
-        if process.is_alive():
-            process.join(10 if result is not None else 0)
-        if process.is_alive():
-            process.kill()
-            process.join(10)
+    result = run_child(sys.executable, settings, submission, device, forward, limit)
+    if result.failure_code != "ARCHITECTURE_ELSEWHERE" or result.environment is None:
+        return result
+    python = settings.interpreter(result.environment)
+    if python is None:
+        return ScoringResult.failed(
+            "ARCHITECTURE_ELSEWHERE",
+            f"{result.reason}; the {result.environment} environment is not set up here: run "
+            f"`{PARLER_SETUP}` (or set SPEECHSTREAM_SCORING_PARLER_PYTHON)",
+            timings=result.timings,
+        )
+    log.info("hash %s runs in the %s environment (%s)", submission.hash, result.environment, python)
+    remaining = max(1.0, limit - (time.monotonic() - started))
+    return run_child(python, settings, submission, device, forward, remaining)

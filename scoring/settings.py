@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 GIB = 1024**3
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_PARLER_PYTHON = REPO_ROOT / ".venv-parler" / "bin" / "python"
+PARLER_SETUP = "bash scripts/setup-parler.sh"
 
 
 class ScoringSettings(BaseSettings):
@@ -52,3 +55,26 @@ class ScoringSettings(BaseSettings):
         None, description="Local weights of the human-likeness method; the method is off without."
     )
     human_likeness_weight: float = 0.0
+
+    parler_python: Path | None = Field(
+        None,
+        description="Interpreter of the Parler environment; default .venv-parler/bin/python "
+        f"of the repo when it exists (created by `{PARLER_SETUP}`).",
+    )
+
+    def interpreter(self, environment: str) -> Path | None:
+        """The Python interpreter of an evaluator environment, or None where it is not set up."""
+        if environment != "parler":
+            return None
+        if self.parler_python is not None:
+            return self.parler_python if self.parler_python.exists() else None
+        return DEFAULT_PARLER_PYTHON if DEFAULT_PARLER_PYTHON.exists() else None
+
+    def child_payload(self) -> dict[str, Any]:
+        """These settings as JSON for an evaluation child process, secrets included."""
+        data = self.model_dump(mode="json")
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                data[name] = value.get_secret_value()
+        return data

@@ -67,6 +67,9 @@ class ScoringResult(BaseModel):
     revision: str | None = None
     content_hash: str | None = None
     method_scores: dict[str, float] = Field(default_factory=dict)
+    environment: str | None = Field(
+        None, description="With ARCHITECTURE_ELSEWHERE: the evaluator environment to run it in."
+    )
 
     @classmethod
     def failed(cls, code: str, reason: str, **extra: object) -> ScoringResult:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from importlib.util import find_spec
 from pathlib import Path
 
 import torch
 
-from scoring.exceptions import PrecheckError
+from scoring.exceptions import ElsewhereError, PrecheckError
 from scoring.models.base import Generated, TTSModel
 from scoring.templates import Template
 
 Loader = Callable[[Path, Template, torch.device], TTSModel]
+PARLER = "ParlerTTSForConditionalGeneration"
 
 
 def _load_musicgen(path: Path, template: Template, device: torch.device) -> TTSModel:
@@ -20,29 +22,41 @@ def _load_musicgen(path: Path, template: Template, device: torch.device) -> TTSM
     return MusicgenTTS(path, template, device)
 
 
+def _load_parler(path: Path, template: Template, device: torch.device) -> TTSModel:
+    from scoring.models.parler import ParlerTTS
+
+    return ParlerTTS(path, template, device)
+
+
+def parler_available() -> bool:
+    """True in the Parler environment (the ``parler_tts`` package is importable)."""
+    return find_spec("parler_tts") is not None
+
+
 LOADERS: dict[str, Loader] = {"MusicgenForConditionalGeneration": _load_musicgen}
 """Architectures this environment evaluates."""
 
-ELSEWHERE: dict[str, str] = {
-    "ParlerTTSForConditionalGeneration": (
-        "Parler-TTS models are evaluated by a separate Parler evaluator environment "
-        "(parler-tts pins transformers 4.46.1, which cannot share this one); this evaluator "
-        "does not run them"
-    ),
-}
-"""Architectures that are recognized but evaluated by another evaluator environment."""
+ENVIRONMENTS: dict[str, str] = {PARLER: "parler"}
+"""Architectures evaluated by another evaluator environment, and that environment's name."""
+
+if parler_available():
+    LOADERS[PARLER] = _load_parler
 
 
 def check_architecture(architectures: list[str] | None) -> str:
-    """The supported architecture named by a config, or a precheck failure saying why not."""
+    """The supported architecture named by a config, or a precheck failure saying why not.
+
+    An architecture of another environment raises ElsewhereError, which the isolation layer
+    answers by running the evaluation again with that environment's interpreter.
+    """
     names = architectures or []
     for name in names:
         if name in LOADERS:
             return name
     for name in names:
-        if name in ELSEWHERE:
-            raise PrecheckError("ARCHITECTURE_ELSEWHERE", f"{name}: {ELSEWHERE[name]}")
-    supported = ", ".join(sorted(LOADERS))
+        if name in ENVIRONMENTS:
+            raise ElsewhereError(name, ENVIRONMENTS[name])
+    supported = ", ".join(sorted(set(LOADERS) | set(ENVIRONMENTS)))
     raise PrecheckError(
         "UNSUPPORTED_ARCHITECTURE",
         f"config.json names {names or 'no architecture'}; supported: {supported}",
@@ -54,4 +68,13 @@ def load_model(architecture: str, path: Path, template: Template, device: torch.
     return LOADERS[architecture](path, template, device)
 
 
-__all__ = ["Generated", "TTSModel", "check_architecture", "load_model", "LOADERS", "ELSEWHERE"]
+__all__ = [
+    "ENVIRONMENTS",
+    "LOADERS",
+    "PARLER",
+    "Generated",
+    "TTSModel",
+    "check_architecture",
+    "load_model",
+    "parler_available",
+]

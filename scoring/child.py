@@ -1,0 +1,63 @@
+"""The evaluation child process: ``python -m scoring.child`` reads one JSON job on stdin, scores
+it, and writes JSON lines on stdout (statuses, then the result); logs go to stderr."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+from typing import IO, Any
+
+from scoring.settings import ScoringSettings
+from scoring.types import ScoringResult, Submission
+
+
+def _send(channel: IO[str], message: dict[str, Any]) -> None:
+    channel.write(json.dumps(message) + "\n")
+    channel.flush()
+
+
+def run_job(job: dict[str, Any], channel: IO[str]) -> ScoringResult:
+    """Score the job's submission, streaming statuses to ``channel``; never raises."""
+    settings = ScoringSettings(**job["settings"])
+    submission = Submission.model_validate(job["submission"])
+    device = str(job.get("device", "cpu"))
+    try:
+        if settings.memory_limit_bytes and device == "cpu":
+            limit = settings.memory_limit_bytes
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        from scoring.engine import ScoringEngine
+
+        engine = ScoringEngine(settings, device)
+        try:
+            return engine.score(
+                submission,
+                lambda status, note: _send(
+                    channel, {"kind": "status", "status": status, "note": note}
+                ),
+            )
+        finally:
+            engine.close()
+    except MemoryError as exc:
+        cap = f" (limit {settings.memory_limit_bytes} bytes)" if settings.memory_limit_bytes else ""
+        return ScoringResult.failed(
+            "OUT_OF_MEMORY", f"the evaluation ran out of memory{cap}: {exc!r}"
+        )
+    except BaseException as exc:  # the child must always answer; the parent turns this into FAILED
+        return ScoringResult.failed("CRASHED", f"{type(exc).__name__}: {exc}"[:500])
+
+
+def main() -> int:
+    """Entry point: the protocol keeps the real stdout; anything printed goes to stderr."""
+    channel = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    job = json.loads(sys.stdin.read())
+    result = run_job(job, channel)
+    _send(channel, {"kind": "result", "result": result.model_dump(mode="json")})
+    channel.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""Parler-TTS end to end: a tiny Parler model built in the Parler environment (.venv-parler) is
+scored from this environment by consumers.tts.TTSScorer, which hands it to that environment."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from consumers.tts import TTSScorer
+from schemas.events import EvaluationRequested
+from scoring.settings import DEFAULT_PARLER_PYTHON, PARLER_SETUP, REPO_ROOT, ScoringSettings
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        not DEFAULT_PARLER_PYTHON.exists(),
+        reason=f"no Parler environment at {DEFAULT_PARLER_PYTHON}; create it with `{PARLER_SETUP}`",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def parler_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``<root>/alice/parler-tiny``: a random tiny Parler-TTS model, built by the Parler env."""
+    root = tmp_path_factory.mktemp("parler-models")
+    subprocess.run(
+        [
+            str(DEFAULT_PARLER_PYTHON),
+            "-m",
+            "scoring.tiny_parler",
+            str(root / "alice" / "parler-tiny"),
+            "--seed",
+            "1",
+        ],
+        cwd=REPO_ROOT,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    return root
+
+
+def _request() -> EvaluationRequested:
+    return EvaluationRequested(
+        hash="18358495043599921355",
+        hotkey="a" * 64,
+        uid=1,
+        repo_namespace="alice",
+        repo_name="parler-tiny",
+        block=100,
+        source_event_id="evt-parler",
+    )
+
+
+def test_parler_model_is_scored_in_the_parler_environment(parler_root: Path) -> None:
+    settings = ScoringSettings(models_root=parler_root, n_samples=2, max_audio_s=1.0)
+    scorer = TTSScorer(settings)
+    scorer.setup()
+    totals: list[float | None] = []
+    for _ in range(2):
+        statuses: list[str] = []
+        outcome = scorer.score(_request(), lambda s, n, seen=statuses: seen.append(s))
+        assert outcome.status == "COMPLETED", outcome.reason
+        assert outcome.total_score is not None and 0.0 <= outcome.total_score <= 1.0
+        assert len(outcome.samples) == 2
+        assert all(s.ce is not None and s.wer is not None for s in outcome.samples)
+        assert statuses == ["PRECHECK", "RUNNING"]
+        totals.append(outcome.total_score)
+    scorer.close()
+    assert totals[0] == totals[1]
