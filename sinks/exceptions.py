@@ -1,0 +1,13 @@
+"""Errors of the PostgreSQL sink."""
+
+from __future__ import annotations
+
+from schemas.exceptions import SpeechstreamError
+
+
+class SinkError(SpeechstreamError):
+    """The sink cannot write to PostgreSQL; check DATABASE_URL and the database's log."""
+
+
+class MigrationError(SinkError):
+    """A migration failed to apply; the database is left at the last applied version."""
