@@ -38,12 +38,18 @@ if [[ ! -x .venv/bin/python ]]; then
   python3.11 -m venv .venv
 fi
 
+# uv keeps a wheel cache (~/.cache/uv) that plain pip does not here, so the multi-GB torch
+# wheels are downloaded once per machine, not once per checkout.
 stamp=.venv/.speechstream-installed
 if [[ ! -f $stamp || pyproject.toml -nt $stamp || ! -x .venv/bin/speechstream ]]; then
-  echo "setup: pip install -e '.[dev]'"
-  .venv/bin/python -m pip install -q -e '.[dev]'
+  [[ -x .venv/bin/uv ]] || .venv/bin/python -m pip install -q uv
+  echo "setup: uv pip install -e '.[dev]'"
+  .venv/bin/uv pip install -q --python .venv/bin/python -e '.[dev]'
   touch "$stamp"
 fi
+
+# The Parler-TTS evaluator environment (.venv-parler; it pins an older transformers).
+bash scripts/setup-parler.sh
 
 .venv/bin/speechstream dev fetch >/dev/null
 echo "setup: ready"

@@ -42,7 +42,8 @@ CREATE TABLE status_events (
     scoring_version  text NOT NULL,
     evaluator        text,
     note             text,
-    time             timestamptz NOT NULL
+    time             timestamptz NOT NULL,
+    written_at       timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 CREATE INDEX status_events_hash ON status_events (hash);
 

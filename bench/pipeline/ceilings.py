@@ -1,0 +1,49 @@
+"""Ceilings measured beside the pipeline: a raw confluent-kafka consume→produce passthrough."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from confluent_kafka import Consumer, Producer
+
+from speechstream.settings import KafkaSettings
+
+
+def passthrough_per_s(kafka: KafkaSettings, source: str, sink_topic: str, expected: int) -> float:
+    """Messages/s a single Python process moves from ``source`` to ``sink_topic`` (no parsing)."""
+    consumer = Consumer(
+        kafka.to_librdkafka(
+            **{
+                "group.id": f"bench-passthrough-{uuid.uuid4().hex[:8]}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+            }
+        )
+    )
+    producer = Producer(kafka.to_librdkafka(**{"linger.ms": 5, "enable.idempotence": True}))
+    consumer.subscribe([source])
+    moved = 0
+    started: float | None = None
+    try:
+        while moved < expected:
+            batch = consumer.consume(1000, timeout=1.0)
+            if batch and started is None:
+                started = time.perf_counter()
+            for msg in batch:
+                if msg.error():
+                    continue
+                while True:
+                    try:
+                        producer.produce(sink_topic, msg.value(), msg.key())
+                        break
+                    except BufferError:
+                        producer.poll(0.01)
+                moved += 1
+            producer.poll(0)
+        producer.flush(60)
+        consumer.commit(asynchronous=False)
+    finally:
+        consumer.close()
+    assert started is not None
+    return moved / (time.perf_counter() - started)

@@ -1,0 +1,220 @@
+"""Pipeline benchmark: produce → validate (Faust) → route → sink (PostgreSQL), with ceilings.
+
+Run: ``.venv/bin/python -m bench.pipeline.run`` (starts the local stack if needed). Writes
+``bench/results/pipeline.json``. Every figure comes from one run on one broker and database:
+- validated_per_s: submissions/s one Faust worker turns into evaluation requests (from the
+  output records' broker timestamps, first to last);
+- sink_rows_per_s: rows/s the sink writes while draining the backlog (database write times);
+- passthrough_per_s: a raw confluent-kafka consume→produce loop over the same records;
+- copy_merge_rows_per_s: the same rows written straight from Python, COPY + one merge a batch;
+- p50_ms / p99_ms: produce → row latency at a paced rate (default 1,000 submissions/s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from bench.pipeline import data
+from bench.pipeline.ceilings import passthrough_per_s
+from schemas.topics import SUBMISSIONS
+from sinks.migrate import apply_migrations
+from speechstream.dev.stack import DevStack
+from speechstream.services import Service
+from speechstream.settings import DevSettings, KafkaSettings
+from speechstream.topics_admin import create_topics
+
+RESULTS = Path("bench/results/pipeline.json")
+
+
+def _produce(kafka: KafkaSettings, topic: str, records) -> float:  # noqa: ANN001
+    producer = Producer(kafka.to_librdkafka(**{"linger.ms": 20, "enable.idempotence": True,
+                                               "batch.size": 1_000_000}))
+    start = time.perf_counter()
+    n = 0
+    for key, value, *_ in records:
+        while True:
+            try:
+                producer.produce(topic, value, key)
+                break
+            except BufferError:
+                producer.poll(0.01)
+        n += 1
+    producer.flush(120)
+    return n / (time.perf_counter() - start)
+
+
+def _count(kafka: KafkaSettings, topic: str) -> int:
+    consumer = Consumer(kafka.to_librdkafka(**{"group.id": "bench-count"}))
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics[topic]
+        total = 0
+        for p in meta.partitions:
+            lo, hi = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            total += hi - lo
+        return total
+    finally:
+        consumer.close()
+
+
+def _wait_count(kafka: KafkaSettings, topic: str, n: int, timeout_s: float, svcs) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout_s
+    while _count(kafka, topic) < n:
+        for s in svcs:
+            s.check()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{topic}: {_count(kafka, topic)} < {n} after {timeout_s}s")
+        time.sleep(0.5)
+
+
+def _rate_from_timestamps(kafka: KafkaSettings, topic: str, n: int) -> float:
+    consumer = Consumer(kafka.to_librdkafka(**{
+        "group.id": f"bench-ts-{uuid.uuid4().hex[:6]}", "auto.offset.reset": "earliest",
+        "enable.auto.commit": False}))
+    consumer.subscribe([topic])
+    stamps: list[int] = []
+    try:
+        while len(stamps) < n:
+            for msg in consumer.consume(5000, timeout=2.0):
+                if not msg.error():
+                    stamps.append(msg.timestamp()[1])
+    finally:
+        consumer.close()
+    return (len(stamps) - 1) / max((max(stamps) - min(stamps)) / 1000, 1e-9)
+
+
+def _fresh_database(admin_url: str, name: str) -> str:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(psycopg.sql.SQL("DROP DATABASE IF EXISTS {}").format(
+            psycopg.sql.Identifier(name)))
+        conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
+    url = psycopg.conninfo.make_conninfo(admin_url, dbname=name)
+    apply_migrations(url)
+    return url
+
+
+def _sink_rows_per_s(conninfo: str) -> tuple[int, float]:
+    with psycopg.connect(conninfo) as conn:
+        row = conn.execute(
+            "SELECT count(*), extract(epoch FROM max(t) - min(t)) FROM ("
+            " SELECT written_at AS t FROM miners UNION ALL"
+            " SELECT created_at FROM submissions UNION ALL"
+            " SELECT written_at FROM status_events) x"
+        ).fetchone()
+    assert row is not None
+    rows, span = int(row[0]), float(row[1] or 0.0)
+    return rows, rows / max(span, 1e-9)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--miners", type=int, default=5_000)
+    parser.add_argument("--submissions", type=int, default=50_000)
+    parser.add_argument("--rate", type=int, default=1_000, help="paced submissions/s")
+    parser.add_argument("--paced-seconds", type=int, default=10)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    per_miner = max(1, args.submissions // args.miners)
+
+    prefix = f"bench{uuid.uuid4().hex[:6]}."
+    up = DevStack(DevSettings()).up(KafkaSettings())
+    kafka = KafkaSettings(KAFKA_BOOTSTRAP_SERVERS=up.bootstrap_servers,
+                          SPEECHSTREAM_TOPIC_PREFIX=prefix)
+    create_topics(kafka)
+    conninfo = _fresh_database(up.database_url, "bench_pipeline")
+    topics = kafka.topics
+    env = {"KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+           "SPEECHSTREAM_TOPIC_PREFIX": prefix, "DATABASE_URL": conninfo,
+           "SPEECHSTREAM_STREAMS_WEB_ENABLED": "false",
+           "SPEECHSTREAM_STREAMS_DATA_DIR": f"/tmp/{prefix}streams"}
+    logs = Path(f"/tmp/{prefix}logs")
+    worker = Service("streams", ["streams", "worker"], logs / "streams.log", env).start()
+    sink = Service("sink", ["sink", "run"], logs / "sink.log", env)
+    result: dict = {"machine": f"{platform.machine()}, {platform.system()}, 2 cores",
+                    "miners": args.miners, "submissions": per_miner * args.miners}
+    try:
+        keys = data.miners(args.miners)
+        _produce(kafka, topics.registrations, data.registrations(keys))
+        _wait_count(kafka, topics.miners, args.miners, 300, [worker])
+        time.sleep(3)  # the miners agent updates its table just after the topic
+        subs = list(data.submissions(keys, per_miner))
+        result["produce_per_s"] = round(_produce(kafka, topics.submissions, subs))
+        n = len(subs)
+        _wait_count(kafka, topics.evaluation_requests, n, 900, [worker])
+        result["validated_per_s"] = round(
+            _rate_from_timestamps(kafka, topics.evaluation_requests, n)
+        )
+        result["rejected"] = _count(kafka, topics.rejected)
+
+        sink.start()
+        expected = args.miners + 2 * n
+        deadline = time.monotonic() + 600
+        while _sink_rows_per_s(conninfo)[0] < expected:
+            sink.check()
+            if time.monotonic() > deadline:
+                raise TimeoutError("sink did not catch up in 600 s")
+            time.sleep(0.5)
+        rows, rate = _sink_rows_per_s(conninfo)
+        result["sink_rows"] = rows
+        result["sink_rows_per_s"] = round(rate)
+
+        scratch = kafka.model_copy(update={"topic_prefix": f"{prefix}passthrough."})
+        create_topics(scratch, (SUBMISSIONS,))
+        result["passthrough_per_s"] = round(
+            passthrough_per_s(kafka, topics.submissions, scratch.topics.submissions, n)
+        )
+        from bench.sink import copy_merge_ceiling
+
+        result["copy_merge_rows_per_s"] = round(copy_merge_ceiling(
+            _fresh_database(up.database_url, "bench_ceiling"), expected))
+
+        # Paced phase: latency produce → row at a fixed rate.
+        fresh = data.miners(args.rate * args.paced_seconds // 10 or 1, seed=7)
+        _produce(kafka, topics.registrations, data.registrations(fresh, uid_base=args.miners))
+        _wait_count(kafka, topics.miners, args.miners + len(fresh), 300, [worker])
+        time.sleep(3)
+        paced = list(data.submissions(fresh, 10, tag="p"))
+        sent: dict[str, float] = {}
+        producer = Producer(kafka.to_librdkafka(**{"linger.ms": 1, "enable.idempotence": True}))
+        start = time.time()
+        for i, (key, value, h) in enumerate(paced):
+            target = start + i / args.rate
+            while (now := time.time()) < target:
+                producer.poll(0)
+                time.sleep(min(0.001, target - now))
+            producer.produce(topics.submissions, value, key)
+            sent[h] = time.time()
+        producer.flush(60)
+        deadline = time.monotonic() + 300
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            while True:
+                rows_ = conn.execute(
+                    "SELECT hash, extract(epoch FROM created_at) FROM submissions"
+                    " WHERE hash = ANY(%s)", (list(sent),)).fetchall()
+                if len(rows_) >= len(sent) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
+        lat = sorted((float(t) - sent[h]) * 1000 for h, t in rows_)
+        result["paced_rate_per_s"] = args.rate
+        result["paced_rows"] = len(lat)
+        result["p50_ms"] = round(statistics.median(lat), 1)
+        result["p99_ms"] = round(lat[int(0.99 * (len(lat) - 1))], 1)
+    finally:
+        worker.stop()
+        sink.stop()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()
