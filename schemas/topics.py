@@ -41,7 +41,7 @@ SUBMISSIONS = TopicSpec(
     description="signed submissions published by miners",
 )
 ACCEPTED = TopicSpec(
-    "submissions.accepted", 4, "repo", ("submission.published",),
+    "submissions.accepted", 4, "repo", ("evaluation.requested",),
     description="internal: submissions past the per-hotkey checks, re-keyed by repo",
 )
 REJECTED = TopicSpec(

@@ -16,6 +16,11 @@ COMMAND_MODULES: tuple[str, ...] = (
     "speechstream.commands.topics",
     "speechstream.commands.schemas",
     "speechstream.commands.miner",
+    "speechstream.commands.streams",
+    "speechstream.commands.evaluator",
+    "speechstream.commands.sink",
+    "speechstream.commands.leaderboard",
+    "speechstream.commands.demo",
 )
 
 

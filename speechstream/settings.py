@@ -44,6 +44,9 @@ class KafkaSettings(BaseSettings):
         """The confluent-kafka (librdkafka) configuration, plus ``extra``."""
         cfg: dict[str, Any] = {
             "bootstrap.servers": self.bootstrap_servers,
+            # The Java client's and aiokafka's partitioner: a key lands on the same partition
+            # whoever produces it, so the Faust tables joined by key stay co-partitioned.
+            "partitioner": "murmur2_random",
             "security.protocol": self.security_protocol,
             "client.id": f"speechstream-{socket.gethostname()}",
         }
@@ -94,7 +97,7 @@ class EvaluatorSettings(BaseSettings):
 
     device: str = "cpu"
     group_id: str = "speechstream-evaluators"
-    evaluator_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-cpu")
+    evaluator_id: str = Field(default_factory=socket.gethostname)
     transaction_timeout_ms: int = 900_000
     poll_timeout_s: float = 1.0
     metrics_port: int | None = None

@@ -1,0 +1,48 @@
+"""`speechstream leaderboard [--json]`: the models by status and score, from PostgreSQL."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import psycopg
+
+from sinks.queries import LeaderboardRow, leaderboard
+from speechstream.settings import DatabaseSettings
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``leaderboard`` command."""
+    board = subparsers.add_parser(
+        "leaderboard", help="the models by status and score, from PostgreSQL",
+        description="Every submission (COMPLETED by score first, then in progress, FAILED) and "
+        "every rejected one with its reason, read from DATABASE_URL.",
+    )
+    board.add_argument("--json", action="store_true", help="print a JSON list of rows")
+    board.set_defaults(func=_leaderboard)
+
+
+def render(rows: list[LeaderboardRow], *, as_json: bool = False) -> str:
+    """The leaderboard as a fixed-width table, or as JSON."""
+    if as_json:
+        return json.dumps([r.model_dump(mode="json") for r in rows], indent=2)
+    header = f"{'#':>2}  {'uid':>4}  {'repo':<24} {'status':<10} {'score':>8}  notes"
+    lines = [header, "-" * len(header)]
+    for i, r in enumerate(rows, start=1):
+        score = f"{r.score:.6f}" if r.score is not None else "-"
+        uid = str(r.uid) if r.uid is not None else "-"
+        notes = (r.notes or "").replace("\n", " ")
+        lines.append(f"{i:>2}  {uid:>4}  {(r.repo or '-'):<24} {r.status:<10} {score:>8}  {notes}")
+    return "\n".join(lines)
+
+
+def _leaderboard(args: argparse.Namespace) -> int:
+    try:
+        with psycopg.connect(DatabaseSettings().conninfo) as conn:
+            rows = leaderboard(conn)
+    except psycopg.Error as exc:
+        print(f"error: cannot read the leaderboard: {exc}", file=sys.stderr)
+        return 1
+    print(render(rows, as_json=args.json))
+    return 0

@@ -1,0 +1,51 @@
+"""Building and sending the agents' downstream events with ids derived from their input."""
+
+from __future__ import annotations
+
+import faust
+
+from schemas.codec import encode
+from schemas.envelope import Envelope, derived_event_id, new_envelope
+from schemas.events import (
+    EvaluationRequested,
+    MinerRegistered,
+    SubmissionPublished,
+    SubmissionRejected,
+)
+from streams.metrics import StreamsMetrics
+from streams.rules import Rejection
+
+PRODUCER_NAME = "speechstream-streams"
+
+
+async def emit(
+    topic: faust.TopicT, payload: object, *, key: str, source: Envelope, stage: str
+) -> None:
+    """Send ``payload`` keyed by ``key`` with an event id derived from ``source`` and stage."""
+    env = new_envelope(payload, key=key, producer=PRODUCER_NAME,
+                       event_id=derived_event_id(source.event_id, stage))
+    await topic.send(key=key.encode(), value=encode(env))
+
+
+async def reject(
+    topic: faust.TopicT, source: Envelope, rejection: Rejection, metrics: StreamsMetrics,
+    *, stage: str = "rejected",
+) -> None:
+    """Publish a ``submission.rejected`` for ``source`` with the rejection's code and reason."""
+    p = source.payload
+    if isinstance(p, MinerRegistered):
+        extra: dict[str, object] = {"uid": p.uid, "source_type": p.type}
+    else:
+        assert isinstance(p, SubmissionPublished | EvaluationRequested)
+        extra = {"hash": p.hash, "repo_namespace": p.repo_namespace, "repo_name": p.repo_name,
+                 "source_type": "submission.published"}
+        if isinstance(p, EvaluationRequested):
+            extra["uid"] = p.uid
+    # Rejections name the miner's event: the submission's own id, not an internal one.
+    source_id = p.source_event_id if isinstance(p, EvaluationRequested) else source.event_id
+    event = SubmissionRejected(
+        code=rejection.code, message=rejection.message, source_event_id=source_id,
+        hotkey=p.hotkey, block=p.block, **extra,
+    )
+    await emit(topic, event, key=p.hotkey, source=source, stage=stage)
+    metrics.rejected.labels(rejection.code.value).inc()

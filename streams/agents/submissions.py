@@ -1,0 +1,79 @@
+"""Agents for submissions: per-hotkey checks, then duplicates per repo, then routing."""
+
+from __future__ import annotations
+
+import time
+
+import faust
+
+from schemas.envelope import Envelope
+from schemas.events import EvaluationRequested, EvaluationStatusChanged, SubmissionPublished
+from streams.agents.emit import emit, reject
+from streams.deadletter import decode_or_dead_letter
+from streams.metrics import StreamsMetrics
+from streams.rules import Rejection, check_signature, check_submission, dedupe
+from streams.topics import Streams
+
+
+def register_agents(
+    app: faust.App, s: Streams, metrics: StreamsMetrics, rate_limit_blocks: int
+) -> None:
+    """Attach the submission agents to ``app``."""
+
+    @app.agent(s.submissions, name="validate_submission")
+    async def validate_submission(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            started = time.perf_counter()
+            env = await decode_or_dead_letter(event, s.deadletter, metrics, SubmissionPublished)
+            if env is None:
+                continue
+            p = env.payload
+            hotkey = p.hotkey.encode()
+            verdict = check_signature(p) or check_submission(
+                p, s.hotkey_uid[hotkey], s.last_accepted[hotkey], rate_limit_blocks
+            )
+            if verdict == "replay":
+                metrics.replays.inc()
+                continue
+            if isinstance(verdict, Rejection):
+                await reject(s.rejected, env, verdict, metrics)
+                continue
+            s.last_accepted[hotkey] = {"block": p.block, "hash": p.hash}
+            accepted = EvaluationRequested(
+                hash=p.hash, hotkey=p.hotkey, uid=s.hotkey_uid[hotkey],
+                repo_namespace=p.repo_namespace, repo_name=p.repo_name, revision=p.revision,
+                config_template=p.config_template, competition_id=p.competition_id,
+                block=p.block, source_event_id=env.event_id,
+            )
+            await emit(s.accepted, accepted, key=p.repo, source=env, stage="accepted")
+            metrics.seconds.observe(time.perf_counter() - started)
+
+    @app.agent(s.accepted, name="deduplicate")
+    async def deduplicate(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            env = await decode_or_dead_letter(event, s.deadletter, metrics, EvaluationRequested)
+            if env is None:
+                continue
+            p = env.payload
+            repo = f"{p.repo_namespace}/{p.repo_name}"
+            holder = s.repo_holder[repo.encode()]
+            mine = {"block": p.block, "hash": p.hash, "event_id": p.source_event_id,
+                    "repo": repo, "envelope": env.model_dump(mode="json")}
+            decision = dedupe(holder, mine)
+            if decision.kind == "replay":
+                metrics.replays.inc()
+                continue
+            if decision.kind == "reject":
+                assert decision.rejection is not None
+                await reject(s.rejected, env, decision.rejection, metrics)
+                continue
+            if decision.kind == "displace":
+                assert decision.rejection is not None and holder is not None
+                displaced = Envelope.model_validate(holder["envelope"])
+                await reject(s.rejected, displaced, decision.rejection, metrics,
+                             stage=f"displaced:{env.event_id}")
+            s.repo_holder[repo.encode()] = mine
+            await emit(s.requests, p, key=p.hash, source=env, stage="requested")
+            await emit(s.status, EvaluationStatusChanged(hash=p.hash, status="QUEUED"),
+                       key=p.hash, source=env, stage="queued")
+            metrics.validated.labels(SubmissionPublished.model_fields["type"].default).inc()

@@ -1,0 +1,37 @@
+"""Creates the Faust app of the validation worker; topics and agents live elsewhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import faust
+
+from speechstream.settings import KafkaSettings, StreamsSettings
+
+
+def create_app(kafka: KafkaSettings, streams: StreamsSettings) -> faust.App:
+    """The Faust app: memory tables backed by changelog topics, at-least-once processing.
+
+    The app id carries the topic prefix, so deployments (and tests) sharing a broker keep
+    separate consumer groups and changelogs.
+    """
+    app_id = f"{kafka.topic_prefix}{streams.app_id}"
+    return faust.App(
+        app_id,
+        broker=kafka.faust_broker_url(),
+        store="memory://",
+        datadir=str(Path(streams.data_dir) / app_id),
+        topic_partitions=4,
+        topic_replication_factor=1,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        web_enabled=streams.web_enabled,
+        web_port=streams.web_port,
+        web_bind="127.0.0.1",
+        autodiscover=False,
+        table_standby_replicas=0,
+        stream_buffer_maxsize=8192,
+        broker_commit_every=2000,
+        broker_commit_interval=1.0,
+        producer_linger=0.005,
+    )

@@ -1,0 +1,112 @@
+"""The validation rules of SPEC §3 as pure functions: no Faust, no Kafka, easy to test."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from schemas.events import MinerRegistered, RejectionCode, SubmissionPublished
+from schemas.exceptions import SignatureError
+from schemas.signing import verify
+
+RATE_LIMIT_BLOCKS = 28_800
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why an event is turned away."""
+
+    code: RejectionCode
+    message: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the duplicate check decided for a newcomer.
+
+    ``accept``: route it; ``replay``: the same event again, do nothing; ``reject``: refuse it;
+    ``displace``: it predates the holder, so it takes the place and the holder is refused.
+    """
+
+    kind: Literal["accept", "replay", "reject", "displace"]
+    rejection: Rejection | None = None
+
+
+def check_signature(event: MinerRegistered | SubmissionPublished) -> Rejection | None:
+    """The hotkey's signature over every other field must verify."""
+    try:
+        verify(event.hotkey, event.signed_fields(), event.signature)
+    except SignatureError as exc:
+        return Rejection(RejectionCode.BAD_SIGNATURE, str(exc))
+    return None
+
+
+def check_registration(event: MinerRegistered, uid_owner: str | None) -> Rejection | None:
+    """A uid belongs to the hotkey that registered it first."""
+    if uid_owner is not None and uid_owner != event.hotkey:
+        return Rejection(
+            RejectionCode.UID_TAKEN,
+            f"uid {event.uid} is registered to hotkey {uid_owner[:16]}…; a handover is an "
+            "operator action",
+        )
+    return None
+
+
+def check_submission(
+    event: SubmissionPublished,
+    registered_uid: int | None,
+    last_accepted: dict[str, Any] | None,
+    window: int = RATE_LIMIT_BLOCKS,
+) -> Rejection | Literal["replay"] | None:
+    """Hash, registration and rate limit; ``"replay"`` for the same commitment seen again.
+
+    ``last_accepted`` is ``{"block": int, "hash": str}`` of the hotkey's previous accepted
+    submission, or ``None``.
+    """
+    expected = event.expected_hash()
+    if event.hash != expected:
+        return Rejection(
+            RejectionCode.HASH_MISMATCH,
+            f"hash {event.hash} does not match the submission's fields (expected {expected})",
+        )
+    if registered_uid is None:
+        return Rejection(
+            RejectionCode.UNREGISTERED_HOTKEY,
+            f"hotkey {event.hotkey[:16]}… is not registered; register a uid first",
+        )
+    if last_accepted is not None:
+        diff = event.block - int(last_accepted["block"])
+        if diff == 0 and last_accepted.get("hash") == event.hash:
+            return "replay"
+        if 0 <= diff < window:
+            return Rejection(
+                RejectionCode.RATE_LIMITED,
+                f"rate limited: previous submission at block {last_accepted['block']}, this "
+                f"one at {event.block}; {window - diff} more blocks to wait (one submission "
+                f"per {window} blocks)",
+            )
+    return None
+
+
+def dedupe(holder: dict[str, Any] | None, newcomer: dict[str, Any]) -> Decision:
+    """Same repo (or the same hash): the later block loses; the earliest keeps its place.
+
+    Both are ``{"block", "hash", "event_id", "repo"}``.
+    """
+    if holder is None:
+        return Decision("accept")
+    if holder["event_id"] == newcomer["event_id"]:
+        return Decision("replay")
+    same_hash = holder["hash"] == newcomer["hash"]
+    code = RejectionCode.DUPLICATE_HASH if same_hash else RejectionCode.DUPLICATE_REPO
+    if (newcomer["block"], newcomer["event_id"]) < (holder["block"], holder["event_id"]):
+        return Decision(
+            "displace",
+            Rejection(code, f"duplicate of {newcomer['repo']} submitted earlier at block "
+                            f"{newcomer['block']} (hash {newcomer['hash']})"),
+        )
+    return Decision(
+        "reject",
+        Rejection(code, f"duplicate of {holder['repo']} submitted earlier at block "
+                        f"{holder['block']} (hash {holder['hash']})"),
+    )

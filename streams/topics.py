@@ -1,0 +1,54 @@
+"""The worker's Faust topics and tables, declared once from the topic registry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import faust
+
+from speechstream.settings import KafkaSettings
+
+
+@dataclass(frozen=True)
+class Streams:
+    """Every topic and table the agents use (raw bytes: ``schemas.codec`` is the codec)."""
+
+    registrations: faust.TopicT
+    miners: faust.TopicT
+    submissions: faust.TopicT
+    accepted: faust.TopicT
+    rejected: faust.TopicT
+    requests: faust.TopicT
+    status: faust.TopicT
+    deadletter: faust.TopicT
+    uid_owner: faust.Table
+    hotkey_uid: faust.Table
+    last_accepted: faust.Table
+    repo_holder: faust.Table
+
+
+def declare(app: faust.App, kafka: KafkaSettings) -> Streams:
+    """Declare the topics (which must already exist) and the changelog-backed tables."""
+    t = kafka.topics
+
+    def topic(name: str) -> faust.TopicT:
+        return app.topic(name, key_serializer="raw", value_serializer="raw")
+
+    def table(name: str) -> faust.Table:
+        return app.Table(name, default=None, partitions=4, key_serializer="raw",
+                         value_serializer="json")
+
+    return Streams(
+        registrations=topic(t.registrations),
+        miners=topic(t.miners),
+        submissions=topic(t.submissions),
+        accepted=topic(t.accepted),
+        rejected=topic(t.rejected),
+        requests=topic(t.evaluation_requests),
+        status=topic(t.evaluation_status),
+        deadletter=topic(t.deadletter),
+        uid_owner=table("uid_owner"),
+        hotkey_uid=table("hotkey_uid"),
+        last_accepted=table("last_accepted"),
+        repo_holder=table("repo_holder"),
+    )
