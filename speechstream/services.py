@@ -30,7 +30,7 @@ class Service:
     def start(self) -> Service:
         """Start ``python -m speechstream.cli <args>`` with the extra environment."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = self.log_path.open("ab")
+        log = self.log_path.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "speechstream.cli", *self.args],
             stdout=log,

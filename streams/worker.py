@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import faust
 from prometheus_client import CollectorRegistry, start_http_server
 
@@ -31,6 +33,7 @@ def run_worker(
     metrics = StreamsMetrics.create(registry)
     if metrics_port:
         start_http_server(metrics_port, registry=registry)
+    Path(streams.data_dir).mkdir(parents=True, exist_ok=True)
     app = build_app(kafka, streams, metrics)
     worker = faust.Worker(app, loglevel="WARNING", quiet=True)
     worker.execute_from_commandline()

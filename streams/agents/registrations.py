@@ -26,11 +26,11 @@ def register_agents(app: faust.App, s: Streams, metrics: StreamsMetrics) -> None
                 continue
             p = env.payload
             uid_key = str(p.uid).encode()
-            rejection = check_signature(p) or check_registration(p, s.uid_owner[uid_key])
+            rejection = check_signature(p) or check_registration(p, s.uid_owner.get(uid_key))
             if rejection is not None:
                 await reject(s.rejected, env, rejection, metrics)
                 continue
-            if s.uid_owner[uid_key] is None:
+            if s.uid_owner.get(uid_key) is None:
                 s.uid_owner[uid_key] = p.hotkey
             await emit(s.miners, p, key=p.hotkey, source=env, stage="registered")
             metrics.validated.labels(p.type).inc()

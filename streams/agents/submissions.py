@@ -30,7 +30,7 @@ def register_agents(
             p = env.payload
             hotkey = p.hotkey.encode()
             verdict = check_signature(p) or check_submission(
-                p, s.hotkey_uid[hotkey], s.last_accepted[hotkey], rate_limit_blocks
+                p, s.hotkey_uid.get(hotkey), s.last_accepted.get(hotkey), rate_limit_blocks
             )
             if verdict == "replay":
                 metrics.replays.inc()
@@ -40,7 +40,7 @@ def register_agents(
                 continue
             s.last_accepted[hotkey] = {"block": p.block, "hash": p.hash}
             accepted = EvaluationRequested(
-                hash=p.hash, hotkey=p.hotkey, uid=s.hotkey_uid[hotkey],
+                hash=p.hash, hotkey=p.hotkey, uid=s.hotkey_uid.get(hotkey),
                 repo_namespace=p.repo_namespace, repo_name=p.repo_name, revision=p.revision,
                 config_template=p.config_template, competition_id=p.competition_id,
                 block=p.block, source_event_id=env.event_id,
@@ -56,7 +56,7 @@ def register_agents(
                 continue
             p = env.payload
             repo = f"{p.repo_namespace}/{p.repo_name}"
-            holder = s.repo_holder[repo.encode()]
+            holder = s.repo_holder.get(repo.encode())
             mine = {"block": p.block, "hash": p.hash, "event_id": p.source_event_id,
                     "repo": repo, "envelope": env.model_dump(mode="json")}
             decision = dedupe(holder, mine)
