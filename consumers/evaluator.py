@@ -1,11 +1,20 @@
 """The evaluator consumer: one request at a time, the score and its offset in one transaction.
 
-Per request: PRECHECK and RUNNING are published in small transactions of their own, committed
-at once, so that they are visible while the evaluation runs; then the score event and the
-consumed offset are committed together in one Kafka transaction. A process killed mid-way
-commits nothing: the request is evaluated again after a restart, and read_committed consumers
-see exactly one score. The transactional id is derived from the evaluator id, so a restarted
-evaluator fences its predecessor. Every event id is derived from the request's event id.
+Delivery semantics (exactly one visible score per request):
+
+- PRECHECK and RUNNING are each published in a small transaction of their own, committed at
+  once, so a user sees them while the evaluation runs. The evaluator publishes PRECHECK when it
+  picks a request up; the scorer reports RUNNING (and may report PRECHECK) through the
+  ``StatusReporter``. Each status is published at most once per evaluation, never backwards.
+- The score event (or the dead letter of an undecodable request) and the consumed offset are
+  committed together in one transaction. A process killed mid-way commits nothing: after a
+  restart the request is evaluated again, and read_committed consumers see exactly one score.
+- Every event id is derived from the request's event id, so a re-evaluation re-publishes the
+  same status ids and the same score id: idempotent sinks keep one row.
+- The transactional id is ``<group id>.<evaluator id>-<device>``: stable across restarts, so a
+  restarted evaluator fences its zombie and aborts whatever transaction it left open.
+- An aborted transaction (rebalance, broker hiccup) rewinds the consumer to the request, which
+  is evaluated again; a fatal producer error (fenced) stops the evaluator.
 """
 
 from __future__ import annotations
@@ -13,19 +22,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, Literal
 
-from confluent_kafka import (
-    Consumer,
-    KafkaError,
-    KafkaException,
-    Message,
-    Producer,
-    TopicPartition,
-)
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from pydantic import ValidationError
 
 from consumers.base import ScoreOutcome, Scorer
-from consumers.exceptions import EvaluatorError, FencedError
+from consumers.exceptions import ConsumeError, EvaluatorError, FencedError, TransactionAbortedError
 from consumers.metrics import EvaluatorMetrics
 from schemas.codec import dead_letter, decode, encode
 from schemas.envelope import Envelope, derived_event_id, new_envelope
@@ -34,10 +38,80 @@ from schemas.exceptions import DecodeError
 from speechstream.settings import EvaluatorSettings, KafkaSettings
 
 PRODUCER_NAME = "speechstream-evaluator"
+BROKER_MAX_TRANSACTION_TIMEOUT_MS = 900_000  # the broker's default transaction.max.timeout.ms
+KAFKA_TIMEOUT_S = 30.0
+COMMIT_ATTEMPTS = 3
+RETRY_BACKOFF_S = 1.0
+_STATUS_RANK = {"PRECHECK": 0, "RUNNING": 1}
+
+Outgoing = tuple[str, str | bytes | None, Envelope]
+"""One event to produce in a transaction: (topic, key, envelope)."""
+
+
+def evaluator_id(settings: EvaluatorSettings) -> str:
+    """The id recorded on every event: the configured evaluator id and the device."""
+    return f"{settings.evaluator_id}-{settings.device}"
+
+
+def transactional_id(settings: EvaluatorSettings) -> str:
+    """Stable across restarts of one evaluator, distinct per device and consumer group."""
+    return f"{settings.group_id}.{evaluator_id(settings)}"
+
+
+def producer_config(kafka: KafkaSettings, settings: EvaluatorSettings) -> dict[str, Any]:
+    """The transactional producer's librdkafka configuration (murmur2 partitioner)."""
+    return kafka.producer_config(**{
+        "transactional.id": transactional_id(settings),
+        "transaction.timeout.ms": min(
+            settings.transaction_timeout_ms, BROKER_MAX_TRANSACTION_TIMEOUT_MS
+        ),
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 0,
+    })
+
+
+def consumer_config(kafka: KafkaSettings, settings: EvaluatorSettings) -> dict[str, Any]:
+    """The request consumer's configuration: read_committed, offsets only via transactions.
+
+    ``max.poll.interval.ms`` exceeds the longest evaluation (``transaction_timeout_ms``): the
+    consumer does not poll while it evaluates, and must keep its partitions meanwhile. Static
+    membership (``group.instance.id``, the transactional id): a restarted evaluator gets its
+    partitions back at once instead of after the session timeout of its dead predecessor.
+    """
+    return kafka.to_librdkafka(**{
+        "group.id": settings.group_id,
+        "group.instance.id": transactional_id(settings),
+        "isolation.level": "read_committed",
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "partition.assignment.strategy": "cooperative-sticky",
+        "max.poll.interval.ms": settings.transaction_timeout_ms + 60_000,
+        "session.timeout.ms": 45_000,
+    })
+
+
+def failure_reason(exc: BaseException) -> str:
+    """The human-readable reason of a scorer exception: its type and message."""
+    message = str(exc).strip()
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+@dataclass(frozen=True)
+class EvaluatorHealth:
+    """Liveness of an evaluator: healthy while it polls often enough or is evaluating."""
+
+    healthy: bool
+    last_poll_age_s: float | None
+    evaluating: str | None
 
 
 class Evaluator:
-    """Consumes evaluation requests and emits statuses and scores for one device."""
+    """Consumes evaluation requests and emits statuses and scores for one device.
+
+    ``consumer`` and ``producer`` may be injected (tests); otherwise ``start()`` creates them.
+    """
 
     def __init__(
         self,
@@ -47,150 +121,276 @@ class Evaluator:
         *,
         metrics: EvaluatorMetrics,
         logger: logging.Logger | None = None,
+        consumer: Consumer | None = None,
+        producer: Producer | None = None,
     ) -> None:
         self._kafka = kafka
         self._settings = settings
         self._scorer = scorer
         self._metrics = metrics
         self._log = logger or logging.getLogger(__name__)
-        self._consumer: Consumer | None = None
-        self._producer: Producer | None = None
-        self.evaluator_id = f"{settings.evaluator_id}-{settings.device}"
+        self._consumer = consumer
+        self._producer = producer
+        self._in_transaction = False
+        self._last_poll: float | None = None
+        self._evaluating: str | None = None
+        self.evaluator_id = evaluator_id(settings)
+
+    # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Create the clients, init transactions, set up the scorer, subscribe."""
-        timeout = self._settings.transaction_timeout_ms
-        self._producer = Producer(self._kafka.to_librdkafka(**{
-            "transactional.id": f"speechstream-evaluator-{self.evaluator_id}",
-            "transaction.timeout.ms": timeout,
-            "enable.idempotence": True,
-            "linger.ms": 0,
-        }))
-        self._producer.init_transactions(30)
+        """Create the clients, init transactions (fences a zombie), set up the scorer, subscribe."""
+        if self._producer is None:
+            self._producer = Producer(producer_config(self._kafka, self._settings))
+        try:
+            self._producer.init_transactions(KAFKA_TIMEOUT_S)
+        except KafkaException as exc:
+            raise EvaluatorError(f"init_transactions failed: {exc.args[0]}") from exc
         self._scorer.setup()
-        self._consumer = Consumer(self._kafka.to_librdkafka(**{
-            "group.id": self._settings.group_id,
-            "isolation.level": "read_committed",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            "max.poll.interval.ms": timeout + 60_000,
-            "session.timeout.ms": 45_000,
-        }))
-        self._consumer.subscribe([self._kafka.topics.evaluation_requests])
+        if self._consumer is None:
+            self._consumer = Consumer(consumer_config(self._kafka, self._settings))
+        self._consumer.subscribe(
+            [self._kafka.topics.evaluation_requests],
+            on_revoke=self._on_revoke, on_lost=self._on_revoke,
+        )
+        self._log.info(
+            "evaluator %s on %s consuming %s (transactional id %s)", self.evaluator_id,
+            self._settings.device, self._kafka.topics.evaluation_requests,
+            transactional_id(self._settings),
+        )
 
     def run(self, stop: threading.Event) -> None:
-        """Poll and evaluate until ``stop`` is set."""
-        assert self._consumer is not None, "call start() first"
+        """Poll and evaluate until ``stop`` is set (an evaluation in progress finishes first)."""
+        consumer = self._require_consumer()
         while not stop.is_set():
-            msg = self._consumer.poll(self._settings.poll_timeout_s)
+            msg = consumer.poll(self._settings.poll_timeout_s)
+            self._last_poll = time.monotonic()
             self._metrics.last_poll.set(time.time())
             if msg is None:
                 continue
-            if msg.error():
-                if msg.error().code() == KafkaError._PARTITION_EOF:
-                    continue
-                raise EvaluatorError(f"consume failed: {msg.error()}")
-            self.handle(msg)
-
-    def handle(self, msg: Message) -> None:
-        """Evaluate one request message and commit its result with its offset."""
-        try:
-            request_env = decode(msg.value(), topic=msg.topic(), partition=msg.partition(),
-                                 offset=msg.offset())
-        except DecodeError as exc:
-            self._log.warning("dead letter at offset %s: %s", msg.offset(), exc.reason)
-            self._commit(msg, [(self._kafka.topics.deadletter,
-                                dead_letter(exc, consumer=PRODUCER_NAME))])
-            return
-        request = request_env.payload
-        if not isinstance(request, EvaluationRequested):
-            exc = DecodeError(f"not an evaluation request: {request.type}", msg.value() or b"",
-                              topic=msg.topic(), partition=msg.partition(), offset=msg.offset())
-            self._commit(msg, [(self._kafka.topics.deadletter,
-                                dead_letter(exc, consumer=PRODUCER_NAME))])
-            return
-        started = time.perf_counter()
-        self._metrics.in_progress.inc()
-        try:
-            outcome = self._score(request_env.event_id, request)
-        finally:
-            self._metrics.in_progress.dec()
-        elapsed = time.perf_counter() - started
-        event = ScoreComputed(
-            hash=request.hash,
-            scoring_version=request.scoring_version,
-            status=outcome.status,
-            total_score=outcome.total_score,
-            reason=outcome.reason,
-            samples=outcome.samples,
-            timings={**outcome.timings, "evaluation_s": round(elapsed, 3)},
-            revision=outcome.revision,
-            evaluator=self.evaluator_id,
-            request_event_id=request_env.event_id,
-        )
-        score_env = new_envelope(
-            event, key=request.hash, producer=PRODUCER_NAME,
-            event_id=derived_event_id(request_env.event_id, f"score:{request.scoring_version}"),
-        )
-        self._commit(msg, [(self._kafka.topics.scores, score_env)])
-        self._metrics.evaluations.labels(outcome.status).inc()
-        self._metrics.evaluation_seconds.observe(elapsed)
-        self._log.info("scored %s: %s %s", request.hash, outcome.status,
-                       outcome.total_score if outcome.total_score is not None else outcome.reason)
-
-    def _score(self, request_event_id: str, request: EvaluationRequested) -> ScoreOutcome:
-        def report(status: Literal["PRECHECK", "RUNNING"], note: str | None) -> None:
-            event = EvaluationStatusChanged(
-                hash=request.hash, status=status, scoring_version=request.scoring_version,
-                evaluator=self.evaluator_id, note=note,
-            )
-            env = new_envelope(
-                event, key=request.hash, producer=PRODUCER_NAME,
-                event_id=derived_event_id(request_event_id, f"status:{status}"),
-            )
-            self._transaction([(self._kafka.topics.evaluation_status, env)], offsets_of=None)
-
-        try:
-            return self._scorer.score(request, report)
-        except (KafkaException, FencedError):
-            raise
-        except Exception as exc:  # noqa: BLE001 - any scorer failure is a FAILED score
-            self._log.exception("scorer failed on %s", request.hash)
-            return ScoreOutcome(status="FAILED", reason=f"{type(exc).__name__}: {exc}")
-
-    def _commit(self, msg: Message, events: list[tuple[str, Envelope]]) -> None:
-        self._transaction(events, offsets_of=msg)
-
-    def _transaction(
-        self, events: list[tuple[str, Envelope]], *, offsets_of: Message | None
-    ) -> None:
-        assert self._producer is not None and self._consumer is not None
-        producer = self._producer
-        try:
-            producer.begin_transaction()
-            for topic, env in events:
-                producer.produce(topic, encode(env), env.key)
-            if offsets_of is not None:
-                producer.send_offsets_to_transaction(
-                    [TopicPartition(offsets_of.topic(), offsets_of.partition(),
-                                    offsets_of.offset() + 1)],
-                    self._consumer.consumer_group_metadata(),
-                )
-            producer.commit_transaction(30)
-        except KafkaException as exc:
-            error = exc.args[0]
-            if error.fatal():
-                raise FencedError(f"producer fenced or fatal: {error}") from exc
-            if error.txn_requires_abort():
-                producer.abort_transaction(30)
-            raise EvaluatorError(f"transaction failed: {error}") from exc
+            error = msg.error()
+            if error is not None:
+                if error.fatal():
+                    raise ConsumeError(f"consumer failed: {error}")
+                # Transient (broker down, topic not yet created): librdkafka retries by itself.
+                self._log.warning("consumer: %s", error)
+                continue
+            try:
+                self.handle(msg)
+            except TransactionAbortedError as exc:
+                self._log.warning("offset %s/%s evaluated again: %s",
+                                  msg.partition(), msg.offset(), exc)
+                self._rewind(msg)
+                stop.wait(RETRY_BACKOFF_S)
 
     def close(self) -> None:
-        """Close the consumer (leaving the group), flush the producer, close the scorer."""
+        """Abort an open transaction, close the consumer, flush the producer, close the scorer.
+
+        A static member does not leave its group on close: its partitions wait for it (a
+        restart) until the session timeout, then go to the other evaluators.
+        """
         try:
+            if self._in_transaction and self._producer is not None:
+                self._abort("closing")
             if self._consumer is not None:
                 self._consumer.close()
         finally:
-            if self._producer is not None:
-                self._producer.flush(10)
-            self._scorer.close()
+            try:
+                if self._producer is not None:
+                    self._producer.flush(10)
+            finally:
+                self._scorer.close()
+
+    def health(self) -> EvaluatorHealth:
+        """Healthy while the last poll is recent, or an evaluation (which blocks polls) runs."""
+        age = None if self._last_poll is None else time.monotonic() - self._last_poll
+        limit_s = max(10 * self._settings.poll_timeout_s, 30.0)
+        healthy = age is not None and (age < limit_s or self._evaluating is not None)
+        return EvaluatorHealth(healthy, age, self._evaluating)
+
+    # -- one request -----------------------------------------------------------------------
+
+    def handle(self, msg: Message) -> None:
+        """Evaluate one request and commit its score (or dead letter) with its offset."""
+        where = {"topic": msg.topic(), "partition": msg.partition(), "offset": msg.offset()}
+        try:
+            request_env = decode(msg.value(), **where)
+            if not isinstance(request_env.payload, EvaluationRequested):
+                raise DecodeError(
+                    f"not an evaluation request: {request_env.type}", msg.value() or b"", **where
+                )
+        except DecodeError as exc:
+            self._log.warning("dead letter %s/%s: %s", msg.partition(), msg.offset(), exc.reason)
+            letter = dead_letter(exc, consumer=PRODUCER_NAME)
+            self._transact([(self._kafka.topics.deadletter, msg.key(), letter)], offsets_of=msg)
+            self._metrics.dead_letters.inc()
+            return
+        request = request_env.payload
+        self._evaluating = request.hash
+        self._metrics.in_progress.inc()
+        started = time.perf_counter()
+        try:
+            outcome = self._evaluate(request_env.event_id, request)
+        finally:
+            self._metrics.in_progress.dec()
+            self._evaluating = None
+        elapsed = time.perf_counter() - started
+        score_env = self.score_envelope(request_env, outcome, elapsed)
+        self._transact([(self._kafka.topics.scores, request.hash, score_env)], offsets_of=msg)
+        status = score_env.payload.status  # type: ignore[union-attr]  # a ScoreComputed
+        self._metrics.evaluations.labels(status).inc()
+        self._metrics.evaluation_seconds.observe(elapsed)
+        self._log.info("scored %s in %.1fs: %s %s", request.hash, elapsed, status,
+                       outcome.total_score if status == "COMPLETED" else outcome.reason)
+
+    def score_envelope(self, request_env: Envelope, outcome: ScoreOutcome,
+                       elapsed_s: float) -> Envelope:
+        """The score event of ``outcome``; an outcome no event can hold becomes FAILED."""
+        request = request_env.payload
+        assert isinstance(request, EvaluationRequested)
+        common = {
+            "hash": request.hash,
+            "scoring_version": request.scoring_version,
+            "evaluator": self.evaluator_id,
+            "request_event_id": request_env.event_id,
+        }
+        timings = {**outcome.timings, "evaluation_s": round(elapsed_s, 3)}
+        try:
+            event = ScoreComputed(
+                status=outcome.status, total_score=outcome.total_score, reason=outcome.reason,
+                samples=outcome.samples, timings=timings, revision=outcome.revision, **common,
+            )
+        except ValidationError as exc:
+            self._log.error("scorer returned an invalid outcome for %s: %s", request.hash, exc)
+            event = ScoreComputed(
+                status="FAILED", reason=f"invalid scorer outcome: {failure_reason(exc)}",
+                timings=timings, revision=outcome.revision, **common,
+            )
+        event_id = derived_event_id(request_env.event_id, f"score:{request.scoring_version}")
+        return new_envelope(event, key=request.hash, producer=PRODUCER_NAME, event_id=event_id)
+
+    def status_envelope(self, request_env_id: str, request: EvaluationRequested,
+                        status: Literal["PRECHECK", "RUNNING"], note: str | None) -> Envelope:
+        """The status event of one step; its id depends only on the request and the status."""
+        event = EvaluationStatusChanged(
+            hash=request.hash, status=status, scoring_version=request.scoring_version,
+            evaluator=self.evaluator_id, note=note,
+        )
+        event_id = derived_event_id(request_env_id, f"status:{status}")
+        return new_envelope(event, key=request.hash, producer=PRODUCER_NAME, event_id=event_id)
+
+    def _evaluate(self, request_event_id: str, request: EvaluationRequested) -> ScoreOutcome:
+        """Run the scorer; its exception is a FAILED outcome, a Kafka failure is not."""
+        reported: list[str] = []
+        kafka_failure: list[EvaluatorError] = []
+
+        def report(status: Literal["PRECHECK", "RUNNING"], note: str | None) -> None:
+            if kafka_failure:
+                raise kafka_failure[0]
+            if reported and _STATUS_RANK[status] <= _STATUS_RANK[reported[-1]]:
+                return  # each status once per evaluation, never backwards
+            env = self.status_envelope(request_event_id, request, status, note)
+            try:
+                self._transact(
+                    [(self._kafka.topics.evaluation_status, request.hash, env)], offsets_of=None
+                )
+            except EvaluatorError as exc:
+                kafka_failure.append(exc)
+                raise
+            reported.append(status)
+
+        report("PRECHECK", f"{request.repo_namespace}/{request.repo_name} picked up by "
+               f"{self.evaluator_id}")
+        try:
+            outcome = self._scorer.score(request, report)
+        except Exception as exc:  # noqa: BLE001 - a scorer failure is a FAILED score
+            if kafka_failure:
+                raise kafka_failure[0] from exc
+            self._log.exception("scorer failed on %s", request.hash)
+            return ScoreOutcome(status="FAILED", reason=failure_reason(exc))
+        if kafka_failure:  # the scorer swallowed it: the statuses are incomplete, go again
+            raise kafka_failure[0]
+        return outcome
+
+    # -- transactions ----------------------------------------------------------------------
+
+    def _transact(self, events: list[Outgoing], *, offsets_of: Message | None) -> None:
+        """Produce ``events`` (and commit ``offsets_of`` + 1) in one committed transaction."""
+        producer = self._require_producer()
+        try:
+            producer.begin_transaction()
+            self._in_transaction = True
+            for topic, key, env in events:
+                producer.produce(topic, encode(env), key, on_delivery=self._on_delivery)
+                producer.poll(0)
+            if offsets_of is not None:
+                position = TopicPartition(
+                    offsets_of.topic(), offsets_of.partition(), offsets_of.offset() + 1
+                )
+                producer.send_offsets_to_transaction(
+                    [position], self._require_consumer().consumer_group_metadata(),
+                    KAFKA_TIMEOUT_S,
+                )
+            self._commit(producer)
+        except KafkaException as exc:
+            error: KafkaError = exc.args[0]
+            if error.fatal():
+                self._in_transaction = False
+                raise FencedError(f"producer fenced or failed fatally: {error}") from exc
+            if self._in_transaction:
+                self._abort(str(error))
+            raise TransactionAbortedError(f"transaction aborted: {error}") from exc
+
+    def _commit(self, producer: Producer) -> None:
+        for attempt in range(1, COMMIT_ATTEMPTS + 1):
+            try:
+                producer.commit_transaction(KAFKA_TIMEOUT_S)
+                self._in_transaction = False
+                return
+            except KafkaException as exc:
+                error: KafkaError = exc.args[0]
+                last = attempt == COMMIT_ATTEMPTS
+                if last or not error.retriable() or error.txn_requires_abort():
+                    raise
+                self._log.warning("commit_transaction retry %d: %s", attempt, error)
+
+    def _abort(self, why: str) -> None:
+        producer = self._require_producer()
+        self._metrics.transactions_aborted.inc()
+        self._log.warning("aborting the open transaction: %s", why)
+        try:
+            producer.abort_transaction(KAFKA_TIMEOUT_S)
+        except KafkaException as exc:
+            raise FencedError(f"abort_transaction failed: {exc.args[0]}") from exc
+        finally:
+            self._in_transaction = False
+
+    def _rewind(self, msg: Message) -> None:
+        """Seek back to ``msg`` so that it is evaluated again (if this consumer still owns it)."""
+        try:
+            self._require_consumer().seek(
+                TopicPartition(msg.topic(), msg.partition(), msg.offset())
+            )
+        except KafkaException as exc:
+            # Revoked meanwhile: its next owner starts from the committed offset, i.e. msg.
+            self._log.info("not rewinding %s/%s: %s", msg.partition(), msg.offset(), exc)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Rebalance: an open transaction would commit offsets we no longer own; abort it."""
+        if self._in_transaction:
+            self._abort(f"partitions revoked: {[p.partition for p in partitions]}")
+        self._log.info("partitions revoked: %s", [p.partition for p in partitions])
+
+    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:  # the transaction's commit fails too, and is aborted
+            self._log.error("delivery to %s failed: %s", msg.topic(), err)
+
+    def _require_consumer(self) -> Consumer:
+        if self._consumer is None:
+            raise EvaluatorError("the evaluator is not started: call start() first")
+        return self._consumer
+
+    def _require_producer(self) -> Producer:
+        if self._producer is None:
+            raise EvaluatorError("the evaluator is not started: call start() first")
+        return self._producer

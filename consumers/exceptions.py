@@ -10,4 +10,16 @@ class EvaluatorError(SpeechstreamError):
 
 
 class FencedError(EvaluatorError):
-    """Another evaluator with the same evaluator id took over; stop this one."""
+    """Another evaluator took over this transactional id, or the producer failed fatally; stop."""
+
+
+class TransactionAbortedError(EvaluatorError):
+    """A transaction was aborted and nothing of it is visible; the request is evaluated again."""
+
+
+class ConsumeError(EvaluatorError):
+    """The consumer hit a fatal error; check the broker, the group id and the credentials."""
+
+
+class ScorerLoadError(EvaluatorError):
+    """The scorer named on the command line cannot be loaded; use ``tts`` or ``module:Class``."""

@@ -44,9 +44,6 @@ class KafkaSettings(BaseSettings):
         """The confluent-kafka (librdkafka) configuration, plus ``extra``."""
         cfg: dict[str, Any] = {
             "bootstrap.servers": self.bootstrap_servers,
-            # The Java client's and aiokafka's partitioner: a key lands on the same partition
-            # whoever produces it, so the Faust tables joined by key stay co-partitioned.
-            "partitioner": "murmur2_random",
             "security.protocol": self.security_protocol,
             "client.id": f"speechstream-{socket.gethostname()}",
         }
@@ -58,6 +55,12 @@ class KafkaSettings(BaseSettings):
             )
         cfg.update(extra)
         return cfg
+
+    def producer_config(self, **extra: Any) -> dict[str, Any]:
+        """``to_librdkafka`` for a producer: with the Java client's (and aiokafka's) murmur2
+        partitioner, so a key lands on the same partition whoever produces it and the Faust
+        tables joined by key stay co-partitioned."""
+        return self.to_librdkafka(**{"partitioner": "murmur2_random", **extra})
 
     def faust_broker_url(self) -> str:
         """The broker URL in Faust's form (``kafka://host:port;host:port``)."""

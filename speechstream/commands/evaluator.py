@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import logging
 import signal
 import sys
@@ -13,6 +14,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from consumers.base import Scorer
 from consumers.evaluator import Evaluator
+from consumers.exceptions import ScorerLoadError
 from consumers.metrics import EvaluatorMetrics
 from schemas.exceptions import SpeechstreamError
 from speechstream.settings import EvaluatorSettings, KafkaSettings
@@ -32,28 +34,48 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--device", default=None, help="cpu or cuda:N (default: settings, cpu)")
     run.add_argument(
         "--scorer", default="tts",
-        help="tts (the TTS scoring engine) or module:Class of another Scorer",
+        help="tts (the TTS scoring engine, default) or module:Class of another Scorer",
     )
+    run.add_argument("--metrics-port", type=int, default=None,
+                     help="serve Prometheus metrics on this port (default: settings, none)")
     run.set_defaults(func=_run)
 
 
 def load_scorer(spec: str, device: str) -> Scorer:
-    """The scorer named by ``spec``: ``tts`` or ``module:Class`` (constructed with no args)."""
+    """The scorer named by ``spec``: ``tts`` or ``module:Class``.
+
+    The class is constructed with ``device=`` when its constructor takes it, else with no
+    arguments.
+    """
     if spec == "tts":
         from consumers.tts import TTSScorer
 
         return TTSScorer(device=device)
-    module, _, name = spec.partition(":")
-    if not name:
-        raise SystemExit(f"--scorer must be 'tts' or module:Class, got {spec!r}")
-    return getattr(importlib.import_module(module), name)()
+    module_name, _, name = spec.partition(":")
+    if not module_name or not name:
+        raise ScorerLoadError(f"--scorer must be 'tts' or module:Class, got {spec!r}")
+    try:
+        cls = getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError) as exc:
+        raise ScorerLoadError(f"cannot load scorer {spec!r}: {exc}") from exc
+    if "device" in inspect.signature(cls).parameters:
+        return cls(device=device)
+    return cls()
 
 
 def _run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = EvaluatorSettings()
-    if args.device:
-        settings = settings.model_copy(update={"device": args.device})
+    updates = {"device": args.device, "metrics_port": args.metrics_port}
+    settings = settings.model_copy(update={k: v for k, v in updates.items() if v is not None})
+    if settings.device != "cpu" and not settings.device.startswith("cuda:"):
+        print(f"error: --device must be cpu or cuda:N, got {settings.device!r}", file=sys.stderr)
+        return 2
+    try:
+        scorer = load_scorer(args.scorer, settings.device)
+    except ScorerLoadError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     registry = CollectorRegistry()
     if settings.metrics_port:
         start_http_server(settings.metrics_port, registry=registry)
@@ -61,8 +83,8 @@ def _run(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     evaluator = Evaluator(
-        KafkaSettings(), settings, load_scorer(args.scorer, settings.device),
-        metrics=EvaluatorMetrics.create(registry),
+        KafkaSettings(), settings, scorer, metrics=EvaluatorMetrics.create(registry),
+        logger=logging.getLogger("speechstream.evaluator"),
     )
     try:
         evaluator.start()

@@ -1,0 +1,96 @@
+"""Test scorers (tests only, never production defaults): deterministic, failing and slow.
+
+Load one in a subprocess with ``speechstream evaluator run --scorer tests.scorers:SlowScorer``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from consumers.base import ScoreOutcome, StatusReporter
+from schemas.events import EvaluationRequested, SampleResult
+
+SLOW_SECONDS_ENV = "SPEECHSTREAM_TEST_SLOW_SECONDS"
+SLOW_FILE_ENV = "SPEECHSTREAM_TEST_SLOW_FILE"
+SAMPLES = 3
+
+
+def sample_score(ce: float, wer: float, k: float = 1.0) -> float:
+    """SPEC §4: ``0.5 / (1 + k * CE) + 0.5 * (1 - WER)``, clipped to [0, 1]."""
+    return min(1.0, max(0.0, 0.5 / (1 + k * ce) + 0.5 * (1 - wer)))
+
+
+def deterministic_outcome(request: EvaluationRequested) -> ScoreOutcome:
+    """A COMPLETED outcome whose samples (and so total) depend only on the hash."""
+    seed = int(request.hash)
+    samples = []
+    for index in range(SAMPLES):
+        ce = ((seed >> (8 * index)) % 400) / 100  # 0.00 … 3.99
+        wer = ((seed >> (8 * index + 4)) % 100) / 100  # 0.00 … 0.99
+        samples.append(SampleResult(
+            index=index, text=f"sample {index} of {request.hash}", speaker="test",
+            ce=ce, wer=wer, transcription=f"sample {index}", score=sample_score(ce, wer),
+        ))
+    total = sum(s.score or 0.0 for s in samples) / len(samples)
+    return ScoreOutcome(status="COMPLETED", total_score=total, samples=samples,
+                        revision=request.revision or "main", timings={"test_s": 0.0})
+
+
+class DeterministicScorer:
+    """Reports PRECHECK and RUNNING, then scores from the hash alone."""
+
+    def __init__(self) -> None:
+        self.scored: list[str] = []
+
+    def setup(self) -> None:
+        """Nothing to load."""
+
+    def score(self, request: EvaluationRequested, report: StatusReporter) -> ScoreOutcome:
+        """The deterministic outcome of ``request``."""
+        report("PRECHECK", "test precheck")
+        report("RUNNING", "test scoring")
+        self.scored.append(request.hash)
+        return deterministic_outcome(request)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class FailingScorer(DeterministicScorer):
+    """Raises for the hashes in ``fail_hashes`` (every hash when None); scores the others."""
+
+    def __init__(self, fail_hashes: set[str] | None = None) -> None:
+        super().__init__()
+        self.fail_hashes = fail_hashes
+
+    def score(self, request: EvaluationRequested, report: StatusReporter) -> ScoreOutcome:
+        """Report RUNNING, then raise (or score deterministically)."""
+        if self.fail_hashes is None or request.hash in self.fail_hashes:
+            report("RUNNING", "about to fail")
+            raise RuntimeError(f"model exploded on {request.hash}")
+        return super().score(request, report)
+
+
+class SlowScorer(DeterministicScorer):
+    """Reports RUNNING, sleeps, then scores deterministically.
+
+    The sleep is read per request: the number in the file named by ``SPEECHSTREAM_TEST_SLOW_FILE``
+    if set and present, else ``SPEECHSTREAM_TEST_SLOW_SECONDS`` (default 30), so a test can
+    shorten it between a kill and a restart.
+    """
+
+    def sleep_seconds(self) -> float:
+        """How long the next evaluation sleeps."""
+        path = os.environ.get(SLOW_FILE_ENV)
+        if path and os.path.exists(path):
+            with open(path, encoding="utf-8") as handle:
+                return float(handle.read().strip() or 0)
+        return float(os.environ.get(SLOW_SECONDS_ENV, "30"))
+
+    def score(self, request: EvaluationRequested, report: StatusReporter) -> ScoreOutcome:
+        """Report RUNNING, sleep, score."""
+        report("RUNNING", "slow test scoring")
+        time.sleep(self.sleep_seconds())
+        self.scored.append(request.hash)
+        return deterministic_outcome(request)

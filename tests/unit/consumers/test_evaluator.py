@@ -1,0 +1,222 @@
+"""The evaluator's per-request logic against in-memory Kafka clients: no broker needed."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError
+from prometheus_client import CollectorRegistry
+
+from consumers.base import ScoreOutcome, StatusReporter
+from consumers.evaluator import (
+    Evaluator,
+    consumer_config,
+    failure_reason,
+    producer_config,
+    transactional_id,
+)
+from consumers.exceptions import ConsumeError, FencedError, TransactionAbortedError
+from consumers.metrics import EvaluatorMetrics
+from schemas.envelope import derived_event_id, new_envelope
+from schemas.events import DeadLetter, EvaluationRequested, EvaluationStatusChanged, ScoreComputed
+from speechstream.settings import EvaluatorSettings, KafkaSettings
+from tests.scorers import DeterministicScorer, FailingScorer, deterministic_outcome
+from tests.unit.consumers.fakes import (
+    HASH,
+    FakeConsumer,
+    FakeMessage,
+    FakeProducer,
+    request_envelope,
+    request_message,
+)
+
+KAFKA = KafkaSettings(KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:1", SPEECHSTREAM_TOPIC_PREFIX="t.")
+SETTINGS = EvaluatorSettings(evaluator_id="box", device="cuda:1", group_id="evals")
+
+
+def make(scorer: Any = None, **fail: list[KafkaError]) -> tuple[Evaluator, FakeProducer,
+                                                                 FakeConsumer, EvaluatorMetrics]:
+    producer, consumer = FakeProducer(fail=dict(fail)), FakeConsumer()
+    metrics = EvaluatorMetrics.create(CollectorRegistry())
+    evaluator = Evaluator(
+        KAFKA, SETTINGS, scorer or DeterministicScorer(), metrics=metrics,
+        consumer=consumer, producer=producer,  # type: ignore[arg-type]
+    )
+    evaluator.start()
+    return evaluator, producer, consumer, metrics
+
+
+def abortable(reason: str = "abortable") -> KafkaError:
+    return KafkaError(KafkaError._STATE, reason, txn_requires_abort=True)
+
+
+def test_client_configuration() -> None:
+    assert transactional_id(SETTINGS) == "evals.box-cuda:1"
+    producer = producer_config(KAFKA, SETTINGS)
+    assert producer["transactional.id"] == "evals.box-cuda:1"
+    assert producer["enable.idempotence"] is True
+    assert producer["partitioner"] == "murmur2_random"  # keys land where Faust puts them
+    assert producer["transaction.timeout.ms"] <= 900_000
+    consumer = consumer_config(KAFKA, SETTINGS)
+    assert consumer["isolation.level"] == "read_committed"
+    assert consumer["enable.auto.commit"] is False
+    assert consumer["auto.offset.reset"] == "earliest"
+    assert consumer["max.poll.interval.ms"] > SETTINGS.transaction_timeout_ms
+    assert consumer["group.id"] == "evals"
+    assert consumer["group.instance.id"] == "evals.box-cuda:1"  # a restart takes over at once
+
+
+def test_failure_reason_names_type_and_message() -> None:
+    assert failure_reason(RuntimeError("out of memory")) == "RuntimeError: out of memory"
+    assert failure_reason(KeyError()) == "KeyError"
+
+
+def test_request_gives_statuses_then_score_with_offset_in_one_transaction() -> None:
+    evaluator, producer, consumer, metrics = make()
+    assert consumer.subscribed == ["t.evaluation.requests"]
+    evaluator.handle(request_message())
+
+    statuses, final = producer.committed[:-1], producer.committed[-1]
+    assert [t["offsets"] for t in statuses] == [None, None]  # visible while the scorer runs
+    changed = [t["events"][0][2].payload for t in statuses]
+    assert [(s.status, s.evaluator) for s in changed] == [
+        ("PRECHECK", "box-cuda:1"), ("RUNNING", "box-cuda:1")
+    ]
+    assert final["offsets"] == [("t.evaluation.requests", 2, 8)]
+    ((topic, key, env),) = final["events"]
+    assert (topic, key) == ("t.scores", HASH)
+    score = env.payload
+    assert isinstance(score, ScoreComputed)
+    assert env.event_id == derived_event_id("req-1", "score:v1")
+    expected = deterministic_outcome(request_envelope().payload)  # type: ignore[arg-type]
+    assert (score.status, score.total_score) == ("COMPLETED", expected.total_score)
+    assert (score.evaluator, score.request_event_id) == ("box-cuda:1", "req-1")
+    assert len(score.samples) == 3 and "evaluation_s" in score.timings
+    assert metrics.evaluations.labels("COMPLETED")._value.get() == 1
+    assert metrics.in_progress._value.get() == 0
+
+
+def test_event_ids_are_the_same_when_a_request_is_evaluated_again() -> None:
+    first, producer_a, _, _ = make()
+    second, producer_b, _, _ = make()
+    first.handle(request_message())
+    second.handle(request_message())
+    ids = [[e.event_id for t in p.committed for _, _, e in t["events"]]
+           for p in (producer_a, producer_b)]
+    assert ids[0] == ids[1] and len(set(ids[0])) == 3
+
+
+def test_scorer_exception_is_a_failed_score_with_the_reason() -> None:
+    evaluator, producer, _, metrics = make(FailingScorer())
+    evaluator.handle(request_message())
+    (score,) = producer.events("scores")
+    assert isinstance(score.payload, ScoreComputed)
+    assert score.payload.status == "FAILED"
+    assert score.payload.reason == f"RuntimeError: model exploded on {HASH}"
+    assert producer.committed[-1]["offsets"] == [("t.evaluation.requests", 2, 8)]
+    assert metrics.evaluations.labels("FAILED")._value.get() == 1
+
+
+@pytest.mark.parametrize("raw", [b"not json", b'{"schema_version": 9}', None])
+def test_undecodable_request_is_dead_lettered_with_its_offset(raw: bytes | None) -> None:
+    scorer = DeterministicScorer()
+    evaluator, producer, _, metrics = make(scorer)
+    evaluator.handle(FakeMessage(raw, _offset=41))
+    (txn,) = producer.committed
+    assert txn["offsets"] == [("t.evaluation.requests", 2, 42)]
+    ((topic, key, env),) = txn["events"]
+    assert (topic, key) == ("t.deadletter", b"key")
+    assert isinstance(env.payload, DeadLetter)
+    assert (env.payload.topic, env.payload.offset) == ("t.evaluation.requests", 41)
+    assert scorer.scored == [] and metrics.dead_letters._value.get() == 1
+
+
+def test_a_valid_event_of_another_type_is_dead_lettered() -> None:
+    status = EvaluationStatusChanged(hash=HASH, status="QUEUED")
+    env = new_envelope(status, key=HASH, producer="test")
+    evaluator, producer, _, _ = make()
+    evaluator.handle(request_message(env))
+    (letter,) = producer.events("deadletter")
+    assert "not an evaluation request" in letter.payload.error  # type: ignore[union-attr]
+
+
+class _OutOfRangeScorer(DeterministicScorer):
+    def score(self, request: EvaluationRequested, report: StatusReporter) -> ScoreOutcome:
+        return ScoreOutcome(status="COMPLETED", total_score=7.5)
+
+
+def test_an_outcome_no_event_can_hold_is_failed_not_a_crash() -> None:
+    evaluator, producer, _, _ = make(_OutOfRangeScorer())
+    evaluator.handle(request_message())
+    (score,) = producer.events("scores")
+    assert score.payload.status == "FAILED"  # type: ignore[union-attr]
+    assert score.payload.reason.startswith("invalid scorer outcome")  # type: ignore[union-attr]
+
+
+class _ChattyScorer(DeterministicScorer):
+    def score(self, request: EvaluationRequested, report: StatusReporter) -> ScoreOutcome:
+        for status in ("PRECHECK", "RUNNING", "PRECHECK", "RUNNING"):
+            report(status, None)  # type: ignore[arg-type]
+        return super().score(request, report)
+
+
+def test_each_status_is_published_once_and_never_backwards() -> None:
+    evaluator, producer, _, _ = make(_ChattyScorer())
+    evaluator.handle(request_message())
+    statuses = [e.payload.status for e in producer.events("evaluation.status")]  # type: ignore
+    assert statuses == ["PRECHECK", "RUNNING"]
+
+
+def test_abortable_commit_aborts_and_the_request_is_evaluated_again() -> None:
+    evaluator, producer, consumer, metrics = make()
+    producer.fail["send_offsets_to_transaction"] = [abortable("rebalance")]
+    consumer.queue = [request_message()]
+    stop = threading.Event()
+    consumer.poll = lambda timeout: (  # type: ignore[method-assign]
+        consumer.queue.pop(0) if consumer.queue else stop.set()
+    )
+    evaluator.run(stop)
+    assert producer.aborted == 1 and producer.events("scores") == []
+    assert consumer.seeks == [("t.evaluation.requests", 2, 7)]
+    assert metrics.transactions_aborted._value.get() == 1
+
+
+def test_fenced_producer_stops_the_evaluator() -> None:
+    evaluator, producer, _, _ = make()
+    producer.fail["commit_transaction"] = [KafkaError(KafkaError._FENCED, "fenced", fatal=True)]
+    with pytest.raises(FencedError):
+        evaluator.handle(request_message())
+
+
+def test_kafka_failure_while_reporting_is_not_a_failed_score() -> None:
+    evaluator, producer, _, _ = make()
+    producer.fail["commit_transaction"] = [abortable(), abortable()]
+    with pytest.raises(TransactionAbortedError):
+        evaluator.handle(request_message())
+    assert producer.events("scores") == []
+
+
+def test_retriable_commit_is_retried() -> None:
+    evaluator, producer, _, _ = make()
+    retriable = KafkaError(KafkaError._TIMED_OUT, "slow", retriable=True)
+    producer.fail["commit_transaction"] = [retriable]
+    evaluator.handle(request_message())
+    assert len(producer.events("scores")) == 1 and producer.aborted == 0
+
+
+def test_fatal_consumer_error_stops_and_transient_one_does_not() -> None:
+    evaluator, _, consumer, _ = make()
+    transient = KafkaError(KafkaError._TRANSPORT, "broker down")
+    fatal = KafkaError(KafkaError._FATAL, "fatal", fatal=True)
+    consumer.queue = [FakeMessage(None, _error=transient), FakeMessage(None, _error=fatal)]
+    with pytest.raises(ConsumeError):
+        evaluator.run(threading.Event())
+    assert evaluator.health().healthy
+
+
+def test_close_closes_everything() -> None:
+    evaluator, _, consumer, _ = make()
+    evaluator.close()
+    assert consumer.closed
