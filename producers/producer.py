@@ -34,7 +34,7 @@ class EventProducer:
     def start(self) -> EventProducer:
         """Create the underlying client (no connection happens before this)."""
         if self._producer is None:
-            cfg = self._settings.to_librdkafka(
+            cfg = self._settings.producer_config(
                 **{
                     "enable.idempotence": True,
                     "acks": "all",

@@ -12,6 +12,11 @@ from schemas.events import DeadLetter
 from schemas.exceptions import DecodeError
 
 MAX_EVENT_BYTES = 256 * 1024
+# A dead letter carries the raw bytes (base64) of what failed, so it may be larger than an
+# event; past DEAD_LETTER_RAW_BYTES only a prefix is kept (the whole record stays in its
+# source topic, at the topic/partition/offset the dead letter names).
+MAX_DEAD_LETTER_BYTES = 1024 * 1024 - 64 * 1024
+DEAD_LETTER_RAW_BYTES = 512 * 1024
 
 
 def encode(envelope: Envelope) -> bytes:
@@ -25,14 +30,19 @@ def decode(
     topic: str | None = None,
     partition: int | None = None,
     offset: int | None = None,
+    max_bytes: int = MAX_EVENT_BYTES,
 ) -> Envelope:
-    """Parse wire bytes into an envelope or raise :class:`DecodeError` with the reason."""
+    """Parse wire bytes into an envelope or raise :class:`DecodeError` with the reason.
+
+    ``max_bytes`` is :data:`MAX_EVENT_BYTES`; readers of the dead-letter topic pass
+    :data:`MAX_DEAD_LETTER_BYTES`.
+    """
     where = {"topic": topic, "partition": partition, "offset": offset}
     if raw is None:
         raise DecodeError("empty record (no value)", b"", **where)
-    if len(raw) > MAX_EVENT_BYTES:
+    if len(raw) > max_bytes:
         raise DecodeError(
-            f"oversize payload: {len(raw)} bytes > limit {MAX_EVENT_BYTES}", raw, **where
+            f"oversize payload: {len(raw)} bytes > limit {max_bytes}", raw, **where
         )
     try:
         return Envelope.model_validate_json(raw)
@@ -60,7 +70,7 @@ def dead_letter(error: DecodeError, *, consumer: str, topic: str | None = None) 
     """The dead-letter envelope for a record that failed to decode: raw bytes kept whole."""
     source = error.topic or topic or "unknown"
     payload = DeadLetter(
-        raw_b64=base64.b64encode(error.raw).decode("ascii"),
+        raw_b64=base64.b64encode(error.raw[:DEAD_LETTER_RAW_BYTES]).decode("ascii"),
         raw_size=len(error.raw),
         topic=source,
         partition=error.partition,

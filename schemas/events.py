@@ -160,6 +160,7 @@ class DeadLetter(_Event):
     type: Literal["deadletter"] = "deadletter"
     raw_b64: str
     raw_size: int
+    """Size of the whole record; raw_b64 holds at most the first 512 KiB of it."""
     topic: str
     partition: int | None = None
     offset: int | None = None

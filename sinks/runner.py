@@ -10,7 +10,7 @@ from confluent_kafka import Consumer, KafkaException
 from prometheus_client import CollectorRegistry, start_http_server
 
 from producers.producer import EventProducer
-from schemas.codec import dead_letter, decode
+from schemas.codec import MAX_DEAD_LETTER_BYTES, MAX_EVENT_BYTES, dead_letter, decode
 from schemas.envelope import Envelope
 from schemas.exceptions import DecodeError
 from sinks.metrics import SinkMetrics
@@ -71,10 +71,20 @@ def run_sink(
                         continue
                     raise KafkaException(msg.error())
                 eof.discard((msg.topic(), msg.partition()))
+                on_dlq = msg.topic() == kafka.topics.deadletter
                 try:
-                    batch.append(decode(msg.value(), topic=msg.topic(),
-                                        partition=msg.partition(), offset=msg.offset()))
+                    batch.append(decode(
+                        msg.value(), topic=msg.topic(), partition=msg.partition(),
+                        offset=msg.offset(),
+                        max_bytes=MAX_DEAD_LETTER_BYTES if on_dlq else MAX_EVENT_BYTES,
+                    ))
                 except DecodeError as exc:
+                    if on_dlq:
+                        # Already in the dead-letter log: never dead-letter a dead letter.
+                        log.error("undecodable dead letter %s@%s kept in place: %s",
+                                  msg.partition(), msg.offset(), exc.reason)
+                        metrics.dead_letters.inc()
+                        continue
                     log.warning("dead letter %s/%s@%s: %s", msg.topic(), msg.partition(),
                                 msg.offset(), exc.reason)
                     dlq.send(kafka.topics.deadletter, dead_letter(exc, consumer=CONSUMER_NAME))

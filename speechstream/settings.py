@@ -91,6 +91,7 @@ class StreamsSettings(BaseSettings):
     data_dir: str = ".speechstream/streams"
     web_port: int = 6066
     web_enabled: bool = True
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
 
 
 class EvaluatorSettings(BaseSettings):

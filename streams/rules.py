@@ -52,16 +52,21 @@ def check_registration(event: MinerRegistered, uid_owner: str | None) -> Rejecti
     return None
 
 
+HISTORY = 32  # accepted submissions remembered per hotkey
+
+
 def check_submission(
     event: SubmissionPublished,
     registered_uid: int | None,
-    last_accepted: dict[str, Any] | None,
+    accepted: list[list[Any]] | None,
     window: int = RATE_LIMIT_BLOCKS,
 ) -> Rejection | Literal["replay"] | None:
-    """Hash, registration and rate limit; ``"replay"`` for the same commitment seen again.
+    """Hash, registration and rate limit; ``"replay"`` for a commitment already accepted.
 
-    ``last_accepted`` is ``{"block": int, "hash": str}`` of the hotkey's previous accepted
-    submission, or ``None``.
+    ``accepted`` is the hotkey's accepted submissions as ``[block, hash]`` pairs. The rate
+    limit refuses a submission within ``window`` blocks of any of them, before or after: a
+    record delivered again (Faust runs at least once), or late, gets the same answer it got
+    the first time. A block difference of 0 with the same hash is the same commitment.
     """
     expected = event.expected_hash()
     if event.hash != expected:
@@ -74,18 +79,25 @@ def check_submission(
             RejectionCode.UNREGISTERED_HOTKEY,
             f"hotkey {event.hotkey[:16]}… is not registered; register a uid first",
         )
-    if last_accepted is not None:
-        diff = event.block - int(last_accepted["block"])
-        if diff == 0 and last_accepted.get("hash") == event.hash:
-            return "replay"
-        if 0 <= diff < window:
-            return Rejection(
-                RejectionCode.RATE_LIMITED,
-                f"rate limited: previous submission at block {last_accepted['block']}, this "
-                f"one at {event.block}; {window - diff} more blocks to wait (one submission "
-                f"per {window} blocks)",
-            )
+    history = accepted or []
+    if [event.block, event.hash] in history:
+        return "replay"
+    close = [block for block, _ in history if abs(event.block - block) < window]
+    if close:
+        nearest = min(close, key=lambda b: abs(event.block - b))
+        diff = abs(event.block - nearest)
+        return Rejection(
+            RejectionCode.RATE_LIMITED,
+            f"rate limited: another submission at block {nearest}, this one at {event.block}; "
+            f"{window - diff} more blocks to wait (one submission per {window} blocks)",
+        )
     return None
+
+
+def remember(accepted: list[list[Any]] | None, block: int, hash_: str) -> list[list[Any]]:
+    """The hotkey's accepted history with ``[block, hash]`` added (the newest ``HISTORY``)."""
+    history = sorted([*(accepted or []), [block, hash_]], key=lambda bh: bh[0])
+    return history[-HISTORY:]
 
 
 def dedupe(holder: dict[str, Any] | None, newcomer: dict[str, Any]) -> Decision:

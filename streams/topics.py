@@ -35,8 +35,8 @@ def declare(app: faust.App, kafka: KafkaSettings) -> Streams:
         return app.topic(name, key_serializer="raw", value_serializer="raw")
 
     def table(name: str) -> faust.Table:
-        # Keys are bytes (the app's raw key serializer), values JSON.
-        return app.Table(name, partitions=4)
+        # Keys are str and values JSON-serializable (the changelog is JSON both ways).
+        return app.Table(name, partitions=4, key_type=str)
 
     return Streams(
         registrations=topic(t.registrations),

@@ -35,5 +35,5 @@ def run_worker(
         start_http_server(metrics_port, registry=registry)
     Path(streams.data_dir).mkdir(parents=True, exist_ok=True)
     app = build_app(kafka, streams, metrics)
-    worker = faust.Worker(app, loglevel="WARNING", quiet=True)
+    worker = faust.Worker(app, loglevel=streams.log_level, quiet=True)
     worker.execute_from_commandline()

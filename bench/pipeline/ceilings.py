@@ -21,7 +21,7 @@ def passthrough_per_s(kafka: KafkaSettings, source: str, sink_topic: str, expect
             }
         )
     )
-    producer = Producer(kafka.to_librdkafka(**{"linger.ms": 5, "enable.idempotence": True}))
+    producer = Producer(kafka.producer_config(**{"linger.ms": 5, "enable.idempotence": True}))
     consumer.subscribe([source])
     moved = 0
     started: float | None = None

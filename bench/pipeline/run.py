@@ -36,7 +36,7 @@ RESULTS = Path("bench/results/pipeline.json")
 
 
 def _produce(kafka: KafkaSettings, topic: str, records) -> float:  # noqa: ANN001
-    producer = Producer(kafka.to_librdkafka(**{"linger.ms": 20, "enable.idempotence": True,
+    producer = Producer(kafka.producer_config(**{"linger.ms": 20, "enable.idempotence": True,
                                                "batch.size": 1_000_000}))
     start = time.perf_counter()
     n = 0
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> dict:
         time.sleep(3)
         paced = list(data.submissions(fresh, 10, tag="p"))
         sent: dict[str, float] = {}
-        producer = Producer(kafka.to_librdkafka(**{"linger.ms": 1, "enable.idempotence": True}))
+        producer = Producer(kafka.producer_config(**{"linger.ms": 1, "enable.idempotence": True}))
         start = time.time()
         for i, (key, value, h) in enumerate(paced):
             target = start + i / args.rate

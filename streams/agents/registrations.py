@@ -25,7 +25,7 @@ def register_agents(app: faust.App, s: Streams, metrics: StreamsMetrics) -> None
             if env is None:
                 continue
             p = env.payload
-            uid_key = str(p.uid).encode()
+            uid_key = str(p.uid)
             rejection = check_signature(p) or check_registration(p, s.uid_owner.get(uid_key))
             if rejection is not None:
                 await reject(s.rejected, env, rejection, metrics)
@@ -41,4 +41,4 @@ def register_agents(app: faust.App, s: Streams, metrics: StreamsMetrics) -> None
         async for event in stream.events():
             env = await decode_or_dead_letter(event, s.deadletter, metrics, MinerRegistered)
             if env is not None:
-                s.hotkey_uid[env.payload.hotkey.encode()] = env.payload.uid
+                s.hotkey_uid[env.payload.hotkey] = env.payload.uid

@@ -11,7 +11,7 @@ from schemas.events import EvaluationRequested, EvaluationStatusChanged, Submiss
 from streams.agents.emit import emit, reject
 from streams.deadletter import decode_or_dead_letter
 from streams.metrics import StreamsMetrics
-from streams.rules import Rejection, check_signature, check_submission, dedupe
+from streams.rules import Rejection, check_signature, check_submission, dedupe, remember
 from streams.topics import Streams
 
 
@@ -28,17 +28,19 @@ def register_agents(
             if env is None:
                 continue
             p = env.payload
-            hotkey = p.hotkey.encode()
+            hotkey = p.hotkey
             verdict = check_signature(p) or check_submission(
                 p, s.hotkey_uid.get(hotkey), s.last_accepted.get(hotkey), rate_limit_blocks
             )
-            if verdict == "replay":
-                metrics.replays.inc()
-                continue
             if isinstance(verdict, Rejection):
                 await reject(s.rejected, env, verdict, metrics)
                 continue
-            s.last_accepted[hotkey] = {"block": p.block, "hash": p.hash}
+            if verdict == "replay":
+                # Already accepted: send the same (same id) accepted event again, in case the
+                # first send was lost; the duplicate check downstream absorbs it.
+                metrics.replays.inc()
+            else:
+                s.last_accepted[hotkey] = remember(s.last_accepted.get(hotkey), p.block, p.hash)
             accepted = EvaluationRequested(
                 hash=p.hash, hotkey=p.hotkey, uid=s.hotkey_uid.get(hotkey),
                 repo_namespace=p.repo_namespace, repo_name=p.repo_name, revision=p.revision,
@@ -56,7 +58,7 @@ def register_agents(
                 continue
             p = env.payload
             repo = f"{p.repo_namespace}/{p.repo_name}"
-            holder = s.repo_holder.get(repo.encode())
+            holder = s.repo_holder.get(repo)
             mine = {"block": p.block, "hash": p.hash, "event_id": p.source_event_id,
                     "repo": repo, "envelope": env.model_dump(mode="json")}
             decision = dedupe(holder, mine)
@@ -72,7 +74,7 @@ def register_agents(
                 displaced = Envelope.model_validate(holder["envelope"])
                 await reject(s.rejected, displaced, decision.rejection, metrics,
                              stage=f"displaced:{env.event_id}")
-            s.repo_holder[repo.encode()] = mine
+            s.repo_holder[repo] = mine
             await emit(s.requests, p, key=p.hash, source=env, stage="requested")
             await emit(s.status, EvaluationStatusChanged(hash=p.hash, status="QUEUED"),
                        key=p.hash, source=env, stage="queued")

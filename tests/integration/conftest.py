@@ -21,6 +21,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from speechstream.dev.postgres import apply_migrations
 from speechstream.settings import KafkaSettings
 from speechstream.topics_admin import create_topics, delete_topics
+from tests.integration.pipeline import Pipeline
 
 
 def _unique(prefix: str) -> str:
@@ -85,3 +86,11 @@ def db_conninfo(database_url: str, template_database: str) -> Iterator[str]:
         )
     yield _with_dbname(database_url, name)
     _drop_database(database_url, name)
+
+
+@pytest.fixture
+def pipeline(kafka_settings: KafkaSettings, db_conninfo: str, tmp_path) -> Iterator[Pipeline]:
+    """Services against this test's topics and database, stopped after the test."""
+    pipe = Pipeline(kafka_settings, db_conninfo, tmp_path)
+    yield pipe
+    pipe.stop()

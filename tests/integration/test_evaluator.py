@@ -29,7 +29,6 @@ from schemas.envelope import Envelope, new_envelope
 from schemas.events import DeadLetter, EvaluationRequested, EvaluationStatusChanged, ScoreComputed
 from schemas.hashing import submission_hash
 from speechstream.settings import EvaluatorSettings, KafkaSettings
-from speechstream.topics_admin import create_topics, delete_topics
 from tests.scorers import SLOW_FILE_ENV, DeterministicScorer, FailingScorer
 
 pytestmark = pytest.mark.integration
@@ -40,18 +39,6 @@ HOTKEY = "cd" * 32
 
 def _unique(prefix: str) -> str:
     return f"{prefix}{uuid.uuid4().hex[:12]}"
-
-
-@pytest.fixture
-def kafka_settings() -> Iterator[KafkaSettings]:
-    """Settings with a fresh topic prefix; the registry's topics exist under it."""
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092")
-    settings = KafkaSettings().model_copy(
-        update={"bootstrap_servers": bootstrap, "topic_prefix": f"{_unique('t')}."}
-    )
-    create_topics(settings)
-    yield settings
-    delete_topics(settings, [name for name, _ in settings.topics.all()])
 
 
 @pytest.fixture

@@ -1,0 +1,131 @@
+"""The whole path on a real broker and database: miner CLI → Faust → evaluator → sink → rows."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from producers.keys import create_key_file
+from producers.miner import registration, submission
+from schemas.codec import MAX_EVENT_BYTES, encode
+from tests.scorers import SAMPLES
+
+pytestmark = pytest.mark.integration
+
+TEST_SCORER = "tests.scorers:DeterministicScorer"
+
+
+def _count(pipe, table: str, where: str = "true", params: tuple = ()) -> int:
+    return pipe.query(f"SELECT count(*) FROM {table} WHERE {where}", params)[0][0]  # noqa: S608
+
+
+def test_miner_cli_to_rows(pipeline, tmp_path) -> None:
+    pipeline.start("streams", ["streams", "worker"])
+    pipeline.start("evaluator", ["evaluator", "run", "--device", "cpu", "--scorer", TEST_SCORER])
+    pipeline.start("sink", ["sink", "run"])
+    names = ["alice", "bob", "carol"]
+    for uid, name in enumerate(names):
+        key = str(tmp_path / f"{name}.json")
+        assert pipeline.cli("miner", "keygen", "--key-file", key).returncode == 0
+        done = pipeline.cli("miner", "register", "--key-file", key, "--uid", str(uid),
+                            "--block", "10")
+        assert done.returncode == 0, done.stderr
+    pipeline.wait(lambda: _count(pipeline, "miners") == 3, "3 registered miners")
+    for name in names:
+        done = pipeline.cli("miner", "submit", "--key-file", str(tmp_path / f"{name}.json"),
+                            "--repo", f"{name}/tts-1", "--block", "1000")
+        assert done.returncode == 0, done.stderr
+        assert "hash=" in done.stdout
+    pipeline.wait(lambda: _count(pipeline, "submissions", "status = 'COMPLETED'") == 3,
+                  "3 COMPLETED submissions")
+    rows = pipeline.query("SELECT repo_namespace, uid, score FROM submissions ORDER BY uid")
+    assert [(r[0], r[1]) for r in rows] == [("alice", 0), ("bob", 1), ("carol", 2)]
+    assert all(0.0 <= r[2] <= 1.0 for r in rows)
+    assert _count(pipeline, "sample_results") == 3 * SAMPLES
+    statuses = {r[0] for r in pipeline.query("SELECT status FROM status_events")}
+    assert statuses == {"QUEUED", "PRECHECK", "RUNNING"}
+    board = json.loads(pipeline.cli("leaderboard", "--json").stdout)
+    assert [r["status"] for r in board] == ["COMPLETED"] * 3
+
+
+def test_every_bad_input_is_turned_away_with_its_reason(pipeline, tmp_path) -> None:
+    pipeline.start("streams", ["streams", "worker"])
+    pipeline.start("sink", ["sink", "run"])
+    alice, bob, eve, carol = (create_key_file(tmp_path / f"{n}.json")
+                              for n in ("alice", "bob", "eve", "carol"))
+    t = pipeline.kafka.topics
+    pipeline.send(t.registrations, registration(alice, uid=0, block=1),
+                  registration(bob, uid=1, block=1))
+    pipeline.wait(lambda: _count(pipeline, "miners") == 2, "2 registered miners")
+    # eve claims alice's uid
+    pipeline.send(t.registrations, registration(eve, uid=0, block=2))
+
+    good = submission(alice, repo_namespace="alice", repo_name="a1", block=1000)
+    signed = submission(bob, repo_namespace="bob", repo_name="forged", block=1000)
+    forged = signed.model_copy(update={"payload": signed.payload.model_copy(update={"block": 7})})
+    pipeline.send(t.submissions, good)
+    # The duplicate below must come after its original (a duplicate that arrives first, with a
+    # later block, is displaced when the original comes: a rejection, but not undone).
+    pipeline.wait(lambda: _count(pipeline, "submissions") == 1, "the first submission")
+    pipeline.send(
+        t.submissions,
+        forged,
+        submission(bob, repo_namespace="bob", repo_name="b0", block=1000, hash_override="42"),
+        submission(carol, repo_namespace="carol", repo_name="c1", block=1000),
+        submission(alice, repo_namespace="alice", repo_name="a2", block=1000 + 28_799),
+        submission(bob, repo_namespace="alice", repo_name="a1", block=2000),
+    )
+    pipeline.send_raw(t.submissions, b"\x00 this is not json {", key="junk")
+    wrong_version = json.loads(encode(good))
+    wrong_version["schema_version"] = 9
+    pipeline.send_raw(t.submissions, json.dumps(wrong_version).encode(), key="v9")
+    pipeline.send_raw(t.submissions, b'{"pad": "' + b"x" * MAX_EVENT_BYTES + b'"}', key="big")
+    later = submission(bob, repo_namespace="bob", repo_name="b1", block=40_000)
+    same_again = submission(alice, repo_namespace="alice", repo_name="a1", block=1000)
+    pipeline.send(t.submissions, later, same_again)
+
+    pipeline.wait(lambda: _count(pipeline, "rejections") >= 6 and
+                  _count(pipeline, "dead_letters") >= 3 and
+                  _count(pipeline, "submissions") >= 2, "rejections, dead letters, requests")
+    codes = dict(pipeline.query("SELECT code, message FROM rejections"))
+    assert set(codes) == {"UID_TAKEN", "BAD_SIGNATURE", "HASH_MISMATCH", "UNREGISTERED_HOTKEY",
+                          "RATE_LIMITED", "DUPLICATE_REPO"}
+    assert "1 more blocks" in codes["RATE_LIMITED"]
+    assert "expected" in codes["HASH_MISMATCH"]
+    errors = sorted(r[0] for r in pipeline.query("SELECT error FROM dead_letters"))
+    assert [e.split(":")[0].split(" ")[0] for e in errors] == ["not", "oversize", "unsupported"]
+    raw = pipeline.query("SELECT raw FROM dead_letters WHERE error LIKE %s", ("not JSON%",))[0][0]
+    assert bytes(raw) == b"\x00 this is not json {"
+    queued = pipeline.query("SELECT repo_namespace || '/' || repo_name, status FROM submissions "
+                            "ORDER BY 1")
+    assert queued == [("alice/a1", "QUEUED"), ("bob/b1", "QUEUED")]
+    # The same records are on the topics, readable by anyone.
+    assert len(pipeline.read(t.rejected, 6)) == 6
+    assert len(pipeline.read(t.deadletter, 3)) == 3
+    assert _count(pipeline, "miners") == 2
+
+
+def test_worker_restart_keeps_its_tables(pipeline, tmp_path) -> None:
+    t = pipeline.kafka.topics
+    alice = create_key_file(tmp_path / "alice.json")
+    worker = pipeline.start("streams", ["streams", "worker"])
+    pipeline.send(t.registrations, registration(alice, uid=5, block=1))
+    pipeline.read(t.miners, 1)
+    pipeline.send(t.submissions, submission(alice, repo_namespace="alice", repo_name="a1",
+                                            block=1000))
+    assert len(pipeline.read(t.evaluation_requests, 1)) == 1
+    # Faust writes table changes to their changelog topics asynchronously; stop once written.
+    changelog = f"{pipeline.kafka.topic_prefix}speechstream-validator-last_accepted-changelog"
+    pipeline.wait(lambda: pipeline.count(changelog) == 1, "the changelog write")
+    worker.stop()
+    pipeline.start("streams", ["streams", "worker"])
+    # Only the recovered tables know alice is registered and submitted at block 1000.
+    pipeline.send(t.submissions,
+                  submission(alice, repo_namespace="alice", repo_name="a2", block=1500),
+                  submission(alice, repo_namespace="alice", repo_name="a3", block=40_000))
+    # Faust delivers at least once: a record may be processed twice, with the same event id.
+    requests = {r.event_id: r for r in pipeline.read(t.evaluation_requests, 2)}.values()
+    assert sorted(r.payload.repo_name for r in requests) == ["a1", "a3"]
+    rejected = {r.event_id: r for r in pipeline.read(t.rejected, 1)}.values()
+    assert [r.payload.code.value for r in rejected] == ["RATE_LIMITED"]

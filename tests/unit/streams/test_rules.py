@@ -1,0 +1,104 @@
+"""SPEC §3 rules: signature, hash, registration, rate limit edges, duplicates."""
+
+from __future__ import annotations
+
+import pytest
+
+from producers.keys import Hotkey
+from producers.miner import registration, submission
+from schemas.events import RejectionCode
+from schemas.signing import generate_key
+from streams.rules import (
+    RATE_LIMIT_BLOCKS,
+    Rejection,
+    check_registration,
+    check_signature,
+    check_submission,
+    dedupe,
+    remember,
+)
+
+
+@pytest.fixture
+def key() -> Hotkey:
+    return Hotkey(*generate_key())
+
+
+def _sub(key: Hotkey, block: int, name: str = "m", **kw):
+    return submission(key, repo_namespace="ns", repo_name=name, block=block, **kw).payload
+
+
+def test_signature_good_and_forged(key) -> None:
+    event = _sub(key, 100)
+    assert check_signature(event) is None
+    forged = event.model_copy(update={"block": 101})
+    rejection = check_signature(forged)
+    assert rejection is not None and rejection.code is RejectionCode.BAD_SIGNATURE
+
+
+def test_hash_mismatch_and_unregistered(key) -> None:
+    bad = _sub(key, 100, hash_override="12345")
+    assert check_submission(bad, 1, None).code is RejectionCode.HASH_MISMATCH
+    assert check_submission(_sub(key, 100), None, None).code is RejectionCode.UNREGISTERED_HOTKEY
+    assert check_submission(_sub(key, 100), 1, None) is None
+
+
+@pytest.mark.parametrize(
+    ("gap", "limited"),
+    [(RATE_LIMIT_BLOCKS - 1, True), (RATE_LIMIT_BLOCKS, False), (1, True), (50_000, False)],
+)
+def test_rate_limit_edges(key, gap, limited) -> None:
+    first = _sub(key, 1_000, "a")
+    history = remember(None, first.block, first.hash)
+    verdict = check_submission(_sub(key, 1_000 + gap, "b"), 1, history)
+    assert isinstance(verdict, Rejection) is limited
+    if limited:
+        assert verdict.code is RejectionCode.RATE_LIMITED
+        assert f"{RATE_LIMIT_BLOCKS - gap} more blocks" in verdict.message
+
+
+def test_block_difference_zero_is_the_same_commitment(key) -> None:
+    first = _sub(key, 1_000, "a")
+    history = remember(None, first.block, first.hash)
+    assert check_submission(first, 1, history) == "replay"
+    # the same block with another repo is a new submission, and too soon
+    assert check_submission(_sub(key, 1_000, "b"), 1, history).code is RejectionCode.RATE_LIMITED
+
+
+def test_decisions_are_stable_when_records_are_processed_again(key) -> None:
+    a1, a2, a3 = _sub(key, 1_000, "a1"), _sub(key, 1_500, "a2"), _sub(key, 40_000, "a3")
+    history = remember(None, a1.block, a1.hash)
+    assert check_submission(a2, 1, history).code is RejectionCode.RATE_LIMITED
+    assert check_submission(a3, 1, history) is None
+    history = remember(history, a3.block, a3.hash)
+    # a second delivery of a2 and a3 gets the same answers
+    assert check_submission(a2, 1, history).code is RejectionCode.RATE_LIMITED
+    assert check_submission(a3, 1, history) == "replay"
+
+
+def test_uid_belongs_to_its_first_hotkey(key) -> None:
+    event = registration(key, uid=3, block=1).payload
+    assert check_registration(event, None) is None
+    assert check_registration(event, key.hotkey) is None
+    other = Hotkey(*generate_key())
+    assert check_registration(event, other.hotkey).code is RejectionCode.UID_TAKEN
+
+
+def _entry(block: int, hash_: str, event_id: str) -> dict:
+    return {"block": block, "hash": hash_, "event_id": event_id, "repo": "ns/m"}
+
+
+def test_duplicates_the_later_block_loses_in_either_order() -> None:
+    early, late = _entry(100, "1", "e1"), _entry(200, "2", "e2")
+    assert dedupe(None, early).kind == "accept"
+    decision = dedupe(early, late)
+    assert decision.kind == "reject" and decision.rejection.code is RejectionCode.DUPLICATE_REPO
+    decision = dedupe(late, early)
+    assert decision.kind == "displace"
+    assert decision.rejection.code is RejectionCode.DUPLICATE_REPO
+    assert dedupe(early, dict(early)).kind == "replay"
+
+
+def test_same_hash_later_is_a_duplicate_hash() -> None:
+    decision = dedupe(_entry(100, "7", "e1"), _entry(30_000, "7", "e2"))
+    assert decision.kind == "reject" and decision.rejection.code is RejectionCode.DUPLICATE_HASH
