@@ -1,0 +1,43 @@
+"""The evaluator with the real TTS scorer on the real broker, scoring a tiny local model."""
+
+from __future__ import annotations
+
+import pytest
+
+from schemas import EvaluationRequested, new_envelope
+from scoring.tiny import build_tiny_musicgen
+
+pytestmark = pytest.mark.integration
+
+HK = "cd" * 32
+
+
+def _request(repo_name: str, source: str) -> EvaluationRequested:
+    return EvaluationRequested(hash="424242" if repo_name == "tiny" else "77", hotkey=HK, uid=1,
+                               repo_namespace="lab", repo_name=repo_name, block=5,
+                               source_event_id=source)
+
+
+def test_tts_scorer_scores_a_tiny_model_the_same_twice(pipeline, tmp_path) -> None:
+    build_tiny_musicgen(tmp_path / "models" / "lab" / "tiny", seed=3)
+    pipeline.start("evaluator", ["evaluator", "run", "--device", "cpu"],
+                   SPEECHSTREAM_SCORING_MODELS_ROOT=str(tmp_path / "models"),
+                   SPEECHSTREAM_SCORING_N_SAMPLES="4")
+    t = pipeline.kafka.topics
+    pipeline.send(t.evaluation_requests,
+                  new_envelope(_request("tiny", "first"), key="424242", producer="t"),
+                  new_envelope(_request("missing", "gone"), key="77", producer="t"),
+                  new_envelope(_request("tiny", "second"), key="424242", producer="t"))
+    scores = pipeline.read(t.scores, 3, timeout_s=300)
+    by_source = {s.payload.request_event_id: s.payload for s in scores}
+    assert len(by_source) == 3
+    first, second = (p for p in by_source.values() if p.hash == "424242")
+    assert first.status == second.status == "COMPLETED"
+    assert 0.0 <= first.total_score <= 1.0
+    assert len(first.samples) == 4
+    assert first.total_score == pytest.approx(second.total_score, abs=1e-9)
+    missing = next(p for p in by_source.values() if p.hash == "77")
+    assert missing.status == "FAILED"
+    assert "lab/missing" in (missing.reason or "")
+    statuses = {s.payload.status for s in pipeline.read(t.evaluation_status, 2)}
+    assert {"PRECHECK", "RUNNING"} <= statuses
