@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
 from consumers.base import ScoreOutcome, Scorer
@@ -111,6 +112,7 @@ class Evaluator:
     """Consumes evaluation requests and emits statuses and scores for one device.
 
     ``consumer`` and ``producer`` may be injected (tests); otherwise ``start()`` creates them.
+    Without ``metrics`` the evaluator records into a registry of its own (served nowhere).
     """
 
     def __init__(
@@ -119,7 +121,7 @@ class Evaluator:
         settings: EvaluatorSettings,
         scorer: Scorer,
         *,
-        metrics: EvaluatorMetrics,
+        metrics: EvaluatorMetrics | None = None,
         logger: logging.Logger | None = None,
         consumer: Consumer | None = None,
         producer: Producer | None = None,
@@ -127,7 +129,7 @@ class Evaluator:
         self._kafka = kafka
         self._settings = settings
         self._scorer = scorer
-        self._metrics = metrics
+        self._metrics = metrics or EvaluatorMetrics.create(CollectorRegistry())
         self._log = logger or logging.getLogger(__name__)
         self._consumer = consumer
         self._producer = producer

@@ -73,7 +73,7 @@ class FailingScorer(DeterministicScorer):
 
 
 class SlowScorer(DeterministicScorer):
-    """Reports RUNNING, sleeps, then scores deterministically.
+    """Reports PRECHECK and RUNNING, sleeps, then scores deterministically.
 
     The sleep is read per request: the number in the file named by ``SPEECHSTREAM_TEST_SLOW_FILE``
     if set and present, else ``SPEECHSTREAM_TEST_SLOW_SECONDS`` (default 30), so a test can
@@ -89,7 +89,8 @@ class SlowScorer(DeterministicScorer):
         return float(os.environ.get(SLOW_SECONDS_ENV, "30"))
 
     def score(self, request: EvaluationRequested, report: StatusReporter) -> ScoreOutcome:
-        """Report RUNNING, sleep, score."""
+        """Report PRECHECK and RUNNING, sleep, score."""
+        report("PRECHECK", "slow test precheck")
         report("RUNNING", "slow test scoring")
         time.sleep(self.sleep_seconds())
         self.scored.append(request.hash)

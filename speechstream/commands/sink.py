@@ -9,15 +9,11 @@ import sys
 import threading
 import uuid
 
-import psycopg
-
 from schemas.exceptions import SpeechstreamError
 from sinks.migrate import apply_migrations
+from sinks.postgres import truncate
 from sinks.runner import run_sink
 from speechstream.settings import DatabaseSettings, KafkaSettings, SinkSettings
-
-_TABLES = ("miners", "submissions", "status_events", "scores", "sample_results", "rejections",
-           "dead_letters")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -48,8 +44,12 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
-def _run(args: argparse.Namespace) -> int:
+def _logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
+def _run(args: argparse.Namespace) -> int:
+    _logging()
     database = DatabaseSettings()
     try:
         apply_migrations(database.conninfo)
@@ -61,6 +61,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _rebuild(args: argparse.Namespace) -> int:
+    _logging()
     database = DatabaseSettings()
     settings = SinkSettings()
     settings = settings.model_copy(
@@ -68,9 +69,7 @@ def _rebuild(args: argparse.Namespace) -> int:
     )
     try:
         apply_migrations(database.conninfo)
-        with psycopg.connect(database.conninfo) as conn:
-            conn.execute(psycopg.sql.SQL("TRUNCATE {}").format(
-                psycopg.sql.SQL(", ").join(map(psycopg.sql.Identifier, _TABLES))))
+        truncate(database.conninfo)
         n = run_sink(KafkaSettings(), database, settings, stop=_stop_on_signals(),
                      until_caught_up=True)
     except SpeechstreamError as exc:

@@ -51,7 +51,7 @@ def evaluator_settings() -> EvaluatorSettings:
 
 
 def request(repo_name: str) -> Envelope:
-    """An evaluation request for a repo of the test miner."""
+    """An evaluation request for a repo of the test miner (a new event id each call)."""
     hash_ = submission_hash("tester", repo_name, "default", HOTKEY)
     payload = EvaluationRequested(
         hash=hash_, hotkey=HOTKEY, uid=3, repo_namespace="tester", repo_name=repo_name,
@@ -233,11 +233,13 @@ def _child_env(kafka: KafkaSettings, settings: EvaluatorSettings) -> dict[str, s
 
 
 def _evaluator_process(
-    kafka: KafkaSettings, settings: EvaluatorSettings, slow_file: Path, log: Path
+    kafka: KafkaSettings, settings: EvaluatorSettings, log: Path, *,
+    scorer: str = "tests.scorers:SlowScorer", **extra_env: str,
 ) -> subprocess.Popen[bytes]:
-    env = {**_child_env(kafka, settings), SLOW_FILE_ENV: str(slow_file)}
+    """``speechstream evaluator run --device cpu --scorer <scorer>`` as a child process."""
+    env = {**_child_env(kafka, settings), **extra_env}
     command = [sys.executable, "-m", "speechstream.cli", "evaluator", "run", "--device", "cpu",
-               "--scorer", "tests.scorers:SlowScorer"]
+               "--scorer", scorer]
     with log.open("ab") as out:
         return subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=out, stderr=out)
 
@@ -257,7 +259,8 @@ def test_killed_mid_evaluation_leaves_exactly_one_score(
         return any(isinstance(e.payload, EvaluationStatusChanged)
                    and e.payload.status == "RUNNING" for e in seen)
 
-    first = _evaluator_process(kafka_settings, evaluator_settings, slow_file, log)
+    first = _evaluator_process(kafka_settings, evaluator_settings, log,
+                               **{SLOW_FILE_ENV: str(slow_file)})
     try:
         assert running(read_until(kafka_settings, status_topic, running)), log.read_text()
         first.send_signal(signal.SIGKILL)  # mid-evaluation: nothing of the score is committed
@@ -269,7 +272,8 @@ def test_killed_mid_evaluation_leaves_exactly_one_score(
     assert read_until(kafka_settings, kafka_settings.topics.scores) == []
 
     slow_file.write_text("0.5")
-    second = _evaluator_process(kafka_settings, evaluator_settings, slow_file, log)
+    second = _evaluator_process(kafka_settings, evaluator_settings, log,
+                                **{SLOW_FILE_ENV: str(slow_file)})
     try:
         scores = read_until(kafka_settings, kafka_settings.topics.scores,
                             lambda seen: bool(scores_of(seen, hash_)), timeout_s=60)
@@ -350,3 +354,5 @@ def test_killed_with_an_open_score_transaction_leaves_exactly_one_visible_score(
     assert len(scores_of(raw, hash_)) == 2  # the aborted duplicate is in the log, unseen
     assert len(scores_of(read_until(kafka_settings, kafka_settings.topics.scores), hash_)) == 1
     assert committed_offsets(kafka_settings, evaluator_settings.group_id) == 1
+
+

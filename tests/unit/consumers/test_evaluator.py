@@ -220,3 +220,15 @@ def test_close_closes_everything() -> None:
     evaluator, _, consumer, _ = make()
     evaluator.close()
     assert consumer.closed
+
+
+def test_metrics_are_optional() -> None:
+    producer, consumer = FakeProducer(fail={}), FakeConsumer()
+    evaluator = Evaluator(
+        KAFKA, SETTINGS, DeterministicScorer(),
+        consumer=consumer, producer=producer,  # type: ignore[arg-type]
+    )
+    evaluator.start()
+    evaluator.handle(request_message())
+    assert producer.committed[-1]["offsets"] == [("t.evaluation.requests", 2, 8)]
+    evaluator.close()
