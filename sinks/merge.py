@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from psycopg.types.json import Jsonb
@@ -30,22 +30,35 @@ TABLES: tuple[str, ...] = (
 )
 
 T = TypeVar("T")
+_NEVER = datetime.min.replace(tzinfo=UTC)
 
 
-def pick(items: Iterable[T], key: Callable[[T], Hashable], order: Callable[[T], Any]) -> list[T]:
-    """One item per ``key``: the one with the highest ``order`` (ties must not exist)."""
-    best: dict[Hashable, T] = {}
+def pick(
+    items: Iterable[T], key: Callable[[T], Hashable], order: Callable[[T], Any], *,
+    lowest: bool = False,
+) -> list[T]:
+    """One item per ``key``: the one with the highest (or ``lowest``) ``order``.
+
+    ``order`` must be total over items of one key (end it with the event id), so that the
+    winner does not depend on the order of ``items``.
+    """
+    best: dict[Hashable, tuple[Any, T]] = {}
     for item in items:
-        k = key(item)
+        k, o = key(item), order(item)
         held = best.get(k)
-        if held is None or order(item) > order(held):
-            best[k] = item
-    return list(best.values())
+        if held is None or (o < held[0] if lowest else o > held[0]):
+            best[k] = (o, item)
+    return [item for _, item in best.values()]
 
 
-def status_order(rank: int, at: datetime | None, notes: str | None, event_id: str) -> tuple:
-    """The total order of status updates: rank, then time, then notes, then event id."""
-    return (rank, at.timestamp() if at else float("-inf"), notes or "", event_id)
+def status_order(
+    rank: int, at: datetime | None, notes: str | None, event_id: str
+) -> tuple[int, datetime, str, str]:
+    """The total order of status updates: rank, then time, then notes, then event id.
+
+    Strings compare by code point, as ``COLLATE "C"`` does in ``sinks.statements``.
+    """
+    return (rank, at or _NEVER, notes or "", event_id)
 
 
 @dataclass
@@ -96,9 +109,8 @@ def reduce_batch(envelopes: Sequence[Envelope]) -> StagedBatch:
     def registration(item: tuple[MinerRegistered, Envelope]) -> tuple[int, str]:
         return (item[0].block, item[1].event_id)
 
-    def earliest(item: tuple[ScoreComputed, Envelope]) -> tuple[float, str]:
-        # The first score computed wins; negated so that ``pick`` keeps the highest.
-        return (-item[1].time.timestamp(), _invert(item[1].event_id))
+    def computed(item: tuple[ScoreComputed, Envelope]) -> tuple[datetime, str]:
+        return (item[1].time, item[1].event_id)
 
     staged = StagedBatch(events=len(envelopes))
     rows = staged.rows
@@ -110,24 +122,18 @@ def reduce_batch(envelopes: Sequence[Envelope]) -> StagedBatch:
         (p.uid, p.hotkey, p.block, e.event_id)
         for p, e in pick(miners, lambda i: i[0].uid, registration)
     ]
-    rows["requests"] = [
-        (p.hash, p.hotkey, p.uid, p.repo_namespace, p.repo_name, p.revision, p.config_template,
-         p.competition_id, p.block, p.scoring_version, e.event_id, e.time)
-        for p, e in pick(requests, lambda i: i[0].hash, lambda i: _invert(i[1].event_id))
-    ]
     statuses = pick(statuses, by_event, by_event)
     rows["status_events"] = [
         (e.event_id, p.hash, p.status, p.scoring_version, p.evaluator, p.note, e.time)
         for p, e in statuses
     ]
-    rows["statuses"] = [
-        (p.hash, p.scoring_version, p.status, RANK[p.status], p.note, e.time)
-        for p, e in pick(
-            statuses, lambda i: i[0].hash,
-            lambda i: status_order(RANK[i[0].status], i[1].time, i[0].note, i[1].event_id),
-        )
-    ]
-    winners = pick(scores, lambda i: (i[0].hash, i[0].scoring_version), earliest)
+    rows["submissions"] = submission_rows(
+        pick(requests, lambda i: i[0].hash, by_event, lowest=True),
+        pick(statuses, lambda i: i[0].hash,
+             lambda i: status_order(RANK[i[0].status], i[1].time, i[0].note, i[1].event_id)),
+    )
+    # The first score computed wins (a later one for the same version is a duplicate).
+    winners = pick(scores, lambda i: (i[0].hash, i[0].scoring_version), computed, lowest=True)
     rows["scores"] = [
         (p.hash, p.scoring_version, p.status, p.total_score, p.reason, p.revision, p.evaluator,
          Jsonb(p.timings), e.event_id, p.request_event_id, e.time)
@@ -152,6 +158,24 @@ def reduce_batch(envelopes: Sequence[Envelope]) -> StagedBatch:
     return staged
 
 
-def _invert(text: str) -> tuple[int, ...]:
-    """An order key under which the lowest string comes out highest."""
-    return tuple(-ord(c) for c in text) + (0,)
+def submission_rows(
+    requests: list[tuple[EvaluationRequested, Envelope]],
+    statuses: list[tuple[EvaluationStatusChanged, Envelope]],
+) -> list[tuple[Any, ...]]:
+    """One staged ``submissions`` row per hash: its request's columns and its best status.
+
+    Either half may be missing (``None`` columns): a status seen before its request creates a
+    placeholder row that the request fills in later, so no status event is ever lost.
+    """
+    by_hash: dict[str, list[Any]] = {}
+    for p, e in requests:
+        by_hash[p.hash] = [
+            p.hash, p.hotkey, p.uid, p.repo_namespace, p.repo_name, p.revision,
+            p.config_template, p.competition_id, p.block, p.scoring_version, e.event_id, e.time,
+            None, None, None, None,
+        ]
+    for p, e in statuses:
+        row = by_hash.setdefault(p.hash, [p.hash, *([None] * 8), p.scoring_version, None, None,
+                                          None, None, None, None])
+        row[12:16] = [p.status, RANK[p.status], p.note, e.time]
+    return [tuple(row) for row in by_hash.values()]

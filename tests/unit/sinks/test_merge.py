@@ -34,13 +34,15 @@ def test_reduction_is_order_insensitive() -> None:
 def test_highest_rank_wins_per_hash() -> None:
     staged = reduce_batch([status(1, "RUNNING", 5), status(1, "QUEUED", 9),
                            status(1, "PRECHECK", 7)])
-    assert [(r[0], r[2], r[3]) for r in staged["statuses"]] == [(hash_of(1), "RUNNING", 2)]
+    assert [(r[0], r[12], r[13]) for r in staged["submissions"]] == [
+        (hash_of(1), "RUNNING", 2)
+    ]
     assert len(staged["status_events"]) == 3
 
 
 def test_equal_rank_ties_go_to_the_later_time() -> None:
     staged = reduce_batch([status(1, "RUNNING", 9), status(1, "RUNNING", 5)])
-    assert staged["statuses"][0][5].second == 9
+    assert staged["submissions"][0][15].second == 9
 
 
 def test_earliest_score_wins_with_its_samples() -> None:
@@ -58,7 +60,24 @@ def test_latest_registration_per_hotkey_and_per_uid() -> None:
 def test_duplicate_events_keep_the_first_occurrence() -> None:
     first, again = requested(1), requested(1).model_copy(update={"time": scored(1, 0, 99).time})
     staged = reduce_batch([first, again])
-    assert [r[-1] for r in staged["requests"]] == [first.time]
+    assert [r[11] for r in staged["submissions"]] == [first.time]
+
+
+def test_request_and_status_share_one_row_per_hash() -> None:
+    staged = reduce_batch([status(1, "RUNNING", 5), requested(1), status(2, "QUEUED", 1)])
+    rows = {r[0]: r for r in staged["submissions"]}
+    assert rows[hash_of(1)][1:3] == (hotkey(1), 1)
+    assert rows[hash_of(1)][10] == "req-1" and rows[hash_of(1)][12] == "RUNNING"
+    # A status before its request: a placeholder with the status half only.
+    assert rows[hash_of(2)][1:9] == (None,) * 8
+    assert rows[hash_of(2)][9:14] == ("v1", None, None, "QUEUED", 0)
+
+
+def test_lowest_request_event_id_wins() -> None:
+    a = requested(1)
+    b = requested(1).model_copy(update={"event_id": "req-0"})
+    for batch in ([a, b], [b, a]):
+        assert [r[10] for r in reduce_batch(batch)["submissions"]] == ["req-0"]
 
 
 def test_ranks_and_status_order() -> None:
@@ -66,6 +85,7 @@ def test_ranks_and_status_order() -> None:
     assert RANK["COMPLETED"] == RANK["FAILED"]
     assert status_order(1, None, None, "a") < status_order(1, history()[0].time, None, "a")
     assert pick([3, 1, 2], key=lambda _: 0, order=lambda x: x) == [3]
+    assert pick([3, 1, 2], key=lambda _: 0, order=lambda x: x, lowest=True) == [1]
 
 
 def test_dead_letter_raw_is_decoded() -> None:
