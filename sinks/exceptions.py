@@ -11,7 +11,3 @@ class SinkError(SpeechstreamError):
 
 class MigrationError(SinkError):
     """A migration failed to apply; the database is left at the last applied version."""
-
-
-class SinkConsumerError(SinkError):
-    """The sink's Kafka consumer failed; check KAFKA_BOOTSTRAP_SERVERS and the broker's log."""

@@ -33,5 +33,5 @@ def create_app(kafka: KafkaSettings, streams: StreamsSettings) -> faust.App:
         stream_buffer_maxsize=8192,
         broker_commit_every=2000,
         broker_commit_interval=1.0,
-        producer_max_batch_size=512 * 1024,
+        producer_linger=0.005,
     )

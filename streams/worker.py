@@ -36,7 +36,4 @@ def run_worker(
     Path(streams.data_dir).mkdir(parents=True, exist_ok=True)
     app = build_app(kafka, streams, metrics)
     worker = faust.Worker(app, loglevel=streams.log_level, quiet=True)
-    # The progress spinner sets the root logger to DEBUG (so it can spin on every record):
-    # every debug call in the hot path would then build a record. No spinner, no records.
-    worker.spinner = None
     worker.execute_from_commandline()

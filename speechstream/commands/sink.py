@@ -9,11 +9,15 @@ import sys
 import threading
 import uuid
 
+import psycopg
+
 from schemas.exceptions import SpeechstreamError
 from sinks.migrate import apply_migrations
-from sinks.postgres import truncate
 from sinks.runner import run_sink
 from speechstream.settings import DatabaseSettings, KafkaSettings, SinkSettings
+
+_TABLES = ("miners", "submissions", "status_events", "scores", "sample_results", "rejections",
+           "dead_letters")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -44,12 +48,8 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
-def _logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-
-
 def _run(args: argparse.Namespace) -> int:
-    _logging()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     database = DatabaseSettings()
     try:
         apply_migrations(database.conninfo)
@@ -61,7 +61,6 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _rebuild(args: argparse.Namespace) -> int:
-    _logging()
     database = DatabaseSettings()
     settings = SinkSettings()
     settings = settings.model_copy(
@@ -69,7 +68,9 @@ def _rebuild(args: argparse.Namespace) -> int:
     )
     try:
         apply_migrations(database.conninfo)
-        truncate(database.conninfo)
+        with psycopg.connect(database.conninfo) as conn:
+            conn.execute(psycopg.sql.SQL("TRUNCATE {}").format(
+                psycopg.sql.SQL(", ").join(map(psycopg.sql.Identifier, _TABLES))))
         n = run_sink(KafkaSettings(), database, settings, stop=_stop_on_signals(),
                      until_caught_up=True)
     except SpeechstreamError as exc:
