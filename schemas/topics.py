@@ -65,6 +65,30 @@ DEADLETTER = TopicSpec(
     description="records no service could decode, with the reason",
 )
 
+# The validation worker's tables. Faust names each changelog ``<app id>-<table>-changelog``
+# (the app id carries the topic prefix); the worker creates them before it starts, compacted
+# and with the partitions of the topics they are co-partitioned with, so no agent ever writes
+# to a changelog the broker has not finished creating.
+TABLES: dict[str, str] = {
+    "uid_owner": "uid → the hotkey registered for it",
+    "hotkey_uid": "hotkey → its uid",
+    "last_accepted": "hotkey → the blocks of its accepted submissions",
+    "repo_holder": "repo → the submission that holds it",
+}
+TABLE_PARTITIONS = 4
+
+
+def changelog_specs(app_id: str) -> tuple[TopicSpec, ...]:
+    """The changelog topics of the worker whose Faust app id is ``<prefix><app_id>``."""
+    return tuple(
+        TopicSpec(
+            f"{app_id}-{table}-changelog", TABLE_PARTITIONS, "table key", ("table entry",),
+            cleanup_policy="compact", description=f"changelog of table {table}: {what}",
+        )
+        for table, what in TABLES.items()
+    )
+
+
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     REGISTRATIONS,
     MINERS,
@@ -123,6 +147,12 @@ class TopicRegistry:
     @property
     def deadletter(self) -> str:
         return self.name(DEADLETTER)
+
+    def changelog(self, app_id: str, table: str) -> str:
+        """The full name of ``table``'s changelog for the worker ``app_id``."""
+        if table not in TABLES:
+            raise KeyError(f"no table {table!r} in the registry")
+        return f"{self.prefix}{app_id}-{table}-changelog"
 
     def all(self) -> list[tuple[str, TopicSpec]]:
         """Every ``(full name, spec)``."""

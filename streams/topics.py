@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import faust
 
-from speechstream.settings import KafkaSettings
+from schemas.topics import TABLE_PARTITIONS, TABLES
+from speechstream.settings import KafkaSettings, StreamsSettings
 
 
 @dataclass(frozen=True)
@@ -27,8 +28,8 @@ class Streams:
     repo_holder: faust.Table
 
 
-def declare(app: faust.App, kafka: KafkaSettings) -> Streams:
-    """Declare the topics (which must already exist) and the changelog-backed tables."""
+def declare(app: faust.App, kafka: KafkaSettings, streams: StreamsSettings) -> Streams:
+    """Declare the topics and the changelog-backed tables (all must already exist)."""
     t = kafka.topics
 
     def topic(name: str) -> faust.TopicT:
@@ -36,7 +37,14 @@ def declare(app: faust.App, kafka: KafkaSettings) -> Streams:
 
     def table(name: str) -> faust.Table:
         # Keys are str and values JSON-serializable (the changelog is JSON both ways).
-        return app.Table(name, partitions=4, key_type=str)
+        tbl = app.Table(name, partitions=TABLE_PARTITIONS, key_type=str, help=TABLES[name])
+        expected = t.changelog(streams.app_id, name)
+        if tbl.changelog_topic_name != expected:
+            raise RuntimeError(
+                f"table {name} would log to {tbl.changelog_topic_name}, the registry says "
+                f"{expected}"
+            )
+        return tbl
 
     return Streams(
         registrations=topic(t.registrations),

@@ -7,7 +7,9 @@ from pathlib import Path
 import faust
 from prometheus_client import CollectorRegistry, start_http_server
 
+from schemas.topics import changelog_specs
 from speechstream.settings import KafkaSettings, StreamsSettings
+from speechstream.topics_admin import create_topics
 from streams.agents import registrations, submissions
 from streams.app import create_app
 from streams.metrics import StreamsMetrics
@@ -19,7 +21,7 @@ def build_app(
 ) -> faust.App:
     """The Faust app with every topic, table and agent of the validation worker."""
     app = create_app(kafka, streams)
-    declared = declare(app, kafka)
+    declared = declare(app, kafka, streams)
     registrations.register_agents(app, declared, metrics)
     submissions.register_agents(app, declared, metrics, streams.rate_limit_blocks)
     return app
@@ -34,6 +36,9 @@ def run_worker(
     if metrics_port:
         start_http_server(metrics_port, registry=registry)
     Path(streams.data_dir).mkdir(parents=True, exist_ok=True)
+    # Faust would create its changelogs itself, lazily and without waiting for them: a table
+    # written before the broker has their partitions fails with PartitionsMismatch.
+    create_topics(kafka, changelog_specs(streams.app_id))
     app = build_app(kafka, streams, metrics)
     worker = faust.Worker(app, loglevel=streams.log_level, quiet=True)
     worker.execute_from_commandline()

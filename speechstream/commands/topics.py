@@ -6,7 +6,8 @@ import argparse
 import sys
 
 from schemas.exceptions import SpeechstreamError
-from speechstream.settings import KafkaSettings
+from schemas.topics import ALL_TOPICS, changelog_specs
+from speechstream.settings import KafkaSettings, StreamsSettings
 from speechstream.topics_admin import create_topics, describe_topics
 
 
@@ -21,7 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     create = sub.add_parser(
         "create", help="create every registry topic (idempotent)",
         description="Create every topic of the registry with its partitions and cleanup "
-        "policy. Topics that exist are left as they are.",
+        "policy, and the changelogs of the validation worker's tables (app id "
+        "$SPEECHSTREAM_STREAMS_APP_ID, default 'speechstream-validator'). Topics that exist "
+        "are left as they are.",
     )
     create.set_defaults(func=_create)
     listing = sub.add_parser("list", help="topics under the prefix with their partitions")
@@ -31,7 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _create(args: argparse.Namespace) -> int:
     settings = KafkaSettings()
     try:
-        created = create_topics(settings)
+        specs = ALL_TOPICS + changelog_specs(StreamsSettings().app_id)
+        created = create_topics(settings, specs)
         infos = describe_topics(settings)
     except SpeechstreamError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -18,8 +18,9 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from schemas.topics import changelog_specs
 from speechstream.dev.postgres import apply_migrations
-from speechstream.settings import KafkaSettings
+from speechstream.settings import KafkaSettings, StreamsSettings
 from speechstream.topics_admin import create_topics, delete_topics
 from tests.integration.pipeline import Pipeline
 
@@ -36,7 +37,8 @@ def kafka_settings(bootstrap_servers: str) -> Iterator[KafkaSettings]:
     )
     create_topics(settings)
     yield settings
-    delete_topics(settings, [name for name, _ in settings.topics.all()])
+    changelogs = [settings.topics.name(spec) for spec in changelog_specs(StreamsSettings().app_id)]
+    delete_topics(settings, [name for name, _ in settings.topics.all()] + changelogs)
 
 
 @pytest.fixture

@@ -38,6 +38,9 @@ class Pipeline:
             "SPEECHSTREAM_STREAMS_WEB_ENABLED": "false",
             "SPEECHSTREAM_STREAMS_DATA_DIR": str(workdir / "streams"),
             "SPEECHSTREAM_SINK_BATCH_TIMEOUT_S": "0.1",
+            # Groups and transactional ids of their own: tests share one broker.
+            "SPEECHSTREAM_SINK_GROUP_ID": f"{kafka.topic_prefix}sink",
+            "SPEECHSTREAM_EVALUATOR_GROUP_ID": f"{kafka.topic_prefix}evaluators",
             "PYTHONPATH": str(REPO_ROOT),
         }
         self.services: list[Service] = []

@@ -9,6 +9,7 @@ import pytest
 from producers.keys import create_key_file
 from producers.miner import registration, submission
 from schemas.codec import MAX_EVENT_BYTES, encode
+from speechstream.settings import StreamsSettings
 from tests.scorers import SAMPLES
 
 pytestmark = pytest.mark.integration
@@ -116,7 +117,7 @@ def test_worker_restart_keeps_its_tables(pipeline, tmp_path) -> None:
                                             block=1000))
     assert len(pipeline.read(t.evaluation_requests, 1)) == 1
     # Faust writes table changes to their changelog topics asynchronously; stop once written.
-    changelog = f"{pipeline.kafka.topic_prefix}speechstream-validator-last_accepted-changelog"
+    changelog = t.changelog(StreamsSettings().app_id, "last_accepted")
     pipeline.wait(lambda: pipeline.count(changelog) == 1, "the changelog write")
     worker.stop()
     pipeline.start("streams", ["streams", "worker"])

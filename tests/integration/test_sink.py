@@ -81,7 +81,8 @@ def test_replay_and_rebuild_give_the_same_rows(pipeline) -> None:
     assert pipeline.query("SELECT evaluator FROM scores WHERE hash = '1001'") == []
 
     # Replaying everything again (a fresh group) changes nothing.
-    pipeline.start("sink", ["sink", "run"], SPEECHSTREAM_SINK_GROUP_ID="replay-group")
+    replay_group = f"{pipeline.kafka.topic_prefix}replay"
+    pipeline.start("sink", ["sink", "run"], SPEECHSTREAM_SINK_GROUP_ID=replay_group)
     pipeline.wait(lambda: pipeline.query("SELECT count(*) FROM dead_letters")[0][0] == 1,
                   "the replay")
     import time
