@@ -63,7 +63,11 @@ def register_agents(
                     "repo": repo, "envelope": env.model_dump(mode="json")}
             decision = dedupe(holder, mine)
             if decision.kind == "replay":
+                # This request already holds the repo: the record is delivered again (Faust
+                # runs at least once), maybe after a crash that kept the table write but lost
+                # the sends. Send them again with the same ids; every consumer is idempotent.
                 metrics.replays.inc()
+                await _route(env, p)
                 continue
             if decision.kind == "reject":
                 assert decision.rejection is not None
@@ -75,7 +79,11 @@ def register_agents(
                 await reject(s.rejected, displaced, decision.rejection, metrics,
                              stage=f"displaced:{env.event_id}")
             s.repo_holder[repo] = mine
-            await emit(s.requests, p, key=p.hash, source=env, stage="requested")
-            await emit(s.status, EvaluationStatusChanged(hash=p.hash, status="QUEUED"),
-                       key=p.hash, source=env, stage="queued")
+            await _route(env, p)
             metrics.validated.labels(SubmissionPublished.model_fields["type"].default).inc()
+
+    async def _route(env: Envelope, p: EvaluationRequested) -> None:
+        """The evaluation request and its QUEUED status, ids derived from ``env``."""
+        await emit(s.requests, p, key=p.hash, source=env, stage="requested")
+        await emit(s.status, EvaluationStatusChanged(hash=p.hash, status="QUEUED"),
+                   key=p.hash, source=env, stage="queued")

@@ -130,3 +130,23 @@ def test_worker_restart_keeps_its_tables(pipeline, tmp_path) -> None:
     assert sorted(r.payload.repo_name for r in requests) == ["a1", "a3"]
     rejected = {r.event_id: r for r in pipeline.read(t.rejected, 1)}.values()
     assert [r.payload.code.value for r in rejected] == ["RATE_LIMITED"]
+
+    # A request delivered again, as after a crash between the table write and the sends, is
+    # routed again with the same ids, not dropped as already seen.
+    a1 = next(e for e in pipeline.read(t.accepted, 2) if e.payload.repo_name == "a1")
+    before = [r for r in pipeline.read(t.evaluation_requests, 2) if r.payload.repo_name == "a1"]
+    pipeline.send(t.accepted, a1)
+    pipeline.wait(
+        lambda: len([r for r in pipeline.read(t.evaluation_requests, 2)
+                     if r.payload.repo_name == "a1"]) > len(before),
+        "the request routed again",
+    )
+    again = [r for r in pipeline.read(t.evaluation_requests, 2) if r.payload.repo_name == "a1"]
+    assert {r.event_id for r in again} == {before[0].event_id}
+
+    def queued() -> list:
+        return [s for s in pipeline.read(t.evaluation_status, 2)
+                if s.payload.hash == a1.payload.hash]
+
+    pipeline.wait(lambda: len(queued()) >= len(again), "QUEUED sent again")
+    assert len({s.event_id for s in queued()}) == 1
