@@ -13,63 +13,13 @@ import argparse
 import json
 import time
 import uuid
-from collections.abc import Iterable
 from pathlib import Path
 
-from confluent_kafka import Consumer, Producer, TopicPartition
-
+from bench.kafka import produce, rate_from_timestamps, wait_count
 from bench.pipeline import data
 from speechstream.services import Service
 from speechstream.settings import KafkaSettings
 from speechstream.topics_admin import create_topics, delete_topics
-
-
-def _produce(kafka: KafkaSettings, topic: str, records: Iterable[tuple[str, bytes]]) -> None:
-    producer = Producer(kafka.producer_config(**{
-        "linger.ms": 20, "enable.idempotence": True, "batch.size": 1_000_000}))
-    for key, value in records:
-        while True:
-            try:
-                producer.produce(topic, value, key)
-                break
-            except BufferError:
-                producer.poll(0.01)
-    if producer.flush(120):
-        raise TimeoutError(f"{topic}: records still unsent after 120 s")
-
-
-def _count(kafka: KafkaSettings, topic: str) -> int:
-    consumer = Consumer(kafka.to_librdkafka(**{"group.id": "bench-streams-count"}))
-    try:
-        meta = consumer.list_topics(topic, timeout=10).topics[topic]
-        return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-                   for p in meta.partitions)
-    finally:
-        consumer.close()
-
-
-def _wait(kafka: KafkaSettings, topic: str, n: int, worker: Service, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while (have := _count(kafka, topic)) < n:
-        worker.check()
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{topic}: {have} < {n} records after {timeout_s} s")
-        time.sleep(0.5)
-
-
-def _rate(kafka: KafkaSettings, topic: str, n: int) -> float:
-    consumer = Consumer(kafka.to_librdkafka(**{
-        "group.id": f"bench-streams-{uuid.uuid4().hex[:6]}", "auto.offset.reset": "earliest",
-        "enable.auto.commit": False}))
-    consumer.subscribe([topic])
-    stamps: list[int] = []
-    try:
-        while len(stamps) < n:
-            stamps += [m.timestamp()[1] for m in consumer.consume(5000, timeout=2.0)
-                       if not m.error()]
-    finally:
-        consumer.close()
-    return (len(stamps) - 1) / max((max(stamps) - min(stamps)) / 1000, 1e-9)
 
 
 def validated_per_s(kafka: KafkaSettings, n_miners: int, n_submissions: int) -> float:
@@ -88,14 +38,14 @@ def validated_per_s(kafka: KafkaSettings, n_miners: int, n_submissions: int) -> 
     worker.start()
     try:
         keys = data.miners(n_miners)
-        _produce(run, t.registrations, data.registrations(keys))
-        _wait(run, t.miners, n_miners, worker, 300)
+        produce(run, t.registrations, data.registrations(keys))
+        wait_count(run, t.miners, n_miners, 300, [worker])
         time.sleep(3)  # the miners agent updates its table just after the topic
         per_miner = max(1, n_submissions // n_miners)
         subs = [(k, v) for k, v, _ in data.submissions(keys, per_miner)]
-        _produce(run, t.submissions, subs)
-        _wait(run, t.evaluation_requests, len(subs), worker, 900)
-        return _rate(run, t.evaluation_requests, len(subs))
+        produce(run, t.submissions, subs)
+        wait_count(run, t.evaluation_requests, len(subs), 900, [worker])
+        return rate_from_timestamps(run, t.evaluation_requests, len(subs))
     finally:
         worker.stop()
         delete_topics(run, [name for name, _ in t.all()])

@@ -21,8 +21,9 @@ import uuid
 from pathlib import Path
 
 import psycopg
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 
+from bench.kafka import count, produce, rate_from_timestamps, wait_count
 from bench.pipeline import data
 from bench.pipeline.ceilings import passthrough_per_s
 from schemas.topics import SUBMISSIONS
@@ -33,62 +34,6 @@ from speechstream.settings import DevSettings, KafkaSettings
 from speechstream.topics_admin import create_topics
 
 RESULTS = Path("bench/results/pipeline.json")
-
-
-def _produce(kafka: KafkaSettings, topic: str, records) -> float:  # noqa: ANN001
-    producer = Producer(kafka.producer_config(**{"linger.ms": 20, "enable.idempotence": True,
-                                               "batch.size": 1_000_000}))
-    start = time.perf_counter()
-    n = 0
-    for key, value, *_ in records:
-        while True:
-            try:
-                producer.produce(topic, value, key)
-                break
-            except BufferError:
-                producer.poll(0.01)
-        n += 1
-    producer.flush(120)
-    return n / (time.perf_counter() - start)
-
-
-def _count(kafka: KafkaSettings, topic: str) -> int:
-    consumer = Consumer(kafka.to_librdkafka(**{"group.id": "bench-count"}))
-    try:
-        meta = consumer.list_topics(topic, timeout=10).topics[topic]
-        total = 0
-        for p in meta.partitions:
-            lo, hi = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            total += hi - lo
-        return total
-    finally:
-        consumer.close()
-
-
-def _wait_count(kafka: KafkaSettings, topic: str, n: int, timeout_s: float, svcs) -> None:  # noqa: ANN001
-    deadline = time.monotonic() + timeout_s
-    while _count(kafka, topic) < n:
-        for s in svcs:
-            s.check()
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{topic}: {_count(kafka, topic)} < {n} after {timeout_s}s")
-        time.sleep(0.5)
-
-
-def _rate_from_timestamps(kafka: KafkaSettings, topic: str, n: int) -> float:
-    consumer = Consumer(kafka.to_librdkafka(**{
-        "group.id": f"bench-ts-{uuid.uuid4().hex[:6]}", "auto.offset.reset": "earliest",
-        "enable.auto.commit": False}))
-    consumer.subscribe([topic])
-    stamps: list[int] = []
-    try:
-        while len(stamps) < n:
-            for msg in consumer.consume(5000, timeout=2.0):
-                if not msg.error():
-                    stamps.append(msg.timestamp()[1])
-    finally:
-        consumer.close()
-    return (len(stamps) - 1) / max((max(stamps) - min(stamps)) / 1000, 1e-9)
 
 
 def _fresh_database(admin_url: str, name: str) -> str:
@@ -142,17 +87,17 @@ def main(argv: list[str] | None = None) -> dict:
                     "miners": args.miners, "submissions": per_miner * args.miners}
     try:
         keys = data.miners(args.miners)
-        _produce(kafka, topics.registrations, data.registrations(keys))
-        _wait_count(kafka, topics.miners, args.miners, 300, [worker])
+        produce(kafka, topics.registrations, data.registrations(keys))
+        wait_count(kafka, topics.miners, args.miners, 300, [worker])
         time.sleep(3)  # the miners agent updates its table just after the topic
         subs = list(data.submissions(keys, per_miner))
-        result["produce_per_s"] = round(_produce(kafka, topics.submissions, subs))
+        result["produce_per_s"] = round(produce(kafka, topics.submissions, subs))
         n = len(subs)
-        _wait_count(kafka, topics.evaluation_requests, n, 900, [worker])
+        wait_count(kafka, topics.evaluation_requests, n, 900, [worker])
         result["validated_per_s"] = round(
-            _rate_from_timestamps(kafka, topics.evaluation_requests, n)
+            rate_from_timestamps(kafka, topics.evaluation_requests, n)
         )
-        result["rejected"] = _count(kafka, topics.rejected)
+        result["rejected"] = count(kafka, topics.rejected)
 
         sink.start()
         expected = args.miners + 2 * n
@@ -178,8 +123,8 @@ def main(argv: list[str] | None = None) -> dict:
 
         # Paced phase: latency produce → row at a fixed rate.
         fresh = data.miners(args.rate * args.paced_seconds // 10 or 1, seed=7)
-        _produce(kafka, topics.registrations, data.registrations(fresh, uid_base=args.miners))
-        _wait_count(kafka, topics.miners, args.miners + len(fresh), 300, [worker])
+        produce(kafka, topics.registrations, data.registrations(fresh, uid_base=args.miners))
+        wait_count(kafka, topics.miners, args.miners + len(fresh), 300, [worker])
         time.sleep(3)
         paced = list(data.submissions(fresh, 10, tag="p"))
         sent: dict[str, float] = {}
