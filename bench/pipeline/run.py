@@ -59,6 +59,43 @@ def _sink_rows_per_s(conninfo: str) -> tuple[int, float]:
     return rows, rows / max(span, 1e-9)
 
 
+def _paced_latency(
+    kafka: KafkaSettings, conninfo: str, worker: Service, rate: int, seconds: int, *,
+    uid_base: int, tag: str,
+) -> dict:
+    """p50/p99 produce → submissions row of ``rate × seconds`` submissions sent at ``rate``/s."""
+    topics = kafka.topics
+    fresh = data.miners(max(1, rate * seconds // 10), seed=sum(map(ord, tag)))
+    produce(kafka, topics.registrations, data.registrations(fresh, uid_base=uid_base))
+    wait_count(kafka, topics.miners, uid_base + len(fresh), 300, [worker])
+    time.sleep(3)  # the miners agent updates its table just after the topic
+    paced = list(data.submissions(fresh, 10, tag=tag))
+    sent: dict[str, float] = {}
+    producer = Producer(kafka.producer_config(**{"linger.ms": 1, "enable.idempotence": True}))
+    start = time.time()
+    for i, (key, value, h) in enumerate(paced):
+        target = start + i / rate
+        while (now := time.time()) < target:
+            producer.poll(0)
+            time.sleep(min(0.001, target - now))
+        producer.produce(topics.submissions, value, key)
+        sent[h] = time.time()
+    producer.flush(60)
+    deadline = time.monotonic() + 300
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        while True:
+            rows = conn.execute(
+                "SELECT hash, extract(epoch FROM created_at) FROM submissions"
+                " WHERE hash = ANY(%s)", (list(sent),)).fetchall()
+            if len(rows) >= len(sent) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    lat = sorted((float(t) - sent[h]) * 1000 for h, t in rows)
+    return {"miners": len(fresh), "paced_rate_per_s": rate, "paced_rows": len(lat),
+            "p50_ms": round(statistics.median(lat), 1),
+            "p99_ms": round(lat[int(0.99 * (len(lat) - 1))], 1)}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--miners", type=int, default=5_000)
@@ -121,37 +158,15 @@ def main(argv: list[str] | None = None) -> dict:
         result["copy_merge_rows_per_s"] = round(copy_merge_ceiling(
             _fresh_database(up.database_url, "bench_ceiling"), expected))
 
-        # Paced phase: latency produce → row at a fixed rate.
-        fresh = data.miners(args.rate * args.paced_seconds // 10 or 1, seed=7)
-        produce(kafka, topics.registrations, data.registrations(fresh, uid_base=args.miners))
-        wait_count(kafka, topics.miners, args.miners + len(fresh), 300, [worker])
-        time.sleep(3)
-        paced = list(data.submissions(fresh, 10, tag="p"))
-        sent: dict[str, float] = {}
-        producer = Producer(kafka.producer_config(**{"linger.ms": 1, "enable.idempotence": True}))
-        start = time.time()
-        for i, (key, value, h) in enumerate(paced):
-            target = start + i / args.rate
-            while (now := time.time()) < target:
-                producer.poll(0)
-                time.sleep(min(0.001, target - now))
-            producer.produce(topics.submissions, value, key)
-            sent[h] = time.time()
-        producer.flush(60)
-        deadline = time.monotonic() + 300
-        with psycopg.connect(conninfo, autocommit=True) as conn:
-            while True:
-                rows_ = conn.execute(
-                    "SELECT hash, extract(epoch FROM created_at) FROM submissions"
-                    " WHERE hash = ANY(%s)", (list(sent),)).fetchall()
-                if len(rows_) >= len(sent) or time.monotonic() > deadline:
-                    break
-                time.sleep(0.5)
-        lat = sorted((float(t) - sent[h]) * 1000 for h, t in rows_)
-        result["paced_rate_per_s"] = args.rate
-        result["paced_rows"] = len(lat)
-        result["p50_ms"] = round(statistics.median(lat), 1)
-        result["p99_ms"] = round(lat[int(0.99 * (len(lat) - 1))], 1)
+        # Paced phases: latency produce → row at the target rate, then at half the rate the
+        # worker sustained above (latency when the worker keeps up rather than queues).
+        uid_base = args.miners
+        for rate, tag, suffix in ((args.rate, "p", ""),
+                                  (max(1, result["validated_per_s"] // 2), "q", "_half")):
+            paced = _paced_latency(kafka, conninfo, worker, rate, args.paced_seconds,
+                                   uid_base=uid_base, tag=tag)
+            uid_base += paced.pop("miners")
+            result.update({f"{k}{suffix}": v for k, v in paced.items()})
     finally:
         worker.stop()
         sink.stop()
