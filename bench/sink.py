@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 
 from schemas import EvaluationRequested, EvaluationStatusChanged, new_envelope
@@ -14,11 +15,13 @@ def copy_merge_ceiling(conninfo: str, n_rows: int, batch_size: int = 5_000) -> f
     """Rows/s written by the sink's batch writer with no Kafka in the way.
 
     Half the rows are evaluation requests (submissions), half QUEUED statuses, as in the
-    pipeline; envelopes are built before the clock starts.
+    pipeline; envelopes are built before the clock starts. Hashes are fresh on every call
+    (random 20 digits), so runs against the same tables insert new rows and do not conflict.
     """
+    base = 10**19 + secrets.randbelow(8 * 10**19 - n_rows)
     envelopes = []
     for i in range(n_rows // 2):
-        h = str(10**12 + i)
+        h = str(base + i)
         req = EvaluationRequested(hash=h, hotkey=HK, uid=i % 256, repo_namespace=f"m{i}",
                                   repo_name="tts", block=10, source_event_id=f"s{i}")
         envelopes.append(new_envelope(req, key=h, producer="bench"))

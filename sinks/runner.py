@@ -60,21 +60,24 @@ def run_sink(
         sink.setup()
         consumer.subscribe(sink_topics(kafka))
         eof: set[tuple[str, int]] = set()
+        deadletter_topic = kafka.topics.deadletter
         while not stop.is_set():
             messages = consumer.consume(settings.batch_size, settings.batch_timeout_s)
             batch: list[Envelope] = []
             letters = 0
             for msg in messages:
-                if msg.error():
-                    if until_caught_up and msg.error().code() == -191:  # _PARTITION_EOF
+                if error := msg.error():
+                    if until_caught_up and error.code() == -191:  # _PARTITION_EOF
                         eof.add((msg.topic(), msg.partition()))
                         continue
-                    raise KafkaException(msg.error())
-                eof.discard((msg.topic(), msg.partition()))
-                on_dlq = msg.topic() == kafka.topics.deadletter
+                    raise KafkaException(error)
+                topic = msg.topic()
+                if until_caught_up:  # eof is only read when draining
+                    eof.discard((topic, msg.partition()))
+                on_dlq = topic == deadletter_topic
                 try:
                     batch.append(decode(
-                        msg.value(), topic=msg.topic(), partition=msg.partition(),
+                        msg.value(), topic=topic, partition=msg.partition(),
                         offset=msg.offset(),
                         max_bytes=MAX_DEAD_LETTER_BYTES if on_dlq else MAX_EVENT_BYTES,
                     ))
@@ -85,9 +88,9 @@ def run_sink(
                                   msg.partition(), msg.offset(), exc.reason)
                         metrics.dead_letters.inc()
                         continue
-                    log.warning("dead letter %s/%s@%s: %s", msg.topic(), msg.partition(),
+                    log.warning("dead letter %s/%s@%s: %s", topic, msg.partition(),
                                 msg.offset(), exc.reason)
-                    dlq.send(kafka.topics.deadletter, dead_letter(exc, consumer=CONSUMER_NAME))
+                    dlq.send(deadletter_topic, dead_letter(exc, consumer=CONSUMER_NAME))
                     letters += 1
             if not batch and not letters:
                 if until_caught_up and _drained(consumer, eof):
