@@ -6,8 +6,10 @@ Run: ``.venv/bin/python -m bench.pipeline.run`` (starts the local stack if neede
   output records' broker timestamps, first to last);
 - sink_rows_per_s: rows/s the sink writes while draining the backlog (database write times);
 - passthrough_per_s: a raw confluent-kafka consume→produce loop over the same records;
-- copy_merge_rows_per_s: the same rows written straight from Python, COPY + one merge a batch;
-- p50_ms / p99_ms: produce → row latency at a paced rate (default 1,000 submissions/s).
+- copy_merge_rows_per_s: the same rows written straight from Python by the sink's batch writer
+  (COPY, one merge a table and batch), no Kafka;
+- p50_ms / p99_ms: produce → row latency at a paced rate (default 1,000 submissions/s), and
+  the same with the suffix ``_half`` at half of validated_per_s.
 """
 
 from __future__ import annotations
