@@ -6,10 +6,10 @@ import psycopg
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
-from schemas.topics import ALL_TOPICS, MINERS
+from schemas.topics import ALL_TOPICS, MINERS, changelog_specs
 from speechstream.cli import main
 from speechstream.dev.kafka import KAFKA_VERSION, broker_answers
-from speechstream.settings import KafkaSettings
+from speechstream.settings import KafkaSettings, StreamsSettings
 from speechstream.topics_admin import create_topics, describe_topics
 from tests.conftest import Infrastructure
 
@@ -132,7 +132,13 @@ def test_topics_create_command_is_idempotent(
 ) -> None:
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka_settings.bootstrap_servers)
     monkeypatch.setenv("SPEECHSTREAM_TOPIC_PREFIX", kafka_settings.topic_prefix)
+    changelogs = {kafka_settings.topics.name(s) for s in changelog_specs(StreamsSettings().app_id)}
+    # The fixture created the registry's topics; the worker's changelogs are new.
     assert main(["topics", "create"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == len(ALL_TOPICS)
+    assert len(lines) == len(ALL_TOPICS) + len(changelogs)
+    assert {line.split()[1] for line in lines if line.startswith("created")} == changelogs
+    assert main(["topics", "create"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(ALL_TOPICS) + len(changelogs)
     assert all(line.startswith("exists") for line in lines)
