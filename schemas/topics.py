@@ -78,15 +78,20 @@ TABLES: dict[str, str] = {
 TABLE_PARTITIONS = 4
 
 
-def changelog_specs(app_id: str) -> tuple[TopicSpec, ...]:
-    """The changelog topics of the worker whose Faust app id is ``<prefix><app_id>``."""
-    return tuple(
-        TopicSpec(
-            f"{app_id}-{table}-changelog", TABLE_PARTITIONS, "table key", ("table entry",),
-            cleanup_policy="compact", description=f"changelog of table {table}: {what}",
-        )
-        for table, what in TABLES.items()
+def changelog_spec(app_id: str, table: str) -> TopicSpec:
+    """The changelog topic of ``table`` in the worker whose Faust app id is
+    ``<prefix><app_id>``."""
+    if table not in TABLES:
+        raise KeyError(f"no table {table!r} in the registry")
+    return TopicSpec(
+        f"{app_id}-{table}-changelog", TABLE_PARTITIONS, "table key", ("table entry",),
+        cleanup_policy="compact", description=f"changelog of table {table}: {TABLES[table]}",
     )
+
+
+def changelog_specs(app_id: str) -> tuple[TopicSpec, ...]:
+    """The changelog topics of every table of the worker ``app_id``."""
+    return tuple(changelog_spec(app_id, table) for table in TABLES)
 
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (
@@ -150,9 +155,7 @@ class TopicRegistry:
 
     def changelog(self, app_id: str, table: str) -> str:
         """The full name of ``table``'s changelog for the worker ``app_id``."""
-        if table not in TABLES:
-            raise KeyError(f"no table {table!r} in the registry")
-        return f"{self.prefix}{app_id}-{table}-changelog"
+        return self.name(changelog_spec(app_id, table))
 
     def all(self) -> list[tuple[str, TopicSpec]]:
         """Every ``(full name, spec)``."""

@@ -176,8 +176,6 @@ assert "DISTINCT" not in _REQUESTS_UNIQUE and "ORDER BY" not in _REQUESTS_UNIQUE
 # _statuses drops the QUEUED statuses whose submission the batch's requests create.
 _ORDER = ("miners", "requests", "status_events", "statuses", "scores", "sample_results",
           "rejections", "dead_letters")
-# Status rank as the submissions merge computes it (status events never carry rank 3).
-_STATUS_RANK = {"QUEUED": 0, "PRECHECK": 1}
 
 
 def rows_of(envelopes: Sequence[Envelope]) -> dict[str, list[tuple[Any, ...]]]:
@@ -228,15 +226,14 @@ def _statuses(
     0 never moves an existing one)."""
     best: dict[str, tuple[Any, ...]] = {}
     for _event_id, h, status, scoring_version, _evaluator, note, time in status_events:
-        rank = _STATUS_RANK.get(status, 2)
+        rank = RANK[status]  # status events are QUEUED, PRECHECK or RUNNING
         kept = best.get(h)
         if kept is None or kept[3] < rank:
             best[h] = (h, scoring_version, status, rank, note, time)
-    if requests:
-        for row in requests:
-            kept = best.get(row[0])
-            if kept is not None and kept[3] == 0:
-                del best[row[0]]
+    for row in requests:
+        kept = best.get(row[0])
+        if kept is not None and kept[3] == 0:
+            del best[row[0]]
     return list(best.values())
 
 
