@@ -9,7 +9,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from speechstream.services import Service
+from devstack.processes import ServiceProcess
 from speechstream.settings import KafkaSettings
 
 
@@ -47,7 +47,7 @@ def count(kafka: KafkaSettings, topic: str) -> int:
 
 
 def wait_count(
-    kafka: KafkaSettings, topic: str, n: int, timeout_s: float, services: Iterable[Service]
+    kafka: KafkaSettings, topic: str, n: int, timeout_s: float, services: Iterable[ServiceProcess]
 ) -> None:
     """Wait until ``topic`` holds ``n`` records; fail early when one of ``services`` died."""
     services = list(services)

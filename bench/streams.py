@@ -17,9 +17,9 @@ from pathlib import Path
 
 from bench.kafka import produce, rate_from_timestamps, wait_count
 from bench.pipeline import data
-from speechstream.services import Service
+from devstack.processes import ServiceProcess
+from speechstream.kafka.admin import create_topics, delete_topics
 from speechstream.settings import KafkaSettings
-from speechstream.topics_admin import create_topics, delete_topics
 
 
 def validated_per_s(kafka: KafkaSettings, n_miners: int, n_submissions: int) -> float:
@@ -34,7 +34,8 @@ def validated_per_s(kafka: KafkaSettings, n_miners: int, n_submissions: int) -> 
     env = {"KAFKA_BOOTSTRAP_SERVERS": run.bootstrap_servers, "SPEECHSTREAM_TOPIC_PREFIX": prefix,
            "SPEECHSTREAM_STREAMS_WEB_ENABLED": "false",
            "SPEECHSTREAM_STREAMS_DATA_DIR": f"/tmp/{prefix}streams"}
-    worker = Service("streams", ["streams", "worker"], Path(f"/tmp/{prefix}streams.log"), env)
+    worker = ServiceProcess("streams", ["streams", "worker"], Path(f"/tmp/{prefix}streams.log"),
+                            env)
     worker.start()
     try:
         keys = data.miners(n_miners)

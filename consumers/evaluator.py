@@ -15,6 +15,9 @@ Delivery semantics (exactly one visible score per request):
   restarted evaluator fences its zombie and aborts whatever transaction it left open.
 - An aborted transaction (rebalance, broker hiccup) rewinds the consumer to the request, which
   is evaluated again; a fatal producer error (fenced) stops the evaluator.
+
+The consume loop and the transactions are the floor's (``speechstream.kafka``); this module is
+what an evaluator does with one request.
 """
 
 from __future__ import annotations
@@ -22,31 +25,34 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any, Literal
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
 from consumers.base import ScoreOutcome, Scorer
-from consumers.exceptions import ConsumeError, EvaluatorError, FencedError, TransactionAbortedError
 from consumers.metrics import EvaluatorMetrics
-from schemas.codec import dead_letter, decode, encode
 from schemas.envelope import Envelope, derived_event_id, new_envelope
-from schemas.events import EvaluationRequested, EvaluationStatusChanged, ScoreComputed
-from schemas.exceptions import DecodeError
+from schemas.events import (
+    STATUS_RANK,
+    EvaluationRequested,
+    EvaluationStatusChanged,
+    ScoreComputed,
+)
+from speechstream.exceptions import TransactionAbortedError, TransactionError
+from speechstream.kafka.consumer import EventConsumer, Record, position_after
+from speechstream.kafka.transactions import (
+    Outgoing,
+    TransactionalProducer,
+    transactional_config,
+)
+from speechstream.monitoring import Health
 from speechstream.settings import EvaluatorSettings, KafkaSettings
 
 PRODUCER_NAME = "speechstream-evaluator"
-BROKER_MAX_TRANSACTION_TIMEOUT_MS = 900_000  # the broker's default transaction.max.timeout.ms
-KAFKA_TIMEOUT_S = 30.0
-COMMIT_ATTEMPTS = 3
 RETRY_BACKOFF_S = 1.0
-_STATUS_RANK = {"PRECHECK": 0, "RUNNING": 1}
-
-Outgoing = tuple[str, str | bytes | None, Envelope]
-"""One event to produce in a transaction: (topic, key, envelope)."""
+Step = Literal["PRECHECK", "RUNNING"]
 
 
 def evaluator_id(settings: EvaluatorSettings) -> str:
@@ -61,15 +67,9 @@ def transactional_id(settings: EvaluatorSettings) -> str:
 
 def producer_config(kafka: KafkaSettings, settings: EvaluatorSettings) -> dict[str, Any]:
     """The transactional producer's librdkafka configuration (murmur2 partitioner)."""
-    return kafka.producer_config(**{
-        "transactional.id": transactional_id(settings),
-        "transaction.timeout.ms": min(
-            settings.transaction_timeout_ms, BROKER_MAX_TRANSACTION_TIMEOUT_MS
-        ),
-        "enable.idempotence": True,
-        "acks": "all",
-        "linger.ms": 0,
-    })
+    return transactional_config(
+        kafka, transactional_id(settings), settings.transaction_timeout_ms
+    )
 
 
 def consumer_config(kafka: KafkaSettings, settings: EvaluatorSettings) -> dict[str, Any]:
@@ -80,7 +80,11 @@ def consumer_config(kafka: KafkaSettings, settings: EvaluatorSettings) -> dict[s
     membership (``group.instance.id``, the transactional id): a restarted evaluator gets its
     partitions back at once instead of after the session timeout of its dead predecessor.
     """
-    return kafka.to_librdkafka(**{
+    return kafka.to_librdkafka(**_consumer_overrides(settings))
+
+
+def _consumer_overrides(settings: EvaluatorSettings) -> dict[str, Any]:
+    return {
         "group.id": settings.group_id,
         "group.instance.id": transactional_id(settings),
         "isolation.level": "read_committed",
@@ -90,7 +94,7 @@ def consumer_config(kafka: KafkaSettings, settings: EvaluatorSettings) -> dict[s
         "partition.assignment.strategy": "cooperative-sticky",
         "max.poll.interval.ms": settings.transaction_timeout_ms + 60_000,
         "session.timeout.ms": 45_000,
-    })
+    }
 
 
 def failure_reason(exc: BaseException) -> str:
@@ -99,21 +103,15 @@ def failure_reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
-@dataclass(frozen=True)
-class EvaluatorHealth:
-    """Liveness of an evaluator: healthy while it polls often enough or is evaluating."""
-
-    healthy: bool
-    last_poll_age_s: float | None
-    evaluating: str | None
-
-
 class Evaluator:
     """Consumes evaluation requests and emits statuses and scores for one device.
 
-    ``consumer`` and ``producer`` may be injected (tests); otherwise ``start()`` creates them.
-    Without ``metrics`` the evaluator records into a registry of its own (served nowhere).
+    ``consumer`` and ``producer`` (confluent clients) may be injected (tests); otherwise
+    ``start()`` creates them. Without ``metrics`` the evaluator records into a registry of its
+    own (served nowhere).
     """
+
+    name = "evaluator"
 
     def __init__(
         self,
@@ -131,30 +129,26 @@ class Evaluator:
         self._scorer = scorer
         self._metrics = metrics or EvaluatorMetrics.create(CollectorRegistry())
         self._log = logger or logging.getLogger(__name__)
-        self._consumer = consumer
-        self._producer = producer
-        self._in_transaction = False
+        self.evaluator_id = evaluator_id(settings)
+        self._consumer = EventConsumer(
+            kafka, name=PRODUCER_NAME, topics=[kafka.topics.evaluation_requests],
+            config=_consumer_overrides(settings), expected=EvaluationRequested,
+            client=consumer, logger=self._log,
+        )
+        self._producer = TransactionalProducer(
+            producer_config(kafka, settings), client=producer,
+            on_abort=self._metrics.transactions_aborted.inc, logger=self._log,
+        )
         self._last_poll: float | None = None
         self._evaluating: str | None = None
-        self.evaluator_id = evaluator_id(settings)
 
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Create the clients, init transactions (fences a zombie), set up the scorer, subscribe."""
-        if self._producer is None:
-            self._producer = Producer(producer_config(self._kafka, self._settings))
-        try:
-            self._producer.init_transactions(KAFKA_TIMEOUT_S)
-        except KafkaException as exc:
-            raise EvaluatorError(f"init_transactions failed: {exc.args[0]}") from exc
+        """Init transactions (fences a zombie), set up the scorer, subscribe."""
+        self._producer.start()
         self._scorer.setup()
-        if self._consumer is None:
-            self._consumer = Consumer(consumer_config(self._kafka, self._settings))
-        self._consumer.subscribe(
-            [self._kafka.topics.evaluation_requests],
-            on_revoke=self._on_revoke, on_lost=self._on_revoke,
-        )
+        self._consumer.start(on_revoke=self._on_revoke)
         self._log.info(
             "evaluator %s on %s consuming %s (transactional id %s)", self.evaluator_id,
             self._settings.device, self._kafka.topics.evaluation_requests,
@@ -163,27 +157,19 @@ class Evaluator:
 
     def run(self, stop: threading.Event) -> None:
         """Poll and evaluate until ``stop`` is set (an evaluation in progress finishes first)."""
-        consumer = self._require_consumer()
         while not stop.is_set():
-            msg = consumer.poll(self._settings.poll_timeout_s)
+            records = self._consumer.poll(1, self._settings.poll_timeout_s)
             self._last_poll = time.monotonic()
             self._metrics.last_poll.set(time.time())
-            if msg is None:
-                continue
-            error = msg.error()
-            if error is not None:
-                if error.fatal():
-                    raise ConsumeError(f"consumer failed: {error}")
-                # Transient (broker down, topic not yet created): librdkafka retries by itself.
-                self._log.warning("consumer: %s", error)
-                continue
-            try:
-                self.handle(msg)
-            except TransactionAbortedError as exc:
-                self._log.warning("offset %s/%s evaluated again: %s",
-                                  msg.partition(), msg.offset(), exc)
-                self._rewind(msg)
-                stop.wait(RETRY_BACKOFF_S)
+            for record in records:
+                try:
+                    self.process(record)
+                except TransactionAbortedError as exc:
+                    msg = record.message
+                    self._log.warning("offset %s/%s evaluated again: %s",
+                                      msg.partition(), msg.offset(), exc)
+                    self._consumer.rewind(msg)
+                    stop.wait(RETRY_BACKOFF_S)
 
     def close(self) -> None:
         """Abort an open transaction, close the consumer, flush the producer, close the scorer.
@@ -192,42 +178,44 @@ class Evaluator:
         restart) until the session timeout, then go to the other evaluators.
         """
         try:
-            if self._in_transaction and self._producer is not None:
-                self._abort("closing")
-            if self._consumer is not None:
-                self._consumer.close()
+            if self._producer.in_transaction:
+                self._producer.abort("closing")
+            self._consumer.close()
         finally:
             try:
-                if self._producer is not None:
-                    self._producer.flush(10)
+                self._producer.close()
             finally:
                 self._scorer.close()
 
-    def health(self) -> EvaluatorHealth:
+    def health(self) -> Health:
         """Healthy while the last poll is recent, or an evaluation (which blocks polls) runs."""
         age = None if self._last_poll is None else time.monotonic() - self._last_poll
         limit_s = max(10 * self._settings.poll_timeout_s, 30.0)
         healthy = age is not None and (age < limit_s or self._evaluating is not None)
-        return EvaluatorHealth(healthy, age, self._evaluating)
+        status = "starting" if age is None else "ok" if healthy else "stalled"
+        return Health(healthy, status, {
+            "last_poll_age_s": None if age is None else round(age, 3),
+            "evaluating": self._evaluating,
+        })
 
     # -- one request -----------------------------------------------------------------------
 
     def handle(self, msg: Message) -> None:
+        """Evaluate one consumed message (decoded by the floor) and commit with its offset."""
+        self.process(self._consumer.decode(msg))
+
+    def process(self, record: Record) -> None:
         """Evaluate one request and commit its score (or dead letter) with its offset."""
-        where = {"topic": msg.topic(), "partition": msg.partition(), "offset": msg.offset()}
-        try:
-            request_env = decode(msg.value(), **where)
-            if not isinstance(request_env.payload, EvaluationRequested):
-                raise DecodeError(
-                    f"not an evaluation request: {request_env.type}", msg.value() or b"", **where
-                )
-        except DecodeError as exc:
-            self._log.warning("dead letter %s/%s: %s", msg.partition(), msg.offset(), exc.reason)
-            letter = dead_letter(exc, consumer=PRODUCER_NAME)
-            self._transact([(self._kafka.topics.deadletter, msg.key(), letter)], offsets_of=msg)
-            self._metrics.dead_letters.inc()
+        msg = record.message
+        if record.envelope is None:
+            if record.dead_letter is not None:
+                self._transact([(self._kafka.topics.deadletter, msg.key(), record.dead_letter)],
+                               offsets_of=msg)
+                self._metrics.dead_letters.inc()
             return
+        request_env = record.envelope
         request = request_env.payload
+        assert isinstance(request, EvaluationRequested)
         self._evaluating = request.hash
         self._metrics.in_progress.inc()
         started = time.perf_counter()
@@ -272,7 +260,7 @@ class Evaluator:
         return new_envelope(event, key=request.hash, producer=PRODUCER_NAME, event_id=event_id)
 
     def status_envelope(self, request_env_id: str, request: EvaluationRequested,
-                        status: Literal["PRECHECK", "RUNNING"], note: str | None) -> Envelope:
+                        status: Step, note: str | None) -> Envelope:
         """The status event of one step; its id depends only on the request and the status."""
         event = EvaluationStatusChanged(
             hash=request.hash, status=status, scoring_version=request.scoring_version,
@@ -284,19 +272,19 @@ class Evaluator:
     def _evaluate(self, request_event_id: str, request: EvaluationRequested) -> ScoreOutcome:
         """Run the scorer; its exception is a FAILED outcome, a Kafka failure is not."""
         reported: list[str] = []
-        kafka_failure: list[EvaluatorError] = []
+        kafka_failure: list[TransactionError] = []
 
-        def report(status: Literal["PRECHECK", "RUNNING"], note: str | None) -> None:
+        def report(status: Step, note: str | None) -> None:
             if kafka_failure:
                 raise kafka_failure[0]
-            if reported and _STATUS_RANK[status] <= _STATUS_RANK[reported[-1]]:
+            if reported and STATUS_RANK[status] <= STATUS_RANK[reported[-1]]:
                 return  # each status once per evaluation, never backwards
             env = self.status_envelope(request_event_id, request, status, note)
             try:
                 self._transact(
                     [(self._kafka.topics.evaluation_status, request.hash, env)], offsets_of=None
                 )
-            except EvaluatorError as exc:
+            except TransactionError as exc:
                 kafka_failure.append(exc)
                 raise
             reported.append(status)
@@ -318,81 +306,16 @@ class Evaluator:
 
     def _transact(self, events: list[Outgoing], *, offsets_of: Message | None) -> None:
         """Produce ``events`` (and commit ``offsets_of`` + 1) in one committed transaction."""
-        producer = self._require_producer()
-        try:
-            producer.begin_transaction()
-            self._in_transaction = True
-            for topic, key, env in events:
-                producer.produce(topic, encode(env), key, on_delivery=self._on_delivery)
-                producer.poll(0)
-            if offsets_of is not None:
-                position = TopicPartition(
-                    offsets_of.topic(), offsets_of.partition(), offsets_of.offset() + 1
-                )
-                producer.send_offsets_to_transaction(
-                    [position], self._require_consumer().consumer_group_metadata(),
-                    KAFKA_TIMEOUT_S,
-                )
-            self._commit(producer)
-        except KafkaException as exc:
-            error: KafkaError = exc.args[0]
-            if error.fatal():
-                self._in_transaction = False
-                raise FencedError(f"producer fenced or failed fatally: {error}") from exc
-            if self._in_transaction:
-                self._abort(str(error))
-            raise TransactionAbortedError(f"transaction aborted: {error}") from exc
-
-    def _commit(self, producer: Producer) -> None:
-        for attempt in range(1, COMMIT_ATTEMPTS + 1):
-            try:
-                producer.commit_transaction(KAFKA_TIMEOUT_S)
-                self._in_transaction = False
-                return
-            except KafkaException as exc:
-                error: KafkaError = exc.args[0]
-                last = attempt == COMMIT_ATTEMPTS
-                if last or not error.retriable() or error.txn_requires_abort():
-                    raise
-                self._log.warning("commit_transaction retry %d: %s", attempt, error)
-
-    def _abort(self, why: str) -> None:
-        producer = self._require_producer()
-        self._metrics.transactions_aborted.inc()
-        self._log.warning("aborting the open transaction: %s", why)
-        try:
-            producer.abort_transaction(KAFKA_TIMEOUT_S)
-        except KafkaException as exc:
-            raise FencedError(f"abort_transaction failed: {exc.args[0]}") from exc
-        finally:
-            self._in_transaction = False
-
-    def _rewind(self, msg: Message) -> None:
-        """Seek back to ``msg`` so that it is evaluated again (if this consumer still owns it)."""
-        try:
-            self._require_consumer().seek(
-                TopicPartition(msg.topic(), msg.partition(), msg.offset())
-            )
-        except KafkaException as exc:
-            # Revoked meanwhile: its next owner starts from the committed offset, i.e. msg.
-            self._log.info("not rewinding %s/%s: %s", msg.partition(), msg.offset(), exc)
+        if offsets_of is None:
+            self._producer.transact(events)
+            return
+        self._producer.transact(
+            events, offsets=[position_after(offsets_of)],
+            group_metadata=self._consumer.client.consumer_group_metadata(),
+        )
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Rebalance: an open transaction would commit offsets we no longer own; abort it."""
-        if self._in_transaction:
-            self._abort(f"partitions revoked: {[p.partition for p in partitions]}")
+        if self._producer.in_transaction:
+            self._producer.abort(f"partitions revoked: {[p.partition for p in partitions]}")
         self._log.info("partitions revoked: %s", [p.partition for p in partitions])
-
-    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
-        if err is not None:  # the transaction's commit fails too, and is aborted
-            self._log.error("delivery to %s failed: %s", msg.topic(), err)
-
-    def _require_consumer(self) -> Consumer:
-        if self._consumer is None:
-            raise EvaluatorError("the evaluator is not started: call start() first")
-        return self._consumer
-
-    def _require_producer(self) -> Producer:
-        if self._producer is None:
-            raise EvaluatorError("the evaluator is not started: call start() first")
-        return self._producer

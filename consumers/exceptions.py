@@ -1,25 +1,13 @@
-"""Errors of the evaluator consumer."""
+"""Errors of the consumers (the evaluator and its scorers).
+
+Kafka failures (fenced, aborted transactions, fatal consumer errors) are the floor's:
+``speechstream.exceptions``.
+"""
 
 from __future__ import annotations
 
-from schemas.exceptions import SpeechstreamError
+from speechstream.exceptions import SpeechstreamError
 
 
-class EvaluatorError(SpeechstreamError):
-    """The evaluator cannot go on; the message says which Kafka call failed and why."""
-
-
-class FencedError(EvaluatorError):
-    """Another evaluator took over this transactional id, or the producer failed fatally; stop."""
-
-
-class TransactionAbortedError(EvaluatorError):
-    """A transaction was aborted and nothing of it is visible; the request is evaluated again."""
-
-
-class ConsumeError(EvaluatorError):
-    """The consumer hit a fatal error; check the broker, the group id and the credentials."""
-
-
-class ScorerLoadError(EvaluatorError):
+class ScorerLoadError(SpeechstreamError):
     """The scorer named on the command line cannot be loaded; use ``tts`` or ``module:Class``."""

@@ -8,8 +8,8 @@ from typing import Literal, cast
 from consumers.base import ScoreOutcome, StatusReporter
 from schemas.events import EvaluationRequested, SampleResult
 from scoring.isolation import run_isolated
-from scoring.settings import ScoringSettings
 from scoring.types import ScoringResult, Submission
+from speechstream.settings import ScoringSettings
 
 log = logging.getLogger(__name__)
 
@@ -66,30 +66,20 @@ class TTSScorer:
 
     def __init__(
         self,
-        settings: ScoringSettings | None = None,
+        settings: ScoringSettings,
         device: str = "cpu",
         *,
         time_limit_s: float | None = None,
     ) -> None:
-        self._settings = settings
+        self.settings = settings
         self.device = device
         self.time_limit_s = time_limit_s
 
-    @property
-    def settings(self) -> ScoringSettings:
-        """The scoring settings (read from the environment at setup when none were given)."""
-        if self._settings is None:
-            raise RuntimeError("TTSScorer.setup() has not run")
-        return self._settings
-
     def setup(self) -> None:
-        """Read the settings; models are loaded per request, in the child process."""
-        if self._settings is None:
-            self._settings = ScoringSettings()
+        """Nothing to load up front: models are loaded per request, in the child process."""
 
     def score(self, request: EvaluationRequested, report: StatusReporter) -> ScoreOutcome:
         """Score one request in a child process and map the result to a ScoreOutcome."""
-        self.setup()
 
         def forward(status: str, note: str | None) -> None:
             if status in ("PRECHECK", "RUNNING"):

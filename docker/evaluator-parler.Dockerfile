@@ -29,6 +29,8 @@ COPY consumers/ consumers/
 COPY sinks/ sinks/
 COPY scoring/ scoring/
 COPY speechstream/ speechstream/
+COPY cli/ cli/
+COPY devstack/ devstack/
 COPY scripts/setup-parler.sh scripts/setup-parler.sh
 RUN pip install --extra-index-url "${TORCH_INDEX}" .
 

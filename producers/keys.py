@@ -8,7 +8,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from schemas.exceptions import KeyFileError
+from producers.exceptions import KeyFileError
 from schemas.signing import generate_key, hotkey_of
 
 

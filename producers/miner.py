@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from producers.keys import Hotkey
-from producers.producer import EventProducer
 from schemas.envelope import Envelope, derived_event_id, new_envelope
 from schemas.events import MinerRegistered, SubmissionPublished
 from schemas.hashing import submission_hash
 from schemas.signing import sign
+from speechstream.kafka.producer import EventProducer
 from speechstream.settings import KafkaSettings
 
 PRODUCER_NAME = "speechstream-miner"

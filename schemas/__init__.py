@@ -1,8 +1,12 @@
-"""Event contracts of speechstream: the envelope, every event, the topic registry, the codec."""
+"""Event contracts of speechstream: the envelope, every event, the topic registry, the codec.
+
+This package imports nothing else of the project: every other layer stands on it.
+"""
 
 from schemas.codec import MAX_EVENT_BYTES, decode, encode
 from schemas.envelope import SCHEMA_VERSION, Envelope, new_envelope
 from schemas.events import (
+    STATUS_RANK,
     DeadLetter,
     EvaluationRequested,
     EvaluationStatusChanged,
@@ -13,24 +17,21 @@ from schemas.events import (
     SubmissionPublished,
     SubmissionRejected,
 )
-from schemas.exceptions import DecodeError, SchemaError, SpeechstreamError
 from schemas.topics import TOPICS, TopicRegistry, TopicSpec
 
 __all__ = [
     "MAX_EVENT_BYTES",
     "SCHEMA_VERSION",
+    "STATUS_RANK",
     "TOPICS",
     "DeadLetter",
-    "DecodeError",
     "Envelope",
     "EvaluationRequested",
     "EvaluationStatusChanged",
     "MinerRegistered",
     "RejectionCode",
     "SampleResult",
-    "SchemaError",
     "ScoreComputed",
-    "SpeechstreamError",
     "SubmissionPublished",
     "SubmissionRejected",
     "TopicRegistry",

@@ -1,4 +1,8 @@
-"""The one codec for every topic: envelope ⇄ JSON bytes, with clear decode errors."""
+"""The one codec for every topic: envelope ⇄ JSON bytes, with a one-line reason for bad bytes.
+
+``decode`` raises ``ValueError`` with that reason; the floor's record decoder
+(``speechstream.kafka.records``) adds where the bytes came from and dead-letters them.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,6 @@ from pydantic import ValidationError
 
 from schemas.envelope import SCHEMA_VERSION, Envelope, derived_event_id, new_envelope
 from schemas.events import DeadLetter
-from schemas.exceptions import DecodeError
 
 MAX_EVENT_BYTES = 256 * 1024
 # A dead letter carries the raw bytes (base64) of what failed, so it may be larger than an
@@ -24,30 +27,20 @@ def encode(envelope: Envelope) -> bytes:
     return envelope.model_dump_json(exclude_none=False).encode("utf-8")
 
 
-def decode(
-    raw: bytes | None,
-    *,
-    topic: str | None = None,
-    partition: int | None = None,
-    offset: int | None = None,
-    max_bytes: int = MAX_EVENT_BYTES,
-) -> Envelope:
-    """Parse wire bytes into an envelope or raise :class:`DecodeError` with the reason.
+def decode(raw: bytes | None, *, max_bytes: int = MAX_EVENT_BYTES) -> Envelope:
+    """Parse wire bytes into an envelope; raise ``ValueError`` with a one-line reason.
 
     ``max_bytes`` is :data:`MAX_EVENT_BYTES`; readers of the dead-letter topic pass
     :data:`MAX_DEAD_LETTER_BYTES`.
     """
-    where = {"topic": topic, "partition": partition, "offset": offset}
     if raw is None:
-        raise DecodeError("empty record (no value)", b"", **where)
+        raise ValueError("empty record (no value)")
     if len(raw) > max_bytes:
-        raise DecodeError(
-            f"oversize payload: {len(raw)} bytes > limit {max_bytes}", raw, **where
-        )
+        raise ValueError(f"oversize payload: {len(raw)} bytes > limit {max_bytes}")
     try:
         return Envelope.model_validate_json(raw)
     except ValidationError as exc:
-        raise DecodeError(_diagnose(raw, exc), raw, **where) from exc
+        raise ValueError(_diagnose(raw, exc)) from exc
 
 
 def _diagnose(raw: bytes, exc: ValidationError) -> str:
@@ -66,18 +59,25 @@ def _diagnose(raw: bytes, exc: ValidationError) -> str:
     return f"schema violation ({exc.error_count()} errors), first at {loc}: {first['msg']}"
 
 
-def dead_letter(error: DecodeError, *, consumer: str, topic: str | None = None) -> Envelope:
-    """The dead-letter envelope for a record that failed to decode: raw bytes kept whole."""
-    source = error.topic or topic or "unknown"
+def dead_letter(
+    raw: bytes,
+    reason: str,
+    *,
+    topic: str,
+    partition: int | None,
+    offset: int | None,
+    consumer: str,
+) -> Envelope:
+    """The dead-letter envelope of a record that failed to decode: its raw bytes kept whole."""
     payload = DeadLetter(
-        raw_b64=base64.b64encode(error.raw[:DEAD_LETTER_RAW_BYTES]).decode("ascii"),
-        raw_size=len(error.raw),
-        topic=source,
-        partition=error.partition,
-        offset=error.offset,
-        error=error.reason,
+        raw_b64=base64.b64encode(raw[:DEAD_LETTER_RAW_BYTES]).decode("ascii"),
+        raw_size=len(raw),
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        error=reason,
         consumer=consumer,
     )
     # Deterministic id: re-processing the same bad record yields the same dead letter.
-    event_id = derived_event_id(f"{source}/{error.partition}/{error.offset}", "deadletter")
+    event_id = derived_event_id(f"{topic}/{partition}/{offset}", "deadletter")
     return new_envelope(payload, key=None, producer=consumer, event_id=event_id)

@@ -112,6 +112,14 @@ class EvaluationRequested(_Event):
 
 EvaluationStatus = Literal["QUEUED", "PRECHECK", "RUNNING"]
 FinalStatus = Literal["COMPLETED", "FAILED"]
+Status = Literal["QUEUED", "PRECHECK", "RUNNING", "COMPLETED", "FAILED"]
+
+STATUS_RANK: dict[str, int] = {
+    "QUEUED": 0, "PRECHECK": 1, "RUNNING": 2, "COMPLETED": 3, "FAILED": 3,
+}
+"""How far an evaluation has come. A submission's status never moves to a lower (or equal)
+rank: a status seen late, or again, changes nothing. COMPLETED and FAILED are final."""
+FINAL_RANK = STATUS_RANK["COMPLETED"]
 
 
 class EvaluationStatusChanged(_Event):

@@ -8,8 +8,6 @@ from typing import Any
 from nacl.exceptions import BadSignatureError, CryptoError
 from nacl.signing import SigningKey, VerifyKey
 
-from schemas.exceptions import SignatureError
-
 
 def canonical_bytes(fields: dict[str, Any]) -> bytes:
     """The bytes a signature covers: the fields as compact JSON with sorted keys."""
@@ -33,9 +31,13 @@ def sign(private_key_hex: str, fields: dict[str, Any]) -> str:
     return key.sign(canonical_bytes(fields)).signature.hex()
 
 
-def verify(hotkey: str, fields: dict[str, Any], signature: str) -> None:
-    """Raise :class:`SignatureError` unless ``signature`` signs ``fields`` with ``hotkey``."""
+def signature_is_valid(hotkey: str, fields: dict[str, Any], signature: str) -> bool:
+    """Whether ``signature`` signs the canonical bytes of ``fields`` with ``hotkey``.
+
+    Malformed keys and signatures (bad hex, wrong length) are simply not valid.
+    """
     try:
         VerifyKey(bytes.fromhex(hotkey)).verify(canonical_bytes(fields), bytes.fromhex(signature))
-    except (BadSignatureError, CryptoError, ValueError, TypeError) as exc:
-        raise SignatureError(f"signature does not verify for hotkey {hotkey[:16]}…") from exc
+    except (BadSignatureError, CryptoError, ValueError, TypeError):
+        return False
+    return True

@@ -1,8 +1,10 @@
-"""The TTS scoring engine: SPEC §4 on torch + transformers, independent of Kafka."""
+"""The TTS scoring engine: SPEC §4 on torch + transformers, independent of Kafka.
+
+Its settings are ``speechstream.settings.ScoringSettings``, read by the command and passed in.
+"""
 
 from scoring.engine import ScoringEngine
 from scoring.exceptions import PrecheckError, ScoringError
-from scoring.settings import ScoringSettings
 from scoring.types import SampleScore, ScoringResult, Submission
 
 __all__ = [
@@ -11,6 +13,5 @@ __all__ = [
     "ScoringEngine",
     "ScoringError",
     "ScoringResult",
-    "ScoringSettings",
     "Submission",
 ]

@@ -12,7 +12,7 @@ import numpy as np
 
 from scoring.audio import ASR_SAMPLE_RATE, pcm16, resample, wav_bytes
 from scoring.exceptions import TranscriptionError
-from scoring.settings import ScoringSettings
+from speechstream.settings import ScoringSettings
 
 
 class PocketsphinxTranscriber:

@@ -9,8 +9,8 @@ import resource
 import sys
 from typing import IO, Any
 
-from scoring.settings import ScoringSettings
 from scoring.types import ScoringResult, Submission
+from speechstream.settings import ScoringSettings
 
 
 def _send(channel: IO[str], message: dict[str, Any]) -> None:

@@ -28,10 +28,10 @@ from scoring.metrics import word_error_rate
 from scoring.models import TTSModel, load_model
 from scoring.prompts import clean_text, draw_samples, draw_seed
 from scoring.reference import make_reference_voice
-from scoring.settings import ScoringSettings
 from scoring.source import HubSource, LocalSource, ResolvedModel, make_source
 from scoring.templates import get_template
 from scoring.types import SampleScore, ScoringResult, Submission
+from speechstream.settings import ScoringSettings
 
 Report = Callable[[str, str | None], None]
 log = logging.getLogger(__name__)

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from scoring.settings import PARLER_SETUP, ScoringSettings
 from scoring.types import ScoringResult, Submission
+from speechstream.settings import PARLER_SETUP, ScoringSettings
 
 Report = Callable[[str, str | None], None]
 STARTUP_GRACE_S = 120.0

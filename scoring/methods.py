@@ -10,8 +10,8 @@ import numpy as np
 
 from scoring.exceptions import MethodUnavailableError
 from scoring.metrics import sample_score, total_score
-from scoring.settings import ScoringSettings
 from scoring.types import SampleScore
+from speechstream.settings import ScoringSettings
 
 
 @dataclass

@@ -14,7 +14,7 @@ import numpy as np
 
 from scoring.audio import read_wav
 from scoring.exceptions import ReferenceVoiceError
-from scoring.settings import ScoringSettings
+from speechstream.settings import ScoringSettings
 
 
 class OfflineReferenceVoice:

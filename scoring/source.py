@@ -13,8 +13,8 @@ from typing import Any
 
 from scoring.exceptions import PrecheckError
 from scoring.models import check_architecture
-from scoring.settings import ScoringSettings
 from scoring.types import Submission
+from speechstream.settings import ScoringSettings
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pkl", ".pth", ".ckpt", ".pickle")
 ALLOW_PATTERNS = [

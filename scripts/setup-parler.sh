@@ -16,7 +16,7 @@ BASE_PYTHON="${PARLER_BASE_PYTHON:-python3.11}"
 MAIN_VENV="${PARLER_MAIN_VENV:-$ROOT/.venv}"
 TORCH_VERSION="${PARLER_TORCH_VERSION:-2.11.0}"
 STAMP="$VENV/.speechstream-parler"
-CHECK='from parler_tts import ParlerTTSForConditionalGeneration, ParlerTTSConfig; import scoring.child'
+CHECK='from parler_tts import ParlerTTSForConditionalGeneration, ParlerTTSConfig; import scoring.child, devstack.tiny.parler'
 
 if [[ "${PARLER_FORCE:-0}" != 1 && -f "$STAMP" ]] && "$VENV/bin/python" -c "$CHECK" 2>/dev/null; then
     echo "parler environment is up to date: $VENV"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from schemas.exceptions import SpeechstreamError
+from speechstream.exceptions import SpeechstreamError
 
 
 class SinkError(SpeechstreamError):

@@ -5,13 +5,20 @@ from __future__ import annotations
 from datetime import datetime
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import class_row
 from pydantic import BaseModel
 
-_STATUS_ORDER = """CASE status WHEN 'COMPLETED' THEN 0 WHEN 'RUNNING' THEN 1
-    WHEN 'PRECHECK' THEN 2 WHEN 'QUEUED' THEN 3 WHEN 'FAILED' THEN 4 ELSE 5 END"""
+from schemas.events import FINAL_RANK, STATUS_RANK
+from sinks.tables import TABLES
 
-_LEADERBOARD = """
+# The leaderboard's order: COMPLETED (by score), then what is in progress, furthest first, then
+# FAILED, then rejections.
+_IN_PROGRESS = sorted((s for s, r in STATUS_RANK.items() if r < FINAL_RANK),
+                      key=STATUS_RANK.__getitem__, reverse=True)
+LEADERBOARD_STATUSES = ("COMPLETED", *_IN_PROGRESS, "FAILED", "REJECTED")
+
+_LEADERBOARD = sql.SQL("""
 SELECT hash, uid, hotkey, repo, status, score, notes, block, updated_at FROM (
     SELECT hash, uid, hotkey, repo_namespace || '/' || repo_name AS repo, status, score,
            notes, block, updated_at
@@ -21,8 +28,8 @@ SELECT hash, uid, hotkey, repo, status, score, notes, block, updated_at FROM (
            r.code || ': ' || r.message, r.block, r.written_at
       FROM rejections r
 ) rows
-ORDER BY """ + _STATUS_ORDER + """, score DESC NULLS LAST, block, repo, hash
-"""
+ORDER BY array_position({statuses}, status), score DESC NULLS LAST, block, repo, hash
+""").format(statuses=sql.Literal(list(LEADERBOARD_STATUSES)))
 
 
 class LeaderboardRow(BaseModel):
@@ -52,12 +59,10 @@ def registered_hotkeys(conn: psycopg.Connection, hotkeys: list[str]) -> list[str
 
 
 def counts(conn: psycopg.Connection) -> dict[str, int]:
-    """Rows per table (for progress displays and checks)."""
-    tables = ("miners", "submissions", "status_events", "scores", "sample_results",
-              "rejections", "dead_letters")
+    """Rows per materialized table (for progress displays and checks)."""
     return {
-        t: conn.execute(
-            psycopg.sql.SQL("SELECT count(*) FROM {}").format(psycopg.sql.Identifier(t))
+        table.name: conn.execute(
+            sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table.name))
         ).fetchone()[0]
-        for t in tables
+        for table in TABLES
     }

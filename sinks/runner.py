@@ -1,21 +1,25 @@
-"""The sink's consumer loop: Kafka (read_committed) → PostgreSQL, offsets after the commit."""
+"""The sink as a service: Kafka (read_committed) → PostgreSQL, offsets after the database commit.
+
+``speechstream sink run`` runs it until stopped; ``speechstream sink rebuild`` runs it with a
+fresh group until every partition is drained.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from typing import Any
 
-from confluent_kafka import Consumer, KafkaException
-from prometheus_client import CollectorRegistry, start_http_server
+from confluent_kafka import Consumer
 
-from producers.producer import EventProducer
-from schemas.codec import MAX_DEAD_LETTER_BYTES, MAX_EVENT_BYTES, dead_letter, decode
 from schemas.envelope import Envelope
-from schemas.exceptions import DecodeError
+from sinks.base import Sink
 from sinks.metrics import SinkMetrics
-from sinks.postgres import PostgresSink
-from speechstream.settings import DatabaseSettings, KafkaSettings, SinkSettings
+from speechstream.kafka.consumer import EventConsumer
+from speechstream.kafka.producer import EventProducer
+from speechstream.monitoring import Health
+from speechstream.settings import KafkaSettings, SinkSettings
 
 log = logging.getLogger(__name__)
 CONSUMER_NAME = "speechstream-sink"
@@ -28,91 +32,111 @@ def sink_topics(kafka: KafkaSettings) -> list[str]:
             t.deadletter]
 
 
-def run_sink(
-    kafka: KafkaSettings,
-    database: DatabaseSettings,
-    settings: SinkSettings,
-    *,
-    stop: threading.Event,
-    metrics: SinkMetrics | None = None,
-    until_caught_up: bool = False,
-) -> int:
-    """Consume and write batches until ``stop`` is set (or, if asked, the topics are drained).
-
-    Returns the number of events written. Offsets are committed synchronously after each
-    database transaction, so a crash replays at most the last batch (idempotently).
-    """
-    registry = CollectorRegistry()
-    metrics = metrics or SinkMetrics.create(registry)
-    if settings.metrics_port:
-        start_http_server(settings.metrics_port, registry=registry)
-    consumer = Consumer(kafka.to_librdkafka(**{
+def consumer_overrides(settings: SinkSettings, *, until_caught_up: bool) -> dict[str, Any]:
+    """The sink consumer's configuration: read_committed, offsets committed by hand."""
+    return {
         "group.id": settings.group_id,
         "isolation.level": "read_committed",
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
         "enable.partition.eof": until_caught_up,
-    }))
-    sink = PostgresSink(database.conninfo)
-    dlq = EventProducer(kafka).start()
-    written = 0
-    try:
-        sink.setup()
-        consumer.subscribe(sink_topics(kafka))
-        eof: set[tuple[str, int]] = set()
-        deadletter_topic = kafka.topics.deadletter
+    }
+
+
+class SinkService:
+    """Consumes the registry's topics and writes them through ``writer`` in batches.
+
+    Each batch is one database transaction; dead letters of undecodable records are delivered
+    before it commits, and the offsets are committed synchronously after it, so a crash
+    replays at most the last batch (idempotently). With ``until_caught_up`` it stops by itself
+    once every assigned partition is drained (a rebuild). ``consumer`` and ``dead_letters``
+    replace the confluent consumer and the dead-letter producer (tests).
+    """
+
+    name = "sink"
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        settings: SinkSettings,
+        writer: Sink,
+        *,
+        metrics: SinkMetrics,
+        until_caught_up: bool = False,
+        consumer: Consumer | None = None,
+        dead_letters: EventProducer | None = None,
+    ) -> None:
+        self._kafka = kafka
+        self._settings = settings
+        self._writer = writer
+        self._metrics = metrics
+        self._until_caught_up = until_caught_up
+        self._consumer = EventConsumer(
+            kafka, name=CONSUMER_NAME, topics=sink_topics(kafka),
+            config=consumer_overrides(settings, until_caught_up=until_caught_up),
+            client=consumer, logger=log,
+        )
+        self._dead_letters = dead_letters or EventProducer(kafka)
+        self._last_batch: float | None = None
+        self._started = False
+        self.written = 0
+        """Events written so far."""
+
+    def start(self) -> None:
+        """Set the writer up (connect, check the schema), then subscribe."""
+        self._writer.setup()
+        self._dead_letters.start()
+        self._consumer.start()
+        self._started = True
+
+    def run(self, stop: threading.Event) -> None:
+        """Consume and write batches until ``stop`` is set (or the topics are drained)."""
+        deadletter_topic = self._kafka.topics.deadletter
         while not stop.is_set():
-            messages = consumer.consume(settings.batch_size, settings.batch_timeout_s)
+            records = self._consumer.poll(self._settings.batch_size,
+                                          self._settings.batch_timeout_s)
+            self._last_batch = time.monotonic()
             batch: list[Envelope] = []
             letters = 0
-            for msg in messages:
-                if error := msg.error():
-                    if until_caught_up and error.code() == -191:  # _PARTITION_EOF
-                        eof.add((msg.topic(), msg.partition()))
-                        continue
-                    raise KafkaException(error)
-                topic = msg.topic()
-                if until_caught_up:  # eof is only read when draining
-                    eof.discard((topic, msg.partition()))
-                on_dlq = topic == deadletter_topic
-                try:
-                    batch.append(decode(
-                        msg.value(), topic=topic, partition=msg.partition(),
-                        offset=msg.offset(),
-                        max_bytes=MAX_DEAD_LETTER_BYTES if on_dlq else MAX_EVENT_BYTES,
-                    ))
-                except DecodeError as exc:
-                    if on_dlq:
-                        # Already in the dead-letter log: never dead-letter a dead letter.
-                        log.error("undecodable dead letter %s@%s kept in place: %s",
-                                  msg.partition(), msg.offset(), exc.reason)
-                        metrics.dead_letters.inc()
-                        continue
-                    log.warning("dead letter %s/%s@%s: %s", topic, msg.partition(),
-                                msg.offset(), exc.reason)
-                    dlq.send(deadletter_topic, dead_letter(exc, consumer=CONSUMER_NAME))
+            for record in records:
+                if record.envelope is not None:
+                    batch.append(record.envelope)
+                elif record.dead_letter is not None:
+                    self._dead_letters.send(deadletter_topic, record.dead_letter,
+                                            key=record.message.key())
                     letters += 1
+                else:
+                    self._metrics.dead_letters.inc()  # an undecodable dead letter, kept in place
             if not batch and not letters:
-                if until_caught_up and _drained(consumer, eof):
-                    break
+                if self._until_caught_up and self._consumer.drained():
+                    return
                 continue
             started = time.perf_counter()
-            rows = sink.write_batch(batch)
+            rows = self._writer.write_batch(batch)
             if letters:
-                dlq.flush()
-                metrics.dead_letters.inc(letters)
-            consumer.commit(asynchronous=False)
-            metrics.batch_seconds.observe(time.perf_counter() - started)
+                self._dead_letters.flush()
+                self._metrics.dead_letters.inc(letters)
+            self._consumer.commit()
+            self._metrics.batch_seconds.observe(time.perf_counter() - started)
             for table, n in rows.items():
-                metrics.rows.labels(table).inc(n)
-            written += len(batch)
-    finally:
-        dlq.close()
-        consumer.close()
-        sink.close()
-    return written
+                self._metrics.rows.labels(table).inc(n)
+            self.written += len(batch)
 
+    def close(self) -> None:
+        """Close the producer, the consumer and the writer."""
+        try:
+            self._dead_letters.close()
+        finally:
+            try:
+                self._consumer.close()
+            finally:
+                self._writer.close()
 
-def _drained(consumer: Consumer, eof: set[tuple[str, int]]) -> bool:
-    assignment = consumer.assignment()
-    return bool(assignment) and all((tp.topic, tp.partition) in eof for tp in assignment)
+    def health(self) -> Health:
+        """Healthy while it polls: an empty poll returns within the batch timeout."""
+        if not self._started or self._last_batch is None:
+            return Health(False, "starting")
+        age = time.monotonic() - self._last_batch
+        healthy = age < max(30.0, 10 * self._settings.batch_timeout_s)
+        return Health(healthy, "ok" if healthy else "stalled",
+                      {"last_poll_age_s": round(age, 3), "written": self.written})

@@ -1,5 +1,8 @@
 """Typed settings for every component; the only module that reads the environment.
 
+Settings are read once, at the edge (the ``speechstream`` command, the demo, a benchmark),
+and passed down: services and the scoring engine take them as arguments.
+
 ``KAFKA_BOOTSTRAP_SERVERS`` and ``DATABASE_URL`` point every command and service at a broker
 and a database; when unset they default to the local stack that ``speechstream dev up`` runs.
 """
@@ -15,6 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.topics import TopicRegistry
 
+GIB = 1024**3
 DEV_KAFKA_PORT = 39092
 DEV_POSTGRES_PORT = 55432
 DEV_BOOTSTRAP = f"127.0.0.1:{DEV_KAFKA_PORT}"
@@ -82,16 +86,21 @@ class DatabaseSettings(BaseSettings):
 
 
 class StreamsSettings(BaseSettings):
-    """The Faust validation worker."""
+    """The intake worker (Faust): validates registrations and submissions and routes them.
+
+    ``app_id`` names its consumer group and its tables' changelog topics (both under the
+    topic prefix).
+    """
 
     model_config = SettingsConfigDict(env_prefix="SPEECHSTREAM_STREAMS_", extra="ignore")
 
-    app_id: str = "speechstream-validator"
+    app_id: str = "speechstream-intake"
     rate_limit_blocks: int = 28_800
     data_dir: str = ".speechstream/streams"
     web_port: int = 6066
     web_enabled: bool = True
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+    metrics_port: int | None = Field(None, description="Serve /metrics and /health here.")
 
 
 class EvaluatorSettings(BaseSettings):
@@ -104,7 +113,7 @@ class EvaluatorSettings(BaseSettings):
     evaluator_id: str = Field(default_factory=socket.gethostname)
     transaction_timeout_ms: int = 900_000
     poll_timeout_s: float = 1.0
-    metrics_port: int | None = None
+    metrics_port: int | None = Field(None, description="Serve /metrics and /health here.")
 
 
 class SinkSettings(BaseSettings):
@@ -115,7 +124,7 @@ class SinkSettings(BaseSettings):
     group_id: str = "speechstream-sink"
     batch_size: int = 5_000
     batch_timeout_s: float = 0.2
-    metrics_port: int | None = None
+    metrics_port: int | None = Field(None, description="Serve /metrics and /health here.")
 
 
 class DevSettings(BaseSettings):
@@ -141,3 +150,70 @@ class DevSettings(BaseSettings):
         None, validation_alias="KAFKA_BOOTSTRAP_SERVERS"
     )
     external_database_url: SecretStr | None = Field(None, validation_alias="DATABASE_URL")
+
+
+PARLER_SETUP = "bash scripts/setup-parler.sh"
+
+
+class ScoringSettings(BaseSettings):
+    """How the scoring engine fetches, scores and bounds submissions.
+
+    Every field reads ``SPEECHSTREAM_SCORING_<FIELD>``, e.g. ``SPEECHSTREAM_SCORING_MODELS_ROOT``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="SPEECHSTREAM_SCORING_", extra="ignore")
+
+    models_root: Path | None = Field(
+        None, description="Local repos as <root>/<namespace>/<name>; when set, the hub is not used."
+    )
+    hf_token: SecretStr | None = None
+    hf_endpoint: str | None = None
+    cache_dir: Path | None = Field(None, description="Where hub snapshots land (evicted).")
+    max_weight_bytes: int = 18 * GIB
+
+    n_samples: int = Field(40, ge=1)
+    batch_size: int | None = Field(None, ge=1, description="Fixed batch size; None sizes batches.")
+    max_batch_size: int = Field(32, ge=1)
+    time_limit_s: float = Field(1800.0, gt=0)
+    memory_limit_bytes: int | None = Field(
+        None, description="Address-space cap of the isolated evaluation process (CPU only)."
+    )
+    max_audio_s: float = Field(8.0, gt=0, description="Longest clip generated per sample.")
+    max_text_tokens: int = 100
+    ce_k: float = 1.0
+
+    reference_voice: Literal["offline", "http"] = "offline"
+    reference_url: str | None = None
+    reference_api_key: SecretStr | None = None
+    reference_timeout_s: float = 60.0
+
+    asr: Literal["pocketsphinx", "whisper", "http"] = "pocketsphinx"
+    asr_url: str | None = None
+    asr_model_path: Path | None = Field(None, description="Local Whisper weights directory.")
+    asr_timeout_s: float = 60.0
+
+    human_likeness_weights: Path | None = Field(
+        None, description="Local weights of the human-likeness method; the method is off without."
+    )
+    human_likeness_weight: float = 0.0
+
+    parler_python: Path = Field(
+        Path(".venv-parler/bin/python"),
+        description="Interpreter of the Parler environment (a relative path is taken from the "
+        f"working directory; `{PARLER_SETUP}` creates the default one).",
+    )
+
+    def interpreter(self, environment: str) -> Path | None:
+        """The Python interpreter of an evaluator environment, or None where it is not set up."""
+        if environment != "parler":
+            return None
+        return self.parler_python if self.parler_python.exists() else None
+
+    def child_payload(self) -> dict[str, Any]:
+        """These settings as JSON for an evaluation child process, secrets included."""
+        data = self.model_dump(mode="json")
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                data[name] = value.get_secret_value()
+        return data

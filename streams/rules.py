@@ -6,8 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from schemas.events import MinerRegistered, RejectionCode, SubmissionPublished
-from schemas.exceptions import SignatureError
-from schemas.signing import verify
+from schemas.signing import signature_is_valid
 
 RATE_LIMIT_BLOCKS = 28_800
 
@@ -34,11 +33,11 @@ class Decision:
 
 def check_signature(event: MinerRegistered | SubmissionPublished) -> Rejection | None:
     """The hotkey's signature over every other field must verify."""
-    try:
-        verify(event.hotkey, event.signed_fields(), event.signature)
-    except SignatureError as exc:
-        return Rejection(RejectionCode.BAD_SIGNATURE, str(exc))
-    return None
+    if signature_is_valid(event.hotkey, event.signed_fields(), event.signature):
+        return None
+    return Rejection(
+        RejectionCode.BAD_SIGNATURE, f"signature does not verify for hotkey {event.hotkey[:16]}…"
+    )
 
 
 def check_registration(event: MinerRegistered, uid_owner: str | None) -> Rejection | None:

@@ -1,25 +1,30 @@
-"""Builds the validation worker (app, topics, tables, agents) and runs it until SIGTERM."""
+"""The intake worker as a service: the Faust app with its topics, tables and agents, run until
+the stop event is set (``speechstream streams worker``)."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from pathlib import Path
 
 import faust
-from prometheus_client import CollectorRegistry, start_http_server
 
 from schemas.topics import changelog_specs
+from speechstream.kafka.admin import create_topics
+from speechstream.monitoring import Health
 from speechstream.settings import KafkaSettings, StreamsSettings
-from speechstream.topics_admin import create_topics
 from streams.agents import registrations, submissions
 from streams.app import create_app
 from streams.metrics import StreamsMetrics
 from streams.topics import declare
 
+STOP_CHECK_S = 0.1
+
 
 def build_app(
     kafka: KafkaSettings, streams: StreamsSettings, metrics: StreamsMetrics
 ) -> faust.App:
-    """The Faust app with every topic, table and agent of the validation worker."""
+    """The Faust app with every topic, table and agent of the intake worker."""
     app = create_app(kafka, streams)
     declared = declare(app, kafka, streams)
     registrations.register_agents(app, declared, metrics)
@@ -27,18 +32,70 @@ def build_app(
     return app
 
 
-def run_worker(
-    kafka: KafkaSettings, streams: StreamsSettings, *, metrics_port: int | None = None
-) -> None:
-    """Run one worker in this process until it is signalled to stop."""
-    registry = CollectorRegistry()
-    metrics = StreamsMetrics.create(registry)
-    if metrics_port:
-        start_http_server(metrics_port, registry=registry)
-    Path(streams.data_dir).mkdir(parents=True, exist_ok=True)
-    # Faust would create its changelogs itself, lazily and without waiting for them: a table
-    # written before the broker has their partitions fails with PartitionsMismatch.
-    create_topics(kafka, changelog_specs(streams.app_id))
-    app = build_app(kafka, streams, metrics)
-    worker = faust.Worker(app, loglevel=streams.log_level, quiet=True)
-    worker.execute_from_commandline()
+class _Worker(faust.Worker):
+    """A Faust worker stopped by the service's stop event, not by signal handlers of its own:
+    the service runner owns SIGTERM and SIGINT."""
+
+    def install_signal_handlers(self) -> None:
+        """Leave the process's signal handlers to the service runner."""
+
+
+class IntakeWorker:
+    """Validates registrations and submissions and routes them (SPEC §3), one Faust worker.
+
+    The Faust app is built in :meth:`start`, after the tables' changelog topics exist; it runs
+    in this thread's event loop until the stop event is set.
+    """
+
+    name = "intake"
+
+    def __init__(
+        self, kafka: KafkaSettings, settings: StreamsSettings, metrics: StreamsMetrics
+    ) -> None:
+        self._kafka = kafka
+        self._settings = settings
+        self._metrics = metrics
+        self._app: faust.App | None = None
+        self._worker: _Worker | None = None
+
+    def start(self) -> None:
+        """Create the changelog topics, then the app (nothing consumes before :meth:`run`)."""
+        Path(self._settings.data_dir).mkdir(parents=True, exist_ok=True)
+        # Faust would create its changelogs itself, lazily and without waiting for them: a table
+        # written before the broker has their partitions fails with PartitionsMismatch.
+        create_topics(self._kafka, changelog_specs(self._settings.app_id))
+        self._app = build_app(self._kafka, self._settings, self._metrics)
+
+    def run(self, stop: threading.Event) -> None:
+        """Run the Faust worker until ``stop`` is set; an agent's crash is raised here."""
+        assert self._app is not None, "call start() first"
+        worker = self._worker = _Worker(self._app, loglevel=self._settings.log_level, quiet=True)
+
+        async def stop_when_asked() -> None:
+            while not stop.is_set() and not worker.should_stop:
+                await asyncio.sleep(STOP_CHECK_S)
+            await worker.stop()
+
+        watcher = worker.loop.create_task(stop_when_asked())
+        try:
+            worker.loop.run_until_complete(worker.start())
+        finally:
+            watcher.cancel()
+            worker.stop_and_shutdown()
+
+    def close(self) -> None:
+        """Nothing left open: the worker's shutdown closed its clients and its event loop."""
+
+    def health(self) -> Health:
+        """Healthy while the Faust worker runs and no agent has crashed."""
+        worker = self._worker
+        if worker is None or not worker.started:
+            return Health(False, "starting")
+        state = worker.state
+        app_state = self._app.state if self._app is not None else "init"
+        details = {"worker": state, "app": app_state}
+        if app_state == "crashed" or state == "crashed":
+            return Health(False, "crashed", details)
+        if state != "running":
+            return Health(False, "stopped", details)
+        return Health(True, "ok", details)

@@ -24,9 +24,9 @@ from typing import Literal
 
 import pytest
 
-from speechstream.dev.postgres import apply_migrations
-from speechstream.dev.process import free_port
-from speechstream.dev.stack import DevStack
+from devstack.process import free_port
+from devstack.stack import DevStack
+from sinks.migrate import apply_migrations
 from speechstream.settings import DevSettings, KafkaSettings
 
 KAFKA_IMAGE = "apache/kafka:4.1.1"

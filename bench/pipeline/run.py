@@ -28,12 +28,12 @@ from confluent_kafka import Producer
 from bench.kafka import count, produce, rate_from_timestamps, wait_count
 from bench.pipeline import data
 from bench.pipeline.ceilings import passthrough_per_s
+from devstack.processes import ServiceProcess
+from devstack.stack import DevStack
 from schemas.topics import SUBMISSIONS
 from sinks.migrate import apply_migrations
-from speechstream.dev.stack import DevStack
-from speechstream.services import Service
+from speechstream.kafka.admin import create_topics
 from speechstream.settings import DevSettings, KafkaSettings
-from speechstream.topics_admin import create_topics
 
 RESULTS = Path("bench/results/pipeline.json")
 
@@ -62,7 +62,7 @@ def _sink_rows_per_s(conninfo: str) -> tuple[int, float]:
 
 
 def _paced_latency(
-    kafka: KafkaSettings, conninfo: str, worker: Service, rate: int, seconds: int, *,
+    kafka: KafkaSettings, conninfo: str, worker: ServiceProcess, rate: int, seconds: int, *,
     uid_base: int, tag: str,
 ) -> dict:
     """p50/p99 produce → submissions row of ``rate × seconds`` submissions sent at ``rate``/s."""
@@ -120,8 +120,8 @@ def main(argv: list[str] | None = None) -> dict:
            "SPEECHSTREAM_STREAMS_WEB_ENABLED": "false",
            "SPEECHSTREAM_STREAMS_DATA_DIR": f"/tmp/{prefix}streams"}
     logs = Path(f"/tmp/{prefix}logs")
-    worker = Service("streams", ["streams", "worker"], logs / "streams.log", env).start()
-    sink = Service("sink", ["sink", "run"], logs / "sink.log", env)
+    worker = ServiceProcess("streams", ["streams", "worker"], logs / "streams.log", env).start()
+    sink = ServiceProcess("sink", ["sink", "run"], logs / "sink.log", env)
     result: dict = {"machine": f"{platform.machine()}, {platform.system()}, 2 cores",
                     "miners": args.miners, "submissions": per_miner * args.miners}
     try:

@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from devstack.tiny.musicgen import build_tiny_musicgen
 from scoring.engine import ScoringEngine
 from scoring.reference import OfflineReferenceVoice
-from scoring.settings import ScoringSettings
-from scoring.tiny import build_tiny_musicgen
 from scoring.types import ScoringResult, Submission
+from speechstream.settings import ScoringSettings
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "scoring.json"
 SUBMISSION = Submission(hash="18358495043599921355", repo_namespace="bench", repo_name="tts")

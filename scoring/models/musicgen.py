@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 from pathlib import Path
 
 import numpy as np
@@ -15,13 +14,6 @@ from scoring.templates import Template
 
 ARCHITECTURE = "MusicgenForConditionalGeneration"
 _MAX_ENCODER_TOKENS = 512
-
-
-def pick_dtype(device: torch.device) -> torch.dtype:
-    """bf16 on a GPU that supports it, fp16 on other GPUs, fp32 on CPU."""
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.float32
 
 
 def delay_codes(codes: torch.Tensor, pad_id: int) -> torch.Tensor:
@@ -41,35 +33,15 @@ def delay_codes(codes: torch.Tensor, pad_id: int) -> torch.Tensor:
 class MusicgenTTS(TTSModel):
     """Description + text joined by the template into Musicgen's text-encoder prompt."""
 
-    def __init__(self, path: Path, template: Template, device: torch.device) -> None:
-        from transformers import AutoTokenizer, MusicgenForConditionalGeneration
+    family = "Musicgen"
 
-        self.template = template
-        self.device = device
-        self.dtype = pick_dtype(device)
-        try:
-            model = MusicgenForConditionalGeneration.from_pretrained(
-                path, use_safetensors=True, trust_remote_code=False
-            )
-            self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
-        except (OSError, ValueError, RuntimeError, KeyError) as exc:
-            raise ModelLoadError(f"cannot load Musicgen model from {path.name}: {exc}") from exc
-        if model.config.decoder.audio_channels != 1:
-            raise ModelLoadError("only mono Musicgen models are supported")
-        model.eval()
-        if self.dtype != torch.float32:
-            model.text_encoder.to(self.dtype)
-            model.decoder.to(self.dtype)
-            if hasattr(model, "enc_to_dec_proj"):
-                model.enc_to_dec_proj.to(self.dtype)
-        self.model = model.to(device)
-        self.model.audio_encoder.float()
-        codec = self.model.config.audio_encoder
-        self.sample_rate = int(codec.sampling_rate)
-        self.frame_rate = float(codec.frame_rate)
-        self.n_codebooks = int(self.model.decoder.num_codebooks)
+    def __init__(self, path: Path, template: Template, device: torch.device) -> None:
+        from transformers import MusicgenForConditionalGeneration
+
+        self._load(MusicgenForConditionalGeneration, path, template, device,
+                   cast=("text_encoder", "decoder", "enc_to_dec_proj"))
         self.pad_id = int(self.model.config.decoder.pad_token_id)
-        self.bandwidth = self._matching_bandwidth(codec.target_bandwidths)
+        self.bandwidth = self._matching_bandwidth(self.model.config.audio_encoder.target_bandwidths)
 
     def _matching_bandwidth(self, bandwidths: list[float]) -> float:
         quantizer = self.model.audio_encoder.quantizer
@@ -80,20 +52,6 @@ class MusicgenTTS(TTSModel):
             f"the codec gives no bandwidth with {self.n_codebooks} codebooks "
             f"(target bandwidths {bandwidths}); decoder and codec do not match"
         )
-
-    def bytes_per_sample(self, n_frames: int) -> int:
-        """A rough device-memory cost of one sample: KV caches, activations and CE logits."""
-        cfg = self.model.config.decoder
-        seq = n_frames + self.n_codebooks
-        width = 2 if self.dtype != torch.float32 else 4
-        kv = 4 * cfg.num_hidden_layers * cfg.hidden_size * seq * width
-        acts = 8 * seq * max(cfg.ffn_dim, cfg.hidden_size) * width
-        logits = 3 * self.n_codebooks * seq * (cfg.vocab_size + 1) * 4
-        return kv + acts + logits
-
-    def prompt_tokenizer(self) -> object:
-        """Musicgen reads the text through its single text-encoder tokenizer."""
-        return self.tokenizer
 
     def _encode_text(self, descriptions: list[str], texts: list[str]) -> dict[str, torch.Tensor]:
         prompts = [self.template.joined(d, t) for d, t in zip(descriptions, texts, strict=True)]
@@ -156,10 +114,3 @@ class MusicgenTTS(TTSModel):
         )
         valid = (labels != -100).sum(dim=(1, 2)).clamp(min=1)
         return (token_loss.sum(dim=(1, 2)) / valid).cpu().tolist()
-
-    def close(self) -> None:
-        """Drop the weights and return device memory."""
-        self.model = None  # type: ignore[assignment]
-        gc.collect()
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()

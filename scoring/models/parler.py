@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -13,7 +12,6 @@ import torch.nn.functional as F
 
 from scoring.exceptions import ModelLoadError
 from scoring.models.base import Generated, TTSModel
-from scoring.models.musicgen import pick_dtype
 from scoring.templates import Template
 
 ARCHITECTURE = "ParlerTTSForConditionalGeneration"
@@ -37,59 +35,27 @@ def group_by_length(lengths: Sequence[int]) -> list[list[int]]:
 class ParlerTTS(TTSModel):
     """Description → T5 encoder (``input_ids``), text → prompt (``prompt_input_ids``), DAC codec."""
 
+    family = "Parler-TTS"
+    extra_positions = 64  # the prompt, prepended to the decoder input
+
     def __init__(self, path: Path, template: Template, device: torch.device) -> None:
         try:
             from parler_tts import ParlerTTSForConditionalGeneration
-            from transformers import AutoTokenizer
         except ImportError as exc:
             raise ModelLoadError(
                 "parler-tts is not installed in this environment; run Parler models with the "
                 "Parler environment (bash scripts/setup-parler.sh)"
             ) from exc
 
-        self.template = template
-        self.device = device
-        self.dtype = pick_dtype(device)
-        try:
-            model = ParlerTTSForConditionalGeneration.from_pretrained(
-                path, use_safetensors=True, trust_remote_code=False
-            )
-            self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
-        except (OSError, ValueError, RuntimeError, KeyError) as exc:
-            raise ModelLoadError(f"cannot load Parler-TTS model from {path.name}: {exc}") from exc
-        if getattr(model.config.decoder, "audio_channels", 1) != 1:
-            raise ModelLoadError("only mono Parler-TTS models are supported")
-        model.eval()
-        if self.dtype != torch.float32:
-            model.to(self.dtype)
-        self.model = model.to(device)
-        self.model.audio_encoder.float()
+        self._load(ParlerTTSForConditionalGeneration, path, template, device)
         decoder = self.model.config.decoder
-        codec = self.model.config.audio_encoder
-        self.sample_rate = int(codec.sampling_rate)
-        self.frame_rate = float(codec.frame_rate)
-        self.n_codebooks = int(decoder.num_codebooks)
         self.bos_id = int(decoder.bos_token_id)
         self.eos_id = int(decoder.eos_token_id)
-        if int(codec.num_codebooks) < self.n_codebooks:
+        codec_codebooks = int(self.model.config.audio_encoder.num_codebooks)
+        if codec_codebooks < self.n_codebooks:
             raise ModelLoadError(
-                f"the codec has {codec.num_codebooks} codebooks; "
-                f"the decoder needs {self.n_codebooks}"
+                f"the codec has {codec_codebooks} codebooks; the decoder needs {self.n_codebooks}"
             )
-
-    def bytes_per_sample(self, n_frames: int) -> int:
-        """A rough device-memory cost of one sample: KV caches, activations and CE logits."""
-        cfg = self.model.config.decoder
-        seq = n_frames + self.n_codebooks + 64
-        width = 2 if self.dtype != torch.float32 else 4
-        kv = 4 * cfg.num_hidden_layers * cfg.hidden_size * seq * width
-        acts = 8 * seq * max(cfg.ffn_dim, cfg.hidden_size) * width
-        logits = 3 * self.n_codebooks * seq * (cfg.vocab_size + 1) * 4
-        return kv + acts + logits
-
-    def prompt_tokenizer(self) -> object:
-        """Parler tokenizes the spoken text with the model's own tokenizer."""
-        return self.tokenizer
 
     def _prompts(self, descriptions: list[str], texts: list[str]) -> list[list[int]]:
         prompts = [self.template.prompt(d, t) for d, t in zip(descriptions, texts, strict=True)]
@@ -207,10 +173,3 @@ class ParlerTTS(TTSModel):
             return (token_loss.sum(dim=(1, 2)) / valid).cpu().tolist()
 
         return self._by_prompt_length(descriptions, texts, run)
-
-    def close(self) -> None:
-        """Drop the weights and return device memory."""
-        self.model = None  # type: ignore[assignment]
-        gc.collect()
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()

@@ -19,9 +19,9 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from schemas.topics import changelog_specs
-from speechstream.dev.postgres import apply_migrations
+from sinks.migrate import apply_migrations
+from speechstream.kafka.admin import create_topics, delete_topics
 from speechstream.settings import KafkaSettings, StreamsSettings
-from speechstream.topics_admin import create_topics, delete_topics
 from tests.integration.pipeline import Pipeline
 
 

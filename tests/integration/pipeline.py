@@ -14,11 +14,10 @@ from typing import Any
 import psycopg
 from confluent_kafka import Consumer, TopicPartition
 
-from producers.producer import EventProducer
+from devstack.processes import ServiceProcess
 from schemas.codec import MAX_DEAD_LETTER_BYTES, decode, encode
 from schemas.envelope import Envelope
-from schemas.exceptions import DecodeError
-from speechstream.services import Service
+from speechstream.kafka.producer import EventProducer
 from speechstream.settings import KafkaSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -43,19 +42,19 @@ class Pipeline:
             "SPEECHSTREAM_EVALUATOR_GROUP_ID": f"{kafka.topic_prefix}evaluators",
             "PYTHONPATH": str(REPO_ROOT),
         }
-        self.services: list[Service] = []
+        self.services: list[ServiceProcess] = []
 
-    def start(self, name: str, args: list[str], **extra_env: str) -> Service:
+    def start(self, name: str, args: list[str], **extra_env: str) -> ServiceProcess:
         """Start ``speechstream <args>`` as a child process."""
         log = self.workdir / "logs" / f"{name}-{len(self.services)}.log"
-        service = Service(name, args, log, {**self.env, **extra_env}).start()
+        service = ServiceProcess(name, args, log, {**self.env, **extra_env}).start()
         self.services.append(service)
         return service
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run one ``speechstream`` command and return its result."""
         return subprocess.run(
-            [sys.executable, "-m", "speechstream.cli", *args], capture_output=True, text=True,
+            [sys.executable, "-m", "cli.main", *args], capture_output=True, text=True,
             env={**os.environ, **self.env}, cwd=REPO_ROOT, timeout=120, check=False,
         )
 
@@ -91,7 +90,7 @@ class Pipeline:
                         continue
                     try:
                         found.append(decode(msg.value(), max_bytes=MAX_DEAD_LETTER_BYTES))
-                    except DecodeError:
+                    except ValueError:
                         continue
                 if len(found) >= n:
                     # Drain what else is there, so tests can assert on exact counts.

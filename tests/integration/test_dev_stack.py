@@ -6,11 +6,11 @@ import psycopg
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
+from cli.main import main
+from devstack.kafka import KAFKA_VERSION, broker_answers
 from schemas.topics import ALL_TOPICS, MINERS, changelog_specs
-from speechstream.cli import main
-from speechstream.dev.kafka import KAFKA_VERSION, broker_answers
+from speechstream.kafka.admin import create_topics, describe_topics
 from speechstream.settings import KafkaSettings, StreamsSettings
-from speechstream.topics_admin import create_topics, describe_topics
 from tests.conftest import Infrastructure
 
 pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("error")]

@@ -23,11 +23,11 @@ from prometheus_client import CollectorRegistry
 from consumers.base import Scorer
 from consumers.evaluator import Evaluator, producer_config
 from consumers.metrics import EvaluatorMetrics
-from producers.producer import EventProducer
 from schemas.codec import decode
 from schemas.envelope import Envelope, new_envelope
 from schemas.events import DeadLetter, EvaluationRequested, EvaluationStatusChanged, ScoreComputed
 from schemas.hashing import submission_hash
+from speechstream.kafka.producer import EventProducer
 from speechstream.settings import EvaluatorSettings, KafkaSettings
 from tests.scorers import SLOW_FILE_ENV, DeterministicScorer, FailingScorer
 
@@ -238,7 +238,7 @@ def _evaluator_process(
 ) -> subprocess.Popen[bytes]:
     """``speechstream evaluator run --device cpu --scorer <scorer>`` as a child process."""
     env = {**_child_env(kafka, settings), **extra_env}
-    command = [sys.executable, "-m", "speechstream.cli", "evaluator", "run", "--device", "cpu",
+    command = [sys.executable, "-m", "cli.main", "evaluator", "run", "--device", "cpu",
                "--scorer", scorer]
     with log.open("ab") as out:
         return subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=out, stderr=out)

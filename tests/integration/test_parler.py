@@ -10,13 +10,16 @@ import pytest
 
 from consumers.tts import TTSScorer
 from schemas.events import EvaluationRequested
-from scoring.settings import DEFAULT_PARLER_PYTHON, PARLER_SETUP, REPO_ROOT, ScoringSettings
+from speechstream.settings import PARLER_SETUP, ScoringSettings
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PARLER_PYTHON = REPO_ROOT / ".venv-parler" / "bin" / "python"  # where the setup script puts it
 
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(
-        not DEFAULT_PARLER_PYTHON.exists(),
-        reason=f"no Parler environment at {DEFAULT_PARLER_PYTHON}; create it with `{PARLER_SETUP}`",
+        not PARLER_PYTHON.exists(),
+        reason=f"no Parler environment at {PARLER_PYTHON}; create it with `{PARLER_SETUP}`",
     ),
 ]
 
@@ -27,9 +30,9 @@ def parler_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("parler-models")
     subprocess.run(
         [
-            str(DEFAULT_PARLER_PYTHON),
+            str(PARLER_PYTHON),
             "-m",
-            "scoring.tiny_parler",
+            "devstack.tiny.parler",
             str(root / "alice" / "parler-tiny"),
             "--seed",
             "1",
@@ -55,7 +58,8 @@ def _request() -> EvaluationRequested:
 
 
 def test_parler_model_is_scored_in_the_parler_environment(parler_root: Path) -> None:
-    settings = ScoringSettings(models_root=parler_root, n_samples=2, max_audio_s=1.0)
+    settings = ScoringSettings(models_root=parler_root, n_samples=2, max_audio_s=1.0,
+                               parler_python=PARLER_PYTHON)
     scorer = TTSScorer(settings)
     scorer.setup()
     totals: list[float | None] = []

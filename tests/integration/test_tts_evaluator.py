@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from devstack.tiny.musicgen import build_tiny_musicgen
 from schemas import EvaluationRequested, new_envelope
-from scoring.tiny import build_tiny_musicgen
 
 pytestmark = pytest.mark.integration
 

@@ -17,10 +17,10 @@ from consumers.evaluator import (
     producer_config,
     transactional_id,
 )
-from consumers.exceptions import ConsumeError, FencedError, TransactionAbortedError
 from consumers.metrics import EvaluatorMetrics
 from schemas.envelope import derived_event_id, new_envelope
 from schemas.events import DeadLetter, EvaluationRequested, EvaluationStatusChanged, ScoreComputed
+from speechstream.exceptions import ConsumeError, FencedError, TransactionAbortedError
 from speechstream.settings import EvaluatorSettings, KafkaSettings
 from tests.scorers import DeterministicScorer, FailingScorer, deterministic_outcome
 from tests.unit.consumers.fakes import (
@@ -139,7 +139,7 @@ def test_a_valid_event_of_another_type_is_dead_lettered() -> None:
     evaluator, producer, _, _ = make()
     evaluator.handle(request_message(env))
     (letter,) = producer.events("deadletter")
-    assert "not an evaluation request" in letter.payload.error  # type: ignore[union-attr]
+    assert "wrong event type 'evaluation.status'" in letter.payload.error  # type: ignore[union-attr]
 
 
 class _OutOfRangeScorer(DeterministicScorer):

@@ -7,11 +7,11 @@ import stat
 
 import pytest
 
+from producers.exceptions import KeyFileError
 from producers.keys import create_key_file, load_key_file
 from producers.miner import registration, submission
 from schemas.codec import decode, encode
-from schemas.exceptions import KeyFileError
-from schemas.signing import verify
+from schemas.signing import signature_is_valid
 
 
 def test_key_file_is_private_and_round_trips(tmp_path) -> None:
@@ -40,11 +40,13 @@ def test_signed_events_verify_and_carry_the_spec_hash(tmp_path) -> None:
     key = create_key_file(tmp_path / "hk.json")
     reg = decode(encode(registration(key, uid=7, block=100)))
     assert reg.key == "7"
-    verify(reg.payload.hotkey, reg.payload.signed_fields(), reg.payload.signature)
+    assert signature_is_valid(reg.payload.hotkey, reg.payload.signed_fields(),
+                              reg.payload.signature)
     sub = decode(encode(submission(key, repo_namespace="ns", repo_name="m", block=200)))
     assert sub.key == key.hotkey
     assert sub.payload.hash == sub.payload.expected_hash()
-    verify(sub.payload.hotkey, sub.payload.signed_fields(), sub.payload.signature)
+    assert signature_is_valid(sub.payload.hotkey, sub.payload.signed_fields(),
+                              sub.payload.signature)
     bad = submission(key, repo_namespace="ns", repo_name="m", block=200, hash_override="123")
     assert bad.payload.hash != bad.payload.expected_hash()
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from scoring.settings import ScoringSettings
-from scoring.tiny import build_tiny_musicgen
+from devstack.tiny.musicgen import build_tiny_musicgen
+from speechstream.settings import ScoringSettings
 
 
 @pytest.fixture(scope="session")

@@ -10,8 +10,8 @@ import pytest
 from scoring.exceptions import ElsewhereError
 from scoring.isolation import run_isolated
 from scoring.models import check_architecture, parler_available
-from scoring.settings import PARLER_SETUP, ScoringSettings
 from scoring.types import Submission
+from speechstream.settings import PARLER_SETUP, ScoringSettings
 from tests.unit.scoring.conftest import fast_settings
 
 

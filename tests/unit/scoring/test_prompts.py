@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from devstack.tiny.musicgen import build_tokenizer
 from scoring.prompts import clean_text, draw_samples, prompt_set, speakers
-from scoring.tiny import build_tokenizer
 
 
 def test_shipped_data_has_prompts_and_about_twenty_speakers() -> None:

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from scoring.exceptions import PrecheckError
-from scoring.settings import GIB, ScoringSettings
 from scoring.source import HubSource, LocalSource, check_listing, content_hash
 from scoring.types import Submission
+from speechstream.settings import GIB, ScoringSettings
 
 
 def _sub(namespace: str = "carol", name: str = "crafted") -> Submission:

@@ -1,0 +1,182 @@
+"""`speechstream dev up | down | status`: a local Kafka broker and PostgreSQL for development."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from devstack.kafka import KAFKA_VERSION, fetch_jars
+from devstack.stack import DevStack, StackStatus
+from speechstream.exceptions import SpeechstreamError
+from speechstream.settings import DevSettings, KafkaSettings
+
+UP_HELP = """\
+Start a single-node Apache Kafka broker (KRaft) and a PostgreSQL cluster on 127.0.0.1, create
+the registry's topics and apply the database migrations. Idempotent: what already runs is left
+alone. The last two lines are KAFKA_BOOTSTRAP_SERVERS=... and DATABASE_URL=..., so
+  eval $(speechstream dev up | grep =)
+points every command of this shell at the stack. When KAFKA_BOOTSTRAP_SERVERS or DATABASE_URL
+is already set, that service is used as it is and nothing local is started for it.
+PostgreSQL trusts every connection from 127.0.0.1 (no password): a development stack only."""
+
+ENV_HELP = """\
+settings (environment): SPEECHSTREAM_DEV_STATE_DIR (default .speechstream/dev),
+SPEECHSTREAM_DEV_CACHE_DIR (Kafka jars, default ~/.cache/speechstream),
+SPEECHSTREAM_DEV_KAFKA_PORT (39092), SPEECHSTREAM_DEV_KAFKA_CONTROLLER_PORT (39093),
+SPEECHSTREAM_DEV_POSTGRES_PORT (55432), SPEECHSTREAM_DEV_POSTGRES_BIN_DIR,
+SPEECHSTREAM_DEV_KAFKA_HEAP (1g)."""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``dev`` command group."""
+    dev = subparsers.add_parser(
+        "dev",
+        help="run a local Kafka broker and PostgreSQL (up, down, status)",
+        description="A local development stack: Apache Kafka (KRaft) and PostgreSQL.",
+        epilog=ENV_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = dev.add_subparsers(dest="dev_command", required=True, metavar="{up,down,status,fetch}")
+
+    up = sub.add_parser(
+        "up", help="start the stack (idempotent) and print its two environment variables",
+        description=UP_HELP, epilog=ENV_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _common(up)
+    up.add_argument(
+        "--no-install", dest="install", action="store_false",
+        help="never apt-get install a missing java, mvn or postgresql; just name the command",
+    )
+    up.set_defaults(func=_up)
+
+    down = sub.add_parser(
+        "down", help="stop what `dev up` started in this state dir (data is kept)",
+        description="Stop the broker and PostgreSQL that `dev up` started in this state dir, "
+        "found by their pid files. Nothing else is touched; data stays for the next `up`.",
+    )
+    _common(down)
+    down.set_defaults(func=_down)
+
+    fetch = sub.add_parser(
+        "fetch", help="download the pinned Kafka release's jars into the cache (once)",
+        description="Fetch the jars of Apache Kafka (the pinned release) and its logging from "
+        "Maven Central with mvn into $SPEECHSTREAM_DEV_CACHE_DIR; later calls reuse them.",
+    )
+    fetch.add_argument(
+        "--no-install", dest="install", action="store_false",
+        help="never apt-get install a missing mvn; just name the command",
+    )
+    fetch.set_defaults(func=_fetch)
+
+    status = sub.add_parser(
+        "status", help="broker version, topics with partitions, database and migrations",
+        description="Show the broker's version, its topics with partition counts, whether the "
+        "database answers, and its applied migrations. Exit status 1 when either is down.",
+    )
+    _common(status)
+    status.set_defaults(func=_status)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--state-dir", type=Path, default=None,
+        help="where data, logs and pid files live (default: $SPEECHSTREAM_DEV_STATE_DIR or "
+        ".speechstream/dev)",
+    )
+
+
+def _settings(args: argparse.Namespace) -> DevSettings:
+    settings = DevSettings()
+    if args.state_dir is not None:
+        settings = settings.model_copy(update={"state_dir": args.state_dir})
+    return settings
+
+
+def _up(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    stack = DevStack(_settings(args), install=args.install)
+    try:
+        result = stack.up(KafkaSettings())
+    except SpeechstreamError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for service in result.services:
+        print(service.describe())
+    print(f"topics: {len(result.topics_created)} created")
+    for name in result.topics_created:
+        print(f"  created {name}")
+    print(f"migrations: {len(result.migrations_applied)} applied")
+    for version in result.migrations_applied:
+        print(f"  applied {version}")
+    for line in result.env_lines():
+        print(line)
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    try:
+        services = DevStack(_settings(args), install=False).down()
+    except SpeechstreamError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for service in services:
+        print(service.describe())
+    return 0
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        libs = fetch_jars(DevSettings().cache_dir.expanduser(), install=args.install)
+    except SpeechstreamError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"Apache Kafka {KAFKA_VERSION} jars in {libs}")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    try:
+        status = DevStack(_settings(args), install=False).status(KafkaSettings())
+    except SpeechstreamError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(format_status(status))
+    return 0 if status.healthy else 1
+
+
+def format_status(status: StackStatus) -> str:
+    """The human report ``dev status`` prints."""
+    k, p = status.kafka, status.postgres
+    lines = []
+    pid = f", pid {k.pid}" if k.pid else ""
+    if k.reachable:
+        version = k.version or "version unknown (external broker)"
+        lines.append(
+            f"kafka: up ({k.source}{pid}) at {k.bootstrap_servers}, Apache Kafka {version}, "
+            f"cluster {k.cluster_id}, {k.brokers} broker(s)"
+        )
+        if k.error:
+            lines.append(f"  error: {k.error}")
+        lines.append(f"  topics: {len(k.topics)}")
+        width = max((len(t.name) for t in k.topics), default=0)
+        for topic in k.topics:
+            note = "" if topic.matches_registry else f" (registry says {topic.spec.partitions})"
+            lines.append(f"    {topic.name:<{width}}  {topic.partitions} partition(s){note}")
+    else:
+        lines.append(f"kafka: DOWN ({k.source}{pid}) at {k.bootstrap_servers}: {k.error}")
+    pid = f", pid {p.pid}" if p.pid else ""
+    if p.reachable:
+        lines.append(
+            f"postgres: up ({p.source}{pid}) at {p.database_url}, PostgreSQL {p.server_version}"
+        )
+        if p.migrations is None:
+            lines.append("  migrations: unknown (sinks.migrate cannot list them)")
+        else:
+            lines.append(f"  migrations: {len(p.migrations)} applied")
+            lines.extend(f"    {m}" for m in p.migrations)
+    else:
+        lines.append(f"postgres: DOWN ({p.source}{pid}) at {p.database_url}: {p.error}")
+    return "\n".join(lines)

@@ -1,0 +1,58 @@
+"""`speechstream evaluator run`: one evaluator consumer for one device."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from prometheus_client import CollectorRegistry
+
+from consumers.evaluator import Evaluator
+from consumers.exceptions import ScorerLoadError
+from consumers.metrics import EvaluatorMetrics
+from consumers.scorers import load_scorer
+from speechstream.settings import EvaluatorSettings, KafkaSettings, ScoringSettings
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``evaluator`` command group."""
+    evaluator = subparsers.add_parser("evaluator", help="score evaluation requests on a device")
+    sub = evaluator.add_subparsers(dest="evaluator_command", required=True)
+    run = sub.add_parser(
+        "run", help="consume requests and emit PRECHECK, RUNNING and score events",
+        description="Run one evaluator (one per device). Each score is committed with its "
+        "request's offset in one Kafka transaction. Settings: SPEECHSTREAM_EVALUATOR_GROUP_ID, "
+        "_EVALUATOR_ID, _TRANSACTION_TIMEOUT_MS, _METRICS_PORT (serves /metrics and /health); "
+        "the TTS scorer reads SPEECHSTREAM_SCORING_* (see docs/scoring.md).",
+    )
+    run.add_argument("--device", default=None, help="cpu or cuda:N (default: settings, cpu)")
+    run.add_argument(
+        "--scorer", default="tts",
+        help="tts (the TTS scoring engine, default) or module:Class of another Scorer",
+    )
+    run.add_argument("--metrics-port", type=int, default=None,
+                     help="serve /metrics and /health on this port (default: settings, none)")
+    run.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from cli.serve import serve
+
+    settings = EvaluatorSettings()
+    updates = {"device": args.device, "metrics_port": args.metrics_port}
+    settings = settings.model_copy(update={k: v for k, v in updates.items() if v is not None})
+    if settings.device != "cpu" and not settings.device.startswith("cuda:"):
+        print(f"error: --device must be cpu or cuda:N, got {settings.device!r}", file=sys.stderr)
+        return 2
+    try:
+        scorer = load_scorer(args.scorer, settings.device, ScoringSettings())
+    except ScorerLoadError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    registry = CollectorRegistry()
+    evaluator = Evaluator(
+        KafkaSettings(), settings, scorer, metrics=EvaluatorMetrics.create(registry),
+        logger=logging.getLogger("speechstream.evaluator"),
+    )
+    return serve(evaluator, registry, settings.metrics_port)

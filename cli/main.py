@@ -1,0 +1,53 @@
+"""The ``speechstream`` command line: ``speechstream --help`` lists every command."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from types import ModuleType
+
+from speechstream import __version__
+
+# Each module has ``register(subparsers)``, which adds its parser(s) and sets ``func`` (a
+# function of the parsed arguments returning the exit status). Add new command modules here.
+COMMAND_MODULES: tuple[str, ...] = (
+    "cli.commands.dev",
+    "cli.commands.topics",
+    "cli.commands.schemas",
+    "cli.commands.miner",
+    "cli.commands.streams",
+    "cli.commands.evaluator",
+    "cli.commands.sink",
+    "cli.commands.leaderboard",
+    "cli.commands.demo",
+)
+
+
+def _load(name: str) -> ModuleType:
+    return importlib.import_module(name)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser with every command module's subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="speechstream",
+        description="An event-driven evaluation pipeline for text-to-speech models on Apache "
+        "Kafka. Every command reads KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL (defaults: the "
+        "local stack of `speechstream dev up`).",
+    )
+    parser.add_argument("--version", action="version", version=f"speechstream {__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        _load(name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; return its exit status."""
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,286 @@
+"""A single-node Apache Kafka broker in KRaft combined mode, run from Maven Central's jars."""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import logging
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+
+from devstack.exceptions import CommandFailedError, StartupError
+from devstack.process import (
+    JAVA,
+    LOOPBACK,
+    MAVEN,
+    log_tail,
+    port_open,
+    process_alive,
+    process_cmdline,
+    read_pid,
+    require_port_free,
+    require_tool,
+    run_command,
+    spawn_daemon,
+    stop_process,
+)
+
+log = logging.getLogger(__name__)
+
+KAFKA_VERSION = "4.1.1"
+SCALA_VERSION = "2.13"
+LOG4J_VERSION = "2.24.3"
+SLF4J_VERSION = "2.0.16"
+KAFKA_MAIN_CLASS = "kafka.Kafka"
+
+
+def render_pom() -> str:
+    """A ``pom`` project whose runtime dependencies are exactly the broker's classpath."""
+    deps = [
+        ("org.apache.kafka", f"kafka_{SCALA_VERSION}", KAFKA_VERSION),
+        ("org.apache.logging.log4j", "log4j-slf4j2-impl", LOG4J_VERSION),
+        ("org.apache.logging.log4j", "log4j-core", LOG4J_VERSION),
+        ("org.slf4j", "slf4j-api", SLF4J_VERSION),
+    ]
+    body = "\n".join(
+        f"    <dependency><groupId>{g}</groupId><artifactId>{a}</artifactId>"
+        f"<version>{v}</version></dependency>"
+        for g, a, v in deps
+    )
+    return (
+        '<project xmlns="http://maven.apache.org/POM/4.0.0">\n'
+        "  <modelVersion>4.0.0</modelVersion>\n"
+        "  <groupId>speechstream.dev</groupId>\n"
+        f"  <artifactId>kafka-runtime</artifactId><version>{KAFKA_VERSION}</version>\n"
+        "  <packaging>pom</packaging>\n"
+        f"  <dependencies>\n{body}\n  </dependencies>\n"
+        "</project>\n"
+    )
+
+
+def render_server_properties(*, port: int, controller_port: int, data_dir: Path) -> str:
+    """``server.properties`` of a combined broker+controller node on the loopback interface."""
+    props = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.voters": f"1@{LOOPBACK}:{controller_port}",
+        "listeners": f"PLAINTEXT://{LOOPBACK}:{port},CONTROLLER://{LOOPBACK}:{controller_port}",
+        "advertised.listeners": f"PLAINTEXT://{LOOPBACK}:{port}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "log.dirs": str(data_dir),
+        "num.partitions": "1",
+        "offsets.topic.replication.factor": "1",
+        "offsets.topic.num.partitions": "10",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "transaction.state.log.num.partitions": "10",
+        "group.initial.rebalance.delay.ms": "0",
+    }
+    return "".join(f"{k}={v}\n" for k, v in props.items())
+
+
+def render_log4j2() -> str:
+    """A log4j2 configuration: warnings and errors, plus the broker's start/stop lines."""
+    return (
+        "Configuration:\n"
+        "  Appenders:\n"
+        "    Console:\n"
+        "      name: STDOUT\n"
+        "      PatternLayout:\n"
+        '        pattern: "[%d] %p %m (%c)%n"\n'
+        "  Loggers:\n"
+        "    Root:\n"
+        "      level: WARN\n"
+        "      AppenderRef:\n"
+        "        - ref: STDOUT\n"
+        "    Logger:\n"
+        "      - name: kafka.server.KafkaRaftServer\n"
+        "        level: INFO\n"
+    )
+
+
+def new_cluster_id() -> str:
+    """A random cluster id in Kafka's form (base64url of 16 bytes, no padding)."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cid.startswith("-"):
+            return cid
+
+
+def kafka_home(cache_dir: Path) -> Path:
+    """Where this release's jars are cached."""
+    return cache_dir / f"kafka-{KAFKA_VERSION}"
+
+
+def jar_version(libs: Path) -> str | None:
+    """The Kafka version of the ``kafka_<scala>-<version>.jar`` in ``libs``, if any."""
+    for jar in sorted(libs.glob(f"kafka_{SCALA_VERSION}-*.jar")):
+        version = jar.name.removeprefix(f"kafka_{SCALA_VERSION}-").removesuffix(".jar")
+        if version and version[0].isdigit() and not version.endswith(("-test", "-sources")):
+            return version
+    return None
+
+
+def fetch_jars(cache_dir: Path, *, install: bool = True) -> Path:
+    """The directory of the broker's jars, fetched from Maven Central with ``mvn`` once."""
+    home = kafka_home(cache_dir)
+    libs = home / "libs"
+    marker = home / ".complete"
+    if marker.exists() and jar_version(libs) == KAFKA_VERSION:
+        return libs
+    home.mkdir(parents=True, exist_ok=True)
+    with (home / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if marker.exists() and jar_version(libs) == KAFKA_VERSION:
+            return libs
+        mvn = require_tool(MAVEN, install=install)
+        (home / "pom.xml").write_text(render_pom())
+        staging = home / "libs.partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        log.info("fetching Apache Kafka %s jars with mvn into %s", KAFKA_VERSION, libs)
+        run_command(
+            [mvn, "-q", "-B", "dependency:copy-dependencies",
+             f"-DoutputDirectory={staging}", "-DincludeScope=runtime"],
+            what=f"fetching Apache Kafka {KAFKA_VERSION} from Maven Central",
+            cwd=home,
+            timeout=1800,
+        )
+        if jar_version(staging) != KAFKA_VERSION:
+            raise CommandFailedError(f"mvn finished but {staging} holds no Kafka {KAFKA_VERSION}")
+        shutil.rmtree(libs, ignore_errors=True)
+        staging.rename(libs)
+        marker.write_text(KAFKA_VERSION + "\n")
+    return libs
+
+
+@dataclass(frozen=True)
+class KafkaNode:
+    """One broker: its files live under ``base_dir``, its jars under ``cache_dir``."""
+
+    base_dir: Path
+    cache_dir: Path
+    port: int
+    controller_port: int
+    heap: str = "1g"
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"{LOOPBACK}:{self.port}"
+
+    @property
+    def properties_file(self) -> Path:
+        return self.base_dir / "server.properties"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.base_dir / "data"
+
+    @property
+    def log_file(self) -> Path:
+        return self.base_dir / "kafka.log"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.base_dir / "kafka.pid"
+
+    @property
+    def version_file(self) -> Path:
+        return self.base_dir / "version"
+
+    def running_pid(self) -> int | None:
+        """The pid of this node's broker when it runs (checked against its command line)."""
+        pid = read_pid(self.pid_file)
+        if pid is None or not process_alive(pid):
+            return None
+        cmdline = process_cmdline(pid)
+        if KAFKA_MAIN_CLASS not in cmdline or str(self.properties_file) not in cmdline:
+            return None
+        return pid
+
+    def running_version(self) -> str | None:
+        """The Kafka version the running broker was started from."""
+        try:
+            return self.version_file.read_text().strip() or None
+        except FileNotFoundError:
+            return None
+
+    def prepare(self, *, install: bool = True) -> Path:
+        """Fetch the jars, write the configuration and format the data dir (once)."""
+        libs = fetch_jars(self.cache_dir, install=install)
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        self.properties_file.write_text(
+            render_server_properties(
+                port=self.port, controller_port=self.controller_port, data_dir=self.data_dir
+            )
+        )
+        (self.base_dir / "log4j2.yaml").write_text(render_log4j2())
+        if not (self.data_dir / "meta.properties").exists():
+            java = require_tool(JAVA, install=install)
+            run_command(
+                [java, "-cp", f"{libs}/*", "kafka.tools.StorageTool", "format",
+                 "-t", new_cluster_id(), "-c", str(self.properties_file)],
+                what="formatting the Kafka data directory",
+                timeout=180,
+            )
+        return libs
+
+    def start(self, *, install: bool = True) -> int:
+        """Start the broker detached and return its pid (does not wait; see ``wait_ready``)."""
+        require_port_free(self.port, "kafka", "SPEECHSTREAM_DEV_KAFKA_PORT")
+        require_port_free(
+            self.controller_port, "kafka controller", "SPEECHSTREAM_DEV_KAFKA_CONTROLLER_PORT"
+        )
+        libs = self.prepare(install=install)
+        java = require_tool(JAVA, install=install)
+        argv = [
+            java, f"-Xmx{self.heap}", "-Xms128m", "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self.base_dir / 'log4j2.yaml'}",
+            "-cp", f"{libs}/*", KAFKA_MAIN_CLASS, str(self.properties_file),
+        ]
+        pid = spawn_daemon(argv, log_file=self.log_file, cwd=self.base_dir)
+        self.pid_file.write_text(f"{pid}\n")
+        self.version_file.write_text(f"{jar_version(libs)}\n")
+        return pid
+
+    def wait_ready(self, timeout_s: float) -> None:
+        """Block until the broker answers a metadata request; raise ``StartupError`` otherwise."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.running_pid() is None:
+                raise StartupError(
+                    f"kafka exited during startup; see {self.log_file}:\n{log_tail(self.log_file)}"
+                )
+            if port_open(self.port) and broker_answers(self.bootstrap_servers, timeout_s=2.0):
+                return
+            time.sleep(0.3)
+        raise StartupError(
+            f"kafka did not answer on {self.bootstrap_servers} within {timeout_s:.0f}s; "
+            f"see {self.log_file}:\n{log_tail(self.log_file)}"
+        )
+
+    def stop(self, timeout_s: float = 60.0) -> bool:
+        """Stop the broker this node started; False when it was not running."""
+        pid = self.running_pid()
+        self.pid_file.unlink(missing_ok=True)
+        if pid is None:
+            return False
+        stop_process(pid, timeout=timeout_s)
+        return True
+
+
+def broker_answers(bootstrap_servers: str, *, timeout_s: float = 5.0) -> bool:
+    """Whether a broker at ``bootstrap_servers`` answers a metadata request."""
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 0})
+    try:
+        metadata = admin.list_topics(timeout=timeout_s)
+    except KafkaException:
+        return False
+    return bool(metadata.brokers)

@@ -1,0 +1,336 @@
+"""Each sink table described once: its columns and types, its key, and what feeds it how.
+
+A :class:`Table` is a materialized table as the migrations create it (the columns the sink
+writes; others have defaults). A :class:`Feed` is what one kind of event writes into a table:
+its columns (rows are tuples in this order, addressed by name through :meth:`Feed.position`),
+where each value comes from in the envelope, and the merge rule that makes a replay change
+nothing. The staging tables, the COPY statements, the merges, the straight COPY into the target
+and the row counts are all derived from these descriptions (``sinks.statements``); the sink
+checks them against the database when it starts.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from operator import attrgetter
+from typing import Any
+
+from psycopg.types.json import Jsonb
+from pydantic import BaseModel
+
+from schemas.envelope import Envelope
+from schemas.events import (
+    FINAL_RANK,
+    STATUS_RANK,
+    DeadLetter,
+    EvaluationRequested,
+    EvaluationStatusChanged,
+    MinerRegistered,
+    ScoreComputed,
+    SubmissionRejected,
+)
+
+Row = tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column the sink writes, with its SQL type as the migrations declare it."""
+
+    name: str
+    type: str
+
+
+@dataclass(frozen=True)
+class Table:
+    """A materialized table: its conflict key and the columns the sink writes."""
+
+    name: str
+    key: tuple[str, ...]
+    columns: tuple[Column, ...]
+
+    def column(self, name: str) -> Column:
+        """The column called ``name`` (KeyError when the table has none)."""
+        for col in self.columns:
+            if col.name == name:
+                return col
+        raise KeyError(f"table {self.name} has no column {name!r}")
+
+
+# -- merge rules ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InsertNew:
+    """Insert rows whose key is new; a key already written keeps its row. Within a batch, the
+    first row by ``order`` wins (no order: the key is the whole identity, any row will do)."""
+
+    order: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class KeepLatest:
+    """Upsert: the row with the highest ``by`` (compared as a tuple) wins, in or across batches."""
+
+    by: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class FillOnce:
+    """Insert, or fill a row created earlier by another feed (``unless`` is still NULL there);
+    a row this feed wrote keeps it. ``keep`` columns, once set, stay. Within a batch, the first
+    row by ``order`` wins."""
+
+    unless: str
+    order: tuple[str, ...]
+    keep: tuple[str, ...] = ()
+    touch: str = "updated_at"
+
+
+@dataclass(frozen=True)
+class Advance:
+    """Upsert that only ever moves a row to a higher ``rank``; ``keep`` columns, once set, stay.
+    Rows at ``lowest`` rank can never move a row, so they only create missing ones."""
+
+    rank: str
+    keep: tuple[str, ...] = ()
+    lowest: int = 0
+    touch: str = "updated_at"
+
+
+Merge = InsertNew | KeepLatest | FillOnce | Advance
+
+
+# -- feeds ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where one staged column's value comes from: an attribute path of the envelope
+    (``event_id``, ``time``, ``payload.hash``) or, in a fan-out feed, of the item
+    (``item.index``), optionally converted."""
+
+    column: str
+    path: str
+    convert: Callable[[Any], Any] | None = None
+
+
+@dataclass(frozen=True)
+class Projection:
+    """After its feed is merged, the feed table's rows for the batch's keys are written into
+    ``table`` too: ``columns`` maps each target column to a column of the feed's table or to a
+    constant (``rank`` is constant)."""
+
+    table: Table
+    columns: Mapping[str, str]
+    constants: Mapping[str, Any]
+    merge: Merge
+
+
+@dataclass(frozen=True)
+class Feed:
+    """What one kind of event writes into one table, staged as ``stage_<name>``.
+
+    ``each`` fans a payload out over one of its lists (a row per item). ``constants`` are set
+    on insert. ``direct``: while nothing in the batch conflicts, rows may be COPYed straight
+    into the table (the merge would insert them as they are). A feed without ``event`` is
+    derived from other feeds' rows by the writer.
+    """
+
+    name: str
+    table: Table
+    sources: tuple[Source, ...]
+    merge: Merge
+    event: type[BaseModel] | None = None
+    each: str | None = None
+    constants: Mapping[str, Any] = field(default_factory=dict)
+    direct: bool = False
+    then: Projection | None = None
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The staged columns, in row order."""
+        return tuple(s.column for s in self.sources)
+
+    def position(self, column: str) -> int:
+        """Where ``column`` sits in this feed's rows."""
+        return self.columns.index(column)
+
+    def extractor(self) -> Callable[[Envelope, list[Row]], None]:
+        """A function that appends this feed's rows for one envelope (attribute getters)."""
+        envelope_paths = [s.path for s in self.sources if not s.path.startswith("item.")]
+        item_paths = [s.path.removeprefix("item.") for s in self.sources
+                      if s.path.startswith("item.")]
+        head = _getter(envelope_paths)
+        converts = [(i, s.convert) for i, s in enumerate(self.sources) if s.convert]
+        if self.each is None:
+            if not converts:
+                return lambda env, out: out.append(head(env))
+
+            def convert_one(env: Envelope, out: list[Row]) -> None:
+                row = list(head(env))
+                for i, fn in converts:
+                    row[i] = fn(row[i])
+                out.append(tuple(row))
+
+            return convert_one
+        items, tail = attrgetter(self.each), _getter(item_paths)
+        if converts:
+            raise ValueError(f"feed {self.name}: fan-out feeds take no conversions")
+
+        def fan_out(env: Envelope, out: list[Row]) -> None:
+            common = head(env)
+            out.extend(common + tail(item) for item in items(env))
+
+        return fan_out
+
+
+def _getter(paths: list[str]) -> Callable[[Any], Row]:
+    """``attrgetter`` that always returns a tuple (also for one or no path)."""
+    if not paths:
+        return lambda _: ()
+    if len(paths) == 1:
+        one = attrgetter(paths[0])
+        return lambda obj: (one(obj),)
+    return attrgetter(*paths)
+
+
+def _payload(*names: str) -> tuple[Source, ...]:
+    return tuple(Source(name, f"payload.{name}") for name in names)
+
+
+# -- the tables ----------------------------------------------------------------------------
+
+MINERS = Table("miners", ("hotkey",), (
+    Column("hotkey", "text"), Column("uid", "integer"), Column("coldkey", "text"),
+    Column("block", "bigint"), Column("event_id", "text"), Column("registered_at", "timestamptz"),
+))
+SUBMISSIONS = Table("submissions", ("hash",), (
+    Column("hash", "text"), Column("hotkey", "text"), Column("uid", "integer"),
+    Column("repo_namespace", "text"), Column("repo_name", "text"), Column("revision", "text"),
+    Column("config_template", "text"), Column("competition_id", "text"),
+    Column("block", "bigint"), Column("scoring_version", "text"), Column("status", "text"),
+    Column("status_rank", "smallint"), Column("notes", "text"),
+    Column("score", "double precision"), Column("request_event_id", "text"),
+    Column("requested_at", "timestamptz"), Column("status_at", "timestamptz"),
+))
+STATUS_EVENTS = Table("status_events", ("event_id",), (
+    Column("event_id", "text"), Column("hash", "text"), Column("status", "text"),
+    Column("scoring_version", "text"), Column("evaluator", "text"), Column("note", "text"),
+    Column("time", "timestamptz"),
+))
+SCORES = Table("scores", ("hash", "scoring_version"), (
+    Column("hash", "text"), Column("scoring_version", "text"), Column("status", "text"),
+    Column("total_score", "double precision"), Column("reason", "text"),
+    Column("revision", "text"), Column("evaluator", "text"), Column("timings", "jsonb"),
+    Column("event_id", "text"), Column("request_event_id", "text"),
+    Column("computed_at", "timestamptz"),
+))
+SAMPLE_RESULTS = Table("sample_results", ("hash", "scoring_version", "index"), (
+    Column("hash", "text"), Column("scoring_version", "text"), Column("index", "integer"),
+    Column("text", "text"), Column("speaker", "text"), Column("ce", "double precision"),
+    Column("wer", "double precision"), Column("transcription", "text"),
+    Column("score", "double precision"), Column("error", "text"),
+))
+REJECTIONS = Table("rejections", ("event_id",), (
+    Column("event_id", "text"), Column("code", "text"), Column("message", "text"),
+    Column("source_event_id", "text"), Column("source_type", "text"), Column("hotkey", "text"),
+    Column("uid", "integer"), Column("hash", "text"), Column("repo_namespace", "text"),
+    Column("repo_name", "text"), Column("block", "bigint"), Column("time", "timestamptz"),
+))
+DEAD_LETTERS = Table("dead_letters", ("event_id",), (
+    Column("event_id", "text"), Column("topic", "text"), Column("partition", "integer"),
+    Column("offset", "bigint"), Column("error", "text"), Column("consumer", "text"),
+    Column("raw", "bytea"), Column("time", "timestamptz"),
+))
+
+TABLES: tuple[Table, ...] = (
+    MINERS, SUBMISSIONS, STATUS_EVENTS, SCORES, SAMPLE_RESULTS, REJECTIONS, DEAD_LETTERS,
+)
+"""Every materialized table (row counts, rebuilds and the schema check go over these)."""
+
+# A submission's status columns, as a status event or a score sets them.
+_ADVANCE_STATUS = Advance(rank="status_rank", keep=("scoring_version",),
+                          lowest=STATUS_RANK["QUEUED"])
+
+STATUS_EVENTS_FEED = Feed(
+    "status_events", STATUS_EVENTS,
+    (Source("event_id", "event_id"),
+     *_payload("hash", "status", "scoring_version", "evaluator", "note"),
+     Source("time", "time")),
+    InsertNew(), event=EvaluationStatusChanged, direct=True,
+)
+REQUESTS_FEED = Feed(
+    "requests", SUBMISSIONS,
+    (*_payload("hash", "hotkey", "uid", "repo_namespace", "repo_name", "revision",
+               "config_template", "competition_id", "block", "scoring_version"),
+     Source("request_event_id", "event_id"), Source("requested_at", "time")),
+    FillOnce(unless="request_event_id", order=("request_event_id",), keep=("scoring_version",)),
+    event=EvaluationRequested,
+    constants={"status": "QUEUED", "status_rank": STATUS_RANK["QUEUED"]},
+    direct=True,
+)
+STATUSES_FEED = Feed(
+    # Derived: one row per hash, the batch's highest-ranked status event (``sinks.rows``).
+    # Paths name the status event's columns; ``rank`` is the status's rank.
+    "statuses", SUBMISSIONS,
+    (Source("hash", "hash"), Source("scoring_version", "scoring_version"),
+     Source("status", "status"), Source("status_rank", "rank"),
+     Source("notes", "note"), Source("status_at", "time")),
+    _ADVANCE_STATUS,
+)
+
+FEEDS: tuple[Feed, ...] = (
+    Feed(
+        "miners", MINERS,
+        (*_payload("hotkey", "uid", "coldkey", "block"), Source("event_id", "event_id"),
+         Source("registered_at", "time")),
+        KeepLatest(by=("block", "event_id")), event=MinerRegistered,
+    ),
+    # Requests before statuses: the status rows drop a QUEUED whose request the batch holds.
+    REQUESTS_FEED,
+    STATUS_EVENTS_FEED,
+    STATUSES_FEED,
+    Feed(
+        "scores", SCORES,
+        (*_payload("hash", "scoring_version", "status", "total_score", "reason", "revision",
+                   "evaluator"),
+         Source("timings", "payload.timings", Jsonb), Source("event_id", "event_id"),
+         Source("request_event_id", "payload.request_event_id"),
+         Source("computed_at", "time")),
+        InsertNew(order=("computed_at", "event_id")), event=ScoreComputed,
+        # The score kept for (hash, version) makes its submission COMPLETED or FAILED.
+        then=Projection(
+            SUBMISSIONS,
+            {"hash": "hash", "scoring_version": "scoring_version", "status": "status",
+             "score": "total_score", "notes": "reason", "status_at": "computed_at"},
+            {"status_rank": FINAL_RANK},
+            _ADVANCE_STATUS,
+        ),
+    ),
+    Feed(
+        "sample_results", SAMPLE_RESULTS,
+        (*_payload("hash", "scoring_version"),
+         *(Source(name, f"item.{name}") for name in (
+             "index", "text", "speaker", "ce", "wer", "transcription", "score", "error"))),
+        InsertNew(), event=ScoreComputed, each="payload.samples",
+    ),
+    Feed(
+        "rejections", REJECTIONS,
+        (Source("event_id", "event_id"), Source("code", "payload.code", str),
+         *_payload("message", "source_event_id", "source_type", "hotkey", "uid", "hash",
+                   "repo_namespace", "repo_name", "block"),
+         Source("time", "time")),
+        InsertNew(), event=SubmissionRejected,
+    ),
+    Feed(
+        "dead_letters", DEAD_LETTERS,
+        (Source("event_id", "event_id"),
+         *_payload("topic", "partition", "offset", "error", "consumer"),
+         Source("raw", "payload.raw_b64", base64.b64decode), Source("time", "time")),
+        InsertNew(), event=DeadLetter,
+    ),
+)
+"""Every feed, in the order the writer merges them."""

@@ -1,0 +1,151 @@
+"""Create, describe and delete the registry's topics with confluent-kafka's AdminClient."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from schemas.topics import ALL_TOPICS, TopicSpec
+from speechstream.exceptions import TopicAdminError
+from speechstream.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TopicInfo:
+    """One topic as the broker sees it, next to what the registry expects of it."""
+
+    name: str
+    partitions: int
+    spec: TopicSpec | None = None
+
+    @property
+    def matches_registry(self) -> bool:
+        """Whether the partition count is the registry's (True for unregistered topics)."""
+        return self.spec is None or self.spec.partitions == self.partitions
+
+
+def admin_client(settings: KafkaSettings) -> AdminClient:
+    """An AdminClient for ``settings`` (connects lazily, on its first request)."""
+    return AdminClient(settings.to_librdkafka())
+
+
+def create_topics(
+    settings: KafkaSettings,
+    specs: Iterable[TopicSpec] = ALL_TOPICS,
+    *,
+    replication_factor: int = -1,
+    timeout_s: float = 30.0,
+) -> list[str]:
+    """Create the registry's topics under ``settings.topic_prefix``; idempotent.
+
+    Partitions and configs come from each ``TopicSpec``; a replication factor of -1 uses the
+    broker's default. Returns the names created by this call (empty when all existed), after
+    every topic is visible in the broker's metadata with its partitions.
+    """
+    wanted = {settings.topics.name(spec): spec for spec in specs}
+    admin = admin_client(settings)
+    new = [
+        NewTopic(name, num_partitions=spec.partitions, replication_factor=replication_factor,
+                 config=spec.config())
+        for name, spec in wanted.items()
+    ]
+    created: list[str] = []
+    futures = admin.create_topics(new, request_timeout=timeout_s, operation_timeout=timeout_s)
+    for name, future in futures.items():
+        try:
+            future.result(timeout=timeout_s)
+            created.append(name)
+        except KafkaException as exc:
+            err = exc.args[0]
+            if isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                continue
+            raise TopicAdminError(f"creating topic {name} failed: {err}") from exc
+        except TimeoutError as exc:
+            raise TopicAdminError(f"creating topic {name}: no answer in {timeout_s:.0f}s") from exc
+    _wait_visible(admin, {n: s.partitions for n, s in wanted.items()}, timeout_s)
+    for info in describe_topics(settings, names=list(wanted)):
+        if not info.matches_registry:
+            log.warning(
+                "topic %s has %d partitions, the registry says %d",
+                info.name, info.partitions, info.spec.partitions if info.spec else 0,
+            )
+    return sorted(created)
+
+
+def _wait_visible(admin: AdminClient, partitions: dict[str, int], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            metadata = admin.list_topics(timeout=min(5.0, timeout_s))
+        except KafkaException as exc:
+            raise TopicAdminError(f"the broker did not answer a metadata request: {exc}") from exc
+        missing = {
+            name: count
+            for name, count in partitions.items()
+            if name not in metadata.topics
+            or metadata.topics[name].error is not None
+            or any(p.leader < 0 for p in metadata.topics[name].partitions.values())
+        }
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise TopicAdminError(f"topics not visible after {timeout_s:.0f}s: {sorted(missing)}")
+        time.sleep(0.1)
+
+
+def describe_topics(
+    settings: KafkaSettings,
+    *,
+    names: Iterable[str] | None = None,
+    prefix: str | None = None,
+    timeout_s: float = 10.0,
+) -> list[TopicInfo]:
+    """Topics on the broker: ``names`` if given, else those under ``prefix``.
+
+    ``prefix`` defaults to ``settings.topic_prefix``; pass ``""`` for every topic except the
+    broker's internal ones (``__consumer_offsets``, ...).
+    """
+    try:
+        metadata = admin_client(settings).list_topics(timeout=timeout_s)
+    except KafkaException as exc:
+        raise TopicAdminError(f"the broker did not answer a metadata request: {exc}") from exc
+    by_name = {name: spec for name, spec in settings.topics.all()}
+    if names is not None:
+        selected = [n for n in names if n in metadata.topics]
+    else:
+        start = settings.topic_prefix if prefix is None else prefix
+        selected = [
+            n for n in metadata.topics if n.startswith(start) and not n.startswith("__")
+        ]
+    return [
+        TopicInfo(name, len(metadata.topics[name].partitions), by_name.get(name))
+        for name in sorted(selected)
+    ]
+
+
+def delete_topics(
+    settings: KafkaSettings, names: Iterable[str], *, timeout_s: float = 30.0
+) -> None:
+    """Delete topics; topics that do not exist are ignored."""
+    names = list(names)
+    if not names:
+        return
+    admin = admin_client(settings)  # keep a reference until the futures resolve
+    futures = admin.delete_topics(names, operation_timeout=timeout_s)
+    for name, future in futures.items():
+        try:
+            future.result(timeout=timeout_s)
+        except KafkaException as exc:
+            err = exc.args[0]
+            if isinstance(err, KafkaError) and err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                continue
+            raise TopicAdminError(f"deleting topic {name} failed: {err}") from exc
+        except TimeoutError as exc:
+            raise TopicAdminError(f"deleting topic {name}: no answer in {timeout_s:.0f}s") from exc

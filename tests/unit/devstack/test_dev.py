@@ -1,0 +1,145 @@
+"""The dev stack's pure parts: configuration rendering, pid-file safety, output lines."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from devstack import exceptions
+from devstack.kafka import (
+    KAFKA_VERSION,
+    KafkaNode,
+    jar_version,
+    new_cluster_id,
+    render_pom,
+    render_server_properties,
+)
+from devstack.postgres import conninfo, render_conf
+from devstack.process import port_open, process_alive, read_pid
+from devstack.stack import DevStack, ServiceState, UpResult, _redact
+from speechstream.exceptions import SpeechstreamError
+from speechstream.settings import DevSettings
+
+pytestmark = pytest.mark.filterwarnings("error")
+
+
+def _props(text: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in text.splitlines() if line)
+
+
+def test_server_properties_are_a_loopback_kraft_combined_node(tmp_path: Path) -> None:
+    props = _props(render_server_properties(port=41001, controller_port=41002, data_dir=tmp_path))
+    assert props["process.roles"] == "broker,controller"
+    assert props["controller.quorum.voters"] == "1@127.0.0.1:41002"
+    assert props["listeners"] == "PLAINTEXT://127.0.0.1:41001,CONTROLLER://127.0.0.1:41002"
+    assert props["advertised.listeners"] == "PLAINTEXT://127.0.0.1:41001"
+    assert props["log.dirs"] == str(tmp_path)
+    assert props["offsets.topic.replication.factor"] == "1"
+    assert props["transaction.state.log.replication.factor"] == "1"
+    assert props["transaction.state.log.min.isr"] == "1"
+    assert props["group.initial.rebalance.delay.ms"] == "0"
+
+
+def test_pom_pins_the_kafka_release() -> None:
+    pom = render_pom()
+    assert f"<artifactId>kafka_2.13</artifactId><version>{KAFKA_VERSION}</version>" in pom
+    assert "<packaging>pom</packaging>" in pom
+    assert KAFKA_VERSION == "4.1.1"
+
+
+def test_cluster_ids_are_kafka_uuids() -> None:
+    ids = {new_cluster_id() for _ in range(50)}
+    assert len(ids) == 50
+    for cid in ids:
+        assert len(cid) == 22 and not cid.startswith("-")
+
+
+def test_jar_version_reads_the_broker_jar(tmp_path: Path) -> None:
+    assert jar_version(tmp_path) is None
+    (tmp_path / "kafka_2.13-4.1.1.jar").touch()
+    (tmp_path / "kafka-clients-4.1.1.jar").touch()
+    assert jar_version(tmp_path) == "4.1.1"
+
+
+def test_postgres_listens_on_loopback_tcp_only() -> None:
+    conf = render_conf(41003)
+    assert "listen_addresses = '127.0.0.1'" in conf
+    assert "port = 41003" in conf
+    assert "unix_socket_directories = ''" in conf
+    assert conninfo(41003) == "postgresql://speechstream@127.0.0.1:41003/speechstream"
+
+
+def test_a_foreign_pid_in_the_pid_file_is_never_stopped(tmp_path: Path) -> None:
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        node = KafkaNode(tmp_path / "kafka", tmp_path / "cache", 41004, 41005)
+        node.base_dir.mkdir(parents=True)
+        node.pid_file.write_text(f"{sleeper.pid}\n")
+        assert read_pid(node.pid_file) == sleeper.pid
+        assert node.running_pid() is None  # alive, but not this node's broker
+        stack = DevStack(DevSettings(state_dir=tmp_path, kafka_port=41004, postgres_port=41006))
+        kafka, postgres = stack.down()
+        assert (kafka.state, postgres.state) == ("not running", "not running")
+        assert process_alive(sleeper.pid)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert not process_alive(sleeper.pid)
+
+
+def test_down_on_an_empty_state_dir_stops_nothing(tmp_path: Path) -> None:
+    stack = DevStack(DevSettings(state_dir=tmp_path / "none", kafka_port=41007))
+    assert [s.state for s in stack.down()] == ["not running", "not running"]
+
+
+def test_up_prints_two_evaluable_lines() -> None:
+    result = UpResult("127.0.0.1:1", "postgresql://u@h:2/d?sslmode=require&x=1", ())
+    assert result.env_lines() == [
+        "KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:1",
+        "DATABASE_URL='postgresql://u@h:2/d?sslmode=require&x=1'",
+    ]
+
+
+def test_service_lines_carry_no_equals_sign() -> None:
+    for state in ("started", "running", "external", "stopped", "not running"):
+        line = ServiceState("kafka", state, "127.0.0.1:39092", 42).describe()  # type: ignore[arg-type]
+        assert "=" not in line and line.startswith("kafka: ")
+
+
+def test_passwords_are_redacted_for_display() -> None:
+    assert _redact("postgresql://u:secret@h:5432/d") == "postgresql://u:***@h:5432/d"
+    assert _redact("postgresql://u@h:5432/d") == "postgresql://u@h:5432/d"
+
+
+def test_dev_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPEECHSTREAM_DEV_KAFKA_PORT", "41010")
+    monkeypatch.setenv("SPEECHSTREAM_DEV_STATE_DIR", "/tmp/x")
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "broker:9092")
+    settings = DevSettings()
+    assert settings.kafka_port == 41010
+    assert settings.state_dir == Path("/tmp/x")
+    assert settings.external_bootstrap_servers == "broker:9092"
+    assert DevSettings(external_bootstrap_servers=None).external_bootstrap_servers is None
+
+
+def test_every_dev_error_is_a_speechstream_error() -> None:
+    classes = [
+        obj for obj in vars(exceptions).values()
+        if isinstance(obj, type) and obj.__module__ == exceptions.__name__
+    ]
+    assert len(classes) >= 5
+    for cls in classes:
+        assert issubclass(cls, SpeechstreamError)
+        assert cls.__doc__
+
+
+def test_port_open_sees_a_listener() -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        assert port_open(sock.getsockname()[1])
