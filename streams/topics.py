@@ -8,6 +8,7 @@ import faust
 
 from schemas.topics import TABLE_PARTITIONS, TABLES
 from speechstream.settings import KafkaSettings, StreamsSettings
+from streams.exceptions import TableLayoutError
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ def declare(app: faust.App, kafka: KafkaSettings, streams: StreamsSettings) -> S
         tbl = app.Table(name, partitions=TABLE_PARTITIONS, key_type=str, help=TABLES[name])
         expected = t.changelog(streams.app_id, name)
         if tbl.changelog_topic_name != expected:
-            raise RuntimeError(
+            raise TableLayoutError(
                 f"table {name} would log to {tbl.changelog_topic_name}, the registry says "
                 f"{expected}"
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from prometheus_client import CollectorRegistry
 
@@ -26,6 +27,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     worker.add_argument("--metrics-port", type=int, default=None,
                         help="serve /metrics and /health on this port (default: settings, none)")
     worker.set_defaults(func=_worker)
+    move = sub.add_parser(
+        "move-state", help="move the worker's tables and offsets from another app id",
+        description="Copy the changelogs and committed offsets of the intake worker that ran "
+        "under --from to the configured app id (SPEECHSTREAM_STREAMS_APP_ID, default "
+        "speechstream-intake), so that a worker started under it resumes where the old one "
+        "stopped. Stop every intake worker first; refused when the new app id is in use.",
+    )
+    move.add_argument("--from", dest="old_app", required=True,
+                      help="the app id the worker ran under (e.g. speechstream-validator)")
+    move.set_defaults(func=_move_state)
 
 
 def _worker(args: argparse.Namespace) -> int:
@@ -39,3 +50,19 @@ def _worker(args: argparse.Namespace) -> int:
     registry = CollectorRegistry()
     worker = IntakeWorker(KafkaSettings(), settings, StreamsMetrics.create(registry))
     return serve(worker, registry, settings.metrics_port)
+
+
+def _move_state(args: argparse.Namespace) -> int:
+    from speechstream.exceptions import SpeechstreamError
+    from streams.state import move_state
+
+    new_app = StreamsSettings().app_id
+    try:
+        report = move_state(KafkaSettings(), args.old_app, new_app)
+    except SpeechstreamError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for topic, n in sorted(report.records.items()):
+        print(f"copied {n} records to {topic}")
+    print(f"copied {report.offsets} committed offsets: {args.old_app} → {new_app}")
+    return 0

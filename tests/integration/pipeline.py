@@ -51,11 +51,12 @@ class Pipeline:
         self.services.append(service)
         return service
 
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def cli(self, *args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
         """Run one ``speechstream`` command and return its result."""
         return subprocess.run(
-            [sys.executable, "-m", "cli.main", *args], capture_output=True, text=True,
-            env={**os.environ, **self.env}, cwd=REPO_ROOT, timeout=120, check=False,
+            [sys.executable, "-m", "cli", *args], capture_output=True, text=True,
+            env={**os.environ, **self.env, **extra_env}, cwd=REPO_ROOT, timeout=120,
+            check=False,
         )
 
     def send(self, topic: str, *envelopes: Envelope) -> None:
