@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
+from typing import TypeVar
 
 from prometheus_client import CollectorRegistry
+from pydantic import BaseModel
 
 from speechstream.exceptions import SpeechstreamError
 from speechstream.service import Service, run_service, stop_on_signals
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+S = TypeVar("S", bound=BaseModel)
 
 
 def serve(service: Service, registry: CollectorRegistry, metrics_port: int | None) -> int:
@@ -23,3 +27,16 @@ def serve(service: Service, registry: CollectorRegistry, metrics_port: int | Non
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def add_metrics_port(parser: argparse.ArgumentParser) -> None:
+    """The ``--metrics-port`` option every service command has."""
+    parser.add_argument("--metrics-port", type=int, default=None,
+                        help="serve /metrics and /health on this port (default: settings, none)")
+
+
+def with_metrics_port(settings: S, args: argparse.Namespace) -> S:
+    """``settings`` with the port given on the command line, if one was."""
+    if args.metrics_port is None:
+        return settings
+    return settings.model_copy(update={"metrics_port": args.metrics_port})

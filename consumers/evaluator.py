@@ -41,7 +41,7 @@ from schemas.events import (
     ScoreComputed,
 )
 from speechstream.exceptions import TransactionAbortedError, TransactionError
-from speechstream.kafka.consumer import EventConsumer, Record, position_after
+from speechstream.kafka.consumer import Batch, EventConsumer, position_after
 from speechstream.kafka.transactions import (
     Outgoing,
     TransactionalProducer,
@@ -158,18 +158,17 @@ class Evaluator:
     def run(self, stop: threading.Event) -> None:
         """Poll and evaluate until ``stop`` is set (an evaluation in progress finishes first)."""
         while not stop.is_set():
-            records = self._consumer.poll(1, self._settings.poll_timeout_s)
+            batch = self._consumer.poll(1, self._settings.poll_timeout_s)
             self._last_poll = time.monotonic()
             self._metrics.last_poll.set(time.time())
-            for record in records:
-                try:
-                    self.process(record)
-                except TransactionAbortedError as exc:
-                    msg = record.message
-                    self._log.warning("offset %s/%s evaluated again: %s",
-                                      msg.partition(), msg.offset(), exc)
-                    self._consumer.rewind(msg)
-                    stop.wait(RETRY_BACKOFF_S)
+            try:
+                self.process(batch)
+            except TransactionAbortedError as exc:
+                (msg,) = batch.messages or [m for m, _ in batch.dead_letters]
+                self._log.warning("offset %s/%s evaluated again: %s",
+                                  msg.partition(), msg.offset(), exc)
+                self._consumer.rewind(msg)
+                stop.wait(RETRY_BACKOFF_S)
 
     def close(self) -> None:
         """Abort an open transaction, close the consumer, flush the producer, close the scorer.
@@ -202,18 +201,18 @@ class Evaluator:
 
     def handle(self, msg: Message) -> None:
         """Evaluate one consumed message (decoded by the floor) and commit with its offset."""
-        self.process(self._consumer.decode(msg))
+        self.process(self._consumer.decode([msg]))
 
-    def process(self, record: Record) -> None:
-        """Evaluate one request and commit its score (or dead letter) with its offset."""
-        msg = record.message
-        if record.envelope is None:
-            if record.dead_letter is not None:
-                self._transact([(self._kafka.topics.deadletter, msg.key(), record.dead_letter)],
-                               offsets_of=msg)
-                self._metrics.dead_letters.inc()
-            return
-        request_env = record.envelope
+    def process(self, batch: Batch) -> None:
+        """Commit each dead letter with its offset; evaluate each request and commit its score
+        with its offset (the evaluator polls one record at a time)."""
+        for msg, letter in batch.dead_letters:
+            self._transact([(self._kafka.topics.deadletter, msg.key(), letter)], offsets_of=msg)
+            self._metrics.dead_letters.inc()
+        for msg, request_env in zip(batch.messages, batch.envelopes, strict=True):
+            self._evaluate_one(msg, request_env)
+
+    def _evaluate_one(self, msg: Message, request_env: Envelope) -> None:
         request = request_env.payload
         assert isinstance(request, EvaluationRequested)
         self._evaluating = request.hash

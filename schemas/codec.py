@@ -22,6 +22,9 @@ MAX_DEAD_LETTER_BYTES = 1024 * 1024 - 64 * 1024
 DEAD_LETTER_RAW_BYTES = 512 * 1024
 
 
+_VALIDATE = Envelope.__pydantic_validator__.validate_json  # model_validate_json, minus a call
+
+
 def encode(envelope: Envelope) -> bytes:
     """Serialize an envelope to the wire format (UTF-8 JSON)."""
     return envelope.model_dump_json(exclude_none=False).encode("utf-8")
@@ -38,7 +41,7 @@ def decode(raw: bytes | None, *, max_bytes: int = MAX_EVENT_BYTES) -> Envelope:
     if len(raw) > max_bytes:
         raise ValueError(f"oversize payload: {len(raw)} bytes > limit {max_bytes}")
     try:
-        return Envelope.model_validate_json(raw)
+        return _VALIDATE(raw)
     except ValidationError as exc:
         raise ValueError(_diagnose(raw, exc)) from exc
 

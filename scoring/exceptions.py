@@ -6,7 +6,7 @@ from speechstream.exceptions import SpeechstreamError
 
 
 class ScoringError(SpeechstreamError):
-    """Base of every error the scoring engine raises on purpose."""
+    """Base of the scoring engine's errors; the submission it hit is FAILED with the reason."""
 
 
 class PrecheckError(ScoringError):

@@ -10,4 +10,5 @@ class SinkError(SpeechstreamError):
 
 
 class MigrationError(SinkError):
-    """A migration failed to apply; the database is left at the last applied version."""
+    """A migration failed to apply; the database stays at the last applied version: fix the
+    cause the message names and apply again."""

@@ -16,12 +16,11 @@ for _feed in FEEDS:
 _EVENT_HASH = STATUS_EVENTS_FEED.position("hash")
 _EVENT_STATUS = STATUS_EVENTS_FEED.position("status")
 _REQUEST_HASH = REQUESTS_FEED.position("hash")
-# Where each column of a status row comes from in a status event's row (None: the rank).
-_STATUS_PICK = tuple(
-    None if s.path == "rank" else STATUS_EVENTS_FEED.position(s.path)
-    for s in STATUSES_FEED.sources
+# A status row, in STATUSES_FEED's column order, from a status event's row and its rank
+# (tests/unit/sinks pins the two together).
+_HASH, _VERSION, _STATUS, _NOTE, _TIME = (
+    STATUS_EVENTS_FEED.position(c) for c in ("hash", "scoring_version", "status", "note", "time")
 )
-
 
 def rows_of(envelopes: Sequence[Envelope]) -> dict[str, list[Row]]:
     """Staging rows per feed, in each feed's column order, the derived statuses included."""
@@ -39,18 +38,15 @@ def reduce_statuses(status_events: Sequence[Row], requests: Sequence[Row]) -> li
     """The status rows the submissions merge needs: the highest rank per hash (ties: the first
     seen), and no lowest-rank (QUEUED) status whose hash has a request in the same batch: that
     request creates the row, and the lowest rank never moves an existing one."""
-    best: dict[str, tuple[int, Row]] = {}
+    best: dict[str, Row] = {}
     for row in status_events:
-        rank = STATUS_RANK[row[_EVENT_STATUS]]
         kept = best.get(row[_EVENT_HASH])
-        if kept is None or kept[0] < rank:
-            best[row[_EVENT_HASH]] = (rank, row)
+        if kept is None or STATUS_RANK[kept[_EVENT_STATUS]] < STATUS_RANK[row[_EVENT_STATUS]]:
+            best[row[_EVENT_HASH]] = row
     lowest = STATUSES_FEED.merge.lowest  # type: ignore[union-attr]  # an Advance
     for row in requests:
         kept = best.get(row[_REQUEST_HASH])
-        if kept is not None and kept[0] == lowest:
+        if kept is not None and STATUS_RANK[kept[_EVENT_STATUS]] == lowest:
             del best[row[_REQUEST_HASH]]
-    return [
-        tuple(rank if i is None else row[i] for i in _STATUS_PICK)
-        for rank, row in best.values()
-    ]
+    return [(row[_HASH], row[_VERSION], row[_STATUS], STATUS_RANK[row[_STATUS]], row[_NOTE],
+             row[_TIME]) for row in best.values()]

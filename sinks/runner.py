@@ -13,10 +13,9 @@ from typing import Any
 
 from confluent_kafka import Consumer
 
-from schemas.envelope import Envelope
 from sinks.base import Sink
 from sinks.metrics import SinkMetrics
-from speechstream.kafka.consumer import EventConsumer
+from speechstream.kafka.consumer import Batch, EventConsumer
 from speechstream.kafka.producer import EventProducer
 from speechstream.monitoring import Health
 from speechstream.settings import KafkaSettings, SinkSettings
@@ -91,36 +90,35 @@ class SinkService:
 
     def run(self, stop: threading.Event) -> None:
         """Consume and write batches until ``stop`` is set (or the topics are drained)."""
-        deadletter_topic = self._kafka.topics.deadletter
+        size, timeout = self._settings.batch_size, self._settings.batch_timeout_s
         while not stop.is_set():
-            records = self._consumer.poll(self._settings.batch_size,
-                                          self._settings.batch_timeout_s)
-            self._last_batch = time.monotonic()
-            batch: list[Envelope] = []
-            letters = 0
-            for record in records:
-                if record.envelope is not None:
-                    batch.append(record.envelope)
-                elif record.dead_letter is not None:
-                    self._dead_letters.send(deadletter_topic, record.dead_letter,
-                                            key=record.message.key())
-                    letters += 1
-                else:
-                    self._metrics.dead_letters.inc()  # an undecodable dead letter, kept in place
-            if not batch and not letters:
-                if self._until_caught_up and self._consumer.drained():
-                    return
-                continue
-            started = time.perf_counter()
-            rows = self._writer.write_batch(batch)
-            if letters:
-                self._dead_letters.flush()
-                self._metrics.dead_letters.inc(letters)
-            self._consumer.commit()
-            self._metrics.batch_seconds.observe(time.perf_counter() - started)
-            for table, n in rows.items():
-                self._metrics.rows.labels(table).inc(n)
-            self.written += len(batch)
+            # No local holds a batch across polls: a poll decodes a whole new batch, and the
+            # last one kept alive meanwhile would double what each full GC pass walks.
+            if not self._write(self._consumer.poll(size, timeout)) and self._until_caught_up \
+                    and self._consumer.drained():
+                return
+
+    def _write(self, batch: Batch) -> bool:
+        """Write one batch and commit its offsets; False when there was nothing to write."""
+        self._last_batch = time.monotonic()
+        for msg, letter in batch.dead_letters:
+            self._dead_letters.send(self._kafka.topics.deadletter, letter, key=msg.key())
+        if batch.kept:  # undecodable dead letters, kept in place
+            self._metrics.dead_letters.inc(batch.kept)
+        letters = len(batch.dead_letters)
+        if not batch.envelopes and not letters:
+            return False
+        started = time.perf_counter()
+        rows = self._writer.write_batch(batch.envelopes)
+        if letters:
+            self._dead_letters.flush()
+            self._metrics.dead_letters.inc(letters)
+        self._consumer.commit()
+        self._metrics.batch_seconds.observe(time.perf_counter() - started)
+        for table, n in rows.items():
+            self._metrics.rows.labels(table).inc(n)
+        self.written += len(batch.envelopes)
+        return True
 
     def close(self) -> None:
         """Close the producer, the consumer and the writer."""

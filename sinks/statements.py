@@ -111,7 +111,8 @@ def variant(feed: Feed, rows: Sequence[Row]) -> Variant:
     """The :data:`Variant` of merging ``rows`` of ``feed``."""
     rule = feed.merge
     if isinstance(rule, Advance):
-        ranks = {row[feed.position(rule.rank)] for row in rows}
+        at = feed.position(rule.rank)
+        ranks = {row[at] for row in rows}
         return rule.lowest in ranks, bool(ranks - {rule.lowest})
     return _order(rule) is not None and not keys_unique(feed, rows), False
 

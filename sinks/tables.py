@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from operator import attrgetter
 from typing import Any
 
@@ -108,13 +109,26 @@ Merge = InsertNew | KeepLatest | FillOnce | Advance
 
 @dataclass(frozen=True)
 class Source:
-    """Where one staged column's value comes from: an attribute path of the envelope
-    (``event_id``, ``time``, ``payload.hash``) or, in a fan-out feed, of the item
-    (``item.index``), optionally converted."""
+    """Where one staged column's value comes from: a field of the payload
+    (``payload.hash``), of the item in a fan-out feed (``item.index``) or of the envelope
+    (``event_id``, ``time``), optionally converted. A feed lists its payload sources first,
+    then its item sources, then its envelope sources (rows are built from one attribute
+    getter each)."""
 
     column: str
     path: str
     convert: Callable[[Any], Any] | None = None
+
+    @property
+    def of(self) -> str:
+        """``payload``, ``item`` or ``envelope``."""
+        head, dot, _ = self.path.partition(".")
+        return head if dot else "envelope"
+
+    @property
+    def field(self) -> str:
+        """The attribute read from the payload, the item or the envelope."""
+        return self.path.partition(".")[2] or self.path
 
 
 @dataclass(frozen=True)
@@ -149,7 +163,7 @@ class Feed:
     direct: bool = False
     then: Projection | None = None
 
-    @property
+    @cached_property
     def columns(self) -> tuple[str, ...]:
         """The staged columns, in row order."""
         return tuple(s.column for s in self.sources)
@@ -159,32 +173,36 @@ class Feed:
         return self.columns.index(column)
 
     def extractor(self) -> Callable[[Envelope, list[Row]], None]:
-        """A function that appends this feed's rows for one envelope (attribute getters)."""
-        envelope_paths = [s.path for s in self.sources if not s.path.startswith("item.")]
-        item_paths = [s.path.removeprefix("item.") for s in self.sources
-                      if s.path.startswith("item.")]
-        head = _getter(envelope_paths)
+        """A function that appends this feed's rows for one envelope: one attribute getter
+        (a single tuple a row; the sink builds hundreds of thousands)."""
+        kinds = [s.of for s in self.sources]
+        if kinds != sorted(kinds, key=("payload", "item", "envelope").index):
+            raise ValueError(f"feed {self.name}: list payload, then item, then envelope sources")
         converts = [(i, s.convert) for i, s in enumerate(self.sources) if s.convert]
-        if self.each is None:
-            if not converts:
-                return lambda env, out: out.append(head(env))
+        if self.each is not None:
+            if converts:
+                raise ValueError(f"feed {self.name}: fan-out feeds take no conversions")
+            items = attrgetter(self.each)
+            head = _getter([s.path for s in self.sources if s.of == "payload"])
+            item = _getter([s.field for s in self.sources if s.of == "item"])
+            tail = _getter([s.path for s in self.sources if s.of == "envelope"])
 
-            def convert_one(env: Envelope, out: list[Row]) -> None:
-                row = list(head(env))
-                for i, fn in converts:
-                    row[i] = fn(row[i])
-                out.append(tuple(row))
+            def fan_out(env: Envelope, out: list[Row]) -> None:
+                common, last = head(env), tail(env)
+                out.extend(common + item(one) + last for one in items(env))
 
-            return convert_one
-        items, tail = attrgetter(self.each), _getter(item_paths)
-        if converts:
-            raise ValueError(f"feed {self.name}: fan-out feeds take no conversions")
+            return fan_out
+        row_of = _getter([s.path for s in self.sources])
+        if not converts:
+            return lambda env, out: out.append(row_of(env))
 
-        def fan_out(env: Envelope, out: list[Row]) -> None:
-            common = head(env)
-            out.extend(common + tail(item) for item in items(env))
+        def convert_one(env: Envelope, out: list[Row]) -> None:
+            row = list(row_of(env))
+            for i, fn in converts:
+                row[i] = fn(row[i])
+            out.append(tuple(row))
 
-        return fan_out
+        return convert_one
 
 
 def _getter(paths: list[str]) -> Callable[[Any], Row]:
@@ -257,9 +275,8 @@ _ADVANCE_STATUS = Advance(rank="status_rank", keep=("scoring_version",),
 
 STATUS_EVENTS_FEED = Feed(
     "status_events", STATUS_EVENTS,
-    (Source("event_id", "event_id"),
-     *_payload("hash", "status", "scoring_version", "evaluator", "note"),
-     Source("time", "time")),
+    (*_payload("hash", "status", "scoring_version", "evaluator", "note"),
+     Source("event_id", "event_id"), Source("time", "time")),
     InsertNew(), event=EvaluationStatusChanged, direct=True,
 )
 REQUESTS_FEED = Feed(
@@ -296,10 +313,9 @@ FEEDS: tuple[Feed, ...] = (
     Feed(
         "scores", SCORES,
         (*_payload("hash", "scoring_version", "status", "total_score", "reason", "revision",
-                   "evaluator"),
-         Source("timings", "payload.timings", Jsonb), Source("event_id", "event_id"),
-         Source("request_event_id", "payload.request_event_id"),
-         Source("computed_at", "time")),
+                   "evaluator", "request_event_id"),
+         Source("timings", "payload.timings", Jsonb),
+         Source("event_id", "event_id"), Source("computed_at", "time")),
         InsertNew(order=("computed_at", "event_id")), event=ScoreComputed,
         # The score kept for (hash, version) makes its submission COMPLETED or FAILED.
         then=Projection(
@@ -319,17 +335,17 @@ FEEDS: tuple[Feed, ...] = (
     ),
     Feed(
         "rejections", REJECTIONS,
-        (Source("event_id", "event_id"), Source("code", "payload.code", str),
+        (Source("code", "payload.code", str),
          *_payload("message", "source_event_id", "source_type", "hotkey", "uid", "hash",
                    "repo_namespace", "repo_name", "block"),
-         Source("time", "time")),
+         Source("event_id", "event_id"), Source("time", "time")),
         InsertNew(), event=SubmissionRejected,
     ),
     Feed(
         "dead_letters", DEAD_LETTERS,
-        (Source("event_id", "event_id"),
-         *_payload("topic", "partition", "offset", "error", "consumer"),
-         Source("raw", "payload.raw_b64", base64.b64decode), Source("time", "time")),
+        (*_payload("topic", "partition", "offset", "error", "consumer"),
+         Source("raw", "payload.raw_b64", base64.b64decode),
+         Source("event_id", "event_id"), Source("time", "time")),
         InsertNew(), event=DeadLetter,
     ),
 )

@@ -36,7 +36,8 @@ class DecodeError(SpeechstreamError):
 
 
 class TopicAdminError(SpeechstreamError):
-    """The broker refused a topic operation or did not answer; the message has its reason."""
+    """The broker refused a topic operation or did not answer; the message has its reason
+    (check KAFKA_BOOTSTRAP_SERVERS and the broker's permissions)."""
 
 
 class DeliveryError(SpeechstreamError):

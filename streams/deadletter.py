@@ -23,8 +23,7 @@ async def decode_or_dead_letter(
     """The event's envelope if it decodes to ``expected``; otherwise dead-letter it (None)."""
     msg = event.message
     try:
-        return decode_record(event.value, topic=msg.topic, partition=msg.partition,
-                             offset=msg.offset, expected=expected)
+        return decode_record(event.value, msg.topic, msg.partition, msg.offset, expected)
     except DecodeError as exc:
         letter = dead_letter_for(exc, consumer=CONSUMER_NAME)
         await deadletter.send(key=event.key, value=encode(letter))

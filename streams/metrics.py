@@ -1,37 +1,27 @@
-"""Prometheus metrics of the validation worker, built in one place from a registry argument."""
+"""Prometheus metrics of the intake worker, one bundle built from a registry argument."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import Counter, Histogram
+
+from speechstream.metrics import MetricsBundle, metric
 
 
 @dataclass(frozen=True)
-class StreamsMetrics:
+class StreamsMetrics(MetricsBundle):
     """Validated, rejected (by code), replayed and dead-lettered events; processing time."""
 
-    validated: Counter
-    rejected: Counter
-    replays: Counter
-    dead_letters: Counter
-    seconds: Histogram
-
-    @classmethod
-    def create(cls, registry: CollectorRegistry) -> StreamsMetrics:
-        """Register the worker's metrics in ``registry``."""
-        return cls(
-            validated=Counter("speechstream_streams_validated_total",
-                              "Events that passed validation", ["type"], registry=registry),
-            rejected=Counter("speechstream_streams_rejected_total",
-                             "Events rejected, by reason code", ["code"], registry=registry),
-            replays=Counter("speechstream_streams_replays_total",
-                            "The same commitment seen again (no new event)", registry=registry),
-            dead_letters=Counter("speechstream_streams_dead_letters_total",
-                                 "Undecodable records sent to the dead-letter topic",
-                                 registry=registry),
-            seconds=Histogram("speechstream_streams_processing_seconds",
-                              "Time to validate one event",
-                              buckets=(1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 5e-2, 0.1),
-                              registry=registry),
-        )
+    validated: Counter = metric(Counter, "speechstream_streams_validated_total",
+                                "Events that passed validation", labels=("type",))
+    rejected: Counter = metric(Counter, "speechstream_streams_rejected_total",
+                               "Events rejected, by reason code", labels=("code",))
+    replays: Counter = metric(Counter, "speechstream_streams_replays_total",
+                              "The same commitment seen again (no new event)")
+    dead_letters: Counter = metric(Counter, "speechstream_streams_dead_letters_total",
+                                   "Undecodable records sent to the dead-letter topic")
+    seconds: Histogram = metric(
+        Histogram, "speechstream_streams_processing_seconds", "Time to validate one event",
+        buckets=(1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 5e-2, 0.1),
+    )

@@ -8,6 +8,7 @@ import sys
 
 from prometheus_client import CollectorRegistry
 
+from cli.serve import add_metrics_port, serve, with_metrics_port
 from consumers.evaluator import Evaluator
 from consumers.exceptions import ScorerLoadError
 from consumers.metrics import EvaluatorMetrics
@@ -31,17 +32,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--scorer", default="tts",
         help="tts (the TTS scoring engine, default) or module:Class of another Scorer",
     )
-    run.add_argument("--metrics-port", type=int, default=None,
-                     help="serve /metrics and /health on this port (default: settings, none)")
+    add_metrics_port(run)
     run.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from cli.serve import serve
-
-    settings = EvaluatorSettings()
-    updates = {"device": args.device, "metrics_port": args.metrics_port}
-    settings = settings.model_copy(update={k: v for k, v in updates.items() if v is not None})
+    settings = with_metrics_port(EvaluatorSettings(), args)
+    if args.device is not None:
+        settings = settings.model_copy(update={"device": args.device})
     if settings.device != "cpu" and not settings.device.startswith("cuda:"):
         print(f"error: --device must be cpu or cuda:N, got {settings.device!r}", file=sys.stderr)
         return 2

@@ -10,6 +10,7 @@ import psycopg
 from prometheus_client import CollectorRegistry
 from psycopg import sql
 
+from cli.serve import add_metrics_port, serve, with_metrics_port
 from sinks.metrics import SinkMetrics
 from sinks.migrate import apply_migrations
 from sinks.postgres import PostgresSink
@@ -31,6 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "database transaction. Settings: SPEECHSTREAM_SINK_GROUP_ID, _BATCH_SIZE, "
         "_BATCH_TIMEOUT_S, _METRICS_PORT (serves /metrics and /health).",
     )
+    add_metrics_port(run)
     run.set_defaults(func=_run)
     rebuild = sub.add_parser(
         "rebuild", help="empty the tables and replay every topic from the start, then exit",
@@ -42,9 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from cli.serve import serve
-
-    database, settings = DatabaseSettings(), SinkSettings()
+    database, settings = DatabaseSettings(), with_metrics_port(SinkSettings(), args)
     try:
         apply_migrations(database.conninfo)
     except SpeechstreamError as exc:

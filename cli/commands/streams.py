@@ -7,6 +7,7 @@ import sys
 
 from prometheus_client import CollectorRegistry
 
+from cli.serve import add_metrics_port, serve, with_metrics_port
 from speechstream.settings import KafkaSettings, StreamsSettings
 
 
@@ -24,8 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "_DATA_DIR, _WEB_ENABLED, _WEB_PORT, _METRICS_PORT. The registry's topics must exist "
         "(`speechstream topics create`).",
     )
-    worker.add_argument("--metrics-port", type=int, default=None,
-                        help="serve /metrics and /health on this port (default: settings, none)")
+    add_metrics_port(worker)
     worker.set_defaults(func=_worker)
     move = sub.add_parser(
         "move-state", help="move the worker's tables and offsets from another app id",
@@ -40,13 +40,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from cli.serve import serve
     from streams.metrics import StreamsMetrics
     from streams.worker import IntakeWorker
 
-    settings = StreamsSettings()
-    if args.metrics_port is not None:
-        settings = settings.model_copy(update={"metrics_port": args.metrics_port})
+    settings = with_metrics_port(StreamsSettings(), args)
     registry = CollectorRegistry()
     worker = IntakeWorker(KafkaSettings(), settings, StreamsMetrics.create(registry))
     return serve(worker, registry, settings.metrics_port)

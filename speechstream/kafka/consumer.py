@@ -1,8 +1,8 @@
 """The one confluent-kafka consume loop: poll records, decode them or turn them into dead letters.
 
-A service asks for a batch of :class:`Record`; each holds the decoded envelope, or the dead
-letter that replaces an undecodable record (the service publishes it, with its own delivery
-guarantee, before the offset moves past it). A record of the dead-letter topic itself that
+A service asks for a :class:`Batch`: the decoded envelopes, and the dead letters that replace
+the undecodable records (the service publishes them, with its own delivery guarantee, before
+the offset moves past them). A record of the dead-letter topic itself that
 does not decode is never dead-lettered again: it stays where it is and is logged.
 """
 
@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from schemas.codec import MAX_EVENT_BYTES
 from schemas.envelope import Envelope
 from speechstream.exceptions import ConsumeError, DecodeError
 from speechstream.kafka.records import Expected, dead_letter_for, decode_record, max_bytes_for
@@ -24,15 +25,19 @@ Rebalance = Callable[[Consumer, list[TopicPartition]], None]
 
 
 @dataclass(slots=True)
-class Record:
-    """One consumed record: its envelope, or the dead letter that stands for it.
+class Batch:
+    """What one poll brought: the decoded envelopes with their messages (in order), the dead
+    letters that stand for the records that did not decode, and how many undecodable records
+    of the dead-letter topic itself were left in place."""
 
-    Both are None for an undecodable record of the dead-letter topic, which stays in place.
-    """
+    envelopes: list[Envelope] = field(default_factory=list)
+    messages: list[Message] = field(default_factory=list)
+    """The message of each envelope (same positions)."""
+    dead_letters: list[tuple[Message, Envelope]] = field(default_factory=list)
+    kept: int = 0
 
-    message: Message
-    envelope: Envelope | None = None
-    dead_letter: Envelope | None = None
+    def __len__(self) -> int:
+        return len(self.messages) + len(self.dead_letters) + self.kept
 
 
 class EventConsumer:
@@ -58,10 +63,16 @@ class EventConsumer:
         self.topics = list(topics)
         self._kafka = kafka
         self._config = dict(config)
-        self._expected = expected
+        if isinstance(expected, Mapping):
+            self._expected: dict[str, Expected] = dict(expected)
+            self._expected_elsewhere: Expected | None = None
+        else:
+            self._expected, self._expected_elsewhere = {}, expected
         self._client = client
         self._log = logger or logging.getLogger(__name__)
         self._deadletter_topic = kafka.topics.deadletter
+        self._max_bytes = {self._deadletter_topic: max_bytes_for(self._deadletter_topic,
+                                                                 self._deadletter_topic)}
         self.at_end: set[tuple[str, int]] = set()
         """Partitions read to their end (with ``enable.partition.eof``) and not past it since."""
 
@@ -80,7 +91,7 @@ class EventConsumer:
         self._client.subscribe(self.topics, **callbacks)
         return self
 
-    def poll(self, max_records: int, timeout_s: float) -> list[Record]:
+    def poll(self, max_records: int, timeout_s: float) -> Batch:
         """Up to ``max_records`` records within ``timeout_s``, each decoded or dead-lettered.
 
         A fatal consumer error raises :class:`ConsumeError`; a transient one (broker down, a
@@ -92,41 +103,49 @@ class EventConsumer:
             messages = [] if msg is None else [msg]
         else:
             messages = client.consume(max_records, timeout_s)
-        records: list[Record] = []
-        for msg in messages:
+        return self.decode(messages)
+
+    def decode(self, messages: list[Message]) -> Batch:
+        """The batch of consumed ``messages`` (see the module docstring)."""
+        batch = Batch()
+        envelopes, decoded = batch.envelopes, batch.messages
+        expected, elsewhere, limits = self._expected, self._expected_elsewhere, self._max_bytes
+        for msg in messages:  # every record passes here: keep the happy path short
             error = msg.error()
             if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    self.at_end.add((msg.topic(), msg.partition()))
-                elif error.fatal():
-                    raise ConsumeError(f"{self.name}: consumer failed: {error}")
-                else:
-                    self._log.warning("%s: consumer: %s", self.name, error)
+                self._on_error(msg, error)
                 continue
+            topic = msg.topic()
             if self.at_end:
-                self.at_end.discard((msg.topic(), msg.partition()))
-            records.append(self.decode(msg))
-        return records
+                self.at_end.discard((topic, msg.partition()))
+            try:
+                envelopes.append(decode_record(
+                    msg.value(), topic, msg.partition(), msg.offset(),
+                    expected.get(topic, elsewhere), limits.get(topic, MAX_EVENT_BYTES),
+                ))
+            except DecodeError as exc:
+                self._refuse(msg, exc, batch)
+                continue
+            decoded.append(msg)
+        return batch
 
-    def decode(self, msg: Message) -> Record:
-        """The record of one message: decoded, or dead-lettered (see the module docstring)."""
-        topic = msg.topic()
-        expected = self._expected
-        if isinstance(expected, Mapping):
-            expected = expected.get(topic)
-        try:
-            return Record(msg, envelope=decode_record(
-                msg.value(), topic=topic, partition=msg.partition(), offset=msg.offset(),
-                expected=expected, max_bytes=max_bytes_for(topic, self._deadletter_topic),
-            ))
-        except DecodeError as exc:
-            if topic == self._deadletter_topic:
-                self._log.error("%s: undecodable dead letter %s@%s kept in place: %s",
-                                self.name, msg.partition(), msg.offset(), exc.reason)
-                return Record(msg)
-            self._log.warning("%s: dead letter %s/%s@%s: %s", self.name, topic,
-                              msg.partition(), msg.offset(), exc.reason)
-            return Record(msg, dead_letter=dead_letter_for(exc, consumer=self.name))
+    def _refuse(self, msg: Message, exc: DecodeError, batch: Batch) -> None:
+        if msg.topic() == self._deadletter_topic:
+            self._log.error("%s: undecodable dead letter %s@%s kept in place: %s",
+                            self.name, msg.partition(), msg.offset(), exc.reason)
+            batch.kept += 1
+            return
+        self._log.warning("%s: dead letter %s/%s@%s: %s", self.name, msg.topic(),
+                          msg.partition(), msg.offset(), exc.reason)
+        batch.dead_letters.append((msg, dead_letter_for(exc, consumer=self.name)))
+
+    def _on_error(self, msg: Message, error: KafkaError) -> None:
+        if error.code() == KafkaError._PARTITION_EOF:
+            self.at_end.add((msg.topic(), msg.partition()))
+        elif error.fatal():
+            raise ConsumeError(f"{self.name}: consumer failed: {error}")
+        else:
+            self._log.warning("%s: consumer: %s", self.name, error)
 
     def drained(self) -> bool:
         """Whether every assigned partition has been read to its end (needs partition EOF)."""

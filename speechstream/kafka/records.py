@@ -17,7 +17,6 @@ Expected = type | tuple[type, ...]
 
 def decode_record(
     value: bytes | None,
-    *,
     topic: str,
     partition: int | None,
     offset: int | None,
@@ -27,17 +26,18 @@ def decode_record(
     """The envelope of one record, or :class:`DecodeError` with the reason and the raw bytes.
 
     A record that decodes to another event type than ``expected`` is refused too: a
-    consumer never acts on an event that does not belong on its topic.
+    consumer never acts on an event that does not belong on its topic. (On every record's
+    path: positional arguments, nothing built unless it fails.)
     """
-    where = {"topic": topic, "partition": partition, "offset": offset}
     try:
         envelope = decode(value, max_bytes=max_bytes)
     except ValueError as exc:
-        raise DecodeError(str(exc), value or b"", **where) from exc
+        raise DecodeError(str(exc), value or b"", topic=topic, partition=partition,
+                          offset=offset) from exc
     if expected is not None and not isinstance(envelope.payload, expected):
         raise DecodeError(
             f"wrong event type {envelope.type!r} on {topic} (expected {_names(expected)})",
-            value or b"", **where,
+            value or b"", topic=topic, partition=partition, offset=offset,
         )
     return envelope
 

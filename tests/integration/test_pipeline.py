@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -10,6 +12,7 @@ from producers.keys import create_key_file
 from producers.miner import registration, submission
 from schemas.codec import MAX_EVENT_BYTES, encode
 from speechstream.settings import StreamsSettings
+from tests.conftest import pick_ports
 from tests.scorers import SAMPLES
 
 pytestmark = pytest.mark.integration
@@ -150,3 +153,30 @@ def test_worker_restart_keeps_its_tables(pipeline, tmp_path) -> None:
 
     pipeline.wait(lambda: len(queued()) >= len(again), "QUEUED sent again")
     assert len({s.event_id for s in queued()}) == 1
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except OSError as exc:  # not listening yet
+        return 0, str(exc)
+
+
+def test_services_serve_metrics_and_health(pipeline) -> None:
+    ports = pick_ports(3)
+    pipeline.start("streams", ["streams", "worker", "--metrics-port", str(ports[0])])
+    pipeline.start("sink", ["sink", "run"], SPEECHSTREAM_SINK_METRICS_PORT=str(ports[1]))  # env
+    pipeline.start("evaluator", ["evaluator", "run", "--scorer", TEST_SCORER,
+                                 "--metrics-port", str(ports[2])])
+    for port, service in zip(ports, ("intake", "sink", "evaluator"), strict=True):
+        pipeline.wait(lambda p=port: _get(f"http://127.0.0.1:{p}/health")[0] == 200,
+                      f"{service} healthy")
+        code, body = _get(f"http://127.0.0.1:{port}/health")
+        assert json.loads(body)["service"] == service
+    assert "speechstream_streams_validated_total" in _get(f"http://127.0.0.1:{ports[0]}/metrics")[1]
+    assert "speechstream_sink_batch_seconds" in _get(f"http://127.0.0.1:{ports[1]}/metrics")[1]
+    assert "speechstream_evaluations_in_progress" in _get(
+        f"http://127.0.0.1:{ports[2]}/metrics")[1]

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 from confluent_kafka import Producer
 
 from schemas import (
     EvaluationRequested,
     EvaluationStatusChanged,
+    MinerRegistered,
+    RejectionCode,
     SampleResult,
     ScoreComputed,
+    SubmissionRejected,
     new_envelope,
 )
 from schemas.codec import encode
+from sinks.exceptions import SinkError
+from sinks.postgres import PostgresSink
+from sinks.queries import counts, leaderboard
 
 pytestmark = pytest.mark.integration
 
@@ -95,3 +102,76 @@ def test_replay_and_rebuild_give_the_same_rows(pipeline) -> None:
     done = pipeline.cli("sink", "rebuild")
     assert done.returncode == 0, done.stderr
     assert _snapshot(pipeline) == first
+
+
+def _write(conninfo: str, batches: list[list]) -> list[tuple]:
+    sink = PostgresSink(conninfo)
+    sink.setup()
+    try:
+        for batch in batches:
+            sink.write_batch(batch)
+    finally:
+        sink.close()
+    with psycopg.connect(conninfo) as conn:
+        rows = conn.execute("SELECT hotkey, uid, block, event_id FROM miners ORDER BY 1")
+        found = rows.fetchall()
+        conn.execute("TRUNCATE miners")
+    return found
+
+
+def test_the_latest_registration_wins_whatever_the_order_and_batching(db_conninfo) -> None:
+    # Two registrations of one hotkey at the same block: the higher event id is the latest,
+    # within a batch and across batches alike.
+    events = [
+        new_envelope(MinerRegistered(hotkey=HK, uid=uid, block=block, signature="cd" * 64),
+                     key=HK, producer="t", event_id=event_id)
+        for uid, block, event_id in ((1, 5, "e-a"), (2, 5, "e-c"), (3, 5, "e-b"), (4, 2, "e-z"))
+    ]
+    one_batch = _write(db_conninfo, [events])
+    assert one_batch == [(HK, 2, 5, "e-c")]
+    assert _write(db_conninfo, [[e] for e in events]) == one_batch
+    assert _write(db_conninfo, [[e] for e in reversed(events)]) == one_batch
+    assert _write(db_conninfo, [events[2:], events[:2]]) == one_batch
+
+
+def test_the_sink_refuses_a_database_that_does_not_match_its_tables(db_conninfo) -> None:
+    with psycopg.connect(db_conninfo) as conn:
+        conn.execute("ALTER TABLE submissions ALTER COLUMN uid TYPE bigint")
+        conn.execute("ALTER TABLE rejections DROP COLUMN message")
+    sink = PostgresSink(db_conninfo)
+    with pytest.raises(SinkError) as info:
+        sink.setup()
+    sink.close()
+    message = str(info.value)
+    assert "submissions.uid is not integer" in message
+    assert "rejections.message is missing" in message
+
+
+def test_the_leaderboard_orders_by_status_then_score(db_conninfo) -> None:
+    def status(h: str, s: str):
+        return new_envelope(EvaluationStatusChanged(hash=h, status=s), key=h, producer="t")
+
+    def score(h: str, total: float | None):
+        done = ScoreComputed(hash=h, status="COMPLETED" if total is not None else "FAILED",
+                             total_score=total, reason=None if total is not None else "no",
+                             evaluator="e", request_event_id="r")
+        return new_envelope(done, key=h, producer="t")
+
+    rejected = SubmissionRejected(code=RejectionCode.HASH_MISMATCH, message="m",
+                                  source_event_id="s", source_type="submission.published",
+                                  hash="7")
+    sink = PostgresSink(db_conninfo)
+    sink.setup()
+    sink.write_batch([status("1", "QUEUED"), status("2", "RUNNING"), score("3", None),
+                      score("4", 0.2), status("5", "PRECHECK"), score("6", 0.9),
+                      new_envelope(rejected, key=None, producer="t")])
+    sink.close()
+    with psycopg.connect(db_conninfo) as conn:
+        board = leaderboard(conn)
+    assert [(r.hash, r.status) for r in board] == [
+        ("6", "COMPLETED"), ("4", "COMPLETED"), ("2", "RUNNING"), ("5", "PRECHECK"),
+        ("1", "QUEUED"), ("3", "FAILED"), ("7", "REJECTED"),
+    ]
+    with psycopg.connect(db_conninfo) as conn:
+        assert counts(conn) == {"miners": 0, "submissions": 6, "status_events": 3, "scores": 3,
+                                "sample_results": 0, "rejections": 1, "dead_letters": 0}

@@ -96,12 +96,12 @@ def test_the_consume_loop_decodes_or_dead_letters_and_never_letters_a_letter() -
     eof = FakeMessage(None, _error=KafkaError(KafkaError._PARTITION_EOF))
     transient = FakeMessage(None, _error=KafkaError(KafkaError._TRANSPORT, "down"))
     consumer = _consumer([good, bad, broken_letter, eof, transient])
-    records = consumer.poll(10, 0.1)
-    assert [r.message._offset for r in records] == [1, 2, 3]
-    assert records[0].envelope == request and records[0].dead_letter is None
-    assert records[1].envelope is None and records[1].dead_letter is not None
-    assert records[1].dead_letter.payload.offset == 2  # type: ignore[union-attr]
-    assert records[2].envelope is None and records[2].dead_letter is None  # kept in place
+    batch = consumer.poll(10, 0.1)
+    assert len(batch) == 3
+    assert batch.envelopes == [request] and batch.messages == [good]
+    ((msg, letter),) = batch.dead_letters
+    assert msg is bad and letter.payload.offset == 2  # type: ignore[union-attr]
+    assert batch.kept == 1  # the broken dead letter stays where it is
     assert consumer.at_end == {("t.evaluation.requests", 2)}
 
 
