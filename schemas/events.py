@@ -112,7 +112,6 @@ class EvaluationRequested(_Event):
 
 EvaluationStatus = Literal["QUEUED", "PRECHECK", "RUNNING"]
 FinalStatus = Literal["COMPLETED", "FAILED"]
-Status = Literal["QUEUED", "PRECHECK", "RUNNING", "COMPLETED", "FAILED"]
 
 STATUS_RANK: dict[str, int] = {
     "QUEUED": 0, "PRECHECK": 1, "RUNNING": 2, "COMPLETED": 3, "FAILED": 3,

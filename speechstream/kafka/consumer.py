@@ -15,10 +15,10 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from schemas.codec import MAX_EVENT_BYTES
+from schemas.codec import MAX_DEAD_LETTER_BYTES, MAX_EVENT_BYTES
 from schemas.envelope import Envelope
 from speechstream.exceptions import ConsumeError, DecodeError
-from speechstream.kafka.records import Expected, dead_letter_for, decode_record, max_bytes_for
+from speechstream.kafka.records import Expected, dead_letter_for, decode_record
 from speechstream.settings import KafkaSettings
 
 Rebalance = Callable[[Consumer, list[TopicPartition]], None]
@@ -71,8 +71,8 @@ class EventConsumer:
         self._client = client
         self._log = logger or logging.getLogger(__name__)
         self._deadletter_topic = kafka.topics.deadletter
-        self._max_bytes = {self._deadletter_topic: max_bytes_for(self._deadletter_topic,
-                                                                 self._deadletter_topic)}
+        # Dead letters carry raw bytes, so theirs may be larger than an event.
+        self._max_bytes = {self._deadletter_topic: MAX_DEAD_LETTER_BYTES}
         self.at_end: set[tuple[str, int]] = set()
         """Partitions read to their end (with ``enable.partition.eof``) and not past it since."""
 

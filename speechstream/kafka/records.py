@@ -7,7 +7,7 @@ both call it.
 
 from __future__ import annotations
 
-from schemas.codec import MAX_DEAD_LETTER_BYTES, MAX_EVENT_BYTES, dead_letter, decode
+from schemas.codec import MAX_EVENT_BYTES, dead_letter, decode
 from schemas.envelope import Envelope
 from speechstream.exceptions import DecodeError
 
@@ -48,12 +48,6 @@ def dead_letter_for(error: DecodeError, *, consumer: str) -> Envelope:
         error.raw, error.reason, topic=error.topic, partition=error.partition,
         offset=error.offset, consumer=consumer,
     )
-
-
-def max_bytes_for(topic: str, deadletter_topic: str) -> int:
-    """The size limit of a record on ``topic``: dead letters carry raw bytes, so theirs is
-    larger."""
-    return MAX_DEAD_LETTER_BYTES if topic == deadletter_topic else MAX_EVENT_BYTES
 
 
 def _names(expected: Expected) -> str:
