@@ -18,9 +18,9 @@ import psycopg
 from cli.exceptions import DemoTimeoutError
 from devstack.processes import ServiceProcess
 from devstack.stack import DevStack
-from producers.keys import Hotkey, create_key_file, load_key_file
 from producers.miner import publish, registration, submission
 from sinks.queries import LeaderboardRow, leaderboard, registered_hotkeys
+from speechstream.keys import Hotkey, create_key_file, load_key_file
 from speechstream.settings import DatabaseSettings, DevSettings, KafkaSettings
 
 

@@ -22,6 +22,8 @@ class ScoreOutcome(BaseModel):
     samples: list[SampleResult] = Field(default_factory=list)
     timings: dict[str, float] = Field(default_factory=dict)
     revision: str | None = None
+    content_hash: str | None = None
+    """The safetensors content hash of the weights evaluated (duplicates share it)."""
 
 
 class Scorer(Protocol):

@@ -247,13 +247,15 @@ class Evaluator:
         try:
             event = ScoreComputed(
                 status=outcome.status, total_score=outcome.total_score, reason=outcome.reason,
-                samples=outcome.samples, timings=timings, revision=outcome.revision, **common,
+                samples=outcome.samples, timings=timings, revision=outcome.revision,
+                content_hash=outcome.content_hash, **common,
             )
         except ValidationError as exc:
             self._log.error("scorer returned an invalid outcome for %s: %s", request.hash, exc)
             event = ScoreComputed(
                 status="FAILED", reason=f"invalid scorer outcome: {failure_reason(exc)}",
-                timings=timings, revision=outcome.revision, **common,
+                timings=timings, revision=outcome.revision,
+                content_hash=outcome.content_hash, **common,
             )
         event_id = derived_event_id(request_env.event_id, f"score:{request.scoring_version}")
         return new_envelope(event, key=request.hash, producer=PRODUCER_NAME, event_id=event_id)

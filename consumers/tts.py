@@ -54,6 +54,7 @@ def to_outcome(result: ScoringResult) -> ScoreOutcome:
         samples=samples,
         timings={k: float(v) for k, v in result.timings.items()},
         revision=result.revision,
+        content_hash=result.content_hash,
     )
 
 

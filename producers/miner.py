@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from producers.keys import Hotkey
-from schemas.envelope import Envelope, derived_event_id, new_envelope
+from schemas.envelope import Envelope
 from schemas.events import MinerRegistered, SubmissionPublished
-from schemas.hashing import submission_hash
-from schemas.signing import sign
+from schemas.signed import signed_envelope, submission_fields
 from speechstream.kafka.producer import EventProducer
+from speechstream.keys import Hotkey
 from speechstream.settings import KafkaSettings
 
 PRODUCER_NAME = "speechstream-miner"
@@ -22,10 +21,8 @@ def registration(key: Hotkey, *, uid: int, block: int, coldkey: str | None = Non
         "coldkey": coldkey,
         "block": block,
     }
-    event = MinerRegistered(**fields, signature=sign(key.private_key, fields))
-    return new_envelope(
-        event, key=str(uid), producer=PRODUCER_NAME, event_id=_event_id(event.signature)
-    )
+    return signed_envelope(MinerRegistered, fields, key.private_key, key=str(uid),
+                           producer=PRODUCER_NAME, signer="miner")
 
 
 def submission(
@@ -43,30 +40,13 @@ def submission(
 
     ``hash_override`` publishes a different hash on purpose (to see the validator reject it).
     """
-    fields = {
-        "type": "submission.published",
-        "repo_namespace": repo_namespace,
-        "repo_name": repo_name,
-        "revision": revision,
-        "config_template": config_template,
-        "competition_id": competition_id,
-        "hotkey": key.hotkey,
-        "block": block,
-        "hash": hash_override
-        or submission_hash(repo_namespace, repo_name, config_template, key.hotkey),
-    }
-    event = SubmissionPublished(**fields, signature=sign(key.private_key, fields))
-    return new_envelope(
-        event, key=key.hotkey, producer=PRODUCER_NAME, event_id=_event_id(event.signature)
+    fields = submission_fields(
+        "submission.published", repo_namespace=repo_namespace, repo_name=repo_name,
+        hotkey=key.hotkey, block=block, revision=revision, config_template=config_template,
+        competition_id=competition_id, hash_override=hash_override,
     )
-
-
-def _event_id(signature: str) -> str:
-    """Ed25519 signatures are deterministic, so the same signed event always has the same id.
-
-    Publishing the same registration or submission twice is then a no-op downstream.
-    """
-    return derived_event_id(signature, "miner")
+    return signed_envelope(SubmissionPublished, fields, key.private_key, key=key.hotkey,
+                           producer=PRODUCER_NAME, signer="miner")
 
 
 def publish(settings: KafkaSettings, topic: str, envelopes: list[Envelope]) -> None:

@@ -38,10 +38,9 @@ class MinerRegistered(_Signed):
     signature: Signature
 
 
-class SubmissionPublished(_Signed):
-    """A miner announces a model repo for evaluation (signed by the hotkey)."""
+class _Submission(_Signed):
+    """A model repo announced for evaluation: the fields every submission carries."""
 
-    type: Literal["submission.published"] = "submission.published"
     repo_namespace: RepoPart
     repo_name: RepoPart
     revision: Annotated[str, Field(max_length=64)] | None = None
@@ -50,7 +49,6 @@ class SubmissionPublished(_Signed):
     hotkey: Hotkey
     block: Annotated[int, Field(ge=0)]
     hash: HashStr
-    signature: Signature
 
     @property
     def repo(self) -> str:
@@ -62,6 +60,27 @@ class SubmissionPublished(_Signed):
         return submission_hash(
             self.repo_namespace, self.repo_name, self.config_template, self.hotkey
         )
+
+
+class SubmissionPublished(_Submission):
+    """A miner announces a model repo for evaluation (signed by the hotkey)."""
+
+    type: Literal["submission.published"] = "submission.published"
+    signature: Signature
+
+
+class SubmissionAttested(_Submission):
+    """A submission entered through the REST API on a miner's behalf: not signed by the miner
+    but attested by the operator (``operator`` is the operator's public key, ``signature`` its
+    signature over every other field). The intake worker accepts it only from the operator's
+    configured key."""
+
+    type: Literal["submission.attested"] = "submission.attested"
+    operator: Hotkey
+    signature: Signature
+
+
+SubmissionType = Literal["submission.published", "submission.attested"]
 
 
 class RejectionCode(StrEnum):
@@ -84,7 +103,7 @@ class SubmissionRejected(_Event):
     code: RejectionCode
     message: str
     source_event_id: str
-    source_type: Literal["miner.registered", "submission.published"]
+    source_type: Literal["miner.registered", "submission.published", "submission.attested"]
     hotkey: str | None = None
     uid: int | None = None
     hash: str | None = None
@@ -108,10 +127,12 @@ class EvaluationRequested(_Event):
     block: Annotated[int, Field(ge=0)]
     scoring_version: str = "v1"
     source_event_id: str
+    source_type: SubmissionType = "submission.published"
 
 
 EvaluationStatus = Literal["QUEUED", "PRECHECK", "RUNNING"]
 FinalStatus = Literal["COMPLETED", "FAILED"]
+Status = Literal["QUEUED", "PRECHECK", "RUNNING", "COMPLETED", "FAILED"]
 
 STATUS_RANK: dict[str, int] = {
     "QUEUED": 0, "PRECHECK": 1, "RUNNING": 2, "COMPLETED": 3, "FAILED": 3,
@@ -157,6 +178,8 @@ class ScoreComputed(_Event):
     samples: list[SampleResult] = Field(default_factory=list)
     timings: dict[str, float] = Field(default_factory=dict)
     revision: str | None = None
+    content_hash: str | None = None
+    """sha256 of the safetensors weights as evaluated (byte-identical weights share it)."""
     evaluator: str
     request_event_id: str
 
@@ -175,14 +198,74 @@ class DeadLetter(_Event):
     consumer: str
 
 
+class ChainBlock(_Event):
+    """The chain's head block, as a chain adapter (or ``speechstream chain tick``) saw it."""
+
+    type: Literal["chain.block"] = "chain.block"
+    block: Annotated[int, Field(ge=0)]
+
+
+class WeightEntry(_Event):
+    """One uid in a weights vector: the submission that counted for it and how it fared."""
+
+    uid: Annotated[int, Field(ge=0)]
+    hotkey: str | None = None
+    hash: str | None = None
+    repo: str | None = None
+    block: int | None = None
+    status: Status | None = None
+    score: float | None = None
+    content_hash: str | None = None
+    win_rate: float | None = None
+    """Wins over the other uids, divided by their number; None when invalid (``-inf``)."""
+    invalid: str | None = None
+    """Why the uid does not compete this epoch; None when it does."""
+    weight: Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class WeightsComputed(_Event):
+    """A validator's weights vector at one epoch (SPEC §5), entry by entry in uid order."""
+
+    type: Literal["weights.computed"] = "weights.computed"
+    validator: Annotated[str, Field(min_length=1, max_length=128)]
+    epoch: Annotated[int, Field(ge=0)]
+    block: Annotated[int, Field(ge=0)]
+    """The head block that ran the epoch; submissions after it do not count."""
+    entries: list[WeightEntry]
+
+    @property
+    def uids(self) -> list[int]:
+        """The uids, ascending."""
+        return [e.uid for e in self.entries]
+
+    @property
+    def weights(self) -> list[float]:
+        """The weight of each uid of :attr:`uids`."""
+        return [e.weight for e in self.entries]
+
+
+class MinerboardUpdated(_Event):
+    """Which submission stands for a uid on the minerboard (``POST /minerboard_update``)."""
+
+    type: Literal["minerboard.updated"] = "minerboard.updated"
+    hash: HashStr
+    uid: Annotated[int, Field(ge=0)]
+    hotkey: Annotated[str, Field(min_length=1, max_length=128)]
+    block: Annotated[int, Field(ge=0)]
+
+
 Event = Annotated[
     MinerRegistered
     | SubmissionPublished
+    | SubmissionAttested
     | SubmissionRejected
     | EvaluationRequested
     | EvaluationStatusChanged
     | ScoreComputed
-    | DeadLetter,
+    | DeadLetter
+    | ChainBlock
+    | WeightsComputed
+    | MinerboardUpdated,
     Field(discriminator="type"),
 ]
 
@@ -196,5 +279,9 @@ EVENT_TYPES: dict[str, type[BaseModel]] = {
         EvaluationStatusChanged,
         ScoreComputed,
         DeadLetter,
+        SubmissionAttested,
+        ChainBlock,
+        WeightsComputed,
+        MinerboardUpdated,
     )
 }

@@ -37,8 +37,8 @@ MINERS = TopicSpec(
     description="the validated miner registry (hotkey → uid)",
 )
 SUBMISSIONS = TopicSpec(
-    "submissions", 4, "hotkey", ("submission.published",),
-    description="signed submissions published by miners",
+    "submissions", 4, "hotkey", ("submission.published", "submission.attested"),
+    description="submissions signed by miners, or attested by the operator (REST API)",
 )
 ACCEPTED = TopicSpec(
     "submissions.accepted", 4, "repo", ("evaluation.requested",),
@@ -59,6 +59,18 @@ EVALUATION_STATUS = TopicSpec(
 SCORES = TopicSpec(
     "scores", 4, "hash", ("score.computed",),
     description="COMPLETED or FAILED evaluations, written transactionally by the evaluators",
+)
+CHAIN_BLOCKS = TopicSpec(
+    "chain.blocks", 1, "none", ("chain.block",),
+    description="the chain's head block, from a chain adapter or `speechstream chain tick`",
+)
+WEIGHTS = TopicSpec(
+    "weights", 1, "validator id", ("weights.computed",),
+    description="each validator's weights vector, one event an epoch",
+)
+MINERBOARD = TopicSpec(
+    "minerboard", 4, "uid", ("minerboard.updated",), cleanup_policy="compact",
+    description="which submission stands for each uid on the minerboard",
 )
 DEADLETTER = TopicSpec(
     "deadletter", 1, "original key", ("deadletter",),
@@ -103,6 +115,9 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     EVALUATION_REQUESTS,
     EVALUATION_STATUS,
     SCORES,
+    CHAIN_BLOCKS,
+    WEIGHTS,
+    MINERBOARD,
     DEADLETTER,
 )
 
@@ -148,6 +163,18 @@ class TopicRegistry:
     @property
     def scores(self) -> str:
         return self.name(SCORES)
+
+    @property
+    def chain_blocks(self) -> str:
+        return self.name(CHAIN_BLOCKS)
+
+    @property
+    def weights(self) -> str:
+        return self.name(WEIGHTS)
+
+    @property
+    def minerboard(self) -> str:
+        return self.name(MINERBOARD)
 
     @property
     def deadletter(self) -> str:

@@ -28,9 +28,11 @@ from schemas.events import (
     DeadLetter,
     EvaluationRequested,
     EvaluationStatusChanged,
+    MinerboardUpdated,
     MinerRegistered,
     ScoreComputed,
     SubmissionRejected,
+    WeightsComputed,
 )
 
 Row = tuple[Any, ...]
@@ -244,7 +246,7 @@ SCORES = Table("scores", ("hash", "scoring_version"), (
     Column("total_score", "double precision"), Column("reason", "text"),
     Column("revision", "text"), Column("evaluator", "text"), Column("timings", "jsonb"),
     Column("event_id", "text"), Column("request_event_id", "text"),
-    Column("computed_at", "timestamptz"),
+    Column("computed_at", "timestamptz"), Column("content_hash", "text"),
 ))
 SAMPLE_RESULTS = Table("sample_results", ("hash", "scoring_version", "index"), (
     Column("hash", "text"), Column("scoring_version", "text"), Column("index", "integer"),
@@ -264,8 +266,25 @@ DEAD_LETTERS = Table("dead_letters", ("event_id",), (
     Column("raw", "bytea"), Column("time", "timestamptz"),
 ))
 
+WEIGHTS = Table("weights", ("validator", "epoch"), (
+    Column("validator", "text"), Column("epoch", "bigint"), Column("block", "bigint"),
+    Column("event_id", "text"), Column("computed_at", "timestamptz"),
+))
+WEIGHT_ENTRIES = Table("weight_entries", ("validator", "epoch", "uid"), (
+    Column("validator", "text"), Column("epoch", "bigint"), Column("uid", "integer"),
+    Column("hotkey", "text"), Column("hash", "text"), Column("repo", "text"),
+    Column("block", "bigint"), Column("status", "text"), Column("score", "double precision"),
+    Column("content_hash", "text"), Column("win_rate", "double precision"),
+    Column("invalid", "text"), Column("weight", "double precision"),
+))
+MINERBOARD = Table("minerboard", ("uid",), (
+    Column("uid", "integer"), Column("hash", "text"), Column("hotkey", "text"),
+    Column("block", "bigint"), Column("event_id", "text"), Column("updated_at", "timestamptz"),
+))
+
 TABLES: tuple[Table, ...] = (
     MINERS, SUBMISSIONS, STATUS_EVENTS, SCORES, SAMPLE_RESULTS, REJECTIONS, DEAD_LETTERS,
+    WEIGHTS, WEIGHT_ENTRIES, MINERBOARD,
 )
 """Every materialized table (row counts, rebuilds and the schema check go over these)."""
 
@@ -313,7 +332,7 @@ FEEDS: tuple[Feed, ...] = (
     Feed(
         "scores", SCORES,
         (*_payload("hash", "scoring_version", "status", "total_score", "reason", "revision",
-                   "evaluator", "request_event_id"),
+                   "evaluator", "request_event_id", "content_hash"),
          Source("timings", "payload.timings", Jsonb),
          Source("event_id", "event_id"), Source("computed_at", "time")),
         InsertNew(order=("computed_at", "event_id")), event=ScoreComputed,
@@ -347,6 +366,26 @@ FEEDS: tuple[Feed, ...] = (
          Source("raw", "payload.raw_b64", base64.b64decode),
          Source("event_id", "event_id"), Source("time", "time")),
         InsertNew(), event=DeadLetter,
+    ),
+    Feed(
+        "weights", WEIGHTS,
+        (*_payload("validator", "epoch", "block"), Source("event_id", "event_id"),
+         Source("computed_at", "time")),
+        InsertNew(), event=WeightsComputed,
+    ),
+    Feed(
+        "weight_entries", WEIGHT_ENTRIES,
+        (*_payload("validator", "epoch"),
+         *(Source(name, f"item.{name}") for name in (
+             "uid", "hotkey", "hash", "repo", "block", "status", "score", "content_hash",
+             "win_rate", "invalid", "weight"))),
+        InsertNew(), event=WeightsComputed, each="payload.entries",
+    ),
+    Feed(
+        "minerboard", MINERBOARD,
+        (*_payload("uid", "hash", "hotkey", "block"), Source("event_id", "event_id"),
+         Source("updated_at", "time")),
+        KeepLatest(by=("block", "event_id")), event=MinerboardUpdated,
     ),
 )
 """Every feed, in the order the writer merges them."""

@@ -63,3 +63,8 @@ class TransactionAbortedError(TransactionError):
 
 class ServiceError(SpeechstreamError):
     """A service could not start or stopped on its own; the message and its log say why."""
+
+
+class KeyFileError(SpeechstreamError):
+    """A key file is missing, unreadable, open to others or malformed; create one with
+    `speechstream miner keygen` (or `operator keygen`) and keep it at mode 0600."""

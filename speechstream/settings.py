@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -101,6 +101,10 @@ class StreamsSettings(BaseSettings):
     web_enabled: bool = True
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
     metrics_port: int | None = Field(None, description="Serve /metrics and /health here.")
+    operator_key: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = Field(
+        None, description="The operator's public key (hex): submissions it attests through "
+        "the REST API are accepted; none is accepted without it.",
+    )
 
 
 class EvaluatorSettings(BaseSettings):

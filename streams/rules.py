@@ -5,7 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from schemas.events import MinerRegistered, RejectionCode, SubmissionPublished
+from schemas.events import (
+    MinerRegistered,
+    RejectionCode,
+    SubmissionAttested,
+    SubmissionPublished,
+)
 from schemas.signing import signature_is_valid
 
 RATE_LIMIT_BLOCKS = 28_800
@@ -31,12 +36,27 @@ class Decision:
     rejection: Rejection | None = None
 
 
-def check_signature(event: MinerRegistered | SubmissionPublished) -> Rejection | None:
-    """The hotkey's signature over every other field must verify."""
-    if signature_is_valid(event.hotkey, event.signed_fields(), event.signature):
+def check_signature(
+    event: MinerRegistered | SubmissionPublished | SubmissionAttested,
+    operator_key: str | None = None,
+) -> Rejection | None:
+    """A miner's event must verify against its hotkey; a submission attested through the REST
+    API must come from ``operator_key``, the operator's configured public key, and verify
+    against it."""
+    if isinstance(event, SubmissionAttested):
+        if operator_key is None or event.operator != operator_key:
+            return Rejection(
+                RejectionCode.BAD_SIGNATURE,
+                f"attested by {event.operator[:16]}…, which is not the operator's key"
+                + ("" if operator_key else " (no operator key is configured)"),
+            )
+        signer = event.operator
+    else:
+        signer = event.hotkey
+    if signature_is_valid(signer, event.signed_fields(), event.signature):
         return None
     return Rejection(
-        RejectionCode.BAD_SIGNATURE, f"signature does not verify for hotkey {event.hotkey[:16]}…"
+        RejectionCode.BAD_SIGNATURE, f"signature does not verify for key {signer[:16]}…"
     )
 
 
@@ -55,7 +75,7 @@ HISTORY = 32  # accepted submissions remembered per hotkey
 
 
 def check_submission(
-    event: SubmissionPublished,
+    event: SubmissionPublished | SubmissionAttested,
     registered_uid: int | None,
     accepted: list[list[Any]] | None,
     window: int = RATE_LIMIT_BLOCKS,

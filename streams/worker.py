@@ -28,7 +28,8 @@ def build_app(
     app = create_app(kafka, streams)
     declared = declare(app, kafka, streams)
     registrations.register_agents(app, declared, metrics)
-    submissions.register_agents(app, declared, metrics, streams.rate_limit_blocks)
+    submissions.register_agents(app, declared, metrics, streams.rate_limit_blocks,
+                                streams.operator_key)
     return app
 
 

@@ -6,9 +6,9 @@ from collections.abc import Iterator
 
 from nacl.signing import SigningKey
 
-from producers.keys import Hotkey
 from producers.miner import registration, submission
 from schemas.codec import encode
+from speechstream.keys import Hotkey
 
 SPACING = 28_800  # one rate-limit window between a miner's submissions
 

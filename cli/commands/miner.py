@@ -6,10 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from producers.exceptions import KeyFileError
-from producers.keys import create_key_file, load_key_file
 from producers.miner import publish, registration, submission
-from speechstream.exceptions import DeliveryError
+from speechstream.exceptions import DeliveryError, KeyFileError
+from speechstream.keys import create_key_file, load_key_file
 from speechstream.settings import KafkaSettings
 
 DEFAULT_KEY_FILE = Path("~/.speechstream/hotkey.json")

@@ -9,6 +9,7 @@ from schemas.envelope import Envelope, derived_event_id, new_envelope
 from schemas.events import (
     EvaluationRequested,
     MinerRegistered,
+    SubmissionAttested,
     SubmissionPublished,
     SubmissionRejected,
 )
@@ -36,9 +37,9 @@ async def reject(
     if isinstance(p, MinerRegistered):
         extra: dict[str, object] = {"uid": p.uid, "source_type": p.type}
     else:
-        assert isinstance(p, SubmissionPublished | EvaluationRequested)
+        assert isinstance(p, SubmissionPublished | SubmissionAttested | EvaluationRequested)
         extra = {"hash": p.hash, "repo_namespace": p.repo_namespace, "repo_name": p.repo_name,
-                 "source_type": "submission.published"}
+                 "source_type": p.source_type if isinstance(p, EvaluationRequested) else p.type}
         if isinstance(p, EvaluationRequested):
             extra["uid"] = p.uid
     # Rejections name the miner's event: the submission's own id, not an internal one.

@@ -7,7 +7,12 @@ import time
 import faust
 
 from schemas.envelope import Envelope
-from schemas.events import EvaluationRequested, EvaluationStatusChanged, SubmissionPublished
+from schemas.events import (
+    EvaluationRequested,
+    EvaluationStatusChanged,
+    SubmissionAttested,
+    SubmissionPublished,
+)
 from streams.agents.emit import emit, reject
 from streams.deadletter import decode_or_dead_letter
 from streams.metrics import StreamsMetrics
@@ -16,20 +21,23 @@ from streams.topics import Streams
 
 
 def register_agents(
-    app: faust.App, s: Streams, metrics: StreamsMetrics, rate_limit_blocks: int
+    app: faust.App, s: Streams, metrics: StreamsMetrics, rate_limit_blocks: int,
+    operator_key: str | None = None,
 ) -> None:
-    """Attach the submission agents to ``app``."""
+    """Attach the submission agents to ``app``; ``operator_key`` (the operator's public key)
+    is the only key whose attested submissions (from the REST API) are accepted."""
 
     @app.agent(s.submissions, name="validate_submission")
     async def validate_submission(stream: faust.StreamT) -> None:
         async for event in stream.events():
             started = time.perf_counter()
-            env = await decode_or_dead_letter(event, s.deadletter, metrics, SubmissionPublished)
+            env = await decode_or_dead_letter(event, s.deadletter, metrics,
+                                              (SubmissionPublished, SubmissionAttested))
             if env is None:
                 continue
             p = env.payload
             hotkey = p.hotkey
-            verdict = check_signature(p) or check_submission(
+            verdict = check_signature(p, operator_key) or check_submission(
                 p, s.hotkey_uid.get(hotkey), s.last_accepted.get(hotkey), rate_limit_blocks
             )
             if isinstance(verdict, Rejection):
@@ -45,7 +53,7 @@ def register_agents(
                 hash=p.hash, hotkey=p.hotkey, uid=s.hotkey_uid.get(hotkey),
                 repo_namespace=p.repo_namespace, repo_name=p.repo_name, revision=p.revision,
                 config_template=p.config_template, competition_id=p.competition_id,
-                block=p.block, source_event_id=env.event_id,
+                block=p.block, source_event_id=env.event_id, source_type=p.type,
             )
             await emit(s.accepted, accepted, key=p.repo, source=env, stage="accepted")
             metrics.seconds.observe(time.perf_counter() - started)

@@ -8,9 +8,9 @@ import urllib.request
 
 import pytest
 
-from producers.keys import create_key_file
 from producers.miner import registration, submission
 from schemas.codec import MAX_EVENT_BYTES, encode
+from speechstream.keys import create_key_file
 from speechstream.settings import StreamsSettings
 from tests.conftest import pick_ports
 from tests.scorers import SAMPLES

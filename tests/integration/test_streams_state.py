@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from producers.keys import create_key_file
 from producers.miner import registration, submission
 from schemas.events import RejectionCode
 from schemas.topics import changelog_specs
 from speechstream.kafka.admin import delete_topics
+from speechstream.keys import create_key_file
 
 pytestmark = pytest.mark.integration
 

@@ -94,6 +94,7 @@ def test_request_gives_statuses_then_score_with_offset_in_one_transaction() -> N
     assert (score.status, score.total_score) == ("COMPLETED", expected.total_score)
     assert (score.evaluator, score.request_event_id) == ("box-cuda:1", "req-1")
     assert len(score.samples) == 3 and "evaluation_s" in score.timings
+    assert score.content_hash == expected.content_hash and score.content_hash
     assert metrics.evaluations.labels("COMPLETED")._value.get() == 1
     assert metrics.in_progress._value.get() == 0
 

@@ -7,11 +7,11 @@ import stat
 
 import pytest
 
-from producers.exceptions import KeyFileError
-from producers.keys import create_key_file, load_key_file
 from producers.miner import registration, submission
 from schemas.codec import decode, encode
 from schemas.signing import signature_is_valid
+from speechstream.exceptions import KeyFileError
+from speechstream.keys import create_key_file, load_key_file
 
 
 def test_key_file_is_private_and_round_trips(tmp_path) -> None:

@@ -26,9 +26,24 @@ from schemas import (
 )
 from schemas.codec import dead_letter
 from schemas.envelope import Envelope, derived_event_id
+from schemas.events import (
+    ChainBlock,
+    MinerboardUpdated,
+    SubmissionAttested,
+    WeightEntry,
+    WeightsComputed,
+)
 from schemas.hashing import submission_hash
 from schemas.signing import generate_key, sign, signature_is_valid
-from schemas.topics import ALL_TOPICS, TopicRegistry
+from schemas.topics import (
+    ACCEPTED,
+    ALL_TOPICS,
+    MINERS,
+    REGISTRATIONS,
+    SUBMISSIONS,
+    TABLE_PARTITIONS,
+    TopicRegistry,
+)
 
 HK = "ab" * 32
 SIG = "cd" * 64
@@ -55,6 +70,17 @@ EVENTS = [
     ),
     DeadLetter(raw_b64="eA==", raw_size=1, topic="t", partition=0, offset=5, error="x",
                consumer="sink"),
+    SubmissionAttested(
+        repo_namespace="alice", repo_name="tts-ft-1", hotkey=HK, block=11, hash=H,
+        operator="ef" * 32, signature=SIG,
+    ),
+    ChainBlock(block=7200),
+    WeightsComputed(validator="v1", epoch=20, block=7200, entries=[
+        WeightEntry(uid=0, hotkey=HK, hash=H, repo="alice/tts-ft-1", block=11,
+                    status="COMPLETED", score=0.5, win_rate=1.0, weight=1.0),
+        WeightEntry(uid=1, invalid="no submission", weight=0.0),
+    ]),
+    MinerboardUpdated(hash=H, uid=3, hotkey=HK, block=11),
 ]
 
 
@@ -140,8 +166,9 @@ def test_topic_registry_names_are_prefixed_and_unique() -> None:
     assert len(set(names)) == len(ALL_TOPICS)
     assert all(name.startswith("t1.") for name in names)
     assert reg.submissions == "t1.submissions"
-    # Co-partitioned topics (joined through Faust tables) share a partition count.
-    assert len({s.partitions for s in ALL_TOPICS if s.name != "deadletter"}) == 1
+    # Co-partitioned topics (joined through the intake worker's tables) share a partition count.
+    joined = (REGISTRATIONS, MINERS, SUBMISSIONS, ACCEPTED)
+    assert {s.partitions for s in joined} == {TABLE_PARTITIONS}
 
 
 def test_envelope_json_schema_accepts_encoded_events() -> None:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from producers.keys import Hotkey
 from producers.miner import registration, submission
-from schemas.events import RejectionCode
+from schemas.events import RejectionCode, SubmissionAttested
+from schemas.signed import signed_envelope, submission_fields
 from schemas.signing import generate_key
+from speechstream.keys import Hotkey
 from streams.rules import (
     RATE_LIMIT_BLOCKS,
     Rejection,
@@ -34,6 +35,32 @@ def test_signature_good_and_forged(key) -> None:
     forged = event.model_copy(update={"block": 101})
     rejection = check_signature(forged)
     assert rejection is not None and rejection.code is RejectionCode.BAD_SIGNATURE
+
+
+def _attested(operator: Hotkey, miner: Hotkey, block: int = 100):
+    fields = {**submission_fields("submission.attested", repo_namespace="ns", repo_name="api",
+                                  hotkey=miner.hotkey, block=block),
+              "operator": operator.hotkey}
+    return signed_envelope(SubmissionAttested, fields, operator.private_key, key=miner.hotkey,
+                           producer="test", signer="operator").payload
+
+
+def test_an_attested_submission_counts_only_from_the_operator_key(key) -> None:
+    operator, stranger = Hotkey(*generate_key()), Hotkey(*generate_key())
+    event = _attested(operator, key)
+    assert check_signature(event, operator.hotkey) is None
+    assert check_submission(event, 1, None) is None  # then the same rules as a miner's
+    for configured in (stranger.hotkey, None):
+        rejection = check_signature(event, configured)
+        assert rejection is not None and rejection.code is RejectionCode.BAD_SIGNATURE
+        assert "not the operator's key" in rejection.message
+    assert "no operator key is configured" in check_signature(event, None).message
+    # A stranger signing in the operator's name, and a tampered attestation, do not verify.
+    forged = _attested(stranger, key).model_copy(update={"operator": operator.hotkey})
+    tampered = event.model_copy(update={"block": 101})
+    for bad in (forged, tampered):
+        rejection = check_signature(bad, operator.hotkey)
+        assert rejection is not None and "does not verify" in rejection.message
 
 
 def test_hash_mismatch_and_unregistered(key) -> None:

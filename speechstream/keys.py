@@ -1,4 +1,5 @@
-"""Hotkey key files: an ed25519 private key and its hotkey, stored as JSON with mode 0600."""
+"""Key files: an ed25519 private key and its public key (a miner's hotkey, or the operator's
+key), stored as JSON with mode 0600."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from producers.exceptions import KeyFileError
 from schemas.signing import generate_key, hotkey_of
+from speechstream.exceptions import KeyFileError
 
 
 @dataclass(frozen=True)
