@@ -19,6 +19,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cli.commands.streams",
     "cli.commands.evaluator",
     "cli.commands.sink",
+    "cli.commands.chain",
+    "cli.commands.validator",
     "cli.commands.leaderboard",
     "cli.commands.demo",
 )

@@ -31,3 +31,22 @@ class EvaluatorMetrics(MetricsBundle):
     )
     last_poll: Gauge = metric(Gauge, "speechstream_evaluator_last_poll_timestamp_seconds",
                               "When the evaluator last polled Kafka (health)")
+
+
+@dataclass(frozen=True)
+class ValidatorMetrics(MetricsBundle):
+    """Epochs run and their durations, the latest epoch, the chain head, undecodable records."""
+
+    epochs: Counter = metric(Counter, "speechstream_validator_epochs_total",
+                             "Weights vectors computed and published")
+    epoch_seconds: Histogram = metric(
+        Histogram, "speechstream_validator_epoch_seconds",
+        "Time to compute and publish one epoch's weights",
+        buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5),
+    )
+    last_epoch: Gauge = metric(Gauge, "speechstream_validator_last_epoch",
+                               "The latest epoch published")
+    head_block: Gauge = metric(Gauge, "speechstream_validator_head_block",
+                               "The chain's head block as last read")
+    undecodable: Counter = metric(Counter, "speechstream_validator_undecodable_total",
+                                  "Records read that did not decode (left to the sink)")

@@ -120,6 +120,23 @@ class EvaluatorSettings(BaseSettings):
     metrics_port: int | None = Field(None, description="Serve /metrics and /health here.")
 
 
+class ValidatorSettings(BaseSettings):
+    """A validator: weights from the score topic at every epoch (SPEC §5).
+
+    ``validator_id`` names its vectors on the weights topic; ``epoch_blocks`` is how many
+    chain blocks an epoch lasts; scores of ``scoring_version`` count.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="SPEECHSTREAM_VALIDATOR_", extra="ignore")
+
+    validator_id: str = Field(default_factory=socket.gethostname, min_length=1, max_length=128)
+    epoch_blocks: int = Field(100, ge=1)
+    scoring_version: str = "v1"
+    group_id: str = "speechstream-validator"
+    poll_timeout_s: float = 0.5
+    metrics_port: int | None = Field(None, description="Serve /metrics and /health here.")
+
+
 class SinkSettings(BaseSettings):
     """The PostgreSQL sink."""
 

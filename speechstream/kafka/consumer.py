@@ -13,7 +13,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    IsolationLevel,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from schemas.codec import MAX_DEAD_LETTER_BYTES, MAX_EVENT_BYTES
 from schemas.envelope import Envelope
@@ -22,6 +31,7 @@ from speechstream.kafka.records import Expected, dead_letter_for, decode_record
 from speechstream.settings import KafkaSettings
 
 Rebalance = Callable[[Consumer, list[TopicPartition]], None]
+TIMEOUT_S = 30.0
 
 
 @dataclass(slots=True)
@@ -69,6 +79,7 @@ class EventConsumer:
         else:
             self._expected, self._expected_elsewhere = {}, expected
         self._client = client
+        self._admin: AdminClient | None = None
         self._log = logger or logging.getLogger(__name__)
         self._deadletter_topic = kafka.topics.deadletter
         # Dead letters carry raw bytes, so theirs may be larger than an event.
@@ -83,13 +94,35 @@ class EventConsumer:
             raise ConsumeError(f"{self.name}: the consumer is not started: call start() first")
         return self._client
 
-    def start(self, *, on_revoke: Rebalance | None = None) -> EventConsumer:
-        """Create the client (unless injected) and subscribe; ``on_revoke`` also sees losses."""
+    def start(
+        self, *, on_revoke: Rebalance | None = None, from_start: bool = False
+    ) -> EventConsumer:
+        """Create the client (unless injected) and subscribe; ``on_revoke`` also sees losses.
+
+        ``from_start`` reads every partition of the topics from its first offset instead, with
+        no consumer group (a service that rebuilds its state from the log at each start).
+        """
         if self._client is None:
             self._client = Consumer(self._kafka.to_librdkafka(**self._config))
+        if from_start:
+            self._client.assign([
+                TopicPartition(topic, partition, OFFSET_BEGINNING)
+                for topic in self.topics for partition in self._partitions(topic)
+            ])
+            return self
         callbacks = {} if on_revoke is None else {"on_revoke": on_revoke, "on_lost": on_revoke}
         self._client.subscribe(self.topics, **callbacks)
         return self
+
+    def _partitions(self, topic: str) -> list[int]:
+        try:
+            found = self.client.list_topics(topic, timeout=TIMEOUT_S).topics.get(topic)
+        except KafkaException as exc:
+            raise ConsumeError(f"{self.name}: no metadata for {topic}: {exc.args[0]}") from exc
+        if found is None or found.error is not None or not found.partitions:
+            raise ConsumeError(f"{self.name}: topic {topic} does not exist; create it with "
+                               "`speechstream topics create`")
+        return sorted(found.partitions)
 
     def poll(self, max_records: int, timeout_s: float) -> Batch:
         """Up to ``max_records`` records within ``timeout_s``, each decoded or dead-lettered.
@@ -153,6 +186,41 @@ class EventConsumer:
         return bool(assignment) and all(
             (tp.topic, tp.partition) in self.at_end for tp in assignment
         )
+
+    def caught_up(self) -> bool:
+        """Whether everything published to the assigned partitions so far has been read: each
+        position has reached the end the broker reports now (the last stable offset, under
+        read_committed), so a partition read to its end before a record arrived is not."""
+        client = self.client
+        assignment = client.assignment()
+        if not assignment:
+            return False
+        if self._admin is None:
+            self._admin = AdminClient(self._kafka.to_librdkafka())
+        committed = self._config.get("isolation.level", "read_committed") == "read_committed"
+        level = IsolationLevel.READ_COMMITTED if committed else IsolationLevel.READ_UNCOMMITTED
+        try:
+            ends = self._admin.list_offsets(
+                {TopicPartition(tp.topic, tp.partition): OffsetSpec.latest()
+                 for tp in assignment},
+                isolation_level=level, request_timeout=TIMEOUT_S,
+            )
+            end = {(tp.topic, tp.partition): f.result().offset for tp, f in ends.items()}
+            positions = client.position(assignment)
+        except KafkaException as exc:
+            self._log.warning("%s: cannot tell whether it is caught up: %s", self.name,
+                              exc.args[0])
+            return False
+        # A partition not read from yet has no position: caught up only while it is empty.
+        return all(
+            tp.offset >= end[tp.topic, tp.partition] if tp.offset >= 0
+            else end[tp.topic, tp.partition] <= 0 or self._is_empty(tp)
+            for tp in positions
+        )
+
+    def _is_empty(self, tp: TopicPartition) -> bool:
+        low, high = self.client.get_watermark_offsets(tp, timeout=TIMEOUT_S, cached=True)
+        return low >= high
 
     def commit(self) -> None:
         """Commit the positions of everything consumed so far, synchronously."""

@@ -1,0 +1,70 @@
+"""What the validator makes of the log, without Kafka: the registry, each uid's latest
+submission and how it stands."""
+
+from __future__ import annotations
+
+from consumers.validator import ValidatorState
+from schemas import (
+    EvaluationRequested,
+    EvaluationStatusChanged,
+    MinerRegistered,
+    ScoreComputed,
+    new_envelope,
+)
+from schemas.events import ChainBlock
+
+
+def _hk(n: int) -> str:
+    return f"{n:02x}" * 32
+
+
+def _reg(hotkey: int, uid: int, block: int, event_id: str):
+    return new_envelope(MinerRegistered(hotkey=_hk(hotkey), uid=uid, block=block,
+                                        signature="cd" * 64),
+                        key=None, producer="t", event_id=event_id)
+
+
+def _req(hotkey: int, uid: int, h: str, block: int, repo: str = "m"):
+    return new_envelope(EvaluationRequested(hash=h, hotkey=_hk(hotkey), uid=uid,
+                                            repo_namespace="ns", repo_name=repo, block=block,
+                                            source_event_id=f"s{h}{block}"),
+                        key=h, producer="t")
+
+
+def test_each_uid_competes_with_its_holders_latest_submission() -> None:
+    state = ValidatorState()
+    for env in (
+        _reg(1, 0, 5, "a"), _reg(2, 1, 5, "b"),
+        _reg(3, 1, 9, "c"),  # a later claim of uid 1 by another hotkey does not take it
+        _req(1, 0, "10", 100, "old"), _req(1, 0, "11", 200, "new"),
+        _req(2, 1, "20", 50),
+        new_envelope(EvaluationStatusChanged(hash="11", status="RUNNING"), key="11",
+                     producer="t"),
+        new_envelope(EvaluationStatusChanged(hash="11", status="PRECHECK"), key="11",
+                     producer="t"),  # late, lower: ignored
+        new_envelope(ScoreComputed(hash="20", status="COMPLETED", total_score=0.7,
+                                   evaluator="e", request_event_id="r", content_hash="w"),
+                     key="20", producer="t"),
+        new_envelope(ScoreComputed(hash="20", scoring_version="v2", status="COMPLETED",
+                                   total_score=0.1, evaluator="e", request_event_id="r"),
+                     key="20", producer="t"),  # another scoring version: not this one
+        new_envelope(ChainBlock(block=300), key=None, producer="t"),
+        new_envelope(ChainBlock(block=250), key=None, producer="t"),  # the head never goes back
+    ):
+        state.apply(env)
+    assert state.head == 300
+    assert state.uids() == {0: _hk(1), 1: _hk(2)}
+    first, second = state.candidates()
+    assert (first.uid, first.hash, first.block, first.repo, first.status, first.score) == (
+        0, "11", 200, "ns/new", "RUNNING", None)
+    assert (second.uid, second.hash, second.status, second.score, second.content_hash) == (
+        1, "20", "COMPLETED", 0.7, "w")
+
+
+def test_a_request_delivered_twice_keeps_its_earliest_block() -> None:
+    state = ValidatorState()
+    state.apply(_reg(1, 0, 5, "a"))
+    state.apply(_req(1, 0, "10", 300))
+    state.apply(_req(1, 0, "10", 100))
+    (only,) = state.candidates()
+    assert (only.block, only.status) == (100, "QUEUED")
