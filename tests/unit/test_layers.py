@@ -11,7 +11,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("schemas", "speechstream", "producers", "streams", "consumers", "scoring", "sinks",
-            "cli", "devstack", "bench")
+            "api", "cli", "devstack", "bench")
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
 
 

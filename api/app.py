@@ -1,0 +1,69 @@
+"""The FastAPI app: its routers, the store and publisher opened in its lifespan, its errors."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry
+
+from api import routes
+from api.exceptions import NoOperatorKeyError, StoreUnavailableError
+from api.metrics import ApiMetrics
+from api.publisher import Publisher
+from api.store import Store
+from speechstream.exceptions import DeliveryError
+from speechstream.settings import ApiSettings
+
+
+def create_app(
+    settings: ApiSettings, store: Store, publisher: Publisher, registry: CollectorRegistry
+) -> FastAPI:
+    """The API over ``store`` and ``publisher`` (opened and closed with the app)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store.open()
+        publisher.start()
+        try:
+            yield
+        finally:
+            try:
+                publisher.close()
+            finally:
+                store.close()
+
+    app = FastAPI(title="speechstream API", lifespan=lifespan,
+                  description="The original system's HTTP surface, served from PostgreSQL.")
+    app.state.settings = settings
+    app.state.store = store
+    app.state.publisher = publisher
+    app.state.registry = registry
+    for router in (routes.submissions, routes.minerboard, routes.entries, routes.weights,
+                   routes.service):
+        app.include_router(router)
+
+    async def unavailable(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(status_code=503, content={"detail": str(exc)})
+
+    for error in (StoreUnavailableError, NoOperatorKeyError, DeliveryError):
+        app.add_exception_handler(error, unavailable)
+
+    metrics = ApiMetrics.create(registry)
+
+    @app.middleware("http")
+    async def measure(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unknown")
+        metrics.requests.labels(path, str(response.status_code)).inc()
+        metrics.seconds.labels(path).observe(time.perf_counter() - started)
+        return response
+
+    return app

@@ -1,0 +1,136 @@
+"""What the API reads and answers: request and response models, the original clients' shapes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Status = Literal["QUEUED", "PRECHECK", "RUNNING", "COMPLETED", "FAILED"]
+"""The statuses the original clients know; a rejected submission is FAILED to them."""
+HotkeyField = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$",
+                                   description="the miner's hotkey: ed25519 public key, hex")]
+HashField = Annotated[str, Field(pattern=r"^0*[0-9]{1,20}$", description="submission hash")]
+
+
+class Score(BaseModel):
+    """The part of a score the clients read."""
+
+    total_score: float | None = None
+
+
+class Details(BaseModel):
+    """What identifies the weights evaluated."""
+
+    safetensors_hash: str | None = None
+
+
+class Entry(BaseModel):
+    """A submission's current entry (``ensure_model`` answers it without ``hash``)."""
+
+    score: Score
+    details: Details
+    status: Status
+    notes: str | None = None
+
+
+class SubmissionDetails(Entry):
+    """``GET /model_submission_details``: the entry of a known submission."""
+
+    hash: str
+
+
+class Queued(BaseModel):
+    """``POST /ensure_model`` of a submission the pipeline did not know: published, queued."""
+
+    status: Literal["QUEUED"] = "QUEUED"
+
+
+class EnsureModelRequest(BaseModel):
+    """``POST /ensure_model``'s body (the original's field names)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    repo_namespace: Annotated[str, Field(min_length=1, max_length=96,
+                                         pattern=r"^[A-Za-z0-9._-]+$")]
+    repo_name: Annotated[str, Field(min_length=1, max_length=96, pattern=r"^[A-Za-z0-9._-]+$")]
+    hash: HashField
+    chat_template_type: Annotated[str, Field(min_length=1, max_length=64)] = "default"
+    block: Annotated[int, Field(ge=0)]
+    hotkey: HotkeyField
+    revision: Annotated[str, Field(max_length=64)] | None = None
+
+
+class MinerboardRequest(BaseModel):
+    """``POST /minerboard_update``'s body."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    hash: HashField
+    uid: Annotated[int, Field(ge=0)]
+    hotkey: Annotated[str, Field(min_length=1, max_length=128)]
+    block: Annotated[int, Field(ge=0)]
+
+
+class MinerboardEntry(BaseModel):
+    """One uid on ``GET /minerboard``."""
+
+    uid: int
+    hotkey: str
+    hash: str
+    block: int
+    status: Status | None
+    repo_namespace: str | None
+    repo_name: str | None
+    safetensors_hash: str | None
+    total_score: float | None
+    timestamp: datetime
+    notes: str | None
+
+
+class RecentEntry(BaseModel):
+    """One submission on ``GET /recent_entries``."""
+
+    hash: str | None
+    status: Status
+    repo_name: str | None
+    repo_namespace: str | None
+    safetensors_hash: str | None
+    total_score: float | None
+    timestamp: datetime
+    notes: str | None
+
+
+class WeightOfUid(BaseModel):
+    """One uid of a weights vector."""
+
+    uid: int
+    weight: float
+    hotkey: str | None
+    hash: str | None
+    repo: str | None
+    status: str | None
+    score: float | None
+    win_rate: float | None
+    invalid: str | None
+
+
+class Weights(BaseModel):
+    """``GET /weights``: a validator's latest vector."""
+
+    validator: str
+    epoch: int
+    block: int
+    uids: list[int]
+    weights: list[float]
+    entries: list[WeightOfUid]
+
+
+class HealthCheck(BaseModel):
+    """``GET /hc``: the original's answer (``g`` up, ``k`` no kill switch)."""
+
+    g: bool = True
+    k: bool = False
+    info: str = "speechstream validation API"
+    id: str = "speechstream-api"
