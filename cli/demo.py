@@ -1,8 +1,10 @@
 """The main job: the whole pipeline on the local stack, from three miners to a leaderboard.
 
 Builds three small TTS models of a real architecture, registers four miners, publishes three
-valid submissions and one that must be rejected, runs the validation worker, one evaluator
-and the sink as child processes, shows progress, and prints the leaderboard from PostgreSQL.
+valid submissions and one that must be rejected, runs the intake worker, one evaluator, the
+sink, a validator and the REST API as child processes, shows progress, moves the chain's head
+to the next epoch, and ends with the leaderboard from PostgreSQL, the validator's weights and
+the API's answer for one submission.
 Everything is deterministic (keys, blocks, event ids): running it again changes nothing.
 """
 
@@ -12,13 +14,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import httpx
 import psycopg
 
 from cli.exceptions import DemoTimeoutError
+from consumers.validator import latest_vector
+from devstack.process import free_port
 from devstack.processes import ServiceProcess
 from devstack.stack import DevStack
 from producers.miner import publish, registration, submission
+from schemas.envelope import derived_event_id, new_envelope
+from schemas.events import ChainBlock, WeightsComputed
 from sinks.queries import LeaderboardRow, leaderboard, registered_hotkeys
 from speechstream.keys import Hotkey, create_key_file, load_key_file
 from speechstream.settings import DatabaseSettings, DevSettings, KafkaSettings
@@ -45,6 +53,8 @@ MINERS = (
 )
 REGISTRATION_BLOCK = 100
 SUBMISSION_BLOCK = 5_000
+EPOCH_BLOCKS = 100
+VALIDATOR_ID = "demo-validator"
 
 
 @dataclass(frozen=True)
@@ -57,6 +67,16 @@ class DemoOptions:
     device: str = "cpu"
 
 
+@dataclass(frozen=True)
+class DemoResult:
+    """What the demo ends with: the leaderboard, the validator's weights, the API's answer."""
+
+    leaderboard: list[LeaderboardRow]
+    weights: WeightsComputed
+    api_url: str
+    api_answer: dict[str, Any] | None
+
+
 def run_demo(
     options: DemoOptions,
     kafka: KafkaSettings,
@@ -64,16 +84,16 @@ def run_demo(
     dev: DevSettings,
     *,
     say: Callable[[str], None] = print,
-) -> list[LeaderboardRow]:
-    """Run the whole pipeline once and return the leaderboard."""
-    say("== 1/5 local stack")
+) -> DemoResult:
+    """Run the whole pipeline once; return the leaderboard, the weights and an API answer."""
+    say("== 1/6 local stack")
     up = DevStack(dev).up(kafka)
     for state in up.services:
         say(f"   {state.describe()}")
     kafka = kafka.model_copy(update={"bootstrap_servers": up.bootstrap_servers})
     conninfo = up.database_url
 
-    say("== 2/5 models and miners")
+    say("== 2/6 models and miners")
     models_root = (options.state_dir / "models").resolve()
     keys = {m.name: _key(options.state_dir / "keys" / f"{m.name}.json") for m in MINERS}
     for miner in MINERS:
@@ -92,7 +112,11 @@ def run_demo(
         "SPEECHSTREAM_SCORING_N_SAMPLES": str(options.samples),
         "SPEECHSTREAM_STREAMS_WEB_ENABLED": "false",
         "SPEECHSTREAM_STREAMS_DATA_DIR": str((options.state_dir / "streams").resolve()),
+        "SPEECHSTREAM_VALIDATOR_VALIDATOR_ID": VALIDATOR_ID,
+        "SPEECHSTREAM_VALIDATOR_EPOCH_BLOCKS": str(EPOCH_BLOCKS),
     }
+    api_port = free_port()
+    api_url = f"http://127.0.0.1:{api_port}"
     logs = options.state_dir / "logs"
     services = [
         ServiceProcess("streams", ["streams", "worker"], logs / "streams.log", env),
@@ -101,14 +125,16 @@ def run_demo(
             logs / "evaluator.log", env,
         ),
         ServiceProcess("sink", ["sink", "run"], logs / "sink.log", env),
+        ServiceProcess("validator", ["validator", "run"], logs / "validator.log", env),
+        ServiceProcess("api", ["api", "run", "--port", str(api_port)], logs / "api.log", env),
     ]
-    say(f"== 3/5 services (logs in {logs})")
+    say(f"== 3/6 services (logs in {logs})")
     try:
         for service in services:
             service.start()
             say(f"   {service.name}: pid {service.process.pid if service.process else '?'}")
 
-        say("== 4/5 registrations and submissions")
+        say("== 4/6 registrations and submissions")
         publish(
             kafka,
             kafka.topics.registrations,
@@ -124,7 +150,7 @@ def run_demo(
             note = "  (hash does not match: must be rejected)" if miner.bad_hash else ""
             say(f"   {miner.name}: submitted {miner.name}/{miner.repo_name}{note}")
 
-        say("== 5/5 evaluation")
+        say("== 5/6 evaluation")
         started = time.monotonic()
         last = ""
         hashes = {e.payload.hash for e in subs}
@@ -140,11 +166,37 @@ def run_demo(
             return done >= hashes
 
         _wait(finished, services, options.timeout_s, "every submission to finish")
+
+        head = SUBMISSION_BLOCK + EPOCH_BLOCKS
+        epoch = head // EPOCH_BLOCKS
+        say(f"== 6/6 weights: the chain reaches block {head} (epoch {epoch})")
+        publish(kafka, kafka.topics.chain_blocks, [
+            new_envelope(ChainBlock(block=head), key=None, producer="speechstream-demo",
+                         event_id=derived_event_id(str(head), "chain")),
+        ])
+        _wait(lambda: _has_vector(conninfo, epoch), services, options.timeout_s,
+              f"the validator's weights of epoch {epoch}")
+        vector = latest_vector(kafka, VALIDATOR_ID)
+        assert vector is not None
+        alice = next(e.payload for e in subs if e.payload.repo_namespace == "alice")
+        answer = httpx.get(f"{api_url}/model_submission_details", timeout=10, params={
+            "repo_namespace": alice.repo_namespace, "repo_name": alice.repo_name,
+            "hash": alice.hash, "chat_template_type": alice.config_template,
+            "hotkey": alice.hotkey,
+        }).json()
     finally:
         for service in reversed(services):
             service.stop()
     with psycopg.connect(conninfo) as conn:
-        return leaderboard(conn)
+        board = leaderboard(conn)
+    return DemoResult(board, vector, api_url, answer)
+
+
+def _has_vector(conninfo: str, epoch: int) -> bool:
+    with psycopg.connect(conninfo) as conn:
+        row = conn.execute("SELECT count(*) FROM weights WHERE validator = %s AND epoch = %s",
+                           (VALIDATOR_ID, epoch)).fetchone()
+    return bool(row and row[0])
 
 
 def _key(path: Path) -> Hotkey:

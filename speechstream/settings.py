@@ -10,6 +10,7 @@ and a database; when unset they default to the local stack that ``speechstream d
 from __future__ import annotations
 
 import socket
+import ssl
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -35,9 +36,17 @@ class KafkaSettings(BaseSettings):
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         "PLAINTEXT", validation_alias="KAFKA_SECURITY_PROTOCOL"
     )
-    sasl_mechanism: str | None = Field(None, validation_alias="KAFKA_SASL_MECHANISM")
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, validation_alias="KAFKA_SASL_MECHANISM"
+    )
     sasl_username: str | None = Field(None, validation_alias="KAFKA_SASL_USERNAME")
     sasl_password: SecretStr | None = Field(None, validation_alias="KAFKA_SASL_PASSWORD")
+    ssl_ca_location: Path | None = Field(None, validation_alias="KAFKA_SSL_CA_LOCATION")
+    ssl_certificate_location: Path | None = Field(
+        None, validation_alias="KAFKA_SSL_CERTIFICATE_LOCATION"
+    )
+    ssl_key_location: Path | None = Field(None, validation_alias="KAFKA_SSL_KEY_LOCATION")
+    ssl_key_password: SecretStr | None = Field(None, validation_alias="KAFKA_SSL_KEY_PASSWORD")
 
     @property
     def topics(self) -> TopicRegistry:
@@ -57,8 +66,37 @@ class KafkaSettings(BaseSettings):
             cfg["sasl.password"] = (
                 self.sasl_password.get_secret_value() if self.sasl_password else ""
             )
+        for key, value in (
+            ("ssl.ca.location", self.ssl_ca_location),
+            ("ssl.certificate.location", self.ssl_certificate_location),
+            ("ssl.key.location", self.ssl_key_location),
+        ):
+            if value is not None:
+                cfg[key] = str(value)
+        if self.ssl_key_password is not None:
+            cfg["ssl.key.password"] = self.ssl_key_password.get_secret_value()
         cfg.update(extra)
         return cfg
+
+    @property
+    def uses_tls(self) -> bool:
+        """Whether connections to the brokers are encrypted (SSL or SASL_SSL)."""
+        return self.security_protocol in ("SSL", "SASL_SSL")
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context of the clients that take one (Faust's), from the same settings."""
+        if not self.uses_tls:
+            return None
+        context = ssl.create_default_context(
+            cafile=str(self.ssl_ca_location) if self.ssl_ca_location else None
+        )
+        if self.ssl_certificate_location is not None:
+            context.load_cert_chain(
+                str(self.ssl_certificate_location),
+                str(self.ssl_key_location) if self.ssl_key_location else None,
+                self.ssl_key_password.get_secret_value() if self.ssl_key_password else None,
+            )
+        return context
 
     def producer_config(self, **extra: Any) -> dict[str, Any]:
         """``to_librdkafka`` for a producer: with the Java client's (and aiokafka's) murmur2

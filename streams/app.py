@@ -1,4 +1,4 @@
-"""Creates the Faust app of the validation worker; topics and agents live elsewhere."""
+"""Creates the Faust app of the intake worker; topics and agents live elsewhere."""
 
 from __future__ import annotations
 
@@ -7,6 +7,18 @@ from pathlib import Path
 import faust
 
 from speechstream.settings import KafkaSettings, StreamsSettings
+
+
+def credentials(kafka: KafkaSettings) -> faust.types.auth.CredentialsT | None:
+    """Faust's credentials for the same SASL / TLS settings every other client uses."""
+    context = kafka.ssl_context()
+    if kafka.sasl_mechanism:
+        password = kafka.sasl_password.get_secret_value() if kafka.sasl_password else ""
+        return faust.SASLCredentials(username=kafka.sasl_username or "", password=password,
+                                     mechanism=kafka.sasl_mechanism, ssl_context=context)
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
 
 
 def create_app(kafka: KafkaSettings, streams: StreamsSettings) -> faust.App:
@@ -19,6 +31,7 @@ def create_app(kafka: KafkaSettings, streams: StreamsSettings) -> faust.App:
     return faust.App(
         app_id,
         broker=kafka.faust_broker_url(),
+        broker_credentials=credentials(kafka),
         store="memory://",
         datadir=str(Path(streams.data_dir) / app_id),
         topic_partitions=4,
