@@ -201,9 +201,8 @@ class Validator:
         previous = None if self.last is None else dict(zip(self.last.uids, self.last.weights,
                                                             strict=True))
         entries = compute_weights(self.state.candidates(), cutoff_block=head, previous=previous)
-        vector = WeightsComputed(validator=settings.validator_id,
-                                 epoch=head // settings.epoch_blocks, block=head,
-                                 entries=entries)
+        vector = WeightsComputed.of(settings.validator_id, head // settings.epoch_blocks, head,
+                                    entries)
         source = f"{vector.validator}:{vector.epoch}"
         t = self._kafka.topics
         self._producer.send(t.weights, new_envelope(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.hashing import submission_hash
 
@@ -224,24 +224,34 @@ class WeightEntry(_Event):
 
 
 class WeightsComputed(_Event):
-    """A validator's weights vector at one epoch (SPEC §5), entry by entry in uid order."""
+    """A validator's weights vector at one epoch (SPEC §5): ``uids`` (ascending) and their
+    ``weights``, as a chain adapter sets them, and an entry per uid with the submission that
+    counted for it (its hash) and how it fared."""
 
     type: Literal["weights.computed"] = "weights.computed"
     validator: Annotated[str, Field(min_length=1, max_length=128)]
     epoch: Annotated[int, Field(ge=0)]
     block: Annotated[int, Field(ge=0)]
     """The head block that ran the epoch; submissions after it do not count."""
+    uids: list[int]
+    weights: list[float]
     entries: list[WeightEntry]
 
-    @property
-    def uids(self) -> list[int]:
-        """The uids, ascending."""
-        return [e.uid for e in self.entries]
+    @model_validator(mode="after")
+    def _entries_match(self) -> WeightsComputed:
+        if self.uids != [e.uid for e in self.entries] or self.weights != [
+            e.weight for e in self.entries
+        ]:
+            raise ValueError("uids and weights must list the entries' uids and weights")
+        return self
 
-    @property
-    def weights(self) -> list[float]:
-        """The weight of each uid of :attr:`uids`."""
-        return [e.weight for e in self.entries]
+    @classmethod
+    def of(cls, validator: str, epoch: int, block: int,
+           entries: list[WeightEntry]) -> WeightsComputed:
+        """The vector of ``entries`` (``uids`` and ``weights`` taken from them)."""
+        return cls(validator=validator, epoch=epoch, block=block,
+                   uids=[e.uid for e in entries], weights=[e.weight for e in entries],
+                   entries=entries)
 
 
 class MinerboardUpdated(_Event):

@@ -75,7 +75,7 @@ EVENTS = [
         operator="ef" * 32, signature=SIG,
     ),
     ChainBlock(block=7200),
-    WeightsComputed(validator="v1", epoch=20, block=7200, entries=[
+    WeightsComputed.of("v1", 20, 7200, [
         WeightEntry(uid=0, hotkey=HK, hash=H, repo="alice/tts-ft-1", block=11,
                     status="COMPLETED", score=0.5, win_rate=1.0, weight=1.0),
         WeightEntry(uid=1, invalid="no submission", weight=0.0),
@@ -177,3 +177,12 @@ def test_envelope_json_schema_accepts_encoded_events() -> None:
         doc = json.loads(encode(new_envelope(event, key=None, producer="p",
                                              time=datetime(2026, 1, 1, tzinfo=UTC))))
         jsonschema.validate(doc, schema)
+
+
+def test_a_weights_vector_lists_its_entries_uids_and_weights() -> None:
+    entries = [WeightEntry(uid=3, weight=0.25), WeightEntry(uid=5, weight=0.75)]
+    vector = WeightsComputed.of("v", 1, 100, entries)
+    assert (vector.uids, vector.weights) == ([3, 5], [0.25, 0.75])
+    with pytest.raises(ValueError, match="uids and weights"):
+        WeightsComputed(validator="v", epoch=1, block=100, uids=[3, 5], weights=[0.75, 0.25],
+                        entries=entries)
