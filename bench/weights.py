@@ -9,7 +9,6 @@ Run: ``.venv/bin/python -m bench.weights`` (starts the local stack if needed). W
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import random
 import statistics
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
+from bench.report import write_results
 from consumers.metrics import ValidatorMetrics
 from consumers.validator import Validator
 from consumers.weights import Candidate, compute_weights
@@ -118,10 +118,7 @@ def main(argv: list[str] | None = None) -> dict:
         "compute_weights": compute_only(args.uids, args.runs),
         "validator_epoch": service_epoch(kafka, args.uids, min(args.runs, 20)),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
-    return result
+    return write_results(result, args.out)
 
 
 if __name__ == "__main__":

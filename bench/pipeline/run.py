@@ -15,7 +15,6 @@ Run: ``.venv/bin/python -m bench.pipeline.run`` (starts the local stack if neede
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import time
@@ -28,6 +27,7 @@ from confluent_kafka import Producer
 from bench.kafka import count, produce, rate_from_timestamps, wait_count
 from bench.pipeline import data
 from bench.pipeline.ceilings import passthrough_per_s
+from bench.report import write_results
 from devstack.processes import ServiceProcess
 from devstack.stack import DevStack
 from schemas.topics import SUBMISSIONS
@@ -172,10 +172,7 @@ def main(argv: list[str] | None = None) -> dict:
     finally:
         worker.stop()
         sink.stop()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
-    return result
+    return write_results(result, args.out)
 
 
 if __name__ == "__main__":

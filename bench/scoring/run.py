@@ -7,7 +7,6 @@ Writes ``bench/results/scoring.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import tempfile
 import time
@@ -17,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench.report import write_results
 from devstack.tiny.musicgen import build_tiny_musicgen
 from scoring.engine import ScoringEngine
 from scoring.reference import OfflineReferenceVoice
@@ -124,10 +124,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "note": "batched_s/sequential_s time generation + teacher-forced CE (the model's work); "
         "reference synthesis is cached and ASR is identical work in both runs",
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
-    return result
+    return write_results(result, args.out)
 
 
 if __name__ == "__main__":
