@@ -24,7 +24,7 @@ same leaderboard and weights."""
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``demo`` command."""
     demo = subparsers.add_parser(
-        "demo", help="run the whole pipeline and print the leaderboard",
+        "demo", help="run the whole pipeline; print the leaderboard, the weights, an API answer",
         description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     demo.add_argument("--state-dir", type=Path, default=DemoOptions.state_dir,
