@@ -7,11 +7,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Status = Literal["QUEUED", "PRECHECK", "RUNNING", "COMPLETED", "FAILED"]
-"""The statuses the original clients know; a rejected submission is FAILED to them."""
-HotkeyField = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$",
-                                   description="the miner's hotkey: ed25519 public key, hex")]
+from schemas.events import Hotkey, Status
+
 HashField = Annotated[str, Field(pattern=r"^0*[0-9]{1,20}$", description="submission hash")]
+"""A submission hash as clients send it: leading zeros allowed (compared as integers)."""
 
 
 class Score(BaseModel):
@@ -58,7 +57,7 @@ class EnsureModelRequest(BaseModel):
     hash: HashField
     chat_template_type: Annotated[str, Field(min_length=1, max_length=64)] = "default"
     block: Annotated[int, Field(ge=0)]
-    hotkey: HotkeyField
+    hotkey: Hotkey
     revision: Annotated[str, Field(max_length=64)] | None = None
 
 
