@@ -7,7 +7,7 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel, Field
 
-from schemas.events import EvaluationRequested, SampleResult
+from schemas.events import EvaluationRequested, SampleResult, ScoreManifest
 
 StatusReporter = Callable[[Literal["PRECHECK", "RUNNING"], str | None], None]
 """Called by a scorer as it moves through PRECHECK and RUNNING (status, optional note)."""
@@ -24,6 +24,8 @@ class ScoreOutcome(BaseModel):
     revision: str | None = None
     content_hash: str | None = None
     """The safetensors content hash of the weights evaluated (duplicates share it)."""
+    manifest: ScoreManifest | None = None
+    """What reproduces the score; the evaluator adds its id."""
 
 
 class Scorer(Protocol):

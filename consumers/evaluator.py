@@ -93,7 +93,7 @@ def _consumer_overrides(settings: EvaluatorSettings) -> dict[str, Any]:
         "auto.offset.reset": "earliest",
         "partition.assignment.strategy": "cooperative-sticky",
         "max.poll.interval.ms": settings.transaction_timeout_ms + 60_000,
-        "session.timeout.ms": 45_000,
+        "session.timeout.ms": settings.session_timeout_ms,
     }
 
 
@@ -244,18 +244,21 @@ class Evaluator:
             "request_event_id": request_env.event_id,
         }
         timings = {**outcome.timings, "evaluation_s": round(elapsed_s, 3)}
+        manifest = outcome.manifest
+        if manifest is not None:
+            manifest = manifest.model_copy(update={"evaluator": self.evaluator_id})
         try:
             event = ScoreComputed(
                 status=outcome.status, total_score=outcome.total_score, reason=outcome.reason,
                 samples=outcome.samples, timings=timings, revision=outcome.revision,
-                content_hash=outcome.content_hash, **common,
+                content_hash=outcome.content_hash, manifest=manifest, **common,
             )
         except ValidationError as exc:
             self._log.error("scorer returned an invalid outcome for %s: %s", request.hash, exc)
             event = ScoreComputed(
                 status="FAILED", reason=f"invalid scorer outcome: {failure_reason(exc)}",
                 timings=timings, revision=outcome.revision,
-                content_hash=outcome.content_hash, **common,
+                content_hash=outcome.content_hash, manifest=manifest, **common,
             )
         event_id = derived_event_id(request_env.event_id, f"score:{request.scoring_version}")
         return new_envelope(event, key=request.hash, producer=PRODUCER_NAME, event_id=event_id)

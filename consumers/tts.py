@@ -38,6 +38,7 @@ def to_outcome(result: ScoringResult) -> ScoreOutcome:
             transcription=s.transcription,
             score=s.score,
             error=s.error,
+            note=s.note,
         )
         for s in result.samples
     ]
@@ -55,6 +56,7 @@ def to_outcome(result: ScoringResult) -> ScoreOutcome:
         timings={k: float(v) for k, v in result.timings.items()},
         revision=result.revision,
         content_hash=result.content_hash,
+        manifest=result.manifest,
     )
 
 

@@ -24,6 +24,7 @@ from consumers.metrics import ValidatorMetrics
 from consumers.weights import Candidate, compute_weights
 from schemas.envelope import Envelope, derived_event_id, new_envelope
 from schemas.events import (
+    DEFAULT_SCORING_VERSION,
     STATUS_RANK,
     ChainBlock,
     EvaluationRequested,
@@ -46,7 +47,7 @@ log = logging.getLogger(__name__)
 class ValidatorState:
     """What a validator has read of the log (pure: no Kafka), and what it makes of it."""
 
-    scoring_version: str = "v1"
+    scoring_version: str = DEFAULT_SCORING_VERSION
     registrations: dict[str, tuple[int, str, int]] = field(default_factory=dict)
     """hotkey → (block, event id, uid) of its latest registration."""
     requests: dict[str, EvaluationRequested] = field(default_factory=dict)

@@ -112,6 +112,11 @@ class SubmissionRejected(_Event):
     block: int | None = None
 
 
+DEFAULT_SCORING_VERSION = "v2"
+"""The scoring version new evaluation requests get (an event without the field is ``v1``,
+the version every event had before the field could vary)."""
+
+
 class EvaluationRequested(_Event):
     """A validated submission routed to the evaluators, keyed by its hash."""
 
@@ -164,6 +169,44 @@ class SampleResult(_Event):
     transcription: str | None = None
     score: float | None = None
     error: str | None = None
+    note: str | None = None
+    """How the sample was scored when a rule applied (a non-finite CE counted as term 0)."""
+
+
+class ScoreManifest(_Event):
+    """What reproduces a score: the model as evaluated, the draw, the reference voice and ASR,
+    the software and the device. Scores written before manifests existed have none."""
+
+    repo_namespace: str
+    repo_name: str
+    config_template: str = "default"
+    model_revision: str | None = None
+    """The revision actually evaluated (a commit on a hub; ``local`` for a local model)."""
+    content_hash: str | None = None
+    """sha256 of the safetensors weights as evaluated."""
+    scoring_version: str
+    draw_seed: int
+    """The 64-bit seed of the draw, from ``(hash, scoring_version)``."""
+    prompt_ids: list[int] = Field(default_factory=list)
+    """Each drawn sample's prompt: its position in the prompt set."""
+    speakers: list[str] = Field(default_factory=list)
+    """Each drawn sample's speaker, by name."""
+    prompt_set_hash: str
+    """sha256 of the shipped prompt set and speakers."""
+    reference_voice: str | None = None
+    """Name and version of the reference voice, e.g. ``flite 2.2 (slt)``."""
+    asr: str | None = None
+    """Name and version of the transcriber, e.g. ``pocketsphinx 5.0.4 (en-us)``."""
+    generation: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    """Generation settings: decoding, seed, samples, audio length cap, batch size…"""
+    torch: str
+    transformers: str | None = None
+    cuda: str | None = None
+    device: str
+    dtype: str | None = None
+    deterministic: bool = False
+    """Whether torch ran with deterministic algorithms."""
+    evaluator: str | None = None
 
 
 class ScoreComputed(_Event):
@@ -182,6 +225,38 @@ class ScoreComputed(_Event):
     """sha256 of the safetensors weights as evaluated (byte-identical weights share it)."""
     evaluator: str
     request_event_id: str
+    manifest: ScoreManifest | None = None
+    """What reproduces this score; None in scores written before manifests existed."""
+
+
+AuditVerdict = Literal["agree", "disagree", "unavailable"]
+
+
+class ScoreAudited(_Event):
+    """An audit's re-score of a score, on the auditor's own device: ``agree`` when both totals
+    lie within ``tolerance`` (and both are COMPLETED or both FAILED), ``disagree`` otherwise,
+    ``unavailable`` when the model cannot be scored again as it was (gone from its source,
+    weights changed, or a score without a manifest)."""
+
+    type: Literal["score.audited"] = "score.audited"
+    hash: HashStr
+    scoring_version: str
+    verdict: AuditVerdict
+    score_event_id: str
+    """The audited ``score.computed`` event."""
+    evaluator: str
+    """The evaluator that produced the audited score."""
+    auditor: str
+    scored_status: FinalStatus
+    scored_total: float | None = None
+    audited_status: FinalStatus | None = None
+    audited_total: float | None = None
+    tolerance: Annotated[float, Field(ge=0.0)]
+    reason: str | None = None
+    differences: dict[str, list[Any]] = Field(default_factory=dict)
+    """Manifest fields that differ: field → ``[scored, audited]``."""
+    manifest: ScoreManifest | None = None
+    """The audit's own manifest."""
 
 
 class DeadLetter(_Event):
@@ -272,6 +347,7 @@ Event = Annotated[
     | EvaluationRequested
     | EvaluationStatusChanged
     | ScoreComputed
+    | ScoreAudited
     | DeadLetter
     | ChainBlock
     | WeightsComputed
@@ -288,6 +364,7 @@ EVENT_TYPES: dict[str, type[BaseModel]] = {
         EvaluationRequested,
         EvaluationStatusChanged,
         ScoreComputed,
+        ScoreAudited,
         DeadLetter,
         SubmissionAttested,
         ChainBlock,

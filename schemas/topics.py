@@ -60,6 +60,10 @@ SCORES = TopicSpec(
     "scores", 4, "hash", ("score.computed",),
     description="COMPLETED or FAILED evaluations, written transactionally by the evaluators",
 )
+AUDITS = TopicSpec(
+    "scores.audited", 4, "hash", ("score.audited",),
+    description="audits: re-scores of a sample of the scores on an auditor's device",
+)
 CHAIN_BLOCKS = TopicSpec(
     "chain.blocks", 1, "none", ("chain.block",),
     description="the chain's head block, from a chain adapter or `speechstream chain tick`",
@@ -115,6 +119,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     EVALUATION_REQUESTS,
     EVALUATION_STATUS,
     SCORES,
+    AUDITS,
     CHAIN_BLOCKS,
     WEIGHTS,
     MINERBOARD,
@@ -163,6 +168,10 @@ class TopicRegistry:
     @property
     def scores(self) -> str:
         return self.name(SCORES)
+
+    @property
+    def audits(self) -> str:
+        return self.name(AUDITS)
 
     @property
     def chain_blocks(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import urllib.error
 import urllib.request
 import uuid
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,13 @@ from scoring.exceptions import TranscriptionError
 from speechstream.settings import ScoringSettings
 
 
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
 class PocketsphinxTranscriber:
     """CMU pocketsphinx with the en-us model its package ships (no download)."""
 
@@ -22,6 +30,10 @@ class PocketsphinxTranscriber:
         from pocketsphinx import Decoder
 
         self.decoder = Decoder(samprate=ASR_SAMPLE_RATE, logfn="/dev/null")
+
+    def describe(self) -> str:
+        """``pocketsphinx <version> (en-us)``."""
+        return f"pocketsphinx {_version('pocketsphinx')} (en-us)"
 
     def transcribe(self, wave: np.ndarray, sample_rate: int) -> str:
         """Decode one utterance at 16 kHz."""
@@ -60,6 +72,11 @@ class WhisperTranscriber:
             raise TranscriptionError(f"cannot load Whisper from {model_path}: {exc}") from exc
         self.model.eval()
         self.device = device
+        self.model_path = model_path
+
+    def describe(self) -> str:
+        """The checkpoint's directory name and the transformers version running it."""
+        return f"whisper {self.model_path.name} (transformers {_version('transformers')})"
 
     def transcribe(self, wave: np.ndarray, sample_rate: int) -> str:
         """Greedy English transcription of one clip."""
@@ -84,6 +101,10 @@ class HttpTranscriber:
     def __init__(self, url: str, timeout_s: float = 60.0) -> None:
         self.url = url
         self.timeout_s = timeout_s
+
+    def describe(self) -> str:
+        """The service's address."""
+        return f"http {self.url}"
 
     def transcribe(self, wave: np.ndarray, sample_rate: int) -> str:
         """POST the clip as ``file`` (audio/wav) and return the answer's text."""

@@ -14,6 +14,10 @@ class ReferenceVoice(Protocol):
         """A mono float32 waveform of ``text`` and its sample rate."""
         ...
 
+    def describe(self) -> str:
+        """Its name and version, for a score's manifest."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -22,6 +26,10 @@ class Transcriber(Protocol):
 
     def transcribe(self, wave: np.ndarray, sample_rate: int) -> str:
         """The words heard in a mono float32 waveform."""
+        ...
+
+    def describe(self) -> str:
+        """Its name and version, for a score's manifest."""
         ...
 
     def close(self) -> None: ...

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from schemas.events import ScoreManifest
 from scoring.asr import make_transcriber
 from scoring.audio import resample
 from scoring.base import ReferenceVoice, Transcriber
@@ -26,11 +28,13 @@ from scoring.exceptions import (
 from scoring.methods import SampleRun, combine, methods_for
 from scoring.metrics import word_error_rate
 from scoring.models import TTSModel, load_model
-from scoring.prompts import clean_text, draw_samples, draw_seed
+from scoring.prompts import clean_text, draw_samples, draw_seed, prompt_set_hash
 from scoring.reference import make_reference_voice
 from scoring.source import HubSource, LocalSource, ResolvedModel, make_source
 from scoring.templates import get_template
-from scoring.types import SampleScore, ScoringResult, Submission
+from scoring.types import Sample, SampleScore, ScoringResult, Submission
+from scoring.versions import ScoringVersion
+from scoring.versions import scoring_version as version_of
 from speechstream.settings import ScoringSettings
 
 Report = Callable[[str, str | None], None]
@@ -49,6 +53,16 @@ def target_frames(text: str, frame_rate: float, max_audio_s: float) -> int:
     seconds (so samples share lengths and batch well), capped at ``max_audio_s``."""
     seconds = min(max_audio_s, float(math.ceil(0.5 + 0.075 * len(text))))
     return max(1, int(round(seconds * frame_rate)))
+
+
+def generation_seed(submission: Submission) -> int:
+    """The seed generation runs under: the draw's seed, folded to 31 bits."""
+    return draw_seed(submission.hash, submission.scoring_version) & 0x7FFFFFFF
+
+
+def _describe(part: object) -> str | None:
+    describe = getattr(part, "describe", None)
+    return describe() if describe is not None else type(part).__name__
 
 
 def _error(exc: BaseException) -> str:
@@ -74,8 +88,17 @@ class ScoringEngine:
         self._transcriber = transcriber
 
     def setup(self) -> None:
-        """Create the model source, reference voice and transcriber (idempotent)."""
+        """Make torch deterministic (when the settings say so), then create the model source,
+        reference voice and transcriber (idempotent).
+
+        Deterministic algorithms are process-wide: the engine runs in its own evaluation
+        process (``scoring.isolation``). On a GPU, cuBLAS needs a fixed workspace for it, set
+        here before CUDA starts.
+        """
         _quiet_transformers()
+        if self.settings.deterministic and not torch.are_deterministic_algorithms_enabled():
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True, warn_only=True)
         if self._source is None:
             self._source = make_source(self.settings)
         if self._reference is None:
@@ -103,18 +126,25 @@ class ScoringEngine:
         timings: dict[str, float] = {}
         resolved: ResolvedModel | None = None
         model: TTSModel | None = None
+        manifest: ScoreManifest | None = None
         try:
             report("PRECHECK", f"checking {submission.repo_id}")
             template = get_template(submission.config_template)
             methods = methods_for(self.settings, submission.scoring_version)
-            assert self._source is not None
+            version = version_of(submission.scoring_version)
+            assert version is not None and self._source is not None
             resolved = self._source.resolve(submission)
             timings["precheck_s"] = time.monotonic() - started
             report("RUNNING", f"evaluating {resolved.architecture}")
             t = time.monotonic()
             model = load_model(resolved.architecture, resolved.path, template, self.device)
             timings["load_s"] = time.monotonic() - t
-            runs = self._evaluate(submission, model, deadline, timings)
+            drawn = draw_samples(submission.hash, submission.scoring_version,
+                                 self.settings.n_samples)
+            manifest = self._manifest(submission, resolved, model, drawn)
+            runs = self._evaluate(submission, version, drawn, model, deadline, timings)
+            manifest = manifest.model_copy(update={"generation": {
+                **manifest.generation, "batch_size": int(timings.get("batch_size", 0))}})
             totals: dict[str, float] = {}
             for method in methods:
                 value = method.score(runs)
@@ -125,6 +155,7 @@ class ScoringEngine:
                 "timings": timings,
                 "revision": resolved.revision,
                 "content_hash": resolved.content_hash,
+                "manifest": manifest,
             }
             if "ce_wer" not in totals:
                 errors = {r.score.error for r in runs if r.score.error}
@@ -149,13 +180,17 @@ class ScoringEngine:
         except ModelLoadError as exc:
             return ScoringResult.failed("MODEL_LOAD", str(exc), timings=timings)
         except TimeLimitError as exc:
-            return ScoringResult.failed("TIME_LIMIT", str(exc), timings=timings)
+            return ScoringResult.failed("TIME_LIMIT", str(exc), timings=timings,
+                                        manifest=manifest)
         except MethodUnavailableError as exc:
-            return ScoringResult.failed("METHOD_UNAVAILABLE", str(exc), timings=timings)
+            return ScoringResult.failed("METHOD_UNAVAILABLE", str(exc), timings=timings,
+                                        manifest=manifest)
         except (torch.cuda.OutOfMemoryError, MemoryError) as exc:
-            return ScoringResult.failed("OUT_OF_MEMORY", _error(exc), timings=timings)
+            return ScoringResult.failed("OUT_OF_MEMORY", _error(exc), timings=timings,
+                                        manifest=manifest)
         except ScoringError as exc:
-            return ScoringResult.failed("SCORING_ERROR", _error(exc), timings=timings)
+            return ScoringResult.failed("SCORING_ERROR", _error(exc), timings=timings,
+                                        manifest=manifest)
         finally:
             if model is not None:
                 model.close()
@@ -164,8 +199,37 @@ class ScoringEngine:
                 resolved.evict()
             free_device_memory(self.device)
 
+    def _manifest(self, submission: Submission, resolved: ResolvedModel, model: TTSModel,
+                  drawn: list[Sample]) -> ScoreManifest:
+        """What reproduces this evaluation (the evaluator id is added by the evaluator)."""
+        import transformers
+
+        settings = self.settings
+        device = str(self.device)
+        if self.device.type == "cuda":
+            device = f"{device} ({torch.cuda.get_device_name(self.device)})"
+        return ScoreManifest(
+            repo_namespace=submission.repo_namespace, repo_name=submission.repo_name,
+            config_template=submission.config_template, model_revision=resolved.revision,
+            content_hash=resolved.content_hash, scoring_version=submission.scoring_version,
+            draw_seed=draw_seed(submission.hash, submission.scoring_version),
+            prompt_ids=[s.prompt_id for s in drawn], speakers=[s.speaker for s in drawn],
+            prompt_set_hash=prompt_set_hash(),
+            reference_voice=_describe(self._reference), asr=_describe(self._transcriber),
+            generation={
+                "decoding": "greedy", "seed": generation_seed(submission),
+                "n_samples": settings.n_samples, "max_audio_s": settings.max_audio_s,
+                "max_text_tokens": settings.max_text_tokens, "ce_k": settings.ce_k,
+                "model_family": model.family,
+            },
+            torch=torch.__version__, transformers=transformers.__version__,
+            cuda=torch.version.cuda, device=device, dtype=str(model.dtype).removeprefix("torch."),
+            deterministic=torch.are_deterministic_algorithms_enabled(),
+        )
+
     def _evaluate(
-        self, submission: Submission, model: TTSModel, deadline: float, timings: dict[str, float]
+        self, submission: Submission, version: ScoringVersion, drawn: list[Sample],
+        model: TTSModel, deadline: float, timings: dict[str, float],
     ) -> list[SampleRun]:
         settings = self.settings
 
@@ -176,8 +240,12 @@ class ScoringEngine:
         tokenizer: Any = model.prompt_tokenizer()
         samples = [
             s.model_copy(update={"text": clean_text(s.text, tokenizer, settings.max_text_tokens)})
-            for s in draw_samples(submission.hash, submission.scoring_version, settings.n_samples)
+            for s in drawn
         ]
+        wer_reference = {
+            s.index: s.text if version.wer_reference == "cleaned" else d.text
+            for s, d in zip(samples, drawn, strict=True)
+        }
         runs = [
             SampleRun(SampleScore(index=s.index, text=s.text, speaker=s.speaker)) for s in samples
         ]
@@ -220,14 +288,20 @@ class ScoringEngine:
         for s, ce in zip(with_ref, ces, strict=True):
             if isinstance(ce, BaseException):
                 runs[s.index].score.error = f"cross-entropy: {_error(ce)}"
-            elif not math.isfinite(ce):
+            elif not math.isfinite(ce) and version.nonfinite_ce == "drop":
                 runs[s.index].score.error = f"cross-entropy is not finite ({ce})"
+            elif not math.isfinite(ce):
+                runs[s.index].ce_not_finite = True
+                runs[s.index].score.note = (
+                    f"cross-entropy is not finite ({ce}): its CE term counts as 0 "
+                    f"({version.name})"
+                )
             else:
                 runs[s.index].score.ce = float(ce)
         timings["ce_s"] = time.monotonic() - t
 
         t = time.monotonic()
-        seed = draw_seed(submission.hash, submission.scoring_version) & 0x7FFFFFFF
+        seed = generation_seed(submission)
         todo = sorted(
             (s for s in samples if runs[s.index].score.error is None),
             key=lambda s: (n_frames[s.index], s.index),
@@ -259,7 +333,9 @@ class ScoringEngine:
             try:
                 text = self._transcriber.transcribe(run.wave, run.sample_rate or model.sample_rate)
                 run.score.transcription = text
-                run.score.wer = word_error_rate(run.score.text, text)
+                run.score.wer = word_error_rate(
+                    wer_reference[run.score.index], text, version.wer_normalization
+                )
             except ScoringError as exc:
                 run.score.error = f"transcription: {_error(exc)}"
         timings["asr_s"] = time.monotonic() - t

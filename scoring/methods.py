@@ -1,7 +1,8 @@
-"""Pluggable, weighted scoring methods: v1 (CE + WER) and the optional human-likeness slot."""
+"""Pluggable, weighted scoring methods: CE + WER and the optional human-likeness slot."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -11,6 +12,8 @@ import numpy as np
 from scoring.exceptions import MethodUnavailableError
 from scoring.metrics import sample_score, total_score
 from scoring.types import SampleScore
+from scoring.versions import known_versions
+from scoring.versions import scoring_version as version_of
 from speechstream.settings import ScoringSettings
 
 
@@ -21,6 +24,8 @@ class SampleRun:
     score: SampleScore
     wave: np.ndarray | None = None
     sample_rate: int | None = None
+    ce_not_finite: bool = False
+    """The CE was not finite and the version keeps the sample (its CE term is 0)."""
 
 
 class ScoringMethod(Protocol):
@@ -33,7 +38,10 @@ class ScoringMethod(Protocol):
 
 
 class CeWerMethod:
-    """SPEC §4 v1: ``0.5 / (1 + k·CE) + 0.5 · (1 − WER)`` per sample, mean of clipped scores."""
+    """SPEC §4: ``0.5 / (1 + k·CE) + 0.5 · (1 − WER)`` per sample, mean of clipped scores.
+
+    A sample kept with a non-finite CE (``v2``) scores its WER half only.
+    """
 
     name = "ce_wer"
 
@@ -46,8 +54,9 @@ class CeWerMethod:
         scores = []
         for run in runs:
             s = run.score
-            if s.error is None and s.ce is not None and s.wer is not None:
-                s.score = sample_score(s.ce, s.wer, self.k)
+            ce = math.inf if run.ce_not_finite else s.ce
+            if s.error is None and ce is not None and s.wer is not None:
+                s.score = sample_score(ce, s.wer, self.k)
                 scores.append(s.score)
         return total_score(scores)
 
@@ -76,9 +85,13 @@ class HumanLikenessMethod:
 
 
 def methods_for(settings: ScoringSettings, scoring_version: str) -> list[ScoringMethod]:
-    """The methods of a scoring version; unknown versions are refused."""
-    if scoring_version != "v1":
-        raise MethodUnavailableError(f"unknown scoring version {scoring_version!r}; known: v1")
+    """The methods of a scoring version (``v1`` and ``v2`` share them; they differ in how the
+    engine measures WER and keeps samples); unknown versions are refused."""
+    if version_of(scoring_version) is None:
+        raise MethodUnavailableError(
+            f"unknown scoring version {scoring_version!r}; this engine computes "
+            f"{', '.join(known_versions())}"
+        )
     methods: list[ScoringMethod] = [CeWerMethod(1.0, settings.ce_k)]
     if settings.human_likeness_weights is not None and settings.human_likeness_weight > 0:
         methods.append(

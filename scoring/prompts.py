@@ -39,6 +39,15 @@ def speakers() -> tuple[dict[str, Any], ...]:
     return _load("speakers.json")
 
 
+@cache
+def prompt_set_hash() -> str:
+    """sha256 over the shipped prompt set and speakers (their files' bytes, in that order)."""
+    digest = hashlib.sha256()
+    for name in ("prompts.json", "speakers.json"):
+        digest.update(resources.files("scoring").joinpath("data", name).read_bytes())
+    return digest.hexdigest()
+
+
 def draw_seed(submission_hash: str, scoring_version: str) -> int:
     """The 64-bit seed of a submission's draw, from ``(hash, scoring_version)``."""
     digest = hashlib.sha256(f"{submission_hash}:{scoring_version}".encode()).digest()
@@ -53,6 +62,7 @@ def draw_samples(submission_hash: str, scoring_version: str, n: int) -> list[Sam
     rng = random.Random(draw_seed(submission_hash, scoring_version))
     prompts = prompt_set()
     voices = speakers()
+    position = {id(prompt): i for i, prompt in enumerate(prompts)}
     picked: list[dict[str, Any]] = []
     while len(picked) < n:
         picked.extend(rng.sample(prompts, min(n - len(picked), len(prompts))))
@@ -62,6 +72,7 @@ def draw_samples(submission_hash: str, scoring_version: str, n: int) -> list[Sam
         samples.append(
             Sample(
                 index=index,
+                prompt_id=position[id(prompt)],
                 text=prompt["text"],
                 user_message=prompt["user"],
                 speaker=voice["name"],

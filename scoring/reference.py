@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import tempfile
@@ -17,6 +18,12 @@ from scoring.exceptions import ReferenceVoiceError
 from speechstream.settings import ScoringSettings
 
 
+def _version_in(text: str) -> str:
+    """The first version-looking word of a ``--version`` output (``2.2``, ``1.51``)."""
+    match = re.search(r"(\d+\.\d+(?:\.\d+)?)", text)
+    return match.group(1) if match else "unknown"
+
+
 class OfflineReferenceVoice:
     """Debian's ``flite -voice slt`` (16 kHz); ``espeak-ng`` when flite is absent."""
 
@@ -26,12 +33,28 @@ class OfflineReferenceVoice:
         self.espeak = shutil.which("espeak-ng")
         if not self.flite and not self.espeak:
             raise ReferenceVoiceError("neither flite nor espeak-ng is installed")
+        self._description: str | None = None
 
     def _command(self, text: str, out: Path) -> list[str]:
         if self.flite:
             return [self.flite, "-voice", "slt", "-t", text, "-o", str(out)]
         assert self.espeak is not None
         return [self.espeak, "-v", "en-us", "-w", str(out), text]
+
+    def describe(self) -> str:
+        """``flite <version> (slt)`` or ``espeak-ng <version> (en-us)``."""
+        if self._description is None:
+            program = self.flite or self.espeak
+            assert program is not None
+            try:
+                out = subprocess.run([program, "--version"], capture_output=True, text=True,
+                                     timeout=self.timeout_s).stdout
+            except (subprocess.SubprocessError, OSError):
+                out = ""
+            version = _version_in(out)
+            self._description = (f"flite {version} (slt)" if self.flite
+                                 else f"espeak-ng {version} (en-us)")
+        return self._description
 
     def synthesize(self, text: str) -> tuple[np.ndarray, int]:
         """Speak ``text`` into a temporary wav, read it, delete it."""
@@ -64,6 +87,10 @@ class HttpReferenceVoice:
         self.max_audio_length_ms = max_audio_length_ms
         self.temperature = temperature
         self.timeout_s = timeout_s
+
+    def describe(self) -> str:
+        """The service's address and the settings sent with every text."""
+        return f"http {self.url} (temperature {self.temperature})"
 
     def synthesize(self, text: str) -> tuple[np.ndarray, int]:
         """Ask the service for ``text`` and decode the wav it answers."""

@@ -6,6 +6,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.events import ScoreManifest
+from scoring.versions import DEFAULT_SCORING_VERSION
+
 
 class Submission(BaseModel):
     """One model to score: the repo, its revision, how it is prompted, and the draw's seed."""
@@ -17,7 +20,7 @@ class Submission(BaseModel):
     repo_name: str
     revision: str | None = None
     config_template: str = "default"
-    scoring_version: str = "v1"
+    scoring_version: str = DEFAULT_SCORING_VERSION
 
     @property
     def repo_id(self) -> str:
@@ -31,6 +34,8 @@ class Sample(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     index: int
+    prompt_id: int
+    """The prompt's position in the prompt set."""
     text: str
     user_message: str
     speaker: str
@@ -48,6 +53,8 @@ class SampleScore(BaseModel):
     transcription: str | None = None
     score: float | None = None
     error: str | None = None
+    note: str | None = None
+    """How the sample was scored when a version's rule applied (a non-finite CE)."""
 
     @property
     def ok(self) -> bool:
@@ -67,6 +74,9 @@ class ScoringResult(BaseModel):
     revision: str | None = None
     content_hash: str | None = None
     method_scores: dict[str, float] = Field(default_factory=dict)
+    manifest: ScoreManifest | None = Field(
+        None, description="What reproduces the score (the evaluator id is the caller's to add)."
+    )
     environment: str | None = Field(
         None, description="With ARCHITECTURE_ELSEWHERE: the evaluator environment to run it in."
     )

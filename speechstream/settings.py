@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.events import DEFAULT_SCORING_VERSION
 from schemas.topics import TopicRegistry
 
 GIB = 1024**3
@@ -143,6 +144,10 @@ class StreamsSettings(BaseSettings):
         None, description="The operator's public key (hex): submissions it attests through "
         "the REST API are accepted; none is accepted without it.",
     )
+    scoring_version: str = Field(
+        DEFAULT_SCORING_VERSION, description="The scoring version accepted submissions are "
+        "requested for.",
+    )
 
 
 class EvaluatorSettings(BaseSettings):
@@ -154,8 +159,39 @@ class EvaluatorSettings(BaseSettings):
     group_id: str = "speechstream-evaluators"
     evaluator_id: str = Field(default_factory=socket.gethostname)
     transaction_timeout_ms: int = 900_000
+    session_timeout_ms: int = Field(
+        45_000, ge=6_000, description="How long a stopped evaluator's partitions wait for it "
+        "(a static member) before they go to the other evaluators of its group.",
+    )
     poll_timeout_s: float = 1.0
     metrics_port: int | None = Field(None, description="Serve /metrics and /health here.")
+
+
+class AuditSettings(BaseSettings):
+    """An auditor: re-scores a deterministic sample of the scores on its own device.
+
+    A score is audited when ``sha256("audit:<hash>:<version>")`` falls in the first
+    ``sample_rate`` of the hash space, so every auditor picks the same scores. Totals within
+    ``tolerance`` agree; without one, 1e-6 on CPU and 1e-3 on a GPU.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="SPEECHSTREAM_AUDIT_", extra="ignore")
+
+    sample_rate: float = Field(0.05, ge=0.0, le=1.0)
+    device: str = "cpu"
+    tolerance: float | None = Field(None, ge=0.0)
+    auditor_id: str = Field(default_factory=socket.gethostname, min_length=1, max_length=128)
+    group_id: str = "speechstream-audit"
+    niceness: int = Field(10, ge=0, le=19, description="Added to the auditor's CPU niceness "
+                          "(its evaluation children inherit it): the lowest priority.")
+    poll_timeout_s: float = 1.0
+    metrics_port: int | None = Field(None, description="Serve /metrics and /health here.")
+
+    def tolerance_for_device(self) -> float:
+        """The tolerance set, else 1e-6 on CPU and 1e-3 on a GPU."""
+        if self.tolerance is not None:
+            return self.tolerance
+        return 1e-6 if self.device == "cpu" else 1e-3
 
 
 class ValidatorSettings(BaseSettings):
@@ -169,7 +205,7 @@ class ValidatorSettings(BaseSettings):
 
     validator_id: str = Field(default_factory=socket.gethostname, min_length=1, max_length=128)
     epoch_blocks: int = Field(100, ge=1)
-    scoring_version: str = "v1"
+    scoring_version: str = DEFAULT_SCORING_VERSION
     group_id: str = "speechstream-validator"
     poll_timeout_s: float = 0.5
     metrics_port: int | None = Field(None, description="Serve /metrics and /health here.")
@@ -261,6 +297,9 @@ class ScoringSettings(BaseSettings):
     max_audio_s: float = Field(8.0, gt=0, description="Longest clip generated per sample.")
     max_text_tokens: int = 100
     ce_k: float = 1.0
+    deterministic: bool = Field(
+        True, description="Run torch with deterministic algorithms (bit-identical on CPU)."
+    )
 
     reference_voice: Literal["offline", "http"] = "offline"
     reference_url: str | None = None

@@ -29,7 +29,7 @@ def build_app(
     declared = declare(app, kafka, streams)
     registrations.register_agents(app, declared, metrics)
     submissions.register_agents(app, declared, metrics, streams.rate_limit_blocks,
-                                streams.operator_key)
+                                streams.operator_key, streams.scoring_version)
     return app
 
 

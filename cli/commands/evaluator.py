@@ -24,7 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "run", help="consume requests and emit PRECHECK, RUNNING and score events",
         description="Run one evaluator (one per device). Each score is committed with its "
         "request's offset in one Kafka transaction. Settings: SPEECHSTREAM_EVALUATOR_GROUP_ID, "
-        "_EVALUATOR_ID, _TRANSACTION_TIMEOUT_MS, _METRICS_PORT (serves /metrics and /health); "
+        "_EVALUATOR_ID, _TRANSACTION_TIMEOUT_MS, _SESSION_TIMEOUT_MS, _METRICS_PORT (serves "
+        "/metrics and /health); "
         "the TTS scorer reads SPEECHSTREAM_SCORING_* (see docs/scoring.md).",
     )
     run.add_argument("--device", default=None, help="cpu or cuda:N (default: settings, cpu)")

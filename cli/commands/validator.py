@@ -14,7 +14,7 @@ from speechstream.exceptions import SpeechstreamError
 from speechstream.settings import KafkaSettings, ValidatorSettings
 
 SETTINGS = ("Settings: SPEECHSTREAM_VALIDATOR_VALIDATOR_ID (default: the host name), "
-            "_EPOCH_BLOCKS (100), _SCORING_VERSION (v1), _GROUP_ID, _METRICS_PORT.")
+            "_EPOCH_BLOCKS (100), _SCORING_VERSION (v2), _GROUP_ID, _METRICS_PORT.")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

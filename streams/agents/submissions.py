@@ -8,6 +8,7 @@ import faust
 
 from schemas.envelope import Envelope
 from schemas.events import (
+    DEFAULT_SCORING_VERSION,
     EvaluationRequested,
     EvaluationStatusChanged,
     SubmissionAttested,
@@ -22,10 +23,11 @@ from streams.topics import Streams
 
 def register_agents(
     app: faust.App, s: Streams, metrics: StreamsMetrics, rate_limit_blocks: int,
-    operator_key: str | None = None,
+    operator_key: str | None = None, scoring_version: str = DEFAULT_SCORING_VERSION,
 ) -> None:
     """Attach the submission agents to ``app``; ``operator_key`` (the operator's public key)
-    is the only key whose attested submissions (from the REST API) are accepted."""
+    is the only key whose attested submissions (from the REST API) are accepted; accepted
+    submissions are requested for ``scoring_version``."""
 
     @app.agent(s.submissions, name="validate_submission")
     async def validate_submission(stream: faust.StreamT) -> None:
@@ -53,7 +55,8 @@ def register_agents(
                 hash=p.hash, hotkey=p.hotkey, uid=s.hotkey_uid.get(hotkey),
                 repo_namespace=p.repo_namespace, repo_name=p.repo_name, revision=p.revision,
                 config_template=p.config_template, competition_id=p.competition_id,
-                block=p.block, source_event_id=env.event_id, source_type=p.type,
+                block=p.block, scoring_version=scoring_version,
+                source_event_id=env.event_id, source_type=p.type,
             )
             await emit(s.accepted, accepted, key=p.repo, source=env, stage="accepted")
             metrics.seconds.observe(time.perf_counter() - started)
@@ -93,5 +96,6 @@ def register_agents(
     async def _route(env: Envelope, p: EvaluationRequested) -> None:
         """The evaluation request and its QUEUED status, ids derived from ``env``."""
         await emit(s.requests, p, key=p.hash, source=env, stage="requested")
-        await emit(s.status, EvaluationStatusChanged(hash=p.hash, status="QUEUED"),
+        await emit(s.status, EvaluationStatusChanged(
+            hash=p.hash, status="QUEUED", scoring_version=p.scoring_version),
                    key=p.hash, source=env, stage="queued")

@@ -32,7 +32,7 @@ def _req(hotkey: int, uid: int, h: str, block: int, repo: str = "m"):
 
 
 def test_each_uid_competes_with_its_holders_latest_submission() -> None:
-    state = ValidatorState()
+    state = ValidatorState(scoring_version="v1")
     for env in (
         _reg(1, 0, 5, "a"), _reg(2, 1, 5, "b"),
         _reg(3, 1, 9, "c"),  # a later claim of uid 1 by another hotkey does not take it
@@ -62,7 +62,7 @@ def test_each_uid_competes_with_its_holders_latest_submission() -> None:
 
 
 def test_a_request_delivered_twice_keeps_its_earliest_block() -> None:
-    state = ValidatorState()
+    state = ValidatorState(scoring_version="v1")
     state.apply(_reg(1, 0, 5, "a"))
     state.apply(_req(1, 0, "10", 300))
     state.apply(_req(1, 0, "10", 100))
