@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -20,9 +20,17 @@ class Score(BaseModel):
 
 
 class Details(BaseModel):
-    """What identifies the weights evaluated."""
+    """What identifies the weights evaluated, what reproduces the score, and its latest audit."""
 
     safetensors_hash: str | None = None
+    manifest: dict[str, Any] | None = Field(
+        None, description="What reproduces the score (the score event's manifest); null for "
+        "scores written before manifests existed.",
+    )
+    audit: dict[str, Any] | None = Field(
+        None, description="The latest audit of the score: verdict (agree, disagree, "
+        "unavailable), both totals, tolerance, auditor, reason.",
+    )
 
 
 class Entry(BaseModel):

@@ -15,13 +15,21 @@ from api.models import Details, MinerboardEntry, RecentEntry, Score, SubmissionD
 # A submission's entry: its row, the content hash of its score; a rejected one is FAILED with
 # the rejection as its notes.
 _ENTRY = """
-SELECT s.hash, s.status, s.score, sc.content_hash, s.notes
+SELECT s.hash, s.status, s.score, sc.content_hash, s.notes, sc.manifest,
+       (SELECT jsonb_build_object(
+                   'verdict', a.verdict, 'scored_total', a.scored_total,
+                   'audited_total', a.audited_total, 'tolerance', a.tolerance,
+                   'auditor', a.auditor, 'reason', a.reason)
+          FROM audits a
+         WHERE a.hash = s.hash AND a.scoring_version = s.scoring_version
+         ORDER BY a.audited_at DESC, a.event_id DESC LIMIT 1) AS audit
   FROM submissions s
   LEFT JOIN scores sc ON sc.hash = s.hash AND sc.scoring_version = s.scoring_version
  WHERE s.hash = %(hash)s
 UNION ALL
 SELECT * FROM (
-    SELECT r.hash, 'FAILED', NULL::double precision, NULL, r.code || ': ' || r.message
+    SELECT r.hash, 'FAILED', NULL::double precision, NULL, r.code || ': ' || r.message,
+           NULL::jsonb, NULL::jsonb
       FROM rejections r
      WHERE r.hash = %(hash)s AND NOT EXISTS (SELECT 1 FROM submissions WHERE hash = %(hash)s)
      ORDER BY r.time DESC LIMIT 1
@@ -97,9 +105,10 @@ class PostgresStore:
         rows = self._fetch(_ENTRY, {"hash": hash_})
         if not rows:
             return None
-        h, status, score, content_hash, notes = rows[0]
+        h, status, score, content_hash, notes, manifest, audit = rows[0]
+        details = Details(safetensors_hash=content_hash, manifest=manifest, audit=audit)
         return SubmissionDetails(hash=h, status=status, score=Score(total_score=score),
-                                 details=Details(safetensors_hash=content_hash), notes=notes)
+                                 details=details, notes=notes)
 
     def minerboard(self) -> list[MinerboardEntry]:
         return self._fetch(_MINERBOARD, {}, MinerboardEntry)

@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cli.commands.sink",
     "cli.commands.chain",
     "cli.commands.validator",
+    "cli.commands.audit",
     "cli.commands.api",
     "cli.commands.leaderboard",
     "cli.commands.demo",

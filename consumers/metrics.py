@@ -50,3 +50,23 @@ class ValidatorMetrics(MetricsBundle):
                                "The chain's head block as last read")
     undecodable: Counter = metric(Counter, "speechstream_validator_undecodable_total",
                                   "Records read that did not decode (left to the sink)")
+
+
+@dataclass(frozen=True)
+class AuditMetrics(MetricsBundle):
+    """Audits by verdict and audited evaluator, disagreements per evaluator, their durations."""
+
+    audits: Counter = metric(Counter, "speechstream_audits_total",
+                             "Scores audited, by verdict and by the evaluator that scored them",
+                             labels=("verdict", "evaluator"))
+    disagreements: Counter = metric(
+        Counter, "speechstream_audit_disagreements_total",
+        "Audits whose re-score disagreed with the score, by the evaluator that scored it",
+        labels=("evaluator",),
+    )
+    audit_seconds: Histogram = metric(
+        Histogram, "speechstream_audit_seconds", "Wall time of one audit",
+        buckets=EVALUATION_BUCKETS,
+    )
+    skipped: Counter = metric(Counter, "speechstream_audit_skipped_total",
+                              "Scores read and not audited (outside the sample, or FAILED)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -19,13 +20,27 @@ _IN_PROGRESS = sorted((s for s, r in STATUS_RANK.items() if r < FINAL_RANK),
 LEADERBOARD_STATUSES = ("COMPLETED", *_IN_PROGRESS, "FAILED", "REJECTED")
 
 _LEADERBOARD = sql.SQL("""
-SELECT hash, uid, hotkey, repo, status, score, notes, block, updated_at FROM (
-    SELECT hash, uid, hotkey, repo_namespace || '/' || repo_name AS repo, status, score,
-           notes, block, updated_at
-      FROM submissions
+SELECT hash, uid, hotkey, repo, status, score, notes, block, updated_at, scoring_version,
+       manifest, audit FROM (
+    SELECT s.hash, s.uid, s.hotkey, s.repo_namespace || '/' || s.repo_name AS repo, s.status,
+           s.score, s.notes, s.block, s.updated_at, s.scoring_version, sc.manifest,
+           a.audit
+      FROM submissions s
+      LEFT JOIN scores sc ON sc.hash = s.hash AND sc.scoring_version = s.scoring_version
+      LEFT JOIN LATERAL (
+          SELECT jsonb_build_object(
+                     'verdict', verdict, 'scored_total', scored_total,
+                     'audited_total', audited_total, 'tolerance', tolerance,
+                     'auditor', auditor, 'evaluator', evaluator, 'reason', reason,
+                     'differences', differences) AS audit
+            FROM audits
+           WHERE audits.hash = s.hash AND audits.scoring_version = s.scoring_version
+           ORDER BY audited_at DESC, event_id DESC
+           LIMIT 1
+      ) a ON true
     UNION ALL
     SELECT r.hash, r.uid, r.hotkey, r.repo_namespace || '/' || r.repo_name, 'REJECTED', NULL,
-           r.code || ': ' || r.message, r.block, r.written_at
+           r.code || ': ' || r.message, r.block, r.written_at, NULL, NULL, NULL
       FROM rejections r
 ) rows
 ORDER BY array_position({statuses}, status), score DESC NULLS LAST, block, repo, hash
@@ -44,6 +59,24 @@ class LeaderboardRow(BaseModel):
     notes: str | None
     block: int | None
     updated_at: datetime
+    scoring_version: str | None = None
+    manifest: dict[str, Any] | None = None
+    """What reproduces the score (scores written before manifests have none)."""
+    audit: dict[str, Any] | None = None
+    """The latest audit of the score: verdict, both totals, tolerance, auditor, reason."""
+
+    @property
+    def audit_note(self) -> str | None:
+        """A line for the notes when the latest audit disagrees or could not re-score."""
+        if not self.audit or self.audit.get("verdict") == "agree":
+            return None
+        a = self.audit
+        if a.get("verdict") == "unavailable":
+            return f"audit unavailable: {a.get('reason')}"
+        audited = a.get("audited_total")
+        shown = f"{audited:.6f}" if isinstance(audited, float) else str(audited)
+        return (f"AUDIT DISAGREES: {a.get('auditor')} scored {shown} "
+                f"(tolerance {a.get('tolerance')}; {a.get('reason') or 'no detail'})")
 
 
 def leaderboard(conn: psycopg.Connection) -> list[LeaderboardRow]:

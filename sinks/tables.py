@@ -30,6 +30,7 @@ from schemas.events import (
     EvaluationStatusChanged,
     MinerboardUpdated,
     MinerRegistered,
+    ScoreAudited,
     ScoreComputed,
     SubmissionRejected,
     WeightsComputed,
@@ -217,6 +218,11 @@ def _getter(paths: list[str]) -> Callable[[Any], Row]:
     return attrgetter(*paths)
 
 
+def _json_model(model: BaseModel | None) -> Jsonb | None:
+    """A pydantic model as a jsonb value; None stays SQL NULL."""
+    return None if model is None else Jsonb(model.model_dump(mode="json"))
+
+
 def _payload(*names: str) -> tuple[Source, ...]:
     return tuple(Source(name, f"payload.{name}") for name in names)
 
@@ -247,12 +253,22 @@ SCORES = Table("scores", ("hash", "scoring_version"), (
     Column("revision", "text"), Column("evaluator", "text"), Column("timings", "jsonb"),
     Column("event_id", "text"), Column("request_event_id", "text"),
     Column("computed_at", "timestamptz"), Column("content_hash", "text"),
+    Column("manifest", "jsonb"),
 ))
 SAMPLE_RESULTS = Table("sample_results", ("hash", "scoring_version", "index"), (
     Column("hash", "text"), Column("scoring_version", "text"), Column("index", "integer"),
     Column("text", "text"), Column("speaker", "text"), Column("ce", "double precision"),
     Column("wer", "double precision"), Column("transcription", "text"),
-    Column("score", "double precision"), Column("error", "text"),
+    Column("score", "double precision"), Column("error", "text"), Column("note", "text"),
+))
+AUDITS = Table("audits", ("event_id",), (
+    Column("event_id", "text"), Column("hash", "text"), Column("scoring_version", "text"),
+    Column("verdict", "text"), Column("score_event_id", "text"), Column("evaluator", "text"),
+    Column("auditor", "text"), Column("scored_status", "text"),
+    Column("scored_total", "double precision"), Column("audited_status", "text"),
+    Column("audited_total", "double precision"), Column("tolerance", "double precision"),
+    Column("reason", "text"), Column("differences", "jsonb"), Column("manifest", "jsonb"),
+    Column("audited_at", "timestamptz"),
 ))
 REJECTIONS = Table("rejections", ("event_id",), (
     Column("event_id", "text"), Column("code", "text"), Column("message", "text"),
@@ -283,8 +299,8 @@ MINERBOARD = Table("minerboard", ("uid",), (
 ))
 
 TABLES: tuple[Table, ...] = (
-    MINERS, SUBMISSIONS, STATUS_EVENTS, SCORES, SAMPLE_RESULTS, REJECTIONS, DEAD_LETTERS,
-    WEIGHTS, WEIGHT_ENTRIES, MINERBOARD,
+    MINERS, SUBMISSIONS, STATUS_EVENTS, SCORES, SAMPLE_RESULTS, AUDITS, REJECTIONS,
+    DEAD_LETTERS, WEIGHTS, WEIGHT_ENTRIES, MINERBOARD,
 )
 """Every materialized table (row counts, rebuilds and the schema check go over these)."""
 
@@ -334,6 +350,7 @@ FEEDS: tuple[Feed, ...] = (
         (*_payload("hash", "scoring_version", "status", "total_score", "reason", "revision",
                    "evaluator", "request_event_id", "content_hash"),
          Source("timings", "payload.timings", Jsonb),
+         Source("manifest", "payload.manifest", _json_model),
          Source("event_id", "event_id"), Source("computed_at", "time")),
         InsertNew(order=("computed_at", "event_id")), event=ScoreComputed,
         # The score kept for (hash, version) makes its submission COMPLETED or FAILED.
@@ -349,8 +366,19 @@ FEEDS: tuple[Feed, ...] = (
         "sample_results", SAMPLE_RESULTS,
         (*_payload("hash", "scoring_version"),
          *(Source(name, f"item.{name}") for name in (
-             "index", "text", "speaker", "ce", "wer", "transcription", "score", "error"))),
+             "index", "text", "speaker", "ce", "wer", "transcription", "score", "error",
+             "note"))),
         InsertNew(), event=ScoreComputed, each="payload.samples",
+    ),
+    Feed(
+        "audits", AUDITS,
+        (*_payload("hash", "scoring_version", "verdict", "score_event_id", "evaluator",
+                   "auditor", "scored_status", "scored_total", "audited_status",
+                   "audited_total", "tolerance", "reason"),
+         Source("differences", "payload.differences", Jsonb),
+         Source("manifest", "payload.manifest", _json_model),
+         Source("event_id", "event_id"), Source("audited_at", "time")),
+        InsertNew(), event=ScoreAudited,
     ),
     Feed(
         "rejections", REJECTIONS,

@@ -98,3 +98,34 @@ class SlowScorer(DeterministicScorer):
         time.sleep(self.sleep_seconds())
         self.scored.append(request.hash)
         return deterministic_outcome(request)
+
+
+PERTURBATION = 0.05
+
+
+class PerturbedTTSScorer:
+    """The real TTS scorer with every COMPLETED total moved by ``PERTURBATION``: an evaluator
+    that cheats (or drifts), which an audit must catch."""
+
+    def __init__(self, device: str = "cpu") -> None:
+        from consumers.tts import TTSScorer
+        from speechstream.settings import ScoringSettings
+
+        self._inner = TTSScorer(ScoringSettings(), device=device)
+
+    def setup(self) -> None:
+        """The real scorer's setup."""
+        self._inner.setup()
+
+    def score(self, request: EvaluationRequested, report: StatusReporter) -> ScoreOutcome:
+        """The real outcome, its total moved up (down when that would pass 1)."""
+        outcome = self._inner.score(request, report)
+        if outcome.status != "COMPLETED" or outcome.total_score is None:
+            return outcome
+        total = outcome.total_score
+        moved = total + PERTURBATION if total + PERTURBATION <= 1.0 else total - PERTURBATION
+        return outcome.model_copy(update={"total_score": moved})
+
+    def close(self) -> None:
+        """The real scorer's close."""
+        self._inner.close()

@@ -17,9 +17,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     board = subparsers.add_parser(
         "leaderboard", help="the models by status and score, from PostgreSQL",
         description="Every submission (COMPLETED by score first, then in progress, FAILED) and "
-        "every rejected one with its reason, read from DATABASE_URL.",
+        "every rejected one with its reason, read from DATABASE_URL. A score whose latest "
+        "audit disagrees (or could not re-score it) says so in its notes.",
     )
-    board.add_argument("--json", action="store_true", help="print a JSON list of rows")
+    board.add_argument("--json", action="store_true",
+                       help="print a JSON list of rows (with each score's manifest and latest "
+                       "audit)")
     board.set_defaults(func=_leaderboard)
 
 
@@ -32,7 +35,7 @@ def render(rows: list[LeaderboardRow], *, as_json: bool = False) -> str:
     for i, r in enumerate(rows, start=1):
         score = f"{r.score:.6f}" if r.score is not None else "-"
         uid = str(r.uid) if r.uid is not None else "-"
-        notes = (r.notes or "").replace("\n", " ")
+        notes = "; ".join(n for n in (r.notes, r.audit_note) if n).replace("\n", " ")
         lines.append(f"{i:>2}  {uid:>4}  {(r.repo or '-'):<24} {r.status:<10} {score:>8}  {notes}")
     return "\n".join(lines)
 

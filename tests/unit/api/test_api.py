@@ -102,13 +102,16 @@ def _known(store: FakeStore, status: str = "COMPLETED", score: float | None = 0.
                                          details=Details(safetensors_hash="w" * 64), notes=notes)
 
 
+DETAILS = {"safetensors_hash": "w" * 64, "manifest": None, "audit": None}
+
+
 def test_details_of_a_known_submission(client, parts) -> None:
     _known(parts[0])
     response = client.get("/model_submission_details", params=_details(admin_key="x"),
                           headers={"Git-Commit": "abc", "UID": "3", "payload_signed": "z"})
     assert response.status_code == 200
     assert response.json() == {"score": {"total_score": 0.5},
-                               "details": {"safetensors_hash": "w" * 64}, "hash": H,
+                               "details": DETAILS, "hash": H,
                                "status": "COMPLETED", "notes": None}
 
 
@@ -149,7 +152,7 @@ def test_ensure_model_publishes_an_unknown_submission_and_answers_queued(client,
     assert (sent.hotkey, sent.block, sent.hash) == (HK, 500, H)
     _known(store, status="RUNNING", score=None)
     again = client.post("/ensure_model", json=body, headers=ADMIN).json()
-    assert again == {"score": {"total_score": None}, "details": {"safetensors_hash": "w" * 64},
+    assert again == {"score": {"total_score": None}, "details": DETAILS,
                      "status": "RUNNING", "notes": None}
     assert len(publisher.submitted) == 1
 

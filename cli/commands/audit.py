@@ -1,0 +1,65 @@
+"""`speechstream audit run`: re-score a deterministic sample of the scores on this device."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from prometheus_client import CollectorRegistry
+
+from cli.serve import add_metrics_port, serve, with_metrics_port
+from speechstream.settings import AuditSettings, KafkaSettings, ScoringSettings
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``audit`` command group."""
+    audit = subparsers.add_parser(
+        "audit", help="re-score a sample of the scores and publish agree/disagree",
+        description="An auditor reads the score topic in its own consumer group, re-scores a "
+        "deterministic sample of the COMPLETED scores on its own device, as each score's "
+        "manifest describes it, and publishes score.audited (agree, disagree or unavailable, "
+        "both totals, the tolerance, the manifests' differences). See docs/scoring.md.",
+    )
+    sub = audit.add_subparsers(dest="audit_command", required=True)
+    run = sub.add_parser(
+        "run", help="run the auditor until SIGTERM",
+        description="Audit the sampled scores as they arrive (from the start of the score "
+        "topic the first time). It runs at the lowest CPU priority (niceness +10). Settings: "
+        "SPEECHSTREAM_AUDIT_SAMPLE_RATE (0.05), _DEVICE (cpu), _TOLERANCE (1e-6 on CPU, 1e-3 "
+        "on a GPU), _AUDITOR_ID (the host name), _GROUP_ID, _NICENESS, _METRICS_PORT; the "
+        "scoring engine reads SPEECHSTREAM_SCORING_* (see docs/scoring.md).",
+    )
+    run.add_argument("--sample-rate", type=float, default=None,
+                     help="share of the scores audited, 0 to 1 (default: settings, 0.05)")
+    run.add_argument("--device", default=None, help="cpu or cuda:N (default: settings, cpu)")
+    run.add_argument("--tolerance", type=float, default=None,
+                     help="largest difference of totals that agrees (default: by device)")
+    add_metrics_port(run)
+    run.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from consumers.audit import Auditor
+    from consumers.metrics import AuditMetrics
+
+    settings = with_metrics_port(AuditSettings(), args)
+    update = {name: getattr(args, name) for name in ("sample_rate", "device", "tolerance")
+              if getattr(args, name) is not None}
+    settings = settings.model_copy(update=update)
+    if not 0.0 <= settings.sample_rate <= 1.0:
+        print(f"error: --sample-rate must lie in [0, 1], got {settings.sample_rate}",
+              file=sys.stderr)
+        return 2
+    if settings.device != "cpu" and not settings.device.startswith("cuda:"):
+        print(f"error: --device must be cpu or cuda:N, got {settings.device!r}", file=sys.stderr)
+        return 2
+    if settings.tolerance is not None and settings.tolerance < 0:
+        print("error: --tolerance must not be negative", file=sys.stderr)
+        return 2
+    if settings.niceness:
+        os.nice(settings.niceness)
+    registry = CollectorRegistry()
+    auditor = Auditor(KafkaSettings(), settings, ScoringSettings(),
+                      metrics=AuditMetrics.create(registry))
+    return serve(auditor, registry, settings.metrics_port)

@@ -1,0 +1,244 @@
+"""The audit consumer: re-scores a deterministic sample of the scores on its own device.
+
+It reads the score topic in a consumer group of its own, picks a score when
+``sha256("audit:<hash>:<version>")`` falls in the first ``sample_rate`` of the hash space
+(every auditor picks the same ones), scores the model again as the score's manifest describes
+it (the revision actually evaluated, the same scoring version), and publishes
+``score.audited``:
+
+- ``agree`` when both totals lie within the tolerance;
+- ``disagree`` when they do not, or when the audit fails where the score completed (a model
+  that cannot be loaded or produces no sample);
+- ``unavailable`` when the model cannot be scored again as it was: gone from its source, its
+  weights changed since (another content hash), a score without a manifest (written before
+  manifests existed), or the auditor's own limits (time, memory, a missing environment).
+
+Only COMPLETED scores are audited: a FAILED score pays nothing. Each audit's event id derives
+from the score's event id and the auditor's id, and the offset is committed after the audit
+is delivered: a restart audits a score again at most, and the sink keeps one row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import Consumer
+from prometheus_client import CollectorRegistry
+
+from consumers.metrics import AuditMetrics
+from schemas.envelope import Envelope, derived_event_id, new_envelope
+from schemas.events import AuditVerdict, ScoreAudited, ScoreComputed, ScoreManifest
+from scoring.isolation import run_isolated
+from scoring.types import ScoringResult, Submission
+from speechstream.kafka.consumer import EventConsumer
+from speechstream.kafka.producer import EventProducer
+from speechstream.monitoring import Health
+from speechstream.settings import AuditSettings, KafkaSettings, ScoringSettings
+
+PRODUCER_NAME = "speechstream-audit"
+GONE = frozenset({"REPO_NOT_FOUND", "NO_WEIGHTS", "NO_CONFIG"})
+"""Failure codes of a model no longer at its source as it was scored."""
+AUDITOR_LIMITS = frozenset({"TIME_LIMIT", "OUT_OF_MEMORY", "CRASHED", "ARCHITECTURE_ELSEWHERE",
+                            "METHOD_UNAVAILABLE"})
+"""Failure codes of the auditor's own limits: they say nothing of the score."""
+IGNORED_DIFFERENCES = frozenset({"evaluator"})
+
+Rescore = Callable[[Submission], ScoringResult]
+
+
+def selected(hash_: str, scoring_version: str, sample_rate: float) -> bool:
+    """Whether the score of ``(hash, version)`` is in the audited sample (deterministic)."""
+    digest = hashlib.sha256(f"audit:{hash_}:{scoring_version}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") < sample_rate * 2**64
+
+
+def manifest_differences(scored: ScoreManifest, audited: ScoreManifest | None
+                         ) -> dict[str, list[Any]]:
+    """Fields of the two manifests that differ (``generation`` field by field), as
+    ``field → [scored, audited]``; the evaluator's id is left out (it always differs)."""
+    if audited is None:
+        return {}
+    a, b = scored.model_dump(mode="json"), audited.model_dump(mode="json")
+    out: dict[str, list[Any]] = {}
+    for name in sorted(set(a) | set(b)):
+        if name in IGNORED_DIFFERENCES:
+            continue
+        x, y = a.get(name), b.get(name)
+        if isinstance(x, dict) and isinstance(y, dict):
+            for key in sorted(set(x) | set(y)):
+                if x.get(key) != y.get(key):
+                    out[f"{name}.{key}"] = [x.get(key), y.get(key)]
+        elif x != y:
+            out[name] = [x, y]
+    return out
+
+
+def judge(score: ScoreComputed, result: ScoringResult | None, tolerance: float
+          ) -> tuple[AuditVerdict, str | None]:
+    """The verdict of an audit result on a COMPLETED score, and its reason."""
+    manifest = score.manifest
+    if manifest is None or result is None:
+        return "unavailable", "the score has no manifest (written before manifests existed)"
+    if result.status == "FAILED":
+        code = result.failure_code or "FAILED"
+        if code in GONE:
+            return "unavailable", f"the model is gone from its source: {code}: {result.reason}"
+        if code in AUDITOR_LIMITS:
+            return "unavailable", f"the auditor could not score it: {code}: {result.reason}"
+        return "disagree", f"the audit FAILED where the score COMPLETED: {code}: {result.reason}"
+    if (manifest.content_hash and result.content_hash
+            and manifest.content_hash != result.content_hash):
+        return "unavailable", (f"the weights changed at the source (content hash "
+                               f"{manifest.content_hash[:12]}… scored, "
+                               f"{result.content_hash[:12]}… now)")
+    assert score.total_score is not None and result.total_score is not None
+    diff = abs(score.total_score - result.total_score)
+    if diff <= tolerance:
+        return "agree", None
+    return "disagree", f"totals differ by {diff:.3g} (tolerance {tolerance:g})"
+
+
+class Auditor:
+    """The audit service (module docstring). ``rescore`` scores a submission on the auditor's
+    device (default: an isolated evaluation process, as the evaluator runs it); ``consumer``
+    and ``producer`` replace the Kafka clients (tests)."""
+
+    name = "auditor"
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        settings: AuditSettings,
+        scoring: ScoringSettings,
+        *,
+        metrics: AuditMetrics | None = None,
+        rescore: Rescore | None = None,
+        consumer: Consumer | None = None,
+        producer: EventProducer | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self._kafka = kafka
+        self._settings = settings
+        self._scoring = scoring
+        self._metrics = metrics or AuditMetrics.create(CollectorRegistry())
+        self._log = logger or logging.getLogger(__name__)
+        self._rescore = rescore or self._isolated
+        self.tolerance = settings.tolerance_for_device()
+        self._consumer = EventConsumer(
+            kafka, name=PRODUCER_NAME, topics=[kafka.topics.scores],
+            config={"group.id": settings.group_id, "enable.auto.commit": False,
+                    "isolation.level": "read_committed", "auto.offset.reset": "earliest",
+                    "max.poll.interval.ms": int(scoring.time_limit_s * 1000) + 300_000},
+            expected=ScoreComputed, client=consumer, logger=self._log,
+        )
+        self._producer = producer or EventProducer(kafka)
+        self._last_poll: float | None = None
+        self._auditing: str | None = None
+
+    def start(self) -> None:
+        """Connect the producer, subscribe to the score topic."""
+        self._producer.start()
+        self._consumer.start()
+        self._log.info("auditor %s on %s: sample rate %g, tolerance %g, group %s",
+                       self._settings.auditor_id, self._settings.device,
+                       self._settings.sample_rate, self.tolerance, self._settings.group_id)
+
+    def run(self, stop: threading.Event) -> None:
+        """Audit the sampled scores until ``stop`` is set (an audit in progress finishes)."""
+        while not stop.is_set():
+            batch = self._consumer.poll(1, self._settings.poll_timeout_s)
+            self._last_poll = time.monotonic()
+            if not len(batch):
+                continue
+            for _msg, letter in batch.dead_letters:
+                self._producer.send(self._kafka.topics.deadletter, letter, key=_msg.key())
+            for env in batch.envelopes:
+                audit = self.audit(env)
+                if audit is not None:
+                    self._producer.send(self._kafka.topics.audits, audit,
+                                        key=audit.payload.hash)  # type: ignore[union-attr]
+            self._producer.flush()
+            self._consumer.commit()
+
+    def close(self) -> None:
+        """Close the consumer, flush and close the producer."""
+        try:
+            self._consumer.close()
+        finally:
+            self._producer.close()
+
+    def health(self) -> Health:
+        """Healthy while the last poll is recent, or an audit (which blocks polls) runs."""
+        age = None if self._last_poll is None else time.monotonic() - self._last_poll
+        healthy = age is not None and (age < max(10 * self._settings.poll_timeout_s, 30.0)
+                                       or self._auditing is not None)
+        status = "starting" if age is None else "ok" if healthy else "stalled"
+        return Health(healthy, status, {
+            "last_poll_age_s": None if age is None else round(age, 3),
+            "auditing": self._auditing,
+        })
+
+    # -- one score -------------------------------------------------------------------------
+
+    def audit(self, score_env: Envelope) -> Envelope | None:
+        """The audit event of one score; None when the score is not in the sample."""
+        score = score_env.payload
+        assert isinstance(score, ScoreComputed)
+        if score.status != "COMPLETED" or not selected(
+            score.hash, score.scoring_version, self._settings.sample_rate
+        ):
+            self._metrics.skipped.inc()
+            return None
+        started = time.perf_counter()
+        result = None
+        if score.manifest is not None:
+            self._auditing = score.hash
+            try:
+                result = self._rescore(submission_of(score.hash, score.manifest))
+            finally:
+                self._auditing = None
+        verdict, reason = judge(score, result, self.tolerance)
+        event = ScoreAudited(
+            hash=score.hash, scoring_version=score.scoring_version, verdict=verdict,
+            score_event_id=score_env.event_id, evaluator=score.evaluator,
+            auditor=self._settings.auditor_id, scored_status=score.status,
+            scored_total=score.total_score,
+            audited_status=None if result is None else result.status,
+            audited_total=None if result is None else result.total_score,
+            tolerance=self.tolerance, reason=reason,
+            differences={} if score.manifest is None or result is None
+            else manifest_differences(score.manifest, result.manifest),
+            manifest=None if result is None or result.manifest is None
+            else result.manifest.model_copy(update={"evaluator": self._settings.auditor_id}),
+        )
+        elapsed = time.perf_counter() - started
+        self._metrics.audits.labels(verdict, score.evaluator).inc()
+        self._metrics.audit_seconds.observe(elapsed)
+        if verdict == "disagree":
+            self._metrics.disagreements.labels(score.evaluator).inc()
+            self._log.warning("audit of %s (%s by %s) DISAGREES: %s", score.hash,
+                              score.scoring_version, score.evaluator, reason)
+        else:
+            self._log.info("audit of %s (%s by %s): %s%s in %.1fs", score.hash,
+                           score.scoring_version, score.evaluator, verdict,
+                           f" ({reason})" if reason else "", elapsed)
+        event_id = derived_event_id(score_env.event_id, f"audit:{self._settings.auditor_id}")
+        return new_envelope(event, key=score.hash, producer=PRODUCER_NAME, event_id=event_id)
+
+    def _isolated(self, submission: Submission) -> ScoringResult:
+        return run_isolated(self._scoring, submission, self._settings.device,
+                            lambda status, note: None)
+
+
+def submission_of(hash_: str, manifest: ScoreManifest) -> Submission:
+    """The submission a manifest describes, at the revision that was evaluated."""
+    return Submission(
+        hash=hash_, repo_namespace=manifest.repo_namespace, repo_name=manifest.repo_name,
+        revision=manifest.model_revision, config_template=manifest.config_template,
+        scoring_version=manifest.scoring_version,
+    )

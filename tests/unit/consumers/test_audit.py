@@ -1,0 +1,103 @@
+"""The auditor's decisions without Kafka: which scores it samples, and its verdicts."""
+
+from __future__ import annotations
+
+import pytest
+
+from consumers.audit import Auditor, judge, manifest_differences, selected, submission_of
+from schemas.envelope import new_envelope
+from schemas.events import ScoreComputed, ScoreManifest
+from scoring.types import ScoringResult, Submission
+from speechstream.settings import AuditSettings, KafkaSettings, ScoringSettings
+
+H = "1234567890"
+
+
+def _manifest(**update: object) -> ScoreManifest:
+    base = ScoreManifest(
+        repo_namespace="lab", repo_name="tiny", model_revision="abc", content_hash="c" * 64,
+        scoring_version="v2", draw_seed=7, prompt_ids=[3, 1], speakers=["Ann", "Bo"],
+        prompt_set_hash="p" * 64, reference_voice="flite 2.2 (slt)",
+        asr="pocketsphinx 5.1.1 (en-us)", generation={"decoding": "greedy", "batch_size": 8},
+        torch="2.11.0", device="cpu", dtype="float32", deterministic=True, evaluator="ev-cpu",
+    )
+    return base.model_copy(update=update)
+
+
+def _score(total: float = 0.5, manifest: ScoreManifest | None = None,
+           status: str = "COMPLETED") -> ScoreComputed:
+    return ScoreComputed(hash=H, scoring_version="v2", status=status,  # type: ignore[arg-type]
+                         total_score=total if status == "COMPLETED" else None,
+                         evaluator="ev-cpu", request_event_id="r", content_hash="c" * 64,
+                         manifest=manifest)
+
+
+def _result(total: float | None = 0.5, **update: object) -> ScoringResult:
+    fields: dict[str, object] = {"status": "COMPLETED", "total_score": total,
+                                 "content_hash": "c" * 64, "manifest": _manifest()}
+    fields.update(update)
+    return ScoringResult(**fields)  # type: ignore[arg-type]
+
+
+def test_the_sample_is_deterministic_and_about_the_rate() -> None:
+    hashes = [str(10**9 + i) for i in range(4000)]
+    picked = [h for h in hashes if selected(h, "v2", 0.05)]
+    assert picked == [h for h in hashes if selected(h, "v2", 0.05)]
+    assert 140 <= len(picked) <= 260  # 5 % of 4000 = 200
+    assert all(selected(h, "v2", 1.0) for h in hashes[:50])
+    assert not any(selected(h, "v2", 0.0) for h in hashes[:50])
+
+
+@pytest.mark.parametrize(
+    ("result", "verdict", "reason_part"),
+    [
+        (_result(0.5 + 1e-7), "agree", None),
+        (_result(0.52), "disagree", "differ by 0.02"),
+        (_result(None, status="FAILED", failure_code="REPO_NOT_FOUND", reason="gone"),
+         "unavailable", "gone from its source"),
+        (_result(None, status="FAILED", failure_code="TIME_LIMIT", reason="slow"),
+         "unavailable", "auditor could not"),
+        (_result(None, status="FAILED", failure_code="NO_SAMPLE_SUCCEEDED", reason="x"),
+         "disagree", "FAILED where the score COMPLETED"),
+        (_result(0.9, content_hash="d" * 64), "unavailable", "weights changed"),
+    ],
+)
+def test_verdicts(result: ScoringResult, verdict: str, reason_part: str | None) -> None:
+    got, reason = judge(_score(0.5, _manifest()), result, 1e-6)
+    assert got == verdict
+    assert (reason is None) if reason_part is None else (reason_part in (reason or ""))
+
+
+def test_a_score_without_a_manifest_is_unavailable_not_a_disagreement() -> None:
+    assert judge(_score(0.5, None), None, 1e-6)[0] == "unavailable"
+
+
+def test_manifest_differences_leave_out_the_evaluator() -> None:
+    scored = _manifest()
+    audited = _manifest(evaluator="auditor-cpu", torch="2.12.0",
+                        generation={"decoding": "greedy", "batch_size": 4})
+    assert manifest_differences(scored, audited) == {
+        "torch": ["2.11.0", "2.12.0"], "generation.batch_size": [8, 4]}
+    assert manifest_differences(scored, scored) == {}
+
+
+def test_the_audit_rescores_what_the_manifest_names() -> None:
+    asked: list[Submission] = []
+
+    def rescore(submission: Submission) -> ScoringResult:
+        asked.append(submission)
+        return _result(0.25)
+
+    auditor = Auditor(KafkaSettings(), AuditSettings(sample_rate=1.0, auditor_id="aud"),
+                      ScoringSettings(), rescore=rescore)
+    env = new_envelope(_score(0.5, _manifest()), key=H, producer="t")
+    audit = auditor.audit(env)
+    assert audit is not None and asked == [submission_of(H, _manifest())]
+    assert asked[0].revision == "abc" and asked[0].scoring_version == "v2"
+    p = audit.payload
+    assert (p.verdict, p.scored_total, p.audited_total, p.evaluator, p.auditor) == (
+        "disagree", 0.5, 0.25, "ev-cpu", "aud")
+    assert p.score_event_id == env.event_id and p.manifest.evaluator == "aud"
+    assert audit.event_id == auditor.audit(env).event_id  # one id per (score, auditor)
+    failed = new_envelope(_score(status="FAILED", manifest=_manifest()), key=H, producer="t")
+    assert auditor.audit(failed) is None and len(asked) == 2
