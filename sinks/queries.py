@@ -99,3 +99,34 @@ def counts(conn: psycopg.Connection) -> dict[str, int]:
         ).fetchone()[0]
         for table in TABLES
     }
+
+
+class AuditSummaryRow(BaseModel):
+    """One evaluator's audits: how many agreed, disagreed, or could not be re-scored."""
+
+    evaluator: str
+    audits: int
+    agree: int
+    disagree: int
+    unavailable: int
+    disagree_rate: float | None
+    """Disagreements over the audits that could be judged (agree + disagree)."""
+
+
+_AUDIT_SUMMARY = """
+SELECT evaluator, count(*)::int AS audits,
+       count(*) FILTER (WHERE verdict = 'agree')::int AS agree,
+       count(*) FILTER (WHERE verdict = 'disagree')::int AS disagree,
+       count(*) FILTER (WHERE verdict = 'unavailable')::int AS unavailable,
+       (count(*) FILTER (WHERE verdict = 'disagree'))::float8
+           / nullif(count(*) FILTER (WHERE verdict IN ('agree', 'disagree')), 0) AS disagree_rate
+  FROM audits
+ GROUP BY evaluator
+ ORDER BY disagree_rate DESC NULLS LAST, evaluator
+"""
+
+
+def audit_summary(conn: psycopg.Connection) -> list[AuditSummaryRow]:
+    """The audits per audited evaluator, the most disagreeing first."""
+    with conn.cursor(row_factory=class_row(AuditSummaryRow)) as cur:
+        return cur.execute(_AUDIT_SUMMARY).fetchall()

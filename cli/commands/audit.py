@@ -1,15 +1,19 @@
-"""`speechstream audit run`: re-score a deterministic sample of the scores on this device."""
+"""`speechstream audit run | summary`: re-score a deterministic sample of the scores on this
+device; the audits per evaluator."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
+import psycopg
 from prometheus_client import CollectorRegistry
 
 from cli.serve import add_metrics_port, serve, with_metrics_port
-from speechstream.settings import AuditSettings, KafkaSettings, ScoringSettings
+from sinks.queries import AuditSummaryRow, audit_summary
+from speechstream.settings import AuditSettings, DatabaseSettings, KafkaSettings, ScoringSettings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,6 +41,40 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="largest difference of totals that agrees (default: by device)")
     add_metrics_port(run)
     run.set_defaults(func=_run)
+    summary = sub.add_parser(
+        "summary", help="the audits per evaluator, from PostgreSQL",
+        description="How many of each evaluator's scores the audits found agreeing, "
+        "disagreeing or unavailable, and its disagreement rate, read from DATABASE_URL; the "
+        "most disagreeing evaluator first.",
+    )
+    summary.add_argument("--json", action="store_true", help="print a JSON list of rows")
+    summary.set_defaults(func=_summary)
+
+
+def render(rows: list[AuditSummaryRow]) -> str:
+    """The summary as a fixed-width table."""
+    header = (f"{'evaluator':<32} {'audits':>6} {'agree':>6} {'disagree':>8} "
+              f"{'unavailable':>11} {'disagree rate':>13}")
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        rate = "-" if r.disagree_rate is None else f"{r.disagree_rate:.1%}"
+        lines.append(f"{r.evaluator:<32} {r.audits:>6} {r.agree:>6} {r.disagree:>8} "
+                     f"{r.unavailable:>11} {rate:>13}")
+    return "\n".join(lines)
+
+
+def _summary(args: argparse.Namespace) -> int:
+    try:
+        with psycopg.connect(DatabaseSettings().conninfo) as conn:
+            rows = audit_summary(conn)
+    except psycopg.Error as exc:
+        print(f"error: cannot read the audits: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps([r.model_dump(mode="json") for r in rows], indent=2))
+    else:
+        print(render(rows))
+    return 0
 
 
 def _run(args: argparse.Namespace) -> int:

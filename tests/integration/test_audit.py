@@ -10,6 +10,7 @@ import shutil
 
 import pytest
 
+from cli.demo import MINERS, DemoMiner
 from devstack.tiny.musicgen import build_tiny_musicgen
 from schemas import EvaluationRequested, new_envelope
 from tests.scorers import PERTURBATION
@@ -20,18 +21,24 @@ HK = "cd" * 32
 SCORING = {"SPEECHSTREAM_SCORING_N_SAMPLES": "3", "SPEECHSTREAM_SCORING_MAX_AUDIO_S": "2"}
 
 
-def _request(hash_: str, name: str) -> EvaluationRequested:
-    return EvaluationRequested(hash=hash_, hotkey=HK, uid=int(hash_) % 200, repo_namespace="lab",
-                               repo_name=name, block=5, source_event_id=f"src-{hash_}",
-                               scoring_version="v2")
+# The demo's models: alice's is scored honestly, bob's is withdrawn after it is scored, carol's
+# is scored by the perturbed evaluator.
+ALICE, BOB, CAROL = (next(m for m in MINERS if m.name == n) for n in ("alice", "bob", "carol"))
+
+
+def _request(hash_: str, miner: DemoMiner) -> EvaluationRequested:
+    return EvaluationRequested(hash=hash_, hotkey=HK, uid=miner.uid, repo_namespace=miner.name,
+                               repo_name=miner.repo_name, block=5,
+                               source_event_id=f"src-{hash_}", scoring_version="v2")
 
 
 def test_audits_agree_catch_a_perturbed_evaluator_and_mark_a_gone_model(
     pipeline, tmp_path
 ) -> None:
     models = tmp_path / "models"
-    for seed, name in enumerate(("honest", "gone", "cheated"), start=3):
-        build_tiny_musicgen(models / "lab" / name, seed=seed)
+    for m in (ALICE, BOB, CAROL):
+        build_tiny_musicgen(models / m.name / m.repo_name, seed=m.seed, size="tiny",
+                            head_scale=m.head_scale)
     env = {"SPEECHSTREAM_SCORING_MODELS_ROOT": str(models), **SCORING}
     t = pipeline.kafka.topics
     sink = pipeline.start("sink", ["sink", "run"])
@@ -43,23 +50,23 @@ def test_audits_agree_catch_a_perturbed_evaluator_and_mark_a_gone_model(
                             SPEECHSTREAM_EVALUATOR_SESSION_TIMEOUT_MS="6000", **env)
     pipeline.send(t.evaluation_requests,
                   *(new_envelope(_request(h, n), key=h, producer="t")
-                    for h, n in (("101", "honest"), ("202", "gone"))))
+                    for h, n in (("101", ALICE), ("202", BOB))))
     pipeline.read(t.scores, 2, timeout_s=240)
     honest.stop()
     pipeline.start("cheater", ["evaluator", "run", "--device", "cpu",
                                "--scorer", "tests.scorers:PerturbedTTSScorer"],
                    SPEECHSTREAM_EVALUATOR_EVALUATOR_ID="cheater", **env)
     pipeline.send(t.evaluation_requests,
-                  new_envelope(_request("303", "cheated"), key="303", producer="t"))
+                  new_envelope(_request("303", CAROL), key="303", producer="t"))
     scores = {s.payload.hash: s.payload for s in pipeline.read(t.scores, 3, timeout_s=240)}
     assert {h: s.status for h, s in scores.items()} == {
         "101": "COMPLETED", "202": "COMPLETED", "303": "COMPLETED"}
     assert scores["303"].evaluator == "cheater-cpu"
     for s in scores.values():
         assert s.manifest is not None and s.manifest.evaluator == s.evaluator
-        assert s.manifest.repo_name in ("honest", "gone", "cheated")
+        assert s.manifest.repo_namespace in ("alice", "bob", "carol")
 
-    shutil.rmtree(models / "lab" / "gone")  # withdrawn from its source after it was scored
+    shutil.rmtree(models / BOB.name / BOB.repo_name)  # withdrawn after it was scored
     pipeline.start("auditor", ["audit", "run", "--sample-rate", "1", "--device", "cpu"],
                    SPEECHSTREAM_AUDIT_AUDITOR_ID="auditor-1", **env)
     audits = {a.payload.hash: a.payload for a in pipeline.read(t.audits, 3, timeout_s=240)}
@@ -89,4 +96,9 @@ def test_audits_agree_catch_a_perturbed_evaluator_and_mark_a_gone_model(
     assert by_hash["101"]["manifest"]["evaluator"] == "honest-cpu"
     text = pipeline.cli("leaderboard").stdout
     assert "AUDIT DISAGREES" in text
+    per_evaluator = json.loads(pipeline.cli("audit", "summary", "--json").stdout)
+    assert [(r["evaluator"], r["agree"], r["disagree"], r["unavailable"], r["disagree_rate"])
+            for r in per_evaluator] == [("cheater-cpu", 0, 1, 0, 1.0),
+                                        ("honest-cpu", 1, 0, 1, 0.0)]
+    assert "cheater-cpu" in pipeline.cli("audit", "summary").stdout
     sink.stop()

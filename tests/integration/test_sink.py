@@ -174,5 +174,6 @@ def test_the_leaderboard_orders_by_status_then_score(db_conninfo) -> None:
     ]
     with psycopg.connect(db_conninfo) as conn:
         assert counts(conn) == {"miners": 0, "submissions": 6, "status_events": 3, "scores": 3,
-                                "sample_results": 0, "rejections": 1, "dead_letters": 0,
-                                "weights": 0, "weight_entries": 0, "minerboard": 0}
+                                "sample_results": 0, "audits": 0, "rejections": 1,
+                                "dead_letters": 0, "weights": 0, "weight_entries": 0,
+                                "minerboard": 0}

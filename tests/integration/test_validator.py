@@ -31,14 +31,15 @@ def _request(uid: int, block: int, repo: str, h: str | None = None):
     h = h or str(1000 + uid)
     return new_envelope(EvaluationRequested(
         hash=h, hotkey=_hotkey(uid), uid=uid, repo_namespace="ns", repo_name=repo, block=block,
-        source_event_id=f"s{uid}"), key=h, producer="t")
+        source_event_id=f"s{uid}", scoring_version="v2"), key=h, producer="t")
 
 
 def _score(uid: int, total: float | None, weights: str):
     h = str(1000 + uid)
     done = ScoreComputed(hash=h, status="COMPLETED" if total is not None else "FAILED",
                          total_score=total, reason=None if total is not None else "broken",
-                         evaluator="e", request_event_id=f"r{uid}", content_hash=weights)
+                         evaluator="e", request_event_id=f"r{uid}", content_hash=weights,
+                         scoring_version="v2")
     return new_envelope(done, key=h, producer="t")
 
 
