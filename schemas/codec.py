@@ -54,6 +54,11 @@ def _diagnose(raw: bytes, exc: ValidationError) -> str:
         return f"not JSON: {err}"
     if not isinstance(doc, dict):
         return f"not a JSON object: {type(doc).__name__}"
+    missing = [name for name, field in Envelope.model_fields.items()
+               if field.is_required() and name not in doc]
+    if "schema_version" not in doc and "payload" not in doc:
+        return ("not an event envelope: a JSON object without "
+                f"{', '.join(missing or ['schema_version', 'payload'])}")
     version = doc.get("schema_version")
     if version != SCHEMA_VERSION:
         return f"unsupported schema version {version!r} (this build reads {SCHEMA_VERSION})"

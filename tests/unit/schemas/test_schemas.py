@@ -115,6 +115,9 @@ def test_decode_errors_name_the_reason() -> None:
         decode(b" " * (MAX_EVENT_BYTES + 1))
     with pytest.raises(ValueError, match="not a JSON object"):
         decode(b"[1, 2]")
+    with pytest.raises(ValueError, match="not an event envelope: a JSON object without "
+                       "event_id, type, time, producer, payload"):
+        decode(b'{"hello": "world"}')
     with pytest.raises(ValueError, match="empty record"):
         decode(None)
 
