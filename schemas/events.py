@@ -13,6 +13,25 @@ Hotkey = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="ed25519 pu
 Signature = Annotated[str, Field(pattern=r"^[0-9a-f]{128}$", description="ed25519 signature, hex")]
 HashStr = Annotated[str, Field(pattern=r"^[0-9]{1,20}$", description="submission hash, decimal")]
 RepoPart = Annotated[str, Field(min_length=1, max_length=96, pattern=r"^[A-Za-z0-9._-]+$")]
+"""A repo namespace or name as events carry it; :func:`repo_part_problem` holds the Hub's
+stricter rules, which intake and the model loader enforce with a reason."""
+
+
+def repo_part_problem(part: str) -> str | None:
+    """Why ``part`` (a repo namespace or name) breaks the Hugging Face Hub's naming rules, or
+    None: 1 to 96 letters, digits, ``-``, ``_`` and ``.``; no ``..`` or ``--``; not starting
+    or ending with ``-`` or ``.``. A path such as ``..`` or ``../x`` never passes."""
+    if not 1 <= len(part) <= 96:
+        return f"{part[:40]!r} must be 1 to 96 characters long"
+    bad = sorted({c for c in part if not (c.isascii() and (c.isalnum() or c in "-_."))})
+    if bad:
+        return (f"{part[:40]!r} may hold only letters, digits, '-', '_' and '.' "
+                f"(not {''.join(bad)!r})")
+    if ".." in part or "--" in part:
+        return f"{part!r} must not contain '..' or '--'"
+    if part[0] in "-." or part[-1] in "-.":
+        return f"{part!r} must not start or end with '-' or '.'"
+    return None
 
 
 class _Event(BaseModel):
@@ -94,6 +113,7 @@ class RejectionCode(StrEnum):
     RATE_LIMITED = "RATE_LIMITED"
     DUPLICATE_REPO = "DUPLICATE_REPO"
     DUPLICATE_HASH = "DUPLICATE_HASH"
+    INVALID_REPO = "INVALID_REPO"
 
 
 class SubmissionRejected(_Event):

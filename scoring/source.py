@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from schemas.events import repo_part_problem
 from scoring.exceptions import PrecheckError
 from scoring.models import check_architecture
 from scoring.types import Submission
@@ -44,6 +45,16 @@ class ResolvedModel:
         if self.evict_dir is not None:
             shutil.rmtree(self.evict_dir, ignore_errors=True)
             self.evict_dir = None
+
+
+def check_repo_id(submission: Submission) -> None:
+    """Raise ``INVALID_REPO`` unless the namespace and the name keep the Hub's naming rules
+    (checked at intake too; here again, before any path or URL is built from them)."""
+    for what, part in (("namespace", submission.repo_namespace),
+                       ("name", submission.repo_name)):
+        problem = repo_part_problem(part)
+        if problem is not None:
+            raise PrecheckError("INVALID_REPO", f"repo {what} {problem}")
 
 
 def check_listing(files: Iterable[tuple[str, int | None]], max_bytes: int) -> int:
@@ -141,8 +152,12 @@ class LocalSource:
         self.max_weight_bytes = max_weight_bytes
 
     def resolve(self, submission: Submission) -> ResolvedModel:
-        """Check and return the submission's local directory."""
+        """Check and return the submission's local directory (never one outside the root)."""
+        check_repo_id(submission)
         path = self.root / submission.repo_namespace / submission.repo_name
+        if not path.resolve().is_relative_to(self.root.resolve()):
+            raise PrecheckError("INVALID_REPO", f"repo {submission.repo_id} lies outside the "
+                                "models root")
         if not path.is_dir():
             raise PrecheckError("REPO_NOT_FOUND", f"repo {submission.repo_id} does not exist")
         files = [
@@ -171,6 +186,7 @@ class HubSource:
 
     def resolve(self, submission: Submission) -> ResolvedModel:
         """Prechecks from the listing, then a snapshot of the allowed files at that commit."""
+        check_repo_id(submission)
         from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
         try:

@@ -10,6 +10,7 @@ from schemas.events import (
     RejectionCode,
     SubmissionAttested,
     SubmissionPublished,
+    repo_part_problem,
 )
 from schemas.signing import signature_is_valid
 
@@ -80,7 +81,8 @@ def check_submission(
     accepted: list[list[Any]] | None,
     window: int = RATE_LIMIT_BLOCKS,
 ) -> Rejection | Literal["replay"] | None:
-    """Hash, registration and rate limit; ``"replay"`` for a commitment already accepted.
+    """Hash, the repo's name (the Hub's rules), registration and rate limit; ``"replay"`` for
+    a commitment already accepted.
 
     ``accepted`` is the hotkey's accepted submissions as ``[block, hash]`` pairs. The rate
     limit refuses a submission within ``window`` blocks of any of them, before or after: a
@@ -93,6 +95,10 @@ def check_submission(
             RejectionCode.HASH_MISMATCH,
             f"hash {event.hash} does not match the submission's fields (expected {expected})",
         )
+    for what, part in (("namespace", event.repo_namespace), ("name", event.repo_name)):
+        problem = repo_part_problem(part)
+        if problem is not None:
+            return Rejection(RejectionCode.INVALID_REPO, f"repo {what} {problem}")
     if registered_uid is None:
         return Rejection(
             RejectionCode.UNREGISTERED_HOTKEY,

@@ -32,6 +32,7 @@ from schemas.events import (
     SubmissionAttested,
     WeightEntry,
     WeightsComputed,
+    repo_part_problem,
 )
 from schemas.hashing import submission_hash
 from schemas.signing import generate_key, sign, signature_is_valid
@@ -189,3 +190,18 @@ def test_a_weights_vector_lists_its_entries_uids_and_weights() -> None:
     with pytest.raises(ValueError, match="uids and weights"):
         WeightsComputed(validator="v", epoch=1, block=100, uids=[3, 5], weights=[0.75, 0.25],
                         entries=entries)
+
+
+@pytest.mark.parametrize("part", ["m", "tts-ft-1", "A.b_c", "x" * 96, "v1.0"])
+def test_repo_parts_within_the_hubs_rules(part: str) -> None:
+    assert repo_part_problem(part) is None
+
+
+@pytest.mark.parametrize(("part", "why"), [
+    ("..", "'..'"), ("a..b", "'..'"), ("a--b", "'--'"), (".x", "start or end"),
+    ("x-", "start or end"), ("", "1 to 96"), ("x" * 97, "1 to 96"), ("a/b", "'/'"),
+    ("ü", "'ü'"),
+])
+def test_repo_parts_outside_the_hubs_rules_say_why(part: str, why: str) -> None:
+    problem = repo_part_problem(part)
+    assert problem is not None and why in problem

@@ -124,3 +124,17 @@ def test_hub_prechecks_run_before_any_download(
         source.resolve(_sub())
     assert info.value.code == code
     assert api.downloads == []
+
+
+def test_a_repo_outside_the_models_root_is_never_loaded(repo_copy: Path, tmp_path: Path) -> None:
+    root = repo_copy.parents[1]
+    outside = tmp_path / "outside-root"
+    shutil.copytree(repo_copy, outside)
+    source = LocalSource(root, 18 * GIB)
+    # `<root>/../outside-root` exists and holds a loadable model: the name rule refuses it.
+    assert (root / ".." / "outside-root" / "config.json").is_file()
+    assert _code(source, _sub("..", "outside-root")) == "INVALID_REPO"
+    # A well-named repo that is a link out of the root is refused too.
+    (root / "eve").mkdir()
+    (root / "eve" / "linked").symlink_to(outside, target_is_directory=True)
+    assert _code(source, _sub("eve", "linked")) == "INVALID_REPO"

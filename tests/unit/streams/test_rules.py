@@ -129,3 +129,16 @@ def test_duplicates_the_later_block_loses_in_either_order() -> None:
 def test_same_hash_later_is_a_duplicate_hash() -> None:
     decision = dedupe(_entry(100, "7", "e1"), _entry(30_000, "7", "e2"))
     assert decision.kind == "reject" and decision.rejection.code is RejectionCode.DUPLICATE_HASH
+
+
+@pytest.mark.parametrize(("namespace", "name"), [
+    ("..", "outside-root"), ("ns", ".."), ("ns", ".hidden"), ("ns", "a--b"), ("-x", "m"),
+    ("ns", "m."), ("ns", "a..b"),
+])
+def test_a_repo_outside_the_hubs_naming_rules_is_rejected_with_its_reason(
+    key, namespace: str, name: str
+) -> None:
+    event = submission(key, repo_namespace=namespace, repo_name=name, block=100).payload
+    rejection = check_submission(event, 1, None)
+    assert isinstance(rejection, Rejection) and rejection.code is RejectionCode.INVALID_REPO
+    assert repr(namespace if namespace in rejection.message else name) in rejection.message
