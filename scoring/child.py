@@ -3,9 +3,11 @@ it, and writes JSON lines on stdout (statuses, then the result); logs go to stde
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import resource
+import signal
 import sys
 from typing import IO, Any
 
@@ -48,8 +50,30 @@ def run_job(job: dict[str, Any], channel: IO[str]) -> ScoringResult:
         return ScoringResult.failed("CRASHED", f"{type(exc).__name__}: {exc}"[:500])
 
 
+PARENT_PID_ENV = "SPEECHSTREAM_EVALUATION_PARENT_PID"
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> bool:
+    """Linux: have the kernel SIGKILL this process when its parent dies (a kill -9 of the
+    evaluator included), so an evaluation never outlives its evaluator and keeps its (GPU)
+    memory. Exits at once when the parent named in the environment is already gone. False
+    where the kernel offers no such signal (not Linux)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            return False
+    except (OSError, AttributeError):
+        return False
+    parent = os.environ.get(PARENT_PID_ENV)
+    if parent is not None and os.getppid() != int(parent):
+        os._exit(1)  # the parent died before the signal was armed
+    return True
+
+
 def main() -> int:
     """Entry point: the protocol keeps the real stdout; anything printed goes to stderr."""
+    die_with_parent()
     channel = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     job = json.loads(sys.stdin.read())

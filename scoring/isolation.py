@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import signal
 import subprocess
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from scoring.child import PARENT_PID_ENV
 from scoring.types import ScoringResult, Submission
 from speechstream.settings import PARLER_SETUP, ScoringSettings
 
@@ -71,6 +73,7 @@ def run_child(
     started = time.monotonic()
     process = subprocess.Popen(
         [str(python), "-P", "-m", "scoring.child"],
+        env={**os.environ, PARENT_PID_ENV: str(os.getpid())},
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
