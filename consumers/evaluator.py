@@ -11,6 +11,10 @@ Delivery semantics (exactly one visible score per request):
   restart the request is evaluated again, and read_committed consumers see exactly one score.
 - Every event id is derived from the request's event id, so a re-evaluation re-publishes the
   same status ids and the same score id: idempotent sinks keep one row.
+- A request whose ``(hash, scoring_version)`` already has a committed score (by this evaluator
+  or another of its group: ``consumers.scored``) is acknowledged without evaluating: its
+  offset is committed in a transaction of its own, with nothing published. A submission
+  re-published, or requests re-sent after a crash upstream, cost no evaluation.
 - The transactional id is ``<group id>.<evaluator id>-<device>``: stable across restarts, so a
   restarted evaluator fences its zombie and aborts whatever transaction it left open.
 - An aborted transaction (rebalance, broker hiccup) rewinds the consumer to the request, which
@@ -33,6 +37,7 @@ from pydantic import ValidationError
 
 from consumers.base import ScoreOutcome, Scorer
 from consumers.metrics import EvaluatorMetrics
+from consumers.scored import Scored, ScoredIndex
 from schemas.envelope import Envelope, derived_event_id, new_envelope
 from schemas.events import (
     STATUS_RANK,
@@ -123,6 +128,7 @@ class Evaluator:
         logger: logging.Logger | None = None,
         consumer: Consumer | None = None,
         producer: Producer | None = None,
+        scored: Scored | None = None,
     ) -> None:
         self._kafka = kafka
         self._settings = settings
@@ -139,14 +145,17 @@ class Evaluator:
             producer_config(kafka, settings), client=producer,
             on_abort=self._metrics.transactions_aborted.inc, logger=self._log,
         )
+        self._scored = scored or ScoredIndex(kafka, logger=self._log)
         self._last_poll: float | None = None
         self._evaluating: str | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Init transactions (fences a zombie), set up the scorer, subscribe."""
+        """Init transactions (fences a zombie), read what is scored already, set up the
+        scorer, subscribe."""
         self._producer.start()
+        self._scored.start()
         self._scorer.setup()
         self._consumer.start(on_revoke=self._on_revoke)
         self._log.info(
@@ -184,7 +193,10 @@ class Evaluator:
             try:
                 self._producer.close()
             finally:
-                self._scorer.close()
+                try:
+                    self._scorer.close()
+                finally:
+                    self._scored.close()
 
     def health(self) -> Health:
         """Healthy while the last poll is recent, or an evaluation (which blocks polls) runs."""
@@ -215,6 +227,15 @@ class Evaluator:
     def _evaluate_one(self, msg: Message, request_env: Envelope) -> None:
         request = request_env.payload
         assert isinstance(request, EvaluationRequested)
+        self._scored.refresh()
+        if (request.hash, request.scoring_version) in self._scored:
+            # Delivered again (a re-published submission, a crash upstream): its score is
+            # committed; acknowledge the request without evaluating it.
+            self._transact([], offsets_of=msg)
+            self._metrics.already_scored.inc()
+            self._log.info("%s (%s) already has a committed score: acknowledged, not "
+                           "evaluated again", request.hash, request.scoring_version)
+            return
         self._evaluating = request.hash
         self._metrics.in_progress.inc()
         started = time.perf_counter()
@@ -226,6 +247,7 @@ class Evaluator:
         elapsed = time.perf_counter() - started
         score_env = self.score_envelope(request_env, outcome, elapsed)
         self._transact([(self._kafka.topics.scores, request.hash, score_env)], offsets_of=msg)
+        self._scored.add(request.hash, request.scoring_version)
         status = score_env.payload.status  # type: ignore[union-attr]  # a ScoreComputed
         self._metrics.evaluations.labels(status).inc()
         self._metrics.evaluation_seconds.observe(elapsed)

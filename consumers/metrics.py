@@ -29,6 +29,10 @@ class EvaluatorMetrics(MetricsBundle):
         Counter, "speechstream_evaluator_transactions_aborted_total",
         "Transactions aborted (their request is evaluated again)",
     )
+    already_scored: Counter = metric(
+        Counter, "speechstream_evaluator_already_scored_total",
+        "Requests acknowledged without evaluating: their (hash, version) has a committed score",
+    )
     last_poll: Gauge = metric(Gauge, "speechstream_evaluator_last_poll_timestamp_seconds",
                               "When the evaluator last polled Kafka (health)")
 

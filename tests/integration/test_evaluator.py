@@ -182,6 +182,33 @@ def test_request_gives_running_and_one_committed_score(
     assert committed_offsets(kafka_settings, evaluator_settings.group_id) == 1
 
 
+def test_a_request_delivered_again_is_not_evaluated_again(
+    kafka_settings: KafkaSettings, evaluator_settings: EvaluatorSettings,
+    run_evaluator: Callable[[Scorer], None],
+) -> None:
+    first = request("tts-once")
+    hash_ = first.key
+    assert hash_ is not None
+    scorer = DeterministicScorer()
+    publish(kafka_settings, first)
+    run_evaluator(scorer)
+    read_until(kafka_settings, kafka_settings.topics.scores,
+               lambda seen: bool(scores_of(seen, hash_)))
+    # The same request re-sent (a worker crash) and the submission re-published (a new id),
+    # then a marker request behind them.
+    again = new_envelope(first.payload, key=hash_, producer="test")
+    marker = request("tts-marker")
+    publish(kafka_settings, first, again, marker)
+    deadline = time.monotonic() + 60
+    while committed_offsets(kafka_settings, evaluator_settings.group_id) < 4:
+        assert time.monotonic() < deadline, "the four requests were not all acknowledged"
+        time.sleep(0.3)
+    scores = read_until(kafka_settings, kafka_settings.topics.scores)  # all, to the end
+    assert len(scores_of(scores, hash_)) == 1  # one committed score record, not three
+    assert len(scores_of(scores, marker.key or "")) == 1
+    assert scorer.scored == [hash_, marker.key]
+
+
 def test_scorer_exception_is_failed_and_the_next_request_is_scored(
     kafka_settings: KafkaSettings, evaluator_settings: EvaluatorSettings,
     run_evaluator: Callable[[Scorer], None],

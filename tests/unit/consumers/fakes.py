@@ -141,3 +141,26 @@ class FakeConsumer:
 
     def close(self) -> None:
         self.closed = True
+
+
+class FakeScored:
+    """The evaluator's index of committed scores, in memory (``consumers.scored.Scored``)."""
+
+    def __init__(self, *keys: tuple[str, str]) -> None:
+        self.keys = set(keys)
+        self.refreshes = 0
+
+    def start(self) -> None:
+        pass
+
+    def refresh(self) -> None:
+        self.refreshes += 1
+
+    def add(self, hash_: str, scoring_version: str) -> None:
+        self.keys.add((hash_, scoring_version))
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.keys
+
+    def close(self) -> None:
+        pass

@@ -28,6 +28,7 @@ from tests.unit.consumers.fakes import (
     FakeConsumer,
     FakeMessage,
     FakeProducer,
+    FakeScored,
     request_envelope,
     request_message,
 )
@@ -42,7 +43,7 @@ def make(scorer: Any = None, **fail: list[KafkaError]) -> tuple[Evaluator, FakeP
     metrics = EvaluatorMetrics.create(CollectorRegistry())
     evaluator = Evaluator(
         KAFKA, SETTINGS, scorer or DeterministicScorer(), metrics=metrics,
-        consumer=consumer, producer=producer,  # type: ignore[arg-type]
+        consumer=consumer, producer=producer, scored=FakeScored(),  # type: ignore[arg-type]
     )
     evaluator.start()
     return evaluator, producer, consumer, metrics
@@ -227,9 +228,35 @@ def test_metrics_are_optional() -> None:
     producer, consumer = FakeProducer(fail={}), FakeConsumer()
     evaluator = Evaluator(
         KAFKA, SETTINGS, DeterministicScorer(),
-        consumer=consumer, producer=producer,  # type: ignore[arg-type]
+        consumer=consumer, producer=producer, scored=FakeScored(),  # type: ignore[arg-type]
     )
     evaluator.start()
     evaluator.handle(request_message())
     assert producer.committed[-1]["offsets"] == [("t.evaluation.requests", 2, 8)]
     evaluator.close()
+
+
+def test_a_request_already_scored_is_acknowledged_without_evaluating() -> None:
+    scorer = DeterministicScorer()
+    evaluator, producer, _, metrics = make(scorer)
+    evaluator.handle(request_message())
+    # Delivered again (a re-published submission): acknowledged, nothing published.
+    evaluator.handle(request_message(request_envelope(event_id="req-again"), _offset=9))
+    assert scorer.scored == [HASH]
+    assert producer.committed[-1] == {"events": [], "offsets": [("t.evaluation.requests", 2, 10)]}
+    assert metrics.already_scored._value.get() == 1
+    # Another scoring version (an operator's re-score) is evaluated.
+    v3 = request_envelope(event_id="req-v3")
+    v3 = v3.model_copy(update={"payload": v3.payload.model_copy(update={"scoring_version": "v3"})})
+    evaluator.handle(request_message(v3, _offset=10))
+    assert scorer.scored == [HASH, HASH]
+
+
+def test_a_score_committed_by_another_evaluator_counts() -> None:
+    producer, consumer, scorer = FakeProducer(fail={}), FakeConsumer(), DeterministicScorer()
+    scored = FakeScored((HASH, "v1"))
+    evaluator = Evaluator(KAFKA, SETTINGS, scorer, consumer=consumer,  # type: ignore[arg-type]
+                          producer=producer, scored=scored)  # type: ignore[arg-type]
+    evaluator.start()
+    evaluator.handle(request_message())
+    assert scorer.scored == [] and scored.refreshes == 1

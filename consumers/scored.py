@@ -1,0 +1,89 @@
+"""What has been scored: every ``(hash, scoring_version)`` with a committed score.
+
+An evaluator keeps this index so that a request delivered again (a re-published submission, a
+worker that crashed after sending its requests, an evaluator that crashed after committing its
+score but not its offset) is acknowledged without evaluating: a score is computed once per
+``(hash, scoring_version)``. Only another scoring version, an operator's re-score, evaluates
+again. The index is the score topic itself, read under ``read_committed`` from its start (no
+consumer group) when the evaluator starts, and brought up to date before every evaluation, so
+the scores of the other evaluators of the group count too.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Protocol
+
+from schemas.events import ScoreComputed
+from speechstream.kafka.consumer import EventConsumer
+from speechstream.settings import KafkaSettings
+
+CONSUMER_NAME = "speechstream-evaluator-scored"
+CATCH_UP_LIMIT_S = 30.0
+
+
+class Scored(Protocol):
+    """The evaluator's view of the scores already committed."""
+
+    def start(self) -> None: ...
+
+    def refresh(self) -> None: ...
+
+    def add(self, hash_: str, scoring_version: str) -> None: ...
+
+    def __contains__(self, key: object) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+class ScoredIndex:
+    """The ``(hash, scoring_version)`` of every committed score on the score topic."""
+
+    def __init__(self, kafka: KafkaSettings, *, logger: logging.Logger | None = None) -> None:
+        self._log = logger or logging.getLogger(__name__)
+        self._consumer = EventConsumer(
+            kafka, name=CONSUMER_NAME, topics=[kafka.topics.scores],
+            config={"group.id": CONSUMER_NAME, "enable.auto.commit": False,
+                    "isolation.level": "read_committed", "enable.partition.eof": True},
+            expected=ScoreComputed, logger=self._log,
+        )
+        self._keys: set[tuple[str, str]] = set()
+
+    def start(self) -> None:
+        """Read the score topic from its start, up to what is committed now."""
+        started = time.monotonic()
+        self._consumer.start(from_start=True)
+        self.refresh()
+        self._log.info("%d scores already committed (read in %.1fs)", len(self._keys),
+                       time.monotonic() - started)
+
+    def refresh(self) -> None:
+        """Read what has been committed since the last refresh (bounded in time)."""
+        deadline = time.monotonic() + CATCH_UP_LIMIT_S
+        while True:
+            batch = self._consumer.poll(1000, 0.05)
+            for env in batch.envelopes:
+                payload = env.payload
+                assert isinstance(payload, ScoreComputed)
+                self._keys.add((payload.hash, payload.scoring_version))
+            if len(batch) == 0 and self._consumer.caught_up():
+                return
+            if time.monotonic() > deadline:
+                self._log.warning("the score index is still behind after %.0fs; going on",
+                                  CATCH_UP_LIMIT_S)
+                return
+
+    def add(self, hash_: str, scoring_version: str) -> None:
+        """Record a score this evaluator has just committed."""
+        self._keys.add((hash_, scoring_version))
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._keys
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def close(self) -> None:
+        """Close the consumer."""
+        self._consumer.close()
