@@ -19,6 +19,10 @@ class StreamsMetrics(MetricsBundle):
                                "Events rejected, by reason code", labels=("code",))
     replays: Counter = metric(Counter, "speechstream_streams_replays_total",
                               "The same commitment seen again (no new event)")
+    windows_freed: Counter = metric(
+        Counter, "speechstream_streams_rate_limit_windows_freed_total",
+        "Accepted submissions forgotten by the rate limit: later rejected as duplicates",
+    )
     dead_letters: Counter = metric(Counter, "speechstream_streams_dead_letters_total",
                                    "Undecodable records sent to the dead-letter topic")
     seconds: Histogram = metric(

@@ -125,6 +125,16 @@ def remember(accepted: list[list[Any]] | None, block: int, hash_: str) -> list[l
     return history[-HISTORY:]
 
 
+FREES_THE_WINDOW = frozenset({RejectionCode.DUPLICATE_REPO, RejectionCode.DUPLICATE_HASH})
+"""Rejections, after the per-hotkey checks, of a submission that then holds no rate-limit
+window: a duplicate is not the hotkey's submission for the window."""
+
+
+def forget(accepted: list[list[Any]] | None, block: int, hash_: str) -> list[list[Any]]:
+    """The hotkey's accepted history without ``[block, hash]`` (unchanged when absent)."""
+    return [bh for bh in (accepted or []) if bh != [block, hash_]]
+
+
 def dedupe(holder: dict[str, Any] | None, newcomer: dict[str, Any]) -> Decision:
     """Same repo (or the same hash): the later block loses; the earliest keeps its place.
 

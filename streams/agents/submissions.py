@@ -6,6 +6,7 @@ import time
 
 import faust
 
+from schemas.codec import decode
 from schemas.envelope import Envelope
 from schemas.events import (
     DEFAULT_SCORING_VERSION,
@@ -13,11 +14,20 @@ from schemas.events import (
     EvaluationStatusChanged,
     SubmissionAttested,
     SubmissionPublished,
+    SubmissionRejected,
 )
 from streams.agents.emit import emit, reject
 from streams.deadletter import decode_or_dead_letter
 from streams.metrics import StreamsMetrics
-from streams.rules import Rejection, check_signature, check_submission, dedupe, remember
+from streams.rules import (
+    FREES_THE_WINDOW,
+    Rejection,
+    check_signature,
+    check_submission,
+    dedupe,
+    forget,
+    remember,
+)
 from streams.topics import Streams
 
 
@@ -92,6 +102,28 @@ def register_agents(
             s.repo_holder[repo] = mine
             await _route(env, p)
             metrics.validated.labels(SubmissionPublished.model_fields["type"].default).inc()
+
+    @app.agent(s.rejected, name="free_rate_limit")
+    async def free_rate_limit(stream: faust.StreamT) -> None:
+        """A submission rejected as a duplicate (or displaced by an earlier one) after it
+        passed the per-hotkey checks holds no rate-limit window: forget it. The rejections are
+        keyed by hotkey, like ``last_accepted``; a record that does not decode is left to the
+        sink, which dead-letters what it cannot read."""
+        async for event in stream.events():
+            try:
+                env = decode(event.value)
+            except ValueError:
+                continue
+            p = env.payload
+            if not isinstance(p, SubmissionRejected) or p.code not in FREES_THE_WINDOW:
+                continue
+            if p.hotkey is None or p.hash is None or p.block is None:
+                continue
+            history = s.last_accepted.get(p.hotkey)
+            kept = forget(history, p.block, p.hash)
+            if kept != (history or []):
+                s.last_accepted[p.hotkey] = kept
+                metrics.windows_freed.inc()
 
     async def _route(env: Envelope, p: EvaluationRequested) -> None:
         """The evaluation request and its QUEUED status, ids derived from ``env``."""

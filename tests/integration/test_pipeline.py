@@ -110,6 +110,41 @@ def test_every_bad_input_is_turned_away_with_its_reason(pipeline, tmp_path) -> N
     assert _count(pipeline, "miners") == 2
 
 
+def test_a_duplicate_holds_no_window_and_bent_names_are_turned_away(pipeline, tmp_path) -> None:
+    pipeline.start("streams", ["streams", "worker"])
+    pipeline.start("sink", ["sink", "run"])
+    alice, bob = (create_key_file(tmp_path / f"{n}.json") for n in ("alice", "bob"))
+    t = pipeline.kafka.topics
+    pipeline.send(t.registrations, registration(alice, uid=0, block=1),
+                  registration(bob, uid=1, block=1))
+    pipeline.wait(lambda: _count(pipeline, "miners") == 2, "2 registered miners")
+    pipeline.send(t.submissions, submission(alice, repo_namespace="alice", repo_name="a1",
+                                            block=1000))
+    pipeline.wait(lambda: _count(pipeline, "submissions") == 1, "the first submission")
+    # bob's copy of alice's repo passes the per-hotkey checks, then is a duplicate...
+    pipeline.send(t.submissions, submission(bob, repo_namespace="alice", repo_name="a1",
+                                            block=2000))
+    pipeline.wait(lambda: _count(pipeline, "rejections", "code = 'DUPLICATE_REPO'") == 1,
+                  "the duplicate's rejection")
+    # ...so it holds no window: his own repo 10,000 blocks later is accepted.
+    pipeline.send(t.submissions, submission(bob, repo_namespace="bob", repo_name="b1",
+                                            block=12_000))
+    # A repo outside the Hub's naming rules, and a JSON object that is no event.
+    pipeline.send(t.submissions, submission(bob, repo_namespace="..", repo_name="outside-root",
+                                            block=50_000))
+    pipeline.send_raw(t.submissions, b'{"hello": "world"}', key="hello")
+    pipeline.wait(lambda: _count(pipeline, "submissions") == 2 and
+                  _count(pipeline, "rejections") == 2 and _count(pipeline, "dead_letters") == 1,
+                  "bob's own submission, the bent name, the stray object")
+    queued = pipeline.query("SELECT repo_namespace || '/' || repo_name FROM submissions "
+                            "ORDER BY 1")
+    assert queued == [("alice/a1",), ("bob/b1",)]
+    (message,) = pipeline.query("SELECT message FROM rejections WHERE code = 'INVALID_REPO'")
+    assert "'..'" in message[0]
+    (error,) = pipeline.query("SELECT error FROM dead_letters")
+    assert error[0].startswith("not an event envelope"), error
+
+
 def test_worker_restart_keeps_its_tables(pipeline, tmp_path) -> None:
     t = pipeline.kafka.topics
     alice = create_key_file(tmp_path / "alice.json")

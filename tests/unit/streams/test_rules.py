@@ -16,6 +16,7 @@ from streams.rules import (
     check_signature,
     check_submission,
     dedupe,
+    forget,
     remember,
 )
 
@@ -142,3 +143,10 @@ def test_a_repo_outside_the_hubs_naming_rules_is_rejected_with_its_reason(
     rejection = check_submission(event, 1, None)
     assert isinstance(rejection, Rejection) and rejection.code is RejectionCode.INVALID_REPO
     assert repr(namespace if namespace in rejection.message else name) in rejection.message
+
+
+def test_forget_drops_one_commitment_and_keeps_the_rest() -> None:
+    history = remember(remember(None, 1000, "1"), 40_000, "2")
+    assert forget(history, 1000, "1") == [[40_000, "2"]]
+    assert forget(history, 1000, "other") == history  # not there: unchanged
+    assert forget(None, 1, "1") == []
