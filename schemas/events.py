@@ -114,6 +114,7 @@ class RejectionCode(StrEnum):
     DUPLICATE_REPO = "DUPLICATE_REPO"
     DUPLICATE_HASH = "DUPLICATE_HASH"
     INVALID_REPO = "INVALID_REPO"
+    BLOCK_OUT_OF_RANGE = "BLOCK_OUT_OF_RANGE"
 
 
 class SubmissionRejected(_Event):

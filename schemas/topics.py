@@ -88,6 +88,7 @@ DEADLETTER = TopicSpec(
 TABLES: dict[str, str] = {
     "uid_owner": "uid → the hotkey registered for it",
     "hotkey_uid": "hotkey → its uid",
+    "hotkey_registered": "hotkey → the block of its registration",
     "last_accepted": "hotkey → the blocks of its accepted submissions",
     "repo_holder": "repo → the submission that holds it",
 }

@@ -75,14 +75,34 @@ def check_registration(event: MinerRegistered, uid_owner: str | None) -> Rejecti
 HISTORY = 32  # accepted submissions remembered per hotkey
 
 
+def check_block(block: int, registered_block: int | None, head: int | None) -> Rejection | None:
+    """A submission's claimed block lies between its hotkey's registration block and the
+    chain's head (each bound where it is known)."""
+    if registered_block is not None and block < registered_block:
+        return Rejection(
+            RejectionCode.BLOCK_OUT_OF_RANGE,
+            f"block {block} is before the hotkey's registration at block {registered_block}",
+        )
+    if head is not None and block > head:
+        return Rejection(
+            RejectionCode.BLOCK_OUT_OF_RANGE,
+            f"block {block} is ahead of the chain's head (block {head})",
+        )
+    return None
+
+
 def check_submission(
     event: SubmissionPublished | SubmissionAttested,
     registered_uid: int | None,
     accepted: list[list[Any]] | None,
     window: int = RATE_LIMIT_BLOCKS,
+    *,
+    registered_block: int | None = None,
+    head: int | None = None,
 ) -> Rejection | Literal["replay"] | None:
-    """Hash, the repo's name (the Hub's rules), registration and rate limit; ``"replay"`` for
-    a commitment already accepted.
+    """Hash, the repo's name (the Hub's rules), registration, the claimed block (between the
+    hotkey's registration and the chain's head) and rate limit; ``"replay"`` for a commitment
+    already accepted.
 
     ``accepted`` is the hotkey's accepted submissions as ``[block, hash]`` pairs. The rate
     limit refuses a submission within ``window`` blocks of any of them, before or after: a
@@ -107,6 +127,9 @@ def check_submission(
     history = accepted or []
     if [event.block, event.hash] in history:
         return "replay"
+    out_of_range = check_block(event.block, registered_block, head)
+    if out_of_range is not None:
+        return out_of_range
     close = [block for block, _ in history if abs(event.block - block) < window]
     if close:
         nearest = min(close, key=lambda b: abs(event.block - b))

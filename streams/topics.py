@@ -25,6 +25,7 @@ class Streams:
     deadletter: faust.TopicT
     uid_owner: faust.Table
     hotkey_uid: faust.Table
+    hotkey_registered: faust.Table
     last_accepted: faust.Table
     repo_holder: faust.Table
 
@@ -58,6 +59,7 @@ def declare(app: faust.App, kafka: KafkaSettings, streams: StreamsSettings) -> S
         deadletter=topic(t.deadletter),
         uid_owner=table("uid_owner"),
         hotkey_uid=table("hotkey_uid"),
+        hotkey_registered=table("hotkey_registered"),
         last_accepted=table("last_accepted"),
         repo_holder=table("repo_holder"),
     )

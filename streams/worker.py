@@ -15,6 +15,7 @@ from speechstream.monitoring import Health
 from speechstream.settings import KafkaSettings, StreamsSettings
 from streams.agents import registrations, submissions
 from streams.app import create_app
+from streams.chain import ChainHead
 from streams.metrics import StreamsMetrics
 from streams.topics import declare
 
@@ -22,14 +23,16 @@ STOP_CHECK_S = 0.1
 
 
 def build_app(
-    kafka: KafkaSettings, streams: StreamsSettings, metrics: StreamsMetrics
+    kafka: KafkaSettings, streams: StreamsSettings, metrics: StreamsMetrics,
+    chain: ChainHead | None = None,
 ) -> faust.App:
-    """The Faust app with every topic, table and agent of the intake worker."""
+    """The Faust app with every topic, table and agent of the intake worker; ``chain`` bounds
+    the blocks submissions may claim."""
     app = create_app(kafka, streams)
     declared = declare(app, kafka, streams)
     registrations.register_agents(app, declared, metrics)
     submissions.register_agents(app, declared, metrics, streams.rate_limit_blocks,
-                                streams.operator_key, streams.scoring_version)
+                                streams.operator_key, streams.scoring_version, chain)
     return app
 
 
@@ -58,6 +61,7 @@ class IntakeWorker:
         self._metrics = metrics
         self._app: faust.App | None = None
         self._worker: _Worker | None = None
+        self._chain: ChainHead | None = None
 
     def start(self) -> None:
         """Create the changelog topics, then the app (nothing consumes before :meth:`run`)."""
@@ -65,7 +69,9 @@ class IntakeWorker:
         # Faust would create its changelogs itself, lazily and without waiting for them: a table
         # written before the broker has their partitions fails with PartitionsMismatch.
         create_topics(self._kafka, changelog_specs(self._settings.app_id))
-        self._app = build_app(self._kafka, self._settings, self._metrics)
+        self._chain = ChainHead(self._kafka)
+        self._chain.start()
+        self._app = build_app(self._kafka, self._settings, self._metrics, self._chain)
 
     def run(self, stop: threading.Event) -> None:
         """Run the Faust worker until ``stop`` is set; an agent's crash is raised here."""
@@ -85,7 +91,9 @@ class IntakeWorker:
             worker.stop_and_shutdown()
 
     def close(self) -> None:
-        """Nothing left open: the worker's shutdown closed its clients and its event loop."""
+        """Close the chain-head reader (the worker's shutdown closed its own clients)."""
+        if self._chain is not None:
+            self._chain.close()
 
     def health(self) -> Health:
         """Healthy while the Faust worker runs and no agent has crashed."""

@@ -42,3 +42,4 @@ def register_agents(app: faust.App, s: Streams, metrics: StreamsMetrics) -> None
             env = await decode_or_dead_letter(event, s.deadletter, metrics, MinerRegistered)
             if env is not None:
                 s.hotkey_uid[env.payload.hotkey] = env.payload.uid
+                s.hotkey_registered[env.payload.hotkey] = env.payload.block

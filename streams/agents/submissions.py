@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Literal
 
 import faust
 
@@ -12,11 +13,13 @@ from schemas.events import (
     DEFAULT_SCORING_VERSION,
     EvaluationRequested,
     EvaluationStatusChanged,
+    RejectionCode,
     SubmissionAttested,
     SubmissionPublished,
     SubmissionRejected,
 )
 from streams.agents.emit import emit, reject
+from streams.chain import ChainHead
 from streams.deadletter import decode_or_dead_letter
 from streams.metrics import StreamsMetrics
 from streams.rules import (
@@ -34,10 +37,21 @@ from streams.topics import Streams
 def register_agents(
     app: faust.App, s: Streams, metrics: StreamsMetrics, rate_limit_blocks: int,
     operator_key: str | None = None, scoring_version: str = DEFAULT_SCORING_VERSION,
+    chain: ChainHead | None = None,
 ) -> None:
     """Attach the submission agents to ``app``; ``operator_key`` (the operator's public key)
     is the only key whose attested submissions (from the REST API) are accepted; accepted
-    submissions are requested for ``scoring_version``."""
+    submissions are requested for ``scoring_version``; ``chain`` knows the chain's head, the
+    latest block a submission may claim (without it, or before a head is published, no upper
+    bound applies)."""
+
+    def check(p: SubmissionPublished | SubmissionAttested,
+              head: int | None) -> Rejection | Literal["replay"] | None:
+        hotkey = p.hotkey
+        return check_submission(
+            p, s.hotkey_uid.get(hotkey), s.last_accepted.get(hotkey), rate_limit_blocks,
+            registered_block=s.hotkey_registered.get(hotkey), head=head,
+        )
 
     @app.agent(s.submissions, name="validate_submission")
     async def validate_submission(stream: faust.StreamT) -> None:
@@ -49,9 +63,13 @@ def register_agents(
                 continue
             p = env.payload
             hotkey = p.hotkey
-            verdict = check_signature(p, operator_key) or check_submission(
-                p, s.hotkey_uid.get(hotkey), s.last_accepted.get(hotkey), rate_limit_blocks
-            )
+            head = chain.refresh() if chain is not None else None
+            verdict = check_signature(p, operator_key) or check(p, head)
+            if (chain is not None and isinstance(verdict, Rejection)
+                    and verdict.code is RejectionCode.BLOCK_OUT_OF_RANGE
+                    and head is not None and p.block > head):
+                # The head it was signed at may have been published a moment ago.
+                verdict = check(p, chain.catch_up())
             if isinstance(verdict, Rejection):
                 await reject(s.rejected, env, verdict, metrics)
                 continue

@@ -12,6 +12,7 @@ from speechstream.keys import Hotkey
 from streams.rules import (
     RATE_LIMIT_BLOCKS,
     Rejection,
+    check_block,
     check_registration,
     check_signature,
     check_submission,
@@ -150,3 +151,20 @@ def test_forget_drops_one_commitment_and_keeps_the_rest() -> None:
     assert forget(history, 1000, "1") == [[40_000, "2"]]
     assert forget(history, 1000, "other") == history  # not there: unchanged
     assert forget(None, 1, "1") == []
+
+
+def test_the_claimed_block_lies_between_registration_and_head(key) -> None:
+    def code(block: int, registered: int | None, head: int | None):  # noqa: ANN202
+        verdict = check_submission(_sub(key, block), 1, None, registered_block=registered,
+                                   head=head)
+        return verdict.code if isinstance(verdict, Rejection) else verdict
+
+    assert code(50, 100, 6000) is RejectionCode.BLOCK_OUT_OF_RANGE  # before its registration
+    assert code(7000, 100, 6000) is RejectionCode.BLOCK_OUT_OF_RANGE  # ahead of the head
+    assert code(100, 100, 6000) is None and code(6000, 100, 6000) is None  # both bounds held
+    assert code(50, None, None) is None  # neither bound known
+    assert "before the hotkey's registration at block 100" in check_block(50, 100, None).message
+    assert "ahead of the chain's head (block 6000)" in check_block(7000, None, 6000).message
+    # A commitment accepted before stays a replay, whatever the head says now.
+    accepted = remember(None, 7000, _sub(key, 7000).hash)
+    assert check_submission(_sub(key, 7000), 1, accepted, head=6000) == "replay"

@@ -1,0 +1,67 @@
+"""The chain's head as the intake worker knows it: the highest block on ``chain.blocks``.
+
+Every worker process reads the whole topic itself (assigned, no consumer group), so each one
+knows the head whichever partitions of the submissions it holds. The head is read to its end
+before the worker starts, refreshed without waiting before each submission, and read to its
+end again before a submission is refused for a block ahead of it (the head it was signed at
+may have been published a moment earlier).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from schemas.events import ChainBlock
+from speechstream.kafka.consumer import Batch, EventConsumer
+from speechstream.settings import KafkaSettings
+
+CONSUMER_NAME = "speechstream-intake-chain"
+CATCH_UP_LIMIT_S = 10.0
+
+
+class ChainHead:
+    """The highest block published on ``chain.blocks`` (None before the first)."""
+
+    def __init__(self, kafka: KafkaSettings, *, logger: logging.Logger | None = None) -> None:
+        self._log = logger or logging.getLogger(__name__)
+        self._consumer = EventConsumer(
+            kafka, name=CONSUMER_NAME, topics=[kafka.topics.chain_blocks],
+            config={"group.id": CONSUMER_NAME, "enable.auto.commit": False,
+                    "isolation.level": "read_committed"},
+            expected=ChainBlock, logger=self._log,
+        )
+        self.head: int | None = None
+
+    def start(self) -> None:
+        """Read the topic from its start to its end."""
+        self._consumer.start(from_start=True)
+        self.catch_up()
+        self._log.info("chain head at start: %s", self.head)
+
+    def refresh(self) -> int | None:
+        """Take what has arrived, without waiting; the head."""
+        self._take(self._consumer.poll(1000, 0))
+        return self.head
+
+    def catch_up(self) -> int | None:
+        """Read up to what is published now (at most ``CATCH_UP_LIMIT_S``); the head."""
+        deadline = time.monotonic() + CATCH_UP_LIMIT_S
+        while True:
+            batch = self._consumer.poll(1000, 0.05)
+            self._take(batch)
+            if len(batch) == 0 and self._consumer.caught_up():
+                return self.head
+            if time.monotonic() > deadline:
+                self._log.warning("chain head still behind after %.0fs", CATCH_UP_LIMIT_S)
+                return self.head
+
+    def _take(self, batch: Batch) -> None:
+        for env in batch.envelopes:
+            block = env.payload.block
+            if self.head is None or block > self.head:
+                self.head = block
+
+    def close(self) -> None:
+        """Close the consumer."""
+        self._consumer.close()
