@@ -47,4 +47,7 @@ def create_app(kafka: KafkaSettings, streams: StreamsSettings) -> faust.App:
         broker_commit_every=2000,
         broker_commit_interval=1.0,
         producer_linger=0.005,
+        broker_session_timeout=streams.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, streams.session_timeout_s / 3),
+        consumer_group_instance_id=streams.instance_id,
     )
