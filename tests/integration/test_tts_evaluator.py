@@ -9,6 +9,7 @@ import pytest
 
 from devstack.tiny.musicgen import build_tiny_musicgen
 from schemas import EvaluationRequested, new_envelope
+from speechstream.kafka.admin import create_topics, delete_topics
 
 pytestmark = pytest.mark.integration
 
@@ -23,23 +24,41 @@ def _request(repo_name: str, source: str) -> EvaluationRequested:
 
 def test_tts_scorer_scores_a_tiny_model_the_same_twice(pipeline, tmp_path) -> None:
     build_tiny_musicgen(tmp_path / "models" / "lab" / "tiny", seed=3)
-    pipeline.start("evaluator", ["evaluator", "run", "--device", "cpu"],
-                   SPEECHSTREAM_SCORING_MODELS_ROOT=str(tmp_path / "models"),
-                   SPEECHSTREAM_SCORING_N_SAMPLES="4")
+    scoring = {"SPEECHSTREAM_SCORING_MODELS_ROOT": str(tmp_path / "models"),
+               "SPEECHSTREAM_SCORING_N_SAMPLES": "4"}
+    pipeline.start("evaluator", ["evaluator", "run", "--device", "cpu"], **scoring)
     t = pipeline.kafka.topics
-    pipeline.send(t.evaluation_requests,
-                  new_envelope(_request("tiny", "first"), key="424242", producer="t"),
-                  new_envelope(_request("missing", "gone"), key="77", producer="t"),
-                  new_envelope(_request("tiny", "second"), key="424242", producer="t"))
-    scores = pipeline.read(t.scores, 3, timeout_s=300)
-    by_source = {s.payload.request_event_id: s.payload for s in scores}
-    assert len(by_source) == 3
-    first, second = (p for p in by_source.values() if p.hash == "424242")
-    assert first.status == second.status == "COMPLETED"
+    requests = {"first": new_envelope(_request("tiny", "first"), key="424242", producer="t"),
+                "gone": new_envelope(_request("missing", "gone"), key="77", producer="t"),
+                # the same submission again: its score is committed, it is not scored again
+                "again": new_envelope(_request("tiny", "again"), key="424242", producer="t")}
+    pipeline.send(t.evaluation_requests, *requests.values())
+    scores = pipeline.read(t.scores, 2, timeout_s=300)
+    names = {env.event_id: name for name, env in requests.items()}
+    by_source = {names[s.payload.request_event_id]: s.payload for s in scores}
+    assert set(by_source) == {"first", "gone"}
+    first = by_source["first"]
+    assert first.status == "COMPLETED"
     assert 0.0 <= first.total_score <= 1.0
     assert len(first.samples) == 4
-    # Determinism: the same request scored twice on CPU is bit-identical, sample by sample,
-    # and so is what reproduces it.
+
+    # Determinism: the same request scored again by a fresh evaluator (on topics of its own,
+    # where nothing is scored yet) is bit-identical on CPU, sample by sample, and so is what
+    # reproduces it.
+    other = pipeline.kafka.model_copy(update={"topic_prefix": f"{t.prefix}again."})
+    create_topics(other)
+    try:
+        pipeline.start("evaluator-again", ["evaluator", "run", "--device", "cpu"],
+                       SPEECHSTREAM_TOPIC_PREFIX=other.topic_prefix,
+                       SPEECHSTREAM_EVALUATOR_GROUP_ID=f"{other.topic_prefix}evaluators",
+                       **scoring)
+        pipeline.send(other.topics.evaluation_requests,
+                      new_envelope(_request("tiny", "first"), key="424242", producer="t"))
+        (second,) = (s.payload for s in pipeline.read(other.topics.scores, 1, timeout_s=300))
+    finally:
+        pipeline.stop()
+        delete_topics(other, [name for name, _ in other.topics.all()])
+    assert second.status == "COMPLETED"
     assert first.total_score == second.total_score
     assert [(x.ce, x.wer, x.transcription, x.score) for x in first.samples] == [
         (x.ce, x.wer, x.transcription, x.score) for x in second.samples]
