@@ -76,11 +76,21 @@ class PostgresSink(Sink):
         self._oids: dict[tuple[str, str], list[int]] = {}
 
     def setup(self) -> None:
+        self._open()
+
+    def _open(self) -> None:
+        """Connect, check the schema, create the staging tables and compile the COPYs (the
+        staging tables are temporary: a new connection needs its own)."""
         try:
             self._conn = psycopg.connect(self._conninfo)
         except psycopg.Error as exc:
             raise SinkError(f"cannot connect to PostgreSQL: {exc}") from exc
-        conn = self._conn
+        try:
+            self._prepare(self._conn)
+        except psycopg.Error as exc:
+            raise SinkError(f"cannot prepare the sink's session: {exc}") from exc
+
+    def _prepare(self, conn: psycopg.Connection) -> None:
         with conn.transaction():
             check_schema(conn)
             for feed in FEEDS:
@@ -95,7 +105,9 @@ class PostgresSink(Sink):
                     self._oids[feed.name, "direct"] = _oids(statements.direct_types(feed))
 
     def write_batch(self, envelopes: Sequence[Envelope]) -> dict[str, int]:
-        conn = self._connection()
+        """Write the batch in one transaction; a connection lost since the last batch (a
+        database restart) is replaced by a new one first."""
+        conn = self._live_connection()
         rows = rows_of(envelopes)
         written = {f.name: len(rows[f.name]) for f in FEEDS if f.event and rows[f.name]}
         if not written:
@@ -162,6 +174,16 @@ class PostgresSink(Sink):
         if self._conn is None:
             raise SinkError("the sink is not set up: call setup() first")
         return self._conn
+
+    def _live_connection(self) -> psycopg.Connection:
+        """The connection, reopened (and prepared again) when it was closed or broken."""
+        conn = self._connection()
+        if conn.closed or conn.broken:
+            conn.close()
+            self._conn = None
+            self._open()
+            conn = self._connection()
+        return conn
 
     def close(self) -> None:
         if self._conn is not None:
