@@ -11,7 +11,7 @@ from speechstream.metrics import MetricsBundle, metric
 
 @dataclass(frozen=True)
 class SinkMetrics(MetricsBundle):
-    """Rows written per table, batch durations, dead letters."""
+    """Rows written per table, batch durations, dead letters, retries."""
 
     rows: Counter = metric(Counter, "speechstream_sink_rows_written_total",
                            "Rows staged per table", labels=("table",))
@@ -21,3 +21,6 @@ class SinkMetrics(MetricsBundle):
     )
     dead_letters: Counter = metric(Counter, "speechstream_sink_dead_letters_total",
                                    "Undecodable records sent to the DLQ")
+    retries: Counter = metric(Counter, "speechstream_sink_retries_total",
+                              "Writes and offset commits tried again after a transient fault",
+                              labels=("step",))

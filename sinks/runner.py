@@ -1,7 +1,8 @@
 """The sink as a service: Kafka (read_committed) → PostgreSQL, offsets after the database commit.
 
 ``speechstream sink run`` runs it until stopped; ``speechstream sink rebuild`` runs it with a
-fresh group until every partition is drained.
+fresh group until every partition is drained. A database or broker that is away for a while
+(a restart) is waited for, see :meth:`SinkService.run`; ``docs/operations.md`` tells the story.
 """
 
 from __future__ import annotations
@@ -9,12 +10,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from confluent_kafka import Consumer
 
 from sinks.base import Sink
+from sinks.faults import Backoff, Fault, classify
 from sinks.metrics import SinkMetrics
+from speechstream.exceptions import ConsumeError, SpeechstreamError
 from speechstream.kafka.consumer import Batch, EventConsumer
 from speechstream.kafka.producer import EventProducer
 from speechstream.monitoring import Health
@@ -22,6 +28,7 @@ from speechstream.settings import KafkaSettings, SinkSettings
 
 log = logging.getLogger(__name__)
 CONSUMER_NAME = "speechstream-sink"
+T = TypeVar("T")
 
 
 def sink_topics(kafka: KafkaSettings) -> list[str]:
@@ -42,6 +49,23 @@ def consumer_overrides(settings: SinkSettings, *, until_caught_up: bool) -> dict
     }
 
 
+@dataclass(frozen=True)
+class Episode:
+    """A step (``write`` or ``commit``) failing transiently, from its first failure on;
+    ``retries``: how many times it was tried again (and failed) so far."""
+
+    step: str
+    reason: str
+    since: datetime
+    started: float
+    """``time.monotonic()`` at the first failure."""
+    retries: int = 0
+
+
+class _Stopped(Exception):  # noqa: N818 - control flow inside this module, never raised out
+    """The stop event was set while a step waited to be tried again."""
+
+
 class SinkService:
     """Consumes the registry's topics and writes them through ``writer`` in batches.
 
@@ -50,6 +74,12 @@ class SinkService:
     replays at most the last batch (idempotently). With ``until_caught_up`` it stops by itself
     once every assigned partition is drained (a rebuild). ``consumer`` and ``dead_letters``
     replace the confluent consumer and the dead-letter producer (tests).
+
+    A transient fault (see :func:`sinks.faults.classify`) while writing a batch or committing
+    its offsets is retried with capped exponential backoff until that step succeeds; health
+    reports ``degraded`` meanwhile. Writing again after a rolled-back transaction, or after
+    one whose commit was never confirmed, changes nothing (the writes are idempotent). Any
+    other error ends the service.
     """
 
     name = "sink"
@@ -76,6 +106,8 @@ class SinkService:
             client=consumer, logger=log,
         )
         self._dead_letters = dead_letters or EventProducer(kafka)
+        self._backoff = Backoff(settings.retry_backoff_s, settings.retry_backoff_max_s)
+        self._episode: Episode | None = None
         self._last_batch: float | None = None
         self._started = False
         self.written = 0
@@ -94,11 +126,14 @@ class SinkService:
         while not stop.is_set():
             # No local holds a batch across polls: a poll decodes a whole new batch, and the
             # last one kept alive meanwhile would double what each full GC pass walks.
-            if not self._write(self._consumer.poll(size, timeout)) and self._until_caught_up \
-                    and self._consumer.drained():
+            try:
+                wrote = self._write(self._consumer.poll(size, timeout), stop)
+            except _Stopped:
+                return  # the batch is replayed at the next start, from the committed offsets
+            if not wrote and self._until_caught_up and self._consumer.drained():
                 return
 
-    def _write(self, batch: Batch) -> bool:
+    def _write(self, batch: Batch, stop: threading.Event) -> bool:
         """Write one batch and commit its offsets; False when there was nothing to write."""
         self._last_batch = time.monotonic()
         for msg, letter in batch.dead_letters:
@@ -109,16 +144,65 @@ class SinkService:
         if not batch.envelopes and not letters:
             return False
         started = time.perf_counter()
-        rows = self._writer.write_batch(batch.envelopes)
+        envelopes = batch.envelopes
+        rows = self._retrying("write", lambda: self._writer.write_batch(envelopes), stop)
         if letters:
             self._dead_letters.flush()
             self._metrics.dead_letters.inc(letters)
-        self._consumer.commit()
+        self._retrying("commit", self._commit, stop)
         self._metrics.batch_seconds.observe(time.perf_counter() - started)
         for table, n in rows.items():
             self._metrics.rows.labels(table).inc(n)
         self.written += len(batch.envelopes)
         return True
+
+    def _commit(self) -> None:
+        """Commit the consumed offsets; after losing the partitions, leave them to be replayed."""
+        try:
+            self._consumer.commit()
+        except ConsumeError as exc:
+            if classify(exc) is not Fault.LOST:
+                raise
+            log.warning("%s: offsets of a written batch not committed: %s; the partitions' "
+                        "next owner writes it again (idempotently)", self.name, exc)
+
+    def _retrying(self, step: str, call: Callable[[], T], stop: threading.Event) -> T:
+        """``call()``, tried again after a backoff for as long as it fails transiently.
+
+        The first failure of an episode is logged as a warning and turns health to
+        ``degraded`` until the call succeeds; a fatal error is raised as it is; setting
+        ``stop`` ends the wait (:class:`_Stopped`).
+        """
+        failures = 0
+        while True:
+            try:
+                result = call()
+            except SpeechstreamError as exc:
+                if classify(exc) is not Fault.TRANSIENT:
+                    raise
+                failures += 1
+                self._on_transient(step, exc, failures)
+                if stop.wait(self._backoff.delay_s(failures)):
+                    raise _Stopped from exc
+                self._metrics.retries.labels(step).inc()
+                continue
+            if self._episode is not None:
+                episode, self._episode = self._episode, None
+                log.info("%s: %s succeeded after %d retries in %.1f s", self.name, step,
+                         failures, time.monotonic() - episode.started)
+            return result
+
+    def _on_transient(self, step: str, exc: SpeechstreamError, failures: int) -> None:
+        delay = self._backoff.delay_s(failures)
+        if self._episode is None:
+            self._episode = Episode(step, str(exc), datetime.now(UTC), time.monotonic())
+            log.warning("%s: %s failed (%s); trying again in %.1f s, backing off up to %.1f s, "
+                        "until it succeeds", self.name, step, exc, delay, self._backoff.cap_s)
+        else:
+            self._episode = replace(self._episode, step=step, reason=str(exc),
+                                    retries=failures - 1)
+            log.debug("%s: %s failed again (%s); next try in %.1f s", self.name, step, exc,
+                      delay)
 
     def close(self) -> None:
         """Close the producer, the consumer and the writer."""
@@ -131,7 +215,16 @@ class SinkService:
                 self._writer.close()
 
     def health(self) -> Health:
-        """Healthy while it polls: an empty poll returns within the batch timeout."""
+        """Healthy while it polls: an empty poll returns within the batch timeout; degraded
+        while it waits for the database or the broker to come back."""
+        episode = self._episode
+        if episode is not None:
+            return Health(False, "degraded", {
+                "step": episode.step, "reason": episode.reason, "retries": episode.retries,
+                "since": episode.since.isoformat(timespec="seconds"),
+                "waiting_s": round(time.monotonic() - episode.started, 3),
+                "written": self.written,
+            })
         if not self._started or self._last_batch is None:
             return Health(False, "starting")
         age = time.monotonic() - self._last_batch

@@ -249,6 +249,11 @@ class SinkSettings(BaseSettings):
     group_id: str = "speechstream-sink"
     batch_size: int = 5_000
     batch_timeout_s: float = 0.2
+    retry_backoff_s: float = Field(
+        0.5, gt=0, description="First wait before a write or commit that failed transiently "
+        "(database or broker away) is tried again; doubled after each failure.",
+    )
+    retry_backoff_max_s: float = Field(10.0, gt=0, description="The longest such wait.")
     metrics_port: int | None = Field(None, description="Serve /metrics and /health here.")
 
 

@@ -29,8 +29,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "run", help="consume (read_committed) and write batches until stopped",
         description="Apply migrations, then consume the registry's topics and write them in "
         "batches (COPY + one merge per table, idempotent), committing offsets after each "
-        "database transaction. Settings: SPEECHSTREAM_SINK_GROUP_ID, _BATCH_SIZE, "
-        "_BATCH_TIMEOUT_S, _METRICS_PORT (serves /metrics and /health).",
+        "database transaction. A database or broker that is away (a restart) is waited for: "
+        "the batch, or its offset commit, is tried again with backoff while /health says "
+        "'degraded'; only a fatal error (credentials, a missing table) ends it. Settings: "
+        "SPEECHSTREAM_SINK_GROUP_ID, _BATCH_SIZE, _BATCH_TIMEOUT_S, _RETRY_BACKOFF_S (first "
+        "wait, 0.5), _RETRY_BACKOFF_MAX_S (longest wait, 10), _METRICS_PORT (serves /metrics "
+        "and /health).",
     )
     add_metrics_port(run)
     run.set_defaults(func=_run)

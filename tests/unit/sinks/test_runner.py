@@ -1,0 +1,266 @@
+"""The sink service outlives a database or broker restart: it waits, writes the same batch
+again, and commits its offsets once, after the database commit; a fatal error ends it."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+from prometheus_client import CollectorRegistry
+
+from schemas.envelope import Envelope
+from sinks.base import Sink
+from sinks.exceptions import SinkError
+from sinks.metrics import SinkMetrics
+from sinks.postgres import PostgresSink
+from sinks.runner import SinkService
+from speechstream.exceptions import ConsumeError
+from speechstream.kafka.producer import EventProducer
+from speechstream.monitoring import Health
+from speechstream.settings import KafkaSettings, SinkSettings
+from tests.unit.consumers.fakes import FakeMessage, request_envelope, request_message
+
+LOST = psycopg.OperationalError("consuming input failed: server closed the connection "
+                                "unexpectedly")
+
+
+def _not_written(cause: Exception) -> SinkError:
+    try:
+        raise SinkError(f"batch of 2 events not written: {cause}") from cause
+    except SinkError as exc:
+        return exc
+
+
+@dataclass
+class FakeWriter(Sink):
+    """Raises the queued errors, one per call, then writes; records every call in ``log``."""
+
+    log: list[str]
+    fail: list[Exception] = field(default_factory=list)
+    batches: list[list[str]] = field(default_factory=list)
+
+    def setup(self) -> None:
+        self.log.append("setup")
+
+    def write_batch(self, envelopes: Sequence[Envelope]) -> dict[str, int]:
+        if self.fail:
+            self.log.append("write failed")
+            raise self.fail.pop(0)
+        self.log.append("write")
+        self.batches.append([env.event_id for env in envelopes])
+        return {"submissions": len(envelopes)}
+
+    def close(self) -> None:
+        self.log.append("close")
+
+
+@dataclass
+class FakeConsumer:
+    """Hands out the queued batches, then sets ``stop``; ``commit`` raises the queued errors
+    first and records the offsets consumed so far."""
+
+    log: list[str]
+    stop: threading.Event
+    batches: list[list[FakeMessage]] = field(default_factory=list)
+    fail: list[KafkaError] = field(default_factory=list)
+    consumed: int = 0
+    committed: list[int] = field(default_factory=list)
+
+    def subscribe(self, topics: list[str], **callbacks: Any) -> None:
+        pass
+
+    def consume(self, num_messages: int, timeout: float) -> list[FakeMessage]:
+        if not self.batches:
+            self.stop.set()
+            return []
+        batch = self.batches.pop(0)
+        self.consumed += len(batch)
+        return batch
+
+    def commit(self, asynchronous: bool = True) -> None:
+        assert not asynchronous
+        if self.fail:
+            self.log.append("commit failed")
+            raise KafkaException(self.fail.pop(0))
+        self.log.append("commit")
+        self.committed.append(self.consumed)
+
+    def close(self) -> None:
+        pass
+
+
+class NullProducer:
+    """The dead-letter producer's client, for batches without dead letters."""
+
+    def flush(self, timeout: float) -> int:
+        return 0
+
+
+class WatchedStop(threading.Event):
+    """A stop event whose waits return at once, recording the service's health and the delay
+    asked for (a backoff is never slept through in these tests)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.service: SinkService | None = None
+        self.waits: list[tuple[float, Health]] = []
+        self.stop_at_wait: int | None = None
+
+    def wait(self, timeout: float | None = None) -> bool:
+        assert self.service is not None and timeout is not None
+        self.waits.append((timeout, self.service.health()))
+        if self.stop_at_wait == len(self.waits):
+            self.set()
+        return self.is_set()
+
+
+@dataclass
+class Rig:
+    service: SinkService
+    writer: FakeWriter
+    consumer: FakeConsumer
+    stop: WatchedStop
+    metrics: SinkMetrics
+    log: list[str]
+
+    def run(self) -> None:
+        self.service.start()
+        try:
+            self.service.run(self.stop)
+        finally:
+            self.service.close()
+
+    def retries(self, step: str) -> float:
+        return self.metrics.retries.labels(step)._value.get()
+
+
+def _rig(batches: list[list[FakeMessage]], *, write_fails: Sequence[Exception] = (),
+         commit_fails: Sequence[KafkaError] = ()) -> Rig:
+    log: list[str] = []
+    stop = WatchedStop()
+    writer = FakeWriter(log, list(write_fails))
+    consumer = FakeConsumer(log, stop, batches, list(commit_fails))
+    kafka = KafkaSettings(SPEECHSTREAM_TOPIC_PREFIX="t.")
+    metrics = SinkMetrics.create(CollectorRegistry())
+    service = SinkService(
+        kafka, SinkSettings(), writer, metrics=metrics, consumer=consumer,  # type: ignore[arg-type]
+        dead_letters=EventProducer(kafka, client=NullProducer()),  # type: ignore[arg-type]
+    )
+    stop.service = service
+    return Rig(service, writer, consumer, stop, metrics, log)
+
+
+def _batch(*event_ids: str) -> list[FakeMessage]:
+    return [request_message(request_envelope(event_id=e), _offset=i)
+            for i, e in enumerate(event_ids)]
+
+
+def test_a_lost_database_connection_is_waited_for_and_the_batch_written_once() -> None:
+    rig = _rig([_batch("a", "b"), _batch("c")], write_fails=[_not_written(LOST)] * 3)
+    rig.run()
+    assert rig.writer.batches == [["a", "b"], ["c"]]
+    assert rig.log == ["setup", "write failed", "write failed", "write failed", "write",
+                       "commit", "write", "commit", "close"]
+    assert rig.consumer.committed == [2, 3]
+    # Degraded while it waited (0.5 s doubling), with the reason and the retries so far ...
+    assert [delay for delay, _ in rig.stop.waits] == [0.5, 1.0, 2.0]
+    assert {(h.healthy, h.status) for _, h in rig.stop.waits} == {(False, "degraded")}
+    assert [h.details["retries"] for _, h in rig.stop.waits] == [0, 1, 2]
+    first = rig.stop.waits[0][1].details
+    assert first["step"] == "write" and "server closed the connection" in first["reason"]
+    assert first["since"] and first["written"] == 0
+    # ... and ok once the batch was written, the retries counted.
+    assert rig.service.health().status == "ok" and rig.service.health().healthy
+    assert rig.service.written == 3
+    assert rig.retries("write") == 3 and rig.retries("commit") == 0
+
+
+@pytest.mark.parametrize("code", [KafkaError.NOT_COORDINATOR,
+                                  KafkaError.COORDINATOR_LOAD_IN_PROGRESS])
+def test_a_commit_refused_while_the_broker_restarts_is_tried_again(code: int) -> None:
+    rig = _rig([_batch("a", "b")], commit_fails=[KafkaError(code), KafkaError(code)])
+    rig.run()
+    assert rig.log == ["setup", "write", "commit failed", "commit failed", "commit", "close"]
+    assert rig.writer.batches == [["a", "b"]]
+    assert rig.consumer.committed == [2]
+    assert [h.details["step"] for _, h in rig.stop.waits] == ["commit", "commit"]
+    assert rig.retries("commit") == 2 and rig.retries("write") == 0
+    assert rig.service.health().status == "ok"
+
+
+def test_offsets_the_group_took_away_are_left_to_the_replay() -> None:
+    rig = _rig([_batch("a"), _batch("b")], commit_fails=[KafkaError(KafkaError.UNKNOWN_MEMBER_ID)])
+    rig.run()
+    assert rig.log == ["setup", "write", "commit failed", "write", "commit", "close"]
+    assert rig.consumer.committed == [2]
+    assert rig.stop.waits == []
+
+
+def test_a_fatal_database_error_ends_the_sink_without_committing() -> None:
+    missing = psycopg.errors.UndefinedTable('relation "scores" does not exist')
+    rig = _rig([_batch("a")], write_fails=[_not_written(missing)])
+    with pytest.raises(SinkError, match="scores"):
+        rig.run()
+    assert rig.log == ["setup", "write failed", "close"]
+    assert rig.consumer.committed == [] and rig.stop.waits == []
+
+
+def test_a_fatal_error_after_transient_ones_still_ends_the_sink() -> None:
+    fails = [_not_written(LOST), _not_written(psycopg.errors.InvalidPassword("password"))]
+    rig = _rig([_batch("a")], write_fails=fails)
+    with pytest.raises(SinkError, match="password"):
+        rig.run()
+    assert rig.consumer.committed == [] and len(rig.stop.waits) == 1
+
+
+def test_a_fatal_commit_error_ends_the_sink() -> None:
+    rig = _rig([_batch("a")], commit_fails=[KafkaError(KafkaError.GROUP_AUTHORIZATION_FAILED)])
+    with pytest.raises(ConsumeError, match="committing offsets failed"):
+        rig.run()
+    assert rig.writer.batches == [["a"]] and rig.consumer.committed == []
+
+
+def test_stopping_while_it_waits_leaves_the_batch_to_the_next_start() -> None:
+    rig = _rig([_batch("a"), _batch("b")], write_fails=[_not_written(LOST)] * 5)
+    rig.stop.stop_at_wait = 2
+    rig.run()
+    assert rig.writer.batches == [] and rig.consumer.committed == []
+    assert rig.log == ["setup", "write failed", "write failed", "close"]
+
+
+def test_the_backoff_is_capped() -> None:
+    rig = _rig([_batch("a")], write_fails=[_not_written(LOST)] * 7)
+    rig.run()
+    assert [delay for delay, _ in rig.stop.waits] == [0.5, 1, 2, 4, 8, 10, 10]
+
+
+@dataclass
+class FakeConnection:
+    closed: bool = False
+    broken: bool = False
+    closes: int = 0
+
+    def close(self) -> None:
+        self.closes += 1
+
+
+def test_the_writer_replaces_a_broken_connection_before_the_next_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sink = PostgresSink("postgresql://nowhere")
+    dead, fresh = FakeConnection(broken=True), FakeConnection()
+    opened: list[FakeConnection] = []
+
+    def open_() -> None:
+        opened.append(fresh)
+        sink._conn = fresh  # type: ignore[assignment]
+
+    monkeypatch.setattr(sink, "_open", open_)
+    sink._conn = dead  # type: ignore[assignment]
+    assert sink._live_connection() is fresh and dead.closes == 1
+    assert sink._live_connection() is fresh and opened == [fresh]
