@@ -39,14 +39,23 @@ def sink_topics(kafka: KafkaSettings) -> list[str]:
 
 
 def consumer_overrides(settings: SinkSettings, *, until_caught_up: bool) -> dict[str, Any]:
-    """The sink consumer's configuration: read_committed, offsets committed by hand."""
-    return {
+    """The sink consumer's configuration: read_committed, offsets committed by hand.
+
+    The running sink is a static member of its group (``group.instance.id``): a restarted
+    sink takes its partitions back at once instead of waiting out its predecessor's session
+    (``session.timeout.ms``). A rebuild, in a fresh group each time, joins as a dynamic one.
+    """
+    config: dict[str, Any] = {
         "group.id": settings.group_id,
         "isolation.level": "read_committed",
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
         "enable.partition.eof": until_caught_up,
+        "session.timeout.ms": settings.session_timeout_ms,
     }
+    if not until_caught_up:
+        config["group.instance.id"] = settings.instance_id
+    return config
 
 
 @dataclass(frozen=True)

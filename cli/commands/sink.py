@@ -32,9 +32,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "database transaction. A database or broker that is away (a restart) is waited for: "
         "the batch, or its offset commit, is tried again with backoff while /health says "
         "'degraded'; only a fatal error (credentials, a missing table) ends it. Settings: "
-        "SPEECHSTREAM_SINK_GROUP_ID, _BATCH_SIZE, _BATCH_TIMEOUT_S, _RETRY_BACKOFF_S (first "
-        "wait, 0.5), _RETRY_BACKOFF_MAX_S (longest wait, 10), _METRICS_PORT (serves /metrics "
-        "and /health).",
+        "SPEECHSTREAM_SINK_GROUP_ID, _INSTANCE_ID (static group membership, default "
+        "sink-<hostname>: a restarted sink takes its partitions back at once; one id per sink "
+        "of a group), _SESSION_TIMEOUT_MS (how long a stopped sink's partitions wait for it, "
+        "default 45000), _BATCH_SIZE, _BATCH_TIMEOUT_S, _RETRY_BACKOFF_S (first wait, 0.5), "
+        "_RETRY_BACKOFF_MAX_S (longest wait, 10), _METRICS_PORT (serves /metrics and /health).",
     )
     add_metrics_port(run)
     run.set_defaults(func=_run)

@@ -3,6 +3,7 @@ again, and commits its offsets once, after the database commit; a fatal error en
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from sinks.base import Sink
 from sinks.exceptions import SinkError
 from sinks.metrics import SinkMetrics
 from sinks.postgres import PostgresSink
-from sinks.runner import SinkService
+from sinks.runner import SinkService, consumer_overrides
 from speechstream.exceptions import ConsumeError
 from speechstream.kafka.producer import EventProducer
 from speechstream.monitoring import Health
@@ -237,6 +238,24 @@ def test_the_backoff_is_capped() -> None:
     rig = _rig([_batch("a")], write_fails=[_not_written(LOST)] * 7)
     rig.run()
     assert [delay for delay, _ in rig.stop.waits] == [0.5, 1, 2, 4, 8, 10, 10]
+
+
+def test_the_running_sink_is_a_static_member_and_a_rebuild_is_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("SPEECHSTREAM_SINK_INSTANCE_ID", raising=False)
+    settings = SinkSettings(session_timeout_ms=12_000)
+    assert settings.instance_id == f"sink-{socket.gethostname()}"
+    run = consumer_overrides(settings, until_caught_up=False)
+    assert run["group.instance.id"] == settings.instance_id
+    assert run["session.timeout.ms"] == 12_000
+    rebuild = consumer_overrides(settings, until_caught_up=True)
+    assert "group.instance.id" not in rebuild
+
+
+def test_the_instance_id_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPEECHSTREAM_SINK_INSTANCE_ID", "sink-b")
+    assert SinkSettings().instance_id == "sink-b"
 
 
 @dataclass
