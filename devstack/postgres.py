@@ -10,6 +10,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import psycopg
 from psycopg import sql
@@ -176,12 +177,15 @@ class PostgresNode:
             f"({last}); see {self.log_file}:\n{log_tail(self.log_file)}"
         )
 
-    def stop(self, timeout_s: float = 60.0) -> bool:
-        """Stop the cluster (fast shutdown); False when it was not running."""
+    def stop(
+        self, timeout_s: float = 60.0, *, mode: Literal["smart", "fast", "immediate"] = "fast"
+    ) -> bool:
+        """Stop the cluster (fast shutdown; ``immediate`` kills it like a crash, and its next
+        start recovers); False when it was not running."""
         if self.running_pid() is None:
             return False
         run_command(
-            [str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w",
+            [str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-m", mode, "-w",
              "-t", str(int(timeout_s)), "stop"],
             what="stopping PostgreSQL",
             user=self._os_user,
