@@ -197,6 +197,7 @@ class SinkService:
                 continue
             if self._episode is not None:
                 episode, self._episode = self._episode, None
+                self._last_batch = time.monotonic()  # not stalled: it was waiting
                 log.info("%s: %s succeeded after %d retries in %.1f s", self.name, step,
                          failures, time.monotonic() - episode.started)
             return result
