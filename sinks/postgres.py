@@ -179,8 +179,7 @@ class PostgresSink(Sink):
         """The connection, reopened (and prepared again) when it was closed or broken."""
         conn = self._connection()
         if conn.closed or conn.broken:
-            conn.close()
-            self._conn = None
+            conn.close()  # kept until a new one opens: a failed open is tried again next time
             self._open()
             conn = self._connection()
         return conn

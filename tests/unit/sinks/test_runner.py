@@ -262,24 +262,29 @@ def test_the_instance_id_comes_from_the_environment(monkeypatch: pytest.MonkeyPa
 class FakeConnection:
     closed: bool = False
     broken: bool = False
-    closes: int = 0
 
     def close(self) -> None:
-        self.closes += 1
+        self.closed = True
 
 
-def test_the_writer_replaces_a_broken_connection_before_the_next_batch(
+def test_the_writer_replaces_a_broken_connection_until_a_new_one_opens(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     sink = PostgresSink("postgresql://nowhere")
     dead, fresh = FakeConnection(broken=True), FakeConnection()
-    opened: list[FakeConnection] = []
+    refused = _not_written(psycopg.OperationalError("Connection refused"))
+    outcomes: list[FakeConnection | SinkError] = [refused, fresh]
 
     def open_() -> None:
-        opened.append(fresh)
-        sink._conn = fresh  # type: ignore[assignment]
+        outcome = outcomes.pop(0)
+        if isinstance(outcome, SinkError):
+            raise outcome
+        sink._conn = outcome  # type: ignore[assignment]
 
     monkeypatch.setattr(sink, "_open", open_)
     sink._conn = dead  # type: ignore[assignment]
-    assert sink._live_connection() is fresh and dead.closes == 1
-    assert sink._live_connection() is fresh and opened == [fresh]
+    with pytest.raises(SinkError, match="refused"):
+        sink._live_connection()
+    assert dead.closed
+    assert sink._live_connection() is fresh
+    assert sink._live_connection() is fresh and outcomes == []
