@@ -1,0 +1,175 @@
+"""The sink outlives a PostgreSQL or broker restart, and a killed sink's successor is back at once.
+
+The restarts are of the session's own PostgreSQL and broker, so these tests need the local
+stack (``tests/conftest.py``); with a broker and a database from the environment or from
+testcontainers they are skipped. Each prints the time it measured (run pytest with ``-s``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+import psycopg
+import pytest
+
+from devstack.stack import DevStack
+from schemas import EvaluationStatusChanged, new_envelope
+from schemas.envelope import Envelope
+from tests.conftest import Infrastructure, pick_ports
+from tests.integration.pipeline import Pipeline
+
+pytestmark = pytest.mark.integration
+
+BATCH = 300
+PG_DOWN_S = 4.0
+BROKER_DOWN_S = 5.0
+
+
+def _local_stack(infrastructure: Infrastructure) -> DevStack:
+    if infrastructure.stack is None:
+        pytest.skip(f"restarting the broker or the database needs the local stack, not "
+                    f"{infrastructure.source}")
+    return infrastructure.stack
+
+
+def _statuses(first: int, n: int = BATCH) -> list[Envelope]:
+    return [new_envelope(EvaluationStatusChanged(hash=str(h), status="QUEUED"), key=str(h),
+                         producer="t") for h in range(first, first + n)]
+
+
+def _rows(pipe: Pipeline) -> int:
+    return pipe.query("SELECT count(*) FROM status_events")[0][0]
+
+
+def _assert_each_once(pipe: Pipeline, sent: list[Envelope]) -> None:
+    found = [row[0] for row in pipe.query("SELECT event_id FROM status_events")]
+    assert len(found) == len(sent) and set(found) == {env.event_id for env in sent}
+
+
+def _health(port: int) -> dict[str, Any]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as exc:  # 503 while not healthy, with the same body
+        return json.loads(exc.read())
+    except OSError:  # not listening yet
+        return {}
+
+
+def _metric(port: int, name: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        lines = response.read().decode().splitlines()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith(name))
+
+
+def test_the_sink_waits_for_a_postgres_restart_and_writes_every_event_once(
+    pipeline: Pipeline, infrastructure: Infrastructure,
+) -> None:
+    postgres = _local_stack(infrastructure).postgres()
+    (port,) = pick_ports(1)
+    sink = pipeline.start("sink", ["sink", "run", "--metrics-port", str(port)])
+    topic = pipeline.kafka.topics.evaluation_status
+    first, second, third = _statuses(0), _statuses(BATCH), _statuses(2 * BATCH)
+    pipeline.send(topic, *first)
+    pipeline.wait(lambda: _rows(pipeline) == BATCH, "the first batch")
+
+    postgres.stop(mode="immediate")  # like a crash: the sink's connection dies
+    down = time.monotonic()
+    try:
+        pipeline.send(topic, *second)
+        pipeline.wait(lambda: _health(port).get("status") == "degraded",
+                      "the sink reporting degraded", timeout_s=20)
+        degraded = _health(port)
+        time.sleep(max(0.0, PG_DOWN_S - (time.monotonic() - down)))
+    finally:
+        postgres.start()
+    back = time.monotonic()
+    pipeline.wait(lambda: _rows(pipeline) == 2 * BATCH, "the second batch", timeout_s=60)
+    recovery = time.monotonic() - back
+    print(f"\nPostgreSQL down {back - down:.1f} s; second batch visible {recovery:.2f} s "
+          f"after it was back; health while down: {degraded}")
+
+    assert degraded["details"]["step"] == "write"
+    pipeline.wait(lambda: _health(port).get("status") == "ok", "the sink healthy again")
+    assert _metric(port, 'speechstream_sink_retries_total{step="write"}') >= 1
+    pipeline.send(topic, *third)
+    pipeline.wait(lambda: _rows(pipeline) == 3 * BATCH, "the third batch")
+    _assert_each_once(pipeline, first + second + third)
+    pipeline.check()
+    assert sink.process is not None and sink.process.poll() is None
+    assert recovery < 15.0
+
+
+def _write_waits_for_lock(pipe: Pipeline) -> bool:
+    return pipe.query("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                      " AND datname = current_database()")[0][0] > 0
+
+
+def test_the_sink_outlives_a_broker_restart_between_its_write_and_its_commit(
+    pipeline: Pipeline, infrastructure: Infrastructure,
+) -> None:
+    broker = _local_stack(infrastructure).kafka
+    (port,) = pick_ports(1)
+    sink = pipeline.start("sink", ["sink", "run", "--metrics-port", str(port)])
+    topic = pipeline.kafka.topics.evaluation_status
+    first, second, third = _statuses(0), _statuses(BATCH), _statuses(2 * BATCH)
+    pipeline.send(topic, *first)
+    pipeline.wait(lambda: _rows(pipeline) == BATCH, "the first batch")
+
+    # Hold the second batch's write on a table lock, so that the broker goes away between
+    # the database commit and the offset commit (as in the reported NOT_COORDINATOR). With
+    # one local broker the synchronous commit waits for it and succeeds once it is back; a
+    # commit refused meanwhile (NOT_COORDINATOR, …) is retried (tests/unit/sinks).
+    with psycopg.connect(pipeline.conninfo) as lock:
+        lock.execute("LOCK TABLE status_events IN ACCESS EXCLUSIVE MODE")
+        pipeline.send(topic, *second)
+        pipeline.wait(lambda: _write_waits_for_lock(pipeline), "the write waiting for the lock")
+        broker.stop()
+        down = time.monotonic()
+    try:
+        time.sleep(max(0.0, BROKER_DOWN_S - (time.monotonic() - down)))
+        health = _health(port)
+        pipeline.check()
+    finally:
+        broker.start(install=False)
+        broker.wait_ready(90.0)
+    back = time.monotonic()
+    pipeline.send(topic, *third)
+    pipeline.wait(lambda: _rows(pipeline) == 3 * BATCH, "the third batch", timeout_s=60)
+    recovery = time.monotonic() - back
+    commits = _metric(port, 'speechstream_sink_retries_total{step="commit"}')
+    print(f"\nbroker down {back - down:.1f} s (stopped {BROKER_DOWN_S:.0f} s, then started); "
+          f"third batch visible {recovery:.2f} s after it answered again; commit retries: "
+          f"{commits:.0f}; health while down: {health}")
+
+    _assert_each_once(pipeline, first + second + third)
+    pipeline.wait(lambda: _health(port).get("status") == "ok", "the sink healthy")
+    pipeline.check()
+    assert sink.process is not None and sink.process.poll() is None
+
+
+def test_a_killed_sinks_successor_takes_the_partitions_back_at_once(pipeline: Pipeline) -> None:
+    sink = pipeline.start("sink", ["sink", "run"])
+    topic = pipeline.kafka.topics.evaluation_status
+    first, second = _statuses(0), _statuses(BATCH)
+    pipeline.send(topic, *first)
+    pipeline.wait(lambda: _rows(pipeline) == BATCH, "the first batch")
+    assert sink.process is not None
+    os.killpg(sink.process.pid, signal.SIGKILL)  # no chance to leave the group
+    sink.process.wait()
+
+    restarted = time.monotonic()
+    pipeline.start("sink", ["sink", "run"])
+    pipeline.send(topic, *second)
+    pipeline.wait(lambda: _rows(pipeline) == 2 * BATCH, "the second batch", timeout_s=60)
+    took = time.monotonic() - restarted
+    print(f"\nkilled sink replaced: second batch visible {took:.2f} s after the new sink "
+          "started (process start included)")
+    _assert_each_once(pipeline, first + second)
+    assert took < 20.0  # a dynamic member would wait out the dead one's 45 s session
