@@ -148,11 +148,6 @@ class StreamsSettings(BaseSettings):
         DEFAULT_SCORING_VERSION, description="The scoring version accepted submissions are "
         "requested for.",
     )
-    instance_id: str | None = Field(
-        None, description="Static group membership: a worker restarted with the same id takes "
-        "its partitions back at once. Unique per worker (two workers with one id fence each "
-        "other); none: dynamic membership.",
-    )
     session_timeout_s: float = Field(
         10.0, ge=6.0, description="How long the group waits for a worker that stopped "
         "heartbeating (a kill -9) before its partitions go to the others, or to its restart.",

@@ -49,5 +49,4 @@ def create_app(kafka: KafkaSettings, streams: StreamsSettings) -> faust.App:
         producer_linger=0.005,
         broker_session_timeout=streams.session_timeout_s,
         broker_heartbeat_interval=min(3.0, streams.session_timeout_s / 3),
-        consumer_group_instance_id=streams.instance_id,
     )

@@ -22,10 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "rate limit, duplicates), route valid ones to evaluation.requests with QUEUED, "
         "rejections to submissions.rejected, undecodable records to deadletter. Settings: "
         "SPEECHSTREAM_STREAMS_APP_ID (default speechstream-intake: its consumer group and "
-        "changelogs), _RATE_LIMIT_BLOCKS, _SCORING_VERSION (v2), _INSTANCE_ID (static group "
-        "membership, unique per worker), _SESSION_TIMEOUT_S (10), _DATA_DIR, _WEB_ENABLED, "
-        "_WEB_PORT, _METRICS_PORT. The registry's topics must exist (`speechstream topics "
-        "create`).",
+        "changelogs), _RATE_LIMIT_BLOCKS, _SCORING_VERSION (v2), _SESSION_TIMEOUT_S (10), "
+        "_DATA_DIR, _WEB_ENABLED, _WEB_PORT, _METRICS_PORT. The registry's topics must exist "
+        "(`speechstream topics create`).",
     )
     add_metrics_port(worker)
     worker.set_defaults(func=_worker)
