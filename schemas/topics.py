@@ -32,6 +32,14 @@ REGISTRATIONS = TopicSpec(
     "registrations", 4, "uid", ("miner.registered",),
     description="signed registrations published by miners",
 )
+CLAIMED = TopicSpec(
+    "registrations.claimed", 4, "hotkey", ("miner.registered",),
+    description="internal: registrations that claimed their uid, re-keyed by hotkey",
+)
+RELEASED = TopicSpec(
+    "registrations.released", 4, "uid", ("submission.rejected",),
+    description="internal: claims a hotkey check refused, handed back to the uid's owner table",
+)
 MINERS = TopicSpec(
     "miners", 4, "hotkey", ("miner.registered",), cleanup_policy="compact",
     description="the validated miner registry (hotkey → uid)",
@@ -113,6 +121,8 @@ def changelog_specs(app_id: str) -> tuple[TopicSpec, ...]:
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     REGISTRATIONS,
+    CLAIMED,
+    RELEASED,
     MINERS,
     SUBMISSIONS,
     ACCEPTED,
@@ -141,6 +151,14 @@ class TopicRegistry:
     @property
     def registrations(self) -> str:
         return self.name(REGISTRATIONS)
+
+    @property
+    def claimed(self) -> str:
+        return self.name(CLAIMED)
+
+    @property
+    def released(self) -> str:
+        return self.name(RELEASED)
 
     @property
     def miners(self) -> str:

@@ -72,6 +72,17 @@ def check_registration(event: MinerRegistered, uid_owner: str | None) -> Rejecti
     return None
 
 
+def check_hotkey(event: MinerRegistered, hotkey_uid: int | None) -> Rejection | None:
+    """A hotkey holds one uid: registering another while it holds one is refused."""
+    if hotkey_uid is not None and hotkey_uid != event.uid:
+        return Rejection(
+            RejectionCode.HOTKEY_HAS_OTHER_UID,
+            f"hotkey {event.hotkey[:16]}… already holds uid {hotkey_uid}; a hotkey holds one "
+            "uid",
+        )
+    return None
+
+
 HISTORY = 32  # accepted submissions remembered per hotkey
 
 

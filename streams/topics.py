@@ -16,6 +16,8 @@ class Streams:
     """Every topic and table the agents use (raw bytes: ``schemas.codec`` is the codec)."""
 
     registrations: faust.TopicT
+    claimed: faust.TopicT
+    released: faust.TopicT
     miners: faust.TopicT
     submissions: faust.TopicT
     accepted: faust.TopicT
@@ -50,6 +52,8 @@ def declare(app: faust.App, kafka: KafkaSettings, streams: StreamsSettings) -> S
 
     return Streams(
         registrations=topic(t.registrations),
+        claimed=topic(t.claimed),
+        released=topic(t.released),
         miners=topic(t.miners),
         submissions=topic(t.submissions),
         accepted=topic(t.accepted),

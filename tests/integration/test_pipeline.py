@@ -179,6 +179,25 @@ def test_a_claimed_block_lies_between_registration_and_the_chain_head(
     assert holders == [("alice/a1", alice.hotkey), ("bob/b1", bob.hotkey)]
 
 
+def test_a_hotkey_holding_a_uid_cannot_take_a_second(pipeline, tmp_path) -> None:
+    pipeline.start("streams", ["streams", "worker"])
+    pipeline.start("sink", ["sink", "run"])
+    alice, bob = (create_key_file(tmp_path / f"{n}.json") for n in ("alice", "bob"))
+    t = pipeline.kafka.topics
+    pipeline.send(t.registrations, registration(alice, uid=4, block=1))
+    pipeline.wait(lambda: _count(pipeline, "miners") == 1, "alice on uid 4")
+    pipeline.send(t.registrations, registration(alice, uid=99, block=2))
+    pipeline.wait(lambda: _count(pipeline, "rejections") == 1, "alice's second uid refused")
+    ((code, message),) = pipeline.query("SELECT code, message FROM rejections")
+    assert code == "HOTKEY_HAS_OTHER_UID" and "already holds uid 4" in message
+    # alice keeps uid 4, and uid 99 was handed back: bob can take it.
+    pipeline.send(t.registrations, registration(bob, uid=99, block=3))
+    pipeline.wait(lambda: _count(pipeline, "miners") == 2, "bob on uid 99")
+    rows = pipeline.query("SELECT hotkey, uid FROM miners ORDER BY uid")
+    assert rows == [(alice.hotkey, 4), (bob.hotkey, 99)]
+    assert _count(pipeline, "rejections") == 1
+
+
 def test_worker_restart_keeps_its_tables(pipeline, tmp_path) -> None:
     t = pipeline.kafka.topics
     alice = create_key_file(tmp_path / "alice.json")

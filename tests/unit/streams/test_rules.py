@@ -13,6 +13,7 @@ from streams.rules import (
     RATE_LIMIT_BLOCKS,
     Rejection,
     check_block,
+    check_hotkey,
     check_registration,
     check_signature,
     check_submission,
@@ -168,3 +169,11 @@ def test_the_claimed_block_lies_between_registration_and_head(key) -> None:
     # A commitment accepted before stays a replay, whatever the head says now.
     accepted = remember(None, 7000, _sub(key, 7000).hash)
     assert check_submission(_sub(key, 7000), 1, accepted, head=6000) == "replay"
+
+
+def test_a_hotkey_holds_one_uid(key) -> None:
+    assert check_hotkey(registration(key, uid=4, block=1).payload, None) is None
+    assert check_hotkey(registration(key, uid=4, block=9).payload, 4) is None  # again: fine
+    other = check_hotkey(registration(key, uid=99, block=9).payload, 4)
+    assert other is not None and other.code is RejectionCode.HOTKEY_HAS_OTHER_UID
+    assert "already holds uid 4" in other.message
