@@ -37,7 +37,7 @@ CLAIMED = TopicSpec(
     description="internal: registrations that claimed their uid, re-keyed by hotkey",
 )
 RELEASED = TopicSpec(
-    "registrations.released", 4, "uid", ("submission.rejected",),
+    "registrations.released", 4, "uid", ("miner.registered",),
     description="internal: claims a hotkey check refused, handed back to the uid's owner table",
 )
 MINERS = TopicSpec(
