@@ -11,6 +11,9 @@ Delivery semantics (exactly one visible score per request):
   restart the request is evaluated again, and read_committed consumers see exactly one score.
 - Every event id is derived from the request's event id, so a re-evaluation re-publishes the
   same status ids and the same score id: idempotent sinks keep one row.
+- A FAILED score is committed with a ``submission.failed`` keyed by the submission's hotkey
+  (``submissions.failed``), in the same transaction: the intake worker frees the hotkey's
+  rate-limit window, exactly when the score is visible.
 - A request whose ``(hash, scoring_version)`` already has a committed score (by this evaluator
   or another of its group: ``consumers.scored``) is acknowledged without evaluating: its
   offset is committed in a transaction of its own, with nothing published. A submission
@@ -44,6 +47,7 @@ from schemas.events import (
     EvaluationRequested,
     EvaluationStatusChanged,
     ScoreComputed,
+    SubmissionFailed,
 )
 from speechstream.exceptions import TransactionAbortedError, TransactionError
 from speechstream.kafka.consumer import Batch, EventConsumer, position_after
@@ -246,9 +250,14 @@ class Evaluator:
             self._evaluating = None
         elapsed = time.perf_counter() - started
         score_env = self.score_envelope(request_env, outcome, elapsed)
-        self._transact([(self._kafka.topics.scores, request.hash, score_env)], offsets_of=msg)
-        self._scored.add(request.hash, request.scoring_version)
+        outgoing: list[Outgoing] = [(self._kafka.topics.scores, request.hash, score_env)]
         status = score_env.payload.status  # type: ignore[union-attr]  # a ScoreComputed
+        if status == "FAILED":
+            # In the same transaction: a failed submission frees its hotkey's window.
+            outgoing.append((self._kafka.topics.failed, request.hotkey,
+                             self.failed_envelope(request_env, score_env)))
+        self._transact(outgoing, offsets_of=msg)
+        self._scored.add(request.hash, request.scoring_version)
         self._metrics.evaluations.labels(status).inc()
         self._metrics.evaluation_seconds.observe(elapsed)
         self._log.info("scored %s in %.1fs: %s %s", request.hash, elapsed, status,
@@ -284,6 +293,20 @@ class Evaluator:
             )
         event_id = derived_event_id(request_env.event_id, f"score:{request.scoring_version}")
         return new_envelope(event, key=request.hash, producer=PRODUCER_NAME, event_id=event_id)
+
+    def failed_envelope(self, request_env: Envelope, score_env: Envelope) -> Envelope:
+        """The ``submission.failed`` of a FAILED score, keyed by the hotkey; its id is derived
+        from the request's, like the score's."""
+        request, score = request_env.payload, score_env.payload
+        assert isinstance(request, EvaluationRequested) and isinstance(score, ScoreComputed)
+        event = SubmissionFailed(
+            hash=request.hash, hotkey=request.hotkey, block=request.block,
+            scoring_version=request.scoring_version, reason=score.reason,
+            score_event_id=score_env.event_id,
+        )
+        event_id = derived_event_id(request_env.event_id, f"failed:{request.scoring_version}")
+        return new_envelope(event, key=request.hotkey, producer=PRODUCER_NAME,
+                            event_id=event_id)
 
     def status_envelope(self, request_env_id: str, request: EvaluationRequested,
                         status: Step, note: str | None) -> Envelope:

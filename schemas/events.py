@@ -250,6 +250,20 @@ class ScoreComputed(_Event):
     """What reproduces this score; None in scores written before manifests existed."""
 
 
+class SubmissionFailed(_Event):
+    """An evaluation that ended FAILED, keyed by the submission's hotkey: a failed submission
+    does not hold its hotkey's rate-limit window (SPEC §3). The evaluator publishes it in the
+    transaction of the FAILED score."""
+
+    type: Literal["submission.failed"] = "submission.failed"
+    hash: HashStr
+    hotkey: Hotkey
+    block: Annotated[int, Field(ge=0)]
+    scoring_version: str
+    reason: str | None = None
+    score_event_id: str
+
+
 AuditVerdict = Literal["agree", "disagree", "unavailable"]
 
 
@@ -368,6 +382,7 @@ Event = Annotated[
     | EvaluationRequested
     | EvaluationStatusChanged
     | ScoreComputed
+    | SubmissionFailed
     | ScoreAudited
     | DeadLetter
     | ChainBlock
@@ -385,6 +400,7 @@ EVENT_TYPES: dict[str, type[BaseModel]] = {
         EvaluationRequested,
         EvaluationStatusChanged,
         ScoreComputed,
+        SubmissionFailed,
         ScoreAudited,
         DeadLetter,
         SubmissionAttested,

@@ -68,6 +68,10 @@ SCORES = TopicSpec(
     "scores", 4, "hash", ("score.computed",),
     description="COMPLETED or FAILED evaluations, written transactionally by the evaluators",
 )
+FAILED = TopicSpec(
+    "submissions.failed", 4, "hotkey", ("submission.failed",),
+    description="FAILED evaluations, keyed by hotkey: they free the rate-limit window",
+)
 AUDITS = TopicSpec(
     "scores.audited", 4, "hash", ("score.audited",),
     description="audits: re-scores of a sample of the scores on an auditor's device",
@@ -130,6 +134,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     EVALUATION_REQUESTS,
     EVALUATION_STATUS,
     SCORES,
+    FAILED,
     AUDITS,
     CHAIN_BLOCKS,
     WEIGHTS,
@@ -187,6 +192,10 @@ class TopicRegistry:
     @property
     def scores(self) -> str:
         return self.name(SCORES)
+
+    @property
+    def failed(self) -> str:
+        return self.name(FAILED)
 
     @property
     def audits(self) -> str:

@@ -7,6 +7,7 @@ from pathlib import Path
 import faust
 
 from speechstream.settings import KafkaSettings, StreamsSettings
+from streams.transport import SCHEME
 
 
 def credentials(kafka: KafkaSettings) -> faust.types.auth.CredentialsT | None:
@@ -30,7 +31,8 @@ def create_app(kafka: KafkaSettings, streams: StreamsSettings) -> faust.App:
     app_id = f"{kafka.topic_prefix}{streams.app_id}"
     return faust.App(
         app_id,
-        broker=kafka.faust_broker_url(),
+        # Faust's aiokafka transport reading committed records only (streams.transport).
+        broker=kafka.faust_broker_url().replace("kafka://", f"{SCHEME}://"),
         broker_credentials=credentials(kafka),
         store="memory://",
         datadir=str(Path(streams.data_dir) / app_id),

@@ -21,7 +21,7 @@ class StreamsMetrics(MetricsBundle):
                               "The same commitment seen again (no new event)")
     windows_freed: Counter = metric(
         Counter, "speechstream_streams_rate_limit_windows_freed_total",
-        "Accepted submissions forgotten by the rate limit: later rejected as duplicates",
+        "Accepted submissions forgotten by the rate limit: duplicates, or FAILED evaluations",
     )
     dead_letters: Counter = metric(Counter, "speechstream_streams_dead_letters_total",
                                    "Undecodable records sent to the dead-letter topic")

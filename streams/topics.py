@@ -22,6 +22,7 @@ class Streams:
     submissions: faust.TopicT
     accepted: faust.TopicT
     rejected: faust.TopicT
+    failed: faust.TopicT
     requests: faust.TopicT
     status: faust.TopicT
     deadletter: faust.TopicT
@@ -58,6 +59,7 @@ def declare(app: faust.App, kafka: KafkaSettings, streams: StreamsSettings) -> S
         submissions=topic(t.submissions),
         accepted=topic(t.accepted),
         rejected=topic(t.rejected),
+        failed=topic(t.failed),
         requests=topic(t.evaluation_requests),
         status=topic(t.evaluation_status),
         deadletter=topic(t.deadletter),

@@ -15,6 +15,7 @@ from schemas.events import (
     EvaluationStatusChanged,
     RejectionCode,
     SubmissionAttested,
+    SubmissionFailed,
     SubmissionPublished,
     SubmissionRejected,
 )
@@ -121,6 +122,16 @@ def register_agents(
             await _route(env, p)
             metrics.validated.labels(SubmissionPublished.model_fields["type"].default).inc()
 
+    def free(hotkey: str | None, block: int | None, hash_: str | None) -> None:
+        """Forget one accepted submission of ``hotkey``: it holds no rate-limit window."""
+        if hotkey is None or block is None or hash_ is None:
+            return
+        history = s.last_accepted.get(hotkey)
+        kept = forget(history, block, hash_)
+        if kept != (history or []):
+            s.last_accepted[hotkey] = kept
+            metrics.windows_freed.inc()
+
     @app.agent(s.rejected, name="free_rate_limit")
     async def free_rate_limit(stream: faust.StreamT) -> None:
         """A submission rejected as a duplicate (or displaced by an earlier one) after it
@@ -129,19 +140,25 @@ def register_agents(
         sink, which dead-letters what it cannot read."""
         async for event in stream.events():
             try:
-                env = decode(event.value)
+                p = decode(event.value).payload
             except ValueError:
                 continue
-            p = env.payload
-            if not isinstance(p, SubmissionRejected) or p.code not in FREES_THE_WINDOW:
+            if isinstance(p, SubmissionRejected) and p.code in FREES_THE_WINDOW:
+                free(p.hotkey, p.block, p.hash)
+
+    @app.agent(s.failed, name="free_failed")
+    async def free_failed(stream: faust.StreamT) -> None:
+        """A submission whose evaluation FAILED holds no rate-limit window (SPEC §3: "the
+        previous submission that did not fail"). The evaluators publish these with the FAILED
+        score, in its transaction, keyed by hotkey; this worker reads committed records only
+        (``streams.transport``), so an aborted evaluation frees nothing."""
+        async for event in stream.events():
+            try:
+                p = decode(event.value).payload
+            except ValueError:
                 continue
-            if p.hotkey is None or p.hash is None or p.block is None:
-                continue
-            history = s.last_accepted.get(p.hotkey)
-            kept = forget(history, p.block, p.hash)
-            if kept != (history or []):
-                s.last_accepted[p.hotkey] = kept
-                metrics.windows_freed.inc()
+            if isinstance(p, SubmissionFailed):
+                free(p.hotkey, p.block, p.hash)
 
     async def _route(env: Envelope, p: EvaluationRequested) -> None:
         """The evaluation request and its QUEUED status, ids derived from ``env``."""

@@ -198,6 +198,27 @@ def test_a_hotkey_holding_a_uid_cannot_take_a_second(pipeline, tmp_path) -> None
     assert _count(pipeline, "rejections") == 1
 
 
+def test_a_failed_evaluation_frees_the_hotkeys_window(pipeline, tmp_path) -> None:
+    pipeline.start("streams", ["streams", "worker"])
+    pipeline.start("sink", ["sink", "run"])
+    pipeline.start("evaluator", ["evaluator", "run", "--scorer", "tests.scorers:FailingScorer"])
+    alice = create_key_file(tmp_path / "alice.json")
+    t = pipeline.kafka.topics
+    pipeline.send(t.registrations, registration(alice, uid=0, block=1))
+    pipeline.wait(lambda: _count(pipeline, "miners") == 1, "alice registered")
+    pipeline.send(t.submissions, submission(alice, repo_namespace="alice", repo_name="a1",
+                                            block=1000))
+    pipeline.wait(lambda: _count(pipeline, "submissions", "status = 'FAILED'") == 1,
+                  "alice's first submission FAILED")
+    failed = pipeline.read(t.failed, 1)
+    assert [f.payload.block for f in failed] == [1000]
+    # Within 28,800 blocks of the failed one: SPEC §3 counts only submissions that did not fail.
+    pipeline.send(t.submissions, submission(alice, repo_namespace="alice", repo_name="a2",
+                                            block=5000))
+    pipeline.wait(lambda: _count(pipeline, "submissions") == 2, "alice's second submission")
+    assert _count(pipeline, "rejections") == 0
+
+
 def test_worker_restart_keeps_its_tables(pipeline, tmp_path) -> None:
     t = pipeline.kafka.topics
     alice = create_key_file(tmp_path / "alice.json")

@@ -19,12 +19,19 @@ from consumers.evaluator import (
 )
 from consumers.metrics import EvaluatorMetrics
 from schemas.envelope import derived_event_id, new_envelope
-from schemas.events import DeadLetter, EvaluationRequested, EvaluationStatusChanged, ScoreComputed
+from schemas.events import (
+    DeadLetter,
+    EvaluationRequested,
+    EvaluationStatusChanged,
+    ScoreComputed,
+    SubmissionFailed,
+)
 from speechstream.exceptions import ConsumeError, FencedError, TransactionAbortedError
 from speechstream.settings import EvaluatorSettings, KafkaSettings
 from tests.scorers import DeterministicScorer, FailingScorer, deterministic_outcome
 from tests.unit.consumers.fakes import (
     HASH,
+    HOTKEY,
     FakeConsumer,
     FakeMessage,
     FakeProducer,
@@ -260,3 +267,21 @@ def test_a_score_committed_by_another_evaluator_counts() -> None:
     evaluator.start()
     evaluator.handle(request_message())
     assert scorer.scored == [] and scored.refreshes == 1
+
+
+def test_a_failed_score_is_committed_with_its_submission_failed() -> None:
+    evaluator, producer, _, _ = make(FailingScorer())
+    evaluator.handle(request_message())
+    final = producer.committed[-1]
+    assert final["offsets"] == [("t.evaluation.requests", 2, 8)]
+    (_, _, score), (topic, key, failed) = final["events"]
+    assert isinstance(score.payload, ScoreComputed) and score.payload.status == "FAILED"
+    assert (topic, key) == ("t.submissions.failed", HOTKEY)
+    assert isinstance(failed.payload, SubmissionFailed)
+    p = failed.payload
+    assert (p.hash, p.hotkey, p.block, p.score_event_id) == (HASH, HOTKEY, 100, score.event_id)
+    assert failed.event_id == derived_event_id("req-1", "failed:v1")
+    # A COMPLETED score goes alone.
+    ok, producer_ok, _, _ = make()
+    ok.handle(request_message())
+    assert [t for t, _, _ in producer_ok.committed[-1]["events"]] == ["t.scores"]

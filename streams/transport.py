@@ -1,0 +1,42 @@
+"""The intake worker's Faust transport: aiokafka's, with a consumer that reads only committed
+records.
+
+Faust's aiokafka driver reads ``read_uncommitted`` unless the app itself runs exactly-once,
+so a record of an aborted transaction (an evaluator's FAILED outcome, rolled back and
+evaluated again) would reach the agents. This transport is Faust's own with the worker
+consumer's isolation level set to ``read_committed``; the records of non-transactional
+producers are unaffected. It is registered with Faust under the ``speechstream`` URL scheme
+(the ``faust.transports`` entry point in ``pyproject.toml``); ``streams.app`` uses it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiokafka
+from faust.transport.drivers import aiokafka as driver
+
+SCHEME = "speechstream"
+
+
+class CommittedConsumerThread(driver.AIOKafkaConsumerThread):
+    """Faust's consumer thread, its worker consumer reading committed records only."""
+
+    def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
+        consumer = super()._create_worker_consumer(transport)
+        # Read by the consumer's start(), when it builds its fetcher.
+        consumer._isolation_level = "read_committed"
+        return consumer
+
+
+class Consumer(driver.Consumer):
+    """Faust's aiokafka consumer with :class:`CommittedConsumerThread`."""
+
+    def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
+        return CommittedConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class Transport(driver.Transport):
+    """Faust's aiokafka transport with :class:`Consumer`."""
+
+    Consumer = Consumer
