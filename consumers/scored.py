@@ -16,7 +16,7 @@ import time
 from typing import Protocol
 
 from schemas.events import ScoreComputed
-from speechstream.kafka.consumer import EventConsumer
+from speechstream.kafka.consumer import Batch, EventConsumer
 from speechstream.settings import KafkaSettings
 
 CONSUMER_NAME = "speechstream-evaluator-scored"
@@ -60,19 +60,13 @@ class ScoredIndex:
 
     def refresh(self) -> None:
         """Read what has been committed since the last refresh (bounded in time)."""
-        deadline = time.monotonic() + CATCH_UP_LIMIT_S
-        while True:
-            batch = self._consumer.poll(1000, 0.05)
-            for env in batch.envelopes:
-                payload = env.payload
-                assert isinstance(payload, ScoreComputed)
-                self._keys.add((payload.hash, payload.scoring_version))
-            if len(batch) == 0 and self._consumer.caught_up():
-                return
-            if time.monotonic() > deadline:
-                self._log.warning("the score index is still behind after %.0fs; going on",
-                                  CATCH_UP_LIMIT_S)
-                return
+        self._consumer.read_to_end(self._take, CATCH_UP_LIMIT_S)
+
+    def _take(self, batch: Batch) -> None:
+        for env in batch.envelopes:
+            payload = env.payload
+            assert isinstance(payload, ScoreComputed)
+            self._keys.add((payload.hash, payload.scoring_version))
 
     def add(self, hash_: str, scoring_version: str) -> None:
         """Record a score this evaluator has just committed."""

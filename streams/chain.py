@@ -10,7 +10,6 @@ may have been published a moment earlier).
 from __future__ import annotations
 
 import logging
-import time
 
 from schemas.events import ChainBlock
 from speechstream.kafka.consumer import Batch, EventConsumer
@@ -46,15 +45,8 @@ class ChainHead:
 
     def catch_up(self) -> int | None:
         """Read up to what is published now (at most ``CATCH_UP_LIMIT_S``); the head."""
-        deadline = time.monotonic() + CATCH_UP_LIMIT_S
-        while True:
-            batch = self._consumer.poll(1000, 0.05)
-            self._take(batch)
-            if len(batch) == 0 and self._consumer.caught_up():
-                return self.head
-            if time.monotonic() > deadline:
-                self._log.warning("chain head still behind after %.0fs", CATCH_UP_LIMIT_S)
-                return self.head
+        self._consumer.read_to_end(self._take, CATCH_UP_LIMIT_S)
+        return self.head
 
     def _take(self, batch: Batch) -> None:
         for env in batch.envelopes:

@@ -9,6 +9,7 @@ does not decode is never dead-lettered again: it stays where it is and is logged
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -217,6 +218,19 @@ class EventConsumer:
             else end[tp.topic, tp.partition] <= 0 or self._is_empty(tp)
             for tp in positions
         )
+
+    def read_to_end(self, take: Callable[[Batch], None], limit_s: float) -> bool:
+        """Poll and hand each batch to ``take`` until everything published so far has been
+        read (:meth:`caught_up`) or ``limit_s`` has passed; whether it caught up."""
+        deadline = time.monotonic() + limit_s
+        while True:
+            batch = self.poll(1000, 0.05)
+            take(batch)
+            if len(batch) == 0 and self.caught_up():
+                return True
+            if time.monotonic() > deadline:
+                self._log.warning("%s: still behind after %.0fs; going on", self.name, limit_s)
+                return False
 
     def _is_empty(self, tp: TopicPartition) -> bool:
         low, high = self.client.get_watermark_offsets(tp, timeout=TIMEOUT_S, cached=True)
