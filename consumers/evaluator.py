@@ -147,7 +147,8 @@ class Evaluator:
         )
         self._producer = TransactionalProducer(
             producer_config(kafka, settings), client=producer,
-            on_abort=self._metrics.transactions_aborted.inc, logger=self._log,
+            on_abort=self._metrics.transactions_aborted.inc,
+            on_replace=self._metrics.producers_replaced.inc, logger=self._log,
         )
         self._scored = scored or ScoredIndex(kafka, logger=self._log)
         self._last_poll: float | None = None

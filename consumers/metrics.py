@@ -29,6 +29,10 @@ class EvaluatorMetrics(MetricsBundle):
         Counter, "speechstream_evaluator_transactions_aborted_total",
         "Transactions aborted (their request is evaluated again)",
     )
+    producers_replaced: Counter = metric(
+        Counter, "speechstream_evaluator_producers_replaced_total",
+        "Transactional producers replaced because a call blocked past its timeout",
+    )
     already_scored: Counter = metric(
         Counter, "speechstream_evaluator_already_scored_total",
         "Requests acknowledged without evaluating: their (hash, version) has a committed score",

@@ -33,6 +33,7 @@ from speechstream.settings import KafkaSettings
 
 Rebalance = Callable[[Consumer, list[TopicPartition]], None]
 TIMEOUT_S = 30.0
+CAUGHT_UP_RETRY_S = 0.5
 
 
 @dataclass(slots=True)
@@ -81,6 +82,7 @@ class EventConsumer:
             self._expected, self._expected_elsewhere = {}, expected
         self._client = client
         self._admin: AdminClient | None = None
+        self._unanswered = False  # the last caught_up() could not ask the broker
         self._log = logger or logging.getLogger(__name__)
         self._deadletter_topic = kafka.topics.deadletter
         # Dead letters carry raw bytes, so theirs may be larger than an event.
@@ -200,6 +202,7 @@ class EventConsumer:
             self._admin = AdminClient(self._kafka.to_librdkafka())
         committed = self._config.get("isolation.level", "read_committed") == "read_committed"
         level = IsolationLevel.READ_COMMITTED if committed else IsolationLevel.READ_UNCOMMITTED
+        self._unanswered = False
         try:
             ends = self._admin.list_offsets(
                 {TopicPartition(tp.topic, tp.partition): OffsetSpec.latest()
@@ -209,6 +212,11 @@ class EventConsumer:
             end = {(tp.topic, tp.partition): f.result().offset for tp, f in ends.items()}
             positions = client.position(assignment)
         except KafkaException as exc:
+            # The admin client keeps the partition leaders' epochs it was first told: after a
+            # broker restart every request of it is refused (FENCED_LEADER_EPOCH) for good.
+            # The next call asks a new one, with fresh metadata.
+            self._admin = None
+            self._unanswered = True
             self._log.warning("%s: cannot tell whether it is caught up: %s", self.name,
                               exc.args[0])
             return False
@@ -226,8 +234,11 @@ class EventConsumer:
         while True:
             batch = self.poll(1000, 0.05)
             take(batch)
-            if len(batch) == 0 and self.caught_up():
-                return True
+            if len(batch) == 0:
+                if self.caught_up():
+                    return True
+                if self._unanswered:  # the broker did not answer: ask again in a while
+                    time.sleep(CAUGHT_UP_RETRY_S)
             if time.monotonic() > deadline:
                 self._log.warning("%s: still behind after %.0fs; going on", self.name, limit_s)
                 return False

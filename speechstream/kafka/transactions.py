@@ -5,13 +5,21 @@ at all.
   instance fences its zombie and aborts whatever transaction it left open.
 - A transaction that cannot commit is aborted: nothing of it is visible to read_committed
   consumers, and :class:`TransactionAbortedError` tells the caller to process its input again.
-- A fatal producer error (fenced, or any error librdkafka calls fatal) raises
-  :class:`FencedError`: the instance must stop.
+- Fenced (another instance took the transactional id over) raises :class:`FencedError`: the
+  instance must stop. Another fatal client error (after a broker restart: an abort refused
+  with ``INVALID_TXN_STATE``), or an abort that fails, replaces the client: a new one with
+  the same transactional id aborts the open transaction, and the caller gets
+  :class:`TransactionAbortedError`. Five replacements without a commit in between stop it.
+- ``send_offsets_to_transaction`` can block past its timeout, for good, once the group
+  coordinator it cached went away (librdkafka issues #5456 and #5511: seen here after a broker
+  restart). It runs in a helper thread; when it has not returned ``STUCK_GRACE_S`` after its
+  timeout, the stuck client is left behind and replaced the same way.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -24,7 +32,14 @@ from speechstream.settings import KafkaSettings
 
 BROKER_MAX_TRANSACTION_TIMEOUT_MS = 900_000  # the broker's default transaction.max.timeout.ms
 KAFKA_TIMEOUT_S = 30.0
+SEND_OFFSETS_TIMEOUT_S = 10.0
+STUCK_GRACE_S = 2.0
+MAX_REPLACED_IN_A_ROW = 5
 COMMIT_ATTEMPTS = 3
+FENCED_CODES = frozenset({
+    KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH,
+    KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+})
 
 Outgoing = tuple[str, str | bytes | None, Envelope]
 """One event to produce in a transaction: (topic, key, envelope)."""
@@ -43,11 +58,21 @@ def transactional_config(
     })
 
 
+def is_fenced(error: KafkaError) -> bool:
+    """Whether another producer took this transactional id over (or it may not use it)."""
+    return error.code() in FENCED_CODES
+
+
+class ProducerStuckError(Exception):
+    """A librdkafka call did not return within its timeout (and a grace period)."""
+
+
 class TransactionalProducer:
     """Produces envelopes, with or without consumed offsets, one committed transaction a call.
 
-    ``client`` replaces the confluent producer (tests); ``on_abort`` is called for every
-    aborted transaction (a metric).
+    ``client`` replaces the confluent producer (tests) and ``new_client`` how a replacement for
+    a stuck one is made (default: a confluent producer of ``config``); ``on_abort`` is called
+    for every aborted transaction, ``on_replace`` for every stuck client replaced (metrics).
     """
 
     def __init__(
@@ -55,19 +80,26 @@ class TransactionalProducer:
         config: dict[str, Any],
         *,
         client: Producer | None = None,
+        new_client: Callable[[dict[str, Any]], Producer] = Producer,
         on_abort: Callable[[], None] | None = None,
+        on_replace: Callable[[], None] | None = None,
         logger: logging.Logger | None = None,
     ) -> None:
         self._config = config
         self._client = client
+        self._new_client = new_client
         self._on_abort = on_abort or (lambda: None)
+        self._on_replace = on_replace or (lambda: None)
         self._log = logger or logging.getLogger(__name__)
+        self._left_behind: list[Producer] = []  # stuck clients; never destroyed (they block)
+        self._needs_init = False
+        self._replaced_in_a_row = 0
         self.in_transaction = False
 
     def start(self) -> TransactionalProducer:
         """Create the client (unless injected) and init transactions, fencing a predecessor."""
         if self._client is None:
-            self._client = Producer(self._config)
+            self._client = self._new_client(self._config)
         try:
             self._client.init_transactions(KAFKA_TIMEOUT_S)
         except KafkaException as exc:
@@ -84,23 +116,86 @@ class TransactionalProducer:
         """Produce ``events`` and commit ``offsets`` (for ``group_metadata``) in one transaction."""
         producer = self._require_client()
         try:
+            if self._needs_init:  # a replacement whose init failed (the broker was away)
+                producer.init_transactions(KAFKA_TIMEOUT_S)
+                self._needs_init = False
             producer.begin_transaction()
             self.in_transaction = True
             for topic, key, env in events:
                 producer.produce(topic, encode(env), key, on_delivery=self._on_delivery)
                 producer.poll(0)
             if offsets:
-                producer.send_offsets_to_transaction(list(offsets), group_metadata,
-                                                     KAFKA_TIMEOUT_S)
+                self._send_offsets(producer, list(offsets), group_metadata)
             self._commit(producer)
+            self._replaced_in_a_row = 0
+        except ProducerStuckError as exc:
+            self._on_abort()
+            self._replace(str(exc), stuck=True)
+            raise TransactionAbortedError(f"transaction aborted: {exc}") from exc
         except KafkaException as exc:
             error: KafkaError = exc.args[0]
-            if error.fatal():
+            if is_fenced(error):
                 self.in_transaction = False
-                raise FencedError(f"producer fenced or failed fatally: {error}") from exc
-            if self.in_transaction:
+                raise FencedError(f"producer fenced: {error}") from exc
+            if error.fatal():
+                self._on_abort()
+                self._replace(f"fatal error: {error}")
+            elif self.in_transaction:
                 self.abort(str(error))
             raise TransactionAbortedError(f"transaction aborted: {error}") from exc
+
+    def _send_offsets(
+        self, producer: Producer, offsets: list[TopicPartition], group_metadata: Any
+    ) -> None:
+        """``send_offsets_to_transaction``, given up on when it blocks past its timeout."""
+        returned = threading.Event()
+        raised: list[BaseException] = []
+
+        def call() -> None:
+            try:
+                producer.send_offsets_to_transaction(offsets, group_metadata,
+                                                     SEND_OFFSETS_TIMEOUT_S)
+            except BaseException as exc:  # handed to the caller's thread below
+                raised.append(exc)
+            finally:
+                returned.set()
+
+        threading.Thread(target=call, name="send-offsets", daemon=True).start()
+        if not returned.wait(SEND_OFFSETS_TIMEOUT_S + STUCK_GRACE_S):
+            raise ProducerStuckError(
+                f"send_offsets_to_transaction still blocked after "
+                f"{SEND_OFFSETS_TIMEOUT_S + STUCK_GRACE_S:.0f}s (its timeout is "
+                f"{SEND_OFFSETS_TIMEOUT_S:.0f}s)"
+            )
+        if raised:
+            raise raised[0]
+
+    def _replace(self, why: str, *, stuck: bool = False) -> None:
+        """A new client with the same transactional id takes over: its ``init_transactions``
+        fences the old one and aborts its open transaction (now, or before the next
+        transaction when the broker is away). A stuck old client is kept, never destroyed (that
+        would block too); another is dropped."""
+        self._replaced_in_a_row += 1
+        if self._replaced_in_a_row > MAX_REPLACED_IN_A_ROW:
+            raise FencedError(f"{why}; the producer was replaced {MAX_REPLACED_IN_A_ROW} times "
+                              f"without a transaction committing in between: stopping")
+        self._on_replace()
+        self._log.warning("replacing the transactional producer: %s", why)
+        old = self._require_client()
+        if stuck:
+            self._left_behind.append(old)
+        self.in_transaction = False
+        self._client = self._new_client(self._config)
+        try:
+            self._client.init_transactions(KAFKA_TIMEOUT_S)
+            self._needs_init = False
+        except KafkaException as exc:
+            error: KafkaError = exc.args[0]
+            if is_fenced(error):
+                raise FencedError(f"init_transactions failed: {error}") from exc
+            self._log.warning("init_transactions of the new producer failed; tried again "
+                              "before the next transaction: %s", error)
+            self._needs_init = True
 
     def _commit(self, producer: Producer) -> None:
         for attempt in range(1, COMMIT_ATTEMPTS + 1):
@@ -116,14 +211,19 @@ class TransactionalProducer:
                 self._log.warning("commit_transaction retry %d: %s", attempt, error)
 
     def abort(self, why: str) -> None:
-        """Abort the open transaction; :class:`FencedError` when even that fails."""
+        """Abort the open transaction. When the abort itself fails (the broker away, a fatal
+        client error), a new client takes over and aborts it; :class:`FencedError` when this
+        producer has been fenced."""
         producer = self._require_client()
         self._on_abort()
         self._log.warning("aborting the open transaction: %s", why)
         try:
             producer.abort_transaction(KAFKA_TIMEOUT_S)
         except KafkaException as exc:
-            raise FencedError(f"abort_transaction failed: {exc.args[0]}") from exc
+            error: KafkaError = exc.args[0]
+            if is_fenced(error):
+                raise FencedError(f"abort_transaction failed: {error}") from exc
+            self._replace(f"abort_transaction failed: {error}")
         finally:
             self.in_transaction = False
 
@@ -135,10 +235,17 @@ class TransactionalProducer:
             if self.in_transaction:
                 self.abort("closing")
         finally:
-            self._client.flush(10)
+            try:
+                self._client.flush(10)
+            except KafkaException as exc:  # a client failed fatally has nothing to deliver
+                self._log.warning("flushing the producer on close: %s", exc.args[0])
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
-        if err is not None:  # the transaction's commit fails too, and is aborted
+        if err is None:
+            return
+        if err.code() == KafkaError._PURGE_QUEUE:  # an aborted transaction's, dropped
+            self._log.info("not delivered to %s: its transaction was aborted", msg.topic())
+        else:  # the transaction's commit fails too, and is aborted
             self._log.error("delivery to %s failed: %s", msg.topic(), err)
 
     def _require_client(self) -> Producer:
