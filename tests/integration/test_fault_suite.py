@@ -1,11 +1,11 @@
 """The fault suite: the whole local pipeline under a backlog, faulted in turn — kill -9 of the
-intake worker, of the sink and of the evaluator, a PostgreSQL crash-restart — with every
-service restarted only where it was killed. Afterwards every accepted submission
-has exactly one evaluation request, one QUEUED and one committed score, and every service is
-still running. Each recovery time is printed (pytest ``-s``).
+intake worker, of the sink and of the evaluator, a PostgreSQL crash-restart, a broker
+restart — with every service restarted only where it was killed. Afterwards every accepted
+submission has exactly one evaluation request, one QUEUED and one committed score, and every
+service is still running. Each recovery time is printed (pytest ``-s``).
 
 Marked ``slow`` (deselect with ``-m "not slow"``); CI runs it. It restarts the session's own
-PostgreSQL, so it needs the local stack and skips otherwise.
+PostgreSQL and broker, so it needs the local stack and skips otherwise.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from tests.scorers import SLOW_SECONDS_ENV
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-MINERS = 30
+MINERS = 35
 GROUP = 5
 SCORE_SECONDS = "0.3"
 SCORER = "tests.scorers:SlowScorer"
@@ -38,7 +38,7 @@ def test_every_fault_in_turn_leaves_one_request_one_queued_one_score_each(
     pipeline: Pipeline, infrastructure: Infrastructure, tmp_path
 ) -> None:
     if infrastructure.stack is None:
-        pytest.skip(f"restarting PostgreSQL needs the local stack, not "
+        pytest.skip(f"restarting PostgreSQL and the broker needs the local stack, not "
                     f"{infrastructure.source}")
     stack = infrastructure.stack
     t = pipeline.kafka.topics
@@ -101,9 +101,20 @@ def test_every_fault_in_turn_leaves_one_request_one_queued_one_score_each(
     time.sleep(3.0)
     postgres.start()
     after("PostgreSQL crash-restart (3 s down)", 4, scored)
-    # A broker restart is not in the suite: the intake worker (Faust over aiokafka) does not
-    # resume after one (docs/operations.md, "Not covered yet").
-    pipeline.send(t.submissions, *groups[5])
+    # 5. The broker stops and comes back, a backlog of requests in flight: every service
+    # reconnects by itself (docs/operations.md, "The broker restarts").
+    pipeline.wait(lambda: requests() == 5 * GROUP, "the requests before the broker restart")
+    kafka = stack.kafka
+    kafka.stop()
+    time.sleep(3.0)
+    kafka.start()
+    kafka.wait_ready(60)
+    back = time.monotonic()
+    after("broker restart (3 s down): intake", 5, requests)
+    pipeline.wait(lambda: scored() == 6 * GROUP, "every score after the broker restart",
+                  timeout_s=180)
+    recovery["broker restart (3 s down): the backlog scored"] = time.monotonic() - back
+    pipeline.send(t.submissions, *groups[6])
 
     pipeline.wait(lambda: scored() == MINERS and _count(
         pipeline, "SELECT count(*) FROM submissions WHERE status = 'COMPLETED'") == MINERS,
