@@ -244,7 +244,10 @@ class EventConsumer:
                 return False
 
     def _is_empty(self, tp: TopicPartition) -> bool:
-        low, high = self.client.get_watermark_offsets(tp, timeout=TIMEOUT_S, cached=True)
+        # Asked of the broker: the cached watermarks of a partition not fetched from yet are
+        # (-1001, -1001), which would read as empty (a new evaluator once took a score topic
+        # it had not read yet for an empty one, and scored a submission again).
+        low, high = self.client.get_watermark_offsets(tp, timeout=TIMEOUT_S, cached=False)
         return low >= high
 
     def commit(self) -> None:

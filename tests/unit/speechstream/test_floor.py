@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, TopicPartition
 from prometheus_client import CollectorRegistry, Counter
 
 from schemas import DeadLetter, EvaluationRequested, EvaluationStatusChanged, new_envelope
@@ -207,3 +207,46 @@ def test_the_runner_serves_health_while_the_service_runs() -> None:
     assert code == 200 and json.loads(body)["service"] == "recorder"
     with pytest.raises(OSError):  # the server is gone with the service
         urllib.request.urlopen(f"http://127.0.0.1:{free}/health", timeout=2)
+
+
+class _Unread:
+    """A consumer assigned partitions it has not fetched from yet (no positions, and cached
+    watermarks of -1001 as librdkafka gives them), and the broker's answers about them."""
+
+    def __init__(self, ends: dict[int, int]) -> None:
+        self.ends = ends
+
+    def assignment(self) -> list[TopicPartition]:
+        return [TopicPartition("t.scores", p) for p in self.ends]
+
+    def position(self, tps: list[TopicPartition]) -> list[TopicPartition]:
+        return [TopicPartition(tp.topic, tp.partition, -1001) for tp in tps]
+
+    def get_watermark_offsets(self, tp: TopicPartition, timeout: float, cached: bool
+                              ) -> tuple[int, int]:
+        return (-1001, -1001) if cached else (0, self.ends[tp.partition])
+
+
+class _Admin:
+    def __init__(self, ends: dict[int, int]) -> None:
+        self.ends = ends
+
+    def list_offsets(self, request: dict, **_: Any) -> dict:
+        class Done:
+            def __init__(self, offset: int) -> None:
+                self.offset = offset
+
+            def result(self) -> Done:
+                return self
+
+        return {tp: Done(self.ends[tp.partition]) for tp in request}
+
+
+@pytest.mark.parametrize(("ends", "caught_up"), [({0: 0, 1: 0}, True), ({0: 0, 1: 5}, False)])
+def test_a_partition_not_read_yet_is_caught_up_only_when_the_broker_says_it_is_empty(
+    ends: dict[int, int], caught_up: bool
+) -> None:
+    consumer = EventConsumer(KAFKA, name="test", topics=["t.scores"], config={"group.id": "g"},
+                             client=_Unread(ends))  # type: ignore[arg-type]
+    consumer._admin = _Admin(ends)  # type: ignore[assignment]
+    assert consumer.caught_up() is caught_up
