@@ -83,6 +83,9 @@ class FakeConsumer:
         self.consumed += len(batch)
         return batch
 
+    def poll(self, timeout: float) -> FakeMessage | None:
+        return None  # every batch is handed out by consume()
+
     def commit(self, asynchronous: bool = True) -> None:
         assert not asynchronous
         if self.fail:

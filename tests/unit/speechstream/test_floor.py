@@ -77,6 +77,9 @@ class _BatchConsumer:
         out, self.batch = self.batch[:num_messages], self.batch[num_messages:]
         return out
 
+    def poll(self, timeout: float) -> FakeMessage | None:
+        return self.consume(1, timeout)[0] if self.batch else None
+
 
 def _consumer(batch: list[FakeMessage]) -> EventConsumer:
     topics = [KAFKA.topics.evaluation_requests, KAFKA.topics.deadletter]
@@ -250,3 +253,39 @@ def test_a_partition_not_read_yet_is_caught_up_only_when_the_broker_says_it_is_e
                              client=_Unread(ends))  # type: ignore[arg-type]
     consumer._admin = _Admin(ends)  # type: ignore[assignment]
     assert consumer.caught_up() is caught_up
+
+
+@dataclass
+class _Trickle:
+    """Nothing fetched yet; one record arrives while the consumer waits, two more with it."""
+
+    arriving: list[FakeMessage]
+    calls: list[tuple[str, int | None, float]] = field(default_factory=list)
+
+    def subscribe(self, topics: list[str], **callbacks: Any) -> None:
+        pass
+
+    def consume(self, num_messages: int, timeout: float) -> list[FakeMessage]:
+        self.calls.append(("consume", num_messages, timeout))
+        if self.calls[0][0] == "consume" and len(self.calls) == 1:
+            return []  # nothing fetched yet
+        out, self.arriving = self.arriving[:num_messages], self.arriving[num_messages:]
+        return out
+
+    def poll(self, timeout: float) -> FakeMessage | None:
+        self.calls.append(("poll", None, timeout))
+        return self.arriving.pop(0)
+
+
+def test_a_batch_poll_returns_with_the_first_record_instead_of_waiting_for_a_full_batch(
+) -> None:
+    records = [FakeMessage(encode(request_envelope(event_id=f"r{i}")), _offset=i)
+               for i in range(3)]
+    client = _Trickle(list(records))
+    consumer = EventConsumer(KAFKA, name="test", topics=[KAFKA.topics.evaluation_requests],
+                             config={"group.id": "g"}, expected=EvaluationRequested,
+                             client=client).start()  # type: ignore[arg-type]
+    batch = consumer.poll(5000, 0.2)
+    assert [env.event_id for env in batch.envelopes] == ["r0", "r1", "r2"]
+    # Waited only for the first record; never asked for a full batch with a timeout.
+    assert client.calls == [("consume", 5000, 0), ("poll", None, 0.2), ("consume", 4999, 0)]
