@@ -152,6 +152,10 @@ class StreamsSettings(BaseSettings):
         10.0, ge=6.0, description="How long the group waits for a worker that stopped "
         "heartbeating (a kill -9) before its partitions go to the others, or to its restart.",
     )
+    fetch_max_wait_ms: int = Field(
+        100, ge=1, le=1500, description="How long the broker may hold the worker's fetch "
+        "request when it has no new records (Faust hard-codes 1500; see docs/latency.md).",
+    )
 
 
 class EvaluatorSettings(BaseSettings):

@@ -29,7 +29,7 @@ def create_app(kafka: KafkaSettings, streams: StreamsSettings) -> faust.App:
     separate consumer groups and changelogs.
     """
     app_id = f"{kafka.topic_prefix}{streams.app_id}"
-    return faust.App(
+    app = faust.App(
         app_id,
         # Faust's aiokafka transport reading committed records only (streams.transport).
         broker=kafka.faust_broker_url().replace("kafka://", f"{SCHEME}://"),
@@ -52,3 +52,6 @@ def create_app(kafka: KafkaSettings, streams: StreamsSettings) -> faust.App:
         broker_session_timeout=streams.session_timeout_s,
         broker_heartbeat_interval=min(3.0, streams.session_timeout_s / 3),
     )
+    # Faust has no setting for it; the transport (streams.transport) reads it from the app.
+    app.fetch_max_wait_ms = streams.fetch_max_wait_ms  # type: ignore[attr-defined]
+    return app

@@ -1,5 +1,5 @@
 """The intake worker's Faust transport: aiokafka's, with a consumer that reads only committed
-records.
+records and does not let the broker hold its fetches for 1.5 s.
 
 Faust's aiokafka driver reads ``read_uncommitted`` unless the app itself runs exactly-once,
 so a record of an aborted transaction (an evaluator's FAILED outcome, rolled back and
@@ -7,6 +7,10 @@ evaluated again) would reach the agents. This transport is Faust's own with the 
 consumer's isolation level set to ``read_committed``; the records of non-transactional
 producers are unaffected. It is registered with Faust under the ``speechstream`` URL scheme
 (the ``faust.transports`` entry point in ``pyproject.toml``); ``streams.app`` uses it.
+
+Faust also hard-codes the worker consumer's ``fetch_max_wait_ms=1500``; this transport sets
+the app's ``fetch_max_wait_ms`` (``SPEECHSTREAM_STREAMS_FETCH_MAX_WAIT_MS``) instead. Why it
+matters is measured in ``docs/latency.md``.
 """
 
 from __future__ import annotations
@@ -24,8 +28,11 @@ class CommittedConsumerThread(driver.AIOKafkaConsumerThread):
 
     def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
-        # Read by the consumer's start(), when it builds its fetcher.
+        # Both are read by the consumer's start(), when it builds its fetcher.
         consumer._isolation_level = "read_committed"
+        fetch_max_wait_ms = getattr(self.app, "fetch_max_wait_ms", None)
+        if fetch_max_wait_ms is not None:
+            consumer._fetch_max_wait_ms = int(fetch_max_wait_ms)
         return consumer
 
 
