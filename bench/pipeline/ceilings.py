@@ -1,7 +1,12 @@
-"""Ceilings measured beside the pipeline: a raw confluent-kafka consume→produce passthrough."""
+"""Ceilings measured beside the pipeline: a raw confluent-kafka consume→produce passthrough, and
+Faust's own (a trivial agent, ``bench.pipeline.faust_ceiling``, in a process of its own)."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 
@@ -47,3 +52,20 @@ def passthrough_per_s(kafka: KafkaSettings, source: str, sink_topic: str, expect
         consumer.close()
     assert started is not None
     return moved / (time.perf_counter() - started)
+
+
+def faust_ceilings(env: dict[str, str], source: str, n: int) -> dict[str, int | None]:
+    """Records/s of a trivial Faust agent over the first ``n`` records of ``source``: consume
+    only, consume and ``await`` each send, ``take(500)`` and send each batch."""
+    from bench.pipeline.faust_ceiling import MODES
+
+    rates: dict[str, int | None] = {}
+    for mode in MODES:
+        done = subprocess.run(
+            [sys.executable, "-m", "bench.pipeline.faust_ceiling", mode, source, str(n)],
+            env={**os.environ, **env}, capture_output=True, text=True, timeout=600, check=True,
+        )
+        # The line may follow a terminal's cursor codes (Faust's spinner).
+        last = done.stdout[done.stdout.rindex('{"mode"'):].splitlines()[0]
+        rates[mode] = json.loads(last)["per_s"]
+    return rates

@@ -6,6 +6,9 @@ Run: ``.venv/bin/python -m bench.pipeline.run`` (starts the local stack if neede
   output records' broker timestamps, first to last);
 - sink_rows_per_s: rows/s the sink writes while draining the backlog (database write times);
 - passthrough_per_s: a raw confluent-kafka consume→produce loop over the same records;
+- faust_consume_per_s / faust_send_per_s / faust_take_per_s: Faust's own ceilings, a trivial
+  agent over the first 30,000 of the same records (``bench.pipeline.faust_ceiling``), and
+  validated_vs_faust_send, the worker's rate as a share of the consume-and-send one;
 - copy_merge_rows_per_s: the same rows written straight from Python by the sink's batch writer
   (COPY, one merge a table and batch), no Kafka;
 - p50_ms / p99_ms: produce → row latency at a paced rate (default 1,000 submissions/s), and
@@ -26,7 +29,7 @@ from confluent_kafka import Producer
 
 from bench.kafka import count, produce, rate_from_timestamps, wait_count
 from bench.pipeline import data
-from bench.pipeline.ceilings import passthrough_per_s
+from bench.pipeline.ceilings import faust_ceilings, passthrough_per_s
 from bench.report import write_results
 from devstack.processes import ServiceProcess
 from devstack.stack import DevStack
@@ -36,6 +39,7 @@ from speechstream.kafka.admin import create_topics
 from speechstream.settings import DevSettings, KafkaSettings
 
 RESULTS = Path("bench/results/pipeline.json")
+FAUST_CEILING_RECORDS = 30_000
 
 
 def _fresh_database(admin_url: str, name: str) -> str:
@@ -73,7 +77,11 @@ def _paced_latency(
     time.sleep(3)  # the miners agent updates its table just after the topic
     paced = list(data.submissions(fresh, 10, tag=tag))
     sent: dict[str, float] = {}
-    producer = Producer(kafka.producer_config(**{"linger.ms": 1, "enable.idempotence": True}))
+    # Warm (connected, metadata known, no producer id to wait for) before the clock starts; a
+    # cold idempotent producer held its first records ~0.5 s (bench/pipeline/latency.py).
+    producer = Producer(kafka.producer_config(**{"linger.ms": 1, "enable.idempotence": False,
+                                                 "acks": "all"}))
+    producer.list_topics(topics.submissions, timeout=10)
     start = time.time()
     for i, (key, value, h) in enumerate(paced):
         target = start + i / rate
@@ -137,6 +145,12 @@ def main(argv: list[str] | None = None) -> dict:
             rate_from_timestamps(kafka, topics.evaluation_requests, n)
         )
         result["rejected"] = count(kafka, topics.rejected)
+        # Faust's own ceilings, over the same records, while the worker idles.
+        ceilings = faust_ceilings(env, topics.submissions, min(n, FAUST_CEILING_RECORDS))
+        result.update({f"faust_{mode}_per_s": rate for mode, rate in ceilings.items()})
+        if ceilings.get("send"):
+            result["validated_vs_faust_send"] = round(
+                result["validated_per_s"] / ceilings["send"], 2)
 
         sink.start()
         expected = args.miners + 2 * n
