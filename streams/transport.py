@@ -1,5 +1,5 @@
 """The intake worker's Faust transport: aiokafka's, with a consumer that reads only committed
-records and does not let the broker hold its fetches for 1.5 s.
+records and a fetch wait that is a setting.
 
 Faust's aiokafka driver reads ``read_uncommitted`` unless the app itself runs exactly-once,
 so a record of an aborted transaction (an evaluator's FAILED outcome, rolled back and
@@ -9,8 +9,8 @@ producers are unaffected. It is registered with Faust under the ``speechstream``
 (the ``faust.transports`` entry point in ``pyproject.toml``); ``streams.app`` uses it.
 
 Faust also hard-codes the worker consumer's ``fetch_max_wait_ms=1500``; this transport sets
-the app's ``fetch_max_wait_ms`` (``SPEECHSTREAM_STREAMS_FETCH_MAX_WAIT_MS``) instead. Why it
-matters is measured in ``docs/latency.md``.
+the app's ``fetch_max_wait_ms`` (``SPEECHSTREAM_STREAMS_FETCH_MAX_WAIT_MS``, 1500 unless set)
+instead. What a shorter wait did (nothing measurable) is in ``docs/latency.md``.
 """
 
 from __future__ import annotations
