@@ -11,12 +11,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer
 
 from sinks.base import Sink
 from sinks.faults import Backoff, Fault, classify
@@ -76,16 +75,6 @@ class _Stopped(Exception):  # noqa: N818 - control flow inside this module, neve
     """The stop event was set while a step waited to be tried again."""
 
 
-def batch_offsets(batch: Batch) -> list[TopicPartition]:
-    """The offsets to commit once ``batch`` is written: after its last record, per partition."""
-    last: dict[tuple[str, int], int] = {}
-    for msg in [*batch.messages, *(m for m, _ in batch.dead_letters)]:
-        key = (msg.topic(), msg.partition())
-        last[key] = max(last.get(key, -1), msg.offset())
-    return [TopicPartition(topic, partition, offset + 1)
-            for (topic, partition), offset in sorted(last.items())]
-
-
 class SinkService:
     """Consumes the registry's topics and writes them through ``writer`` in batches.
 
@@ -141,61 +130,45 @@ class SinkService:
         self._started = True
 
     def run(self, stop: threading.Event) -> None:
-        """Consume and write batches until ``stop`` is set (or the topics are drained).
-
-        Two stages: while one batch is written and its offsets committed (a thread of its
-        own: the database and the broker do that work, the GIL is free while it waits), the
-        next is polled and decoded here. Each batch's own offsets are committed after its
-        database commit; the next is written only after that.
-        """
+        """Consume and write batches until ``stop`` is set (or the topics are drained)."""
         size, timeout = self._settings.batch_size, self._settings.batch_timeout_s
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sink-write") as writing:
-            pending: Future[None] | None = None
+        while not stop.is_set():
+            # No local holds a batch across polls: a poll decodes a whole new batch, and the
+            # last one kept alive meanwhile would double what each full GC pass walks.
             try:
-                while not stop.is_set():
-                    batch = self._consumer.poll(size, timeout)
-                    self._last_batch = time.monotonic()
-                    if pending is not None:
-                        pending.result()  # its fatal error or _Stopped ends the loop here
-                        pending = None
-                    if not batch.envelopes and not batch.dead_letters:
-                        if batch.kept:  # undecodable dead letters, kept in place
-                            self._metrics.dead_letters.inc(batch.kept)
-                        if self._until_caught_up and self._consumer.drained():
-                            return
-                        continue
-                    pending = writing.submit(self._write, batch, stop)
-                    del batch  # two batches alive at most: the one written, the one decoded
-                if pending is not None:
-                    pending.result()
+                wrote = self._write(self._consumer.poll(size, timeout), stop)
             except _Stopped:
                 return  # the batch is replayed at the next start, from the committed offsets
+            if not wrote and self._until_caught_up and self._consumer.drained():
+                return
 
-    def _write(self, batch: Batch, stop: threading.Event) -> None:
-        """Write one batch, then commit its offsets."""
-        offsets = batch_offsets(batch)
+    def _write(self, batch: Batch, stop: threading.Event) -> bool:
+        """Write one batch and commit its offsets; False when there was nothing to write."""
+        self._last_batch = time.monotonic()
         for msg, letter in batch.dead_letters:
             self._dead_letters.send(self._kafka.topics.deadletter, letter, key=msg.key())
         if batch.kept:  # undecodable dead letters, kept in place
             self._metrics.dead_letters.inc(batch.kept)
         letters = len(batch.dead_letters)
+        if not batch.envelopes and not letters:
+            return False
         started = time.perf_counter()
         envelopes = batch.envelopes
         rows = self._retrying("write", lambda: self._writer.write_batch(envelopes), stop)
         if letters:
             self._dead_letters.flush()
             self._metrics.dead_letters.inc(letters)
-        self._retrying("commit", lambda: self._commit(offsets), stop)
+        self._retrying("commit", self._commit, stop)
         self._metrics.batch_seconds.observe(time.perf_counter() - started)
         for table, n in rows.items():
             self._metrics.rows.labels(table).inc(n)
         self.written += len(batch.envelopes)
+        return True
 
-    def _commit(self, offsets: list[TopicPartition]) -> None:
-        """Commit a written batch's offsets; after losing the partitions, leave them to be
-        replayed."""
+    def _commit(self) -> None:
+        """Commit the consumed offsets; after losing the partitions, leave them to be replayed."""
         try:
-            self._consumer.commit(offsets)
+            self._consumer.commit()
         except ConsumeError as exc:
             if classify(exc) is not Fault.LOST:
                 raise

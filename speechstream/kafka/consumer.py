@@ -259,14 +259,10 @@ class EventConsumer:
         low, high = self.client.get_watermark_offsets(tp, timeout=TIMEOUT_S, cached=False)
         return low >= high
 
-    def commit(self, offsets: list[TopicPartition] | None = None) -> None:
-        """Commit ``offsets`` (by default the positions of everything consumed so far),
-        synchronously."""
+    def commit(self) -> None:
+        """Commit the positions of everything consumed so far, synchronously."""
         try:
-            if offsets is None:
-                self.client.commit(asynchronous=False)
-            else:
-                self.client.commit(offsets=offsets, asynchronous=False)
+            self.client.commit(asynchronous=False)
         except KafkaException as exc:
             raise ConsumeError(f"{self.name}: committing offsets failed: {exc.args[0]}") from exc
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 import pytest
-from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka import KafkaError, KafkaException
 from prometheus_client import CollectorRegistry
 
 from schemas.envelope import Envelope
@@ -72,19 +71,14 @@ class FakeConsumer:
     fail: list[KafkaError] = field(default_factory=list)
     consumed: int = 0
     committed: list[int] = field(default_factory=list)
-    empty_polls: int = 0
 
     def subscribe(self, topics: list[str], **callbacks: Any) -> None:
         pass
 
     def consume(self, num_messages: int, timeout: float) -> list[FakeMessage]:
         if not self.batches:
-            # The second empty poll in a row: the first waited for the batch being written.
-            self.empty_polls += 1
-            if self.empty_polls >= 2:
-                self.stop.set()
+            self.stop.set()
             return []
-        self.empty_polls = 0
         batch = self.batches.pop(0)
         self.consumed += len(batch)
         return batch
@@ -92,16 +86,13 @@ class FakeConsumer:
     def poll(self, timeout: float) -> FakeMessage | None:
         return None  # every batch is handed out by consume()
 
-    def commit(self, offsets: list[TopicPartition] | None = None,
-               asynchronous: bool = True) -> None:
+    def commit(self, asynchronous: bool = True) -> None:
         assert not asynchronous
-        assert offsets, "the sink commits each batch's own offsets"
         if self.fail:
             self.log.append("commit failed")
             raise KafkaException(self.fail.pop(0))
         self.log.append("commit")
-        (committed,) = offsets  # one partition in these tests: where reading resumes
-        self.committed.append(committed.offset)
+        self.committed.append(self.consumed)
 
     def close(self) -> None:
         pass
@@ -157,8 +148,6 @@ def _rig(batches: list[list[FakeMessage]], *, write_fails: Sequence[Exception] =
     log: list[str] = []
     stop = WatchedStop()
     writer = FakeWriter(log, list(write_fails))
-    for offset, msg in enumerate(m for batch in batches for m in batch):
-        msg._offset = offset  # one partition, read in order
     consumer = FakeConsumer(log, stop, batches, list(commit_fails))
     kafka = KafkaSettings(SPEECHSTREAM_TOPIC_PREFIX="t.")
     metrics = SinkMetrics.create(CollectorRegistry())
@@ -302,27 +291,3 @@ def test_the_writer_replaces_a_broken_connection_until_a_new_one_opens(
     assert dead.closed
     assert sink._live_connection() is fresh
     assert sink._live_connection() is fresh and outcomes == []
-
-
-def test_the_next_batch_is_polled_while_one_is_written_and_each_commits_its_own_offsets(
-) -> None:
-    rig = _rig([_batch("a", "b"), _batch("c"), _batch("d")])
-    polled_while_writing: list[bool] = []
-    write = rig.writer.write_batch
-
-    def slow_write(envelopes: Sequence[Envelope]) -> dict[str, int]:
-        # Hold the write until the service has polled the batch after this one.
-        next_batch = {"a": 3, "c": 4, "d": 5}[envelopes[0].event_id]
-        deadline = time.monotonic() + 0.5
-        while rig.consumer.consumed < next_batch and time.monotonic() < deadline:
-            time.sleep(0.01)
-        polled_while_writing.append(rig.consumer.consumed >= next_batch)
-        return write(envelopes)
-
-    rig.writer.write_batch = slow_write  # type: ignore[method-assign]
-    rig.run()
-    assert rig.writer.batches == [["a", "b"], ["c"], ["d"]]
-    assert polled_while_writing == [True, True, False]  # nothing came after "d"
-    # Each commit is the end of its own batch, not of what had been polled by then.
-    assert rig.consumer.committed == [2, 3, 4]
-    assert rig.log.count("commit") == 3
