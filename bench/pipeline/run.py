@@ -9,6 +9,8 @@ Run: ``.venv/bin/python -m bench.pipeline.run`` (starts the local stack if neede
 - faust_consume_per_s / faust_send_per_s / faust_take_per_s: Faust's own ceilings, a trivial
   agent over the first 30,000 of the same records (``bench.pipeline.faust_ceiling``), and
   validated_vs_faust_send, the worker's rate as a share of the consume-and-send one;
+- validated_per_s_2_workers: the same with two worker processes in one consumer group (on
+  topics of their own), and two_workers_vs_one;
 - copy_merge_rows_per_s: the same rows written straight from Python by the sink's batch writer
   (COPY, one merge a table and batch), no Kafka;
 - p50_ms / p99_ms: produce → row latency at a paced rate (default 1,000 submissions/s), and
@@ -23,9 +25,11 @@ import statistics
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import psycopg
-from confluent_kafka import Producer
+from confluent_kafka import ConsumerGroupState, KafkaException, Producer
+from confluent_kafka.admin import AdminClient
 
 from bench.kafka import count, produce, rate_from_timestamps, wait_count
 from bench.pipeline import data
@@ -106,6 +110,48 @@ def _paced_latency(
             "p99_ms": round(lat[int(0.99 * (len(lat) - 1))], 1)}
 
 
+def _group_members(kafka: KafkaSettings, group: str) -> int:
+    """Members of a stable ``group`` that own partitions (0 while it rebalances)."""
+    admin = AdminClient(kafka.to_librdkafka())  # kept alive until the answer is in
+    try:
+        group_ = admin.describe_consumer_groups([group])[group].result(timeout=10)
+    except (KafkaException, TimeoutError):
+        return 0
+    if str(group_.state) != str(ConsumerGroupState.STABLE):
+        return 0
+    return sum(1 for m in group_.members if m.assignment and m.assignment.topic_partitions)
+
+
+def _validated_by(up: Any, workers: int, keys: list, subs: list, logs: Path) -> float:
+    """Submissions/s that ``workers`` worker processes in one group validate, on topics of
+    their own (the same miners and submissions as the one-worker phase)."""
+    prefix = f"bench{uuid.uuid4().hex[:6]}w{workers}."
+    kafka = KafkaSettings(KAFKA_BOOTSTRAP_SERVERS=up.bootstrap_servers,
+                          SPEECHSTREAM_TOPIC_PREFIX=prefix)
+    create_topics(kafka)
+    env = {"KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+           "SPEECHSTREAM_TOPIC_PREFIX": prefix, "SPEECHSTREAM_STREAMS_WEB_ENABLED": "false"}
+    procs = [ServiceProcess(f"streams-{i}", ["streams", "worker"], logs / f"{prefix}{i}.log",
+                            {**env, "SPEECHSTREAM_STREAMS_DATA_DIR": f"/tmp/{prefix}streams{i}"}
+                            ).start() for i in range(workers)]
+    try:
+        produce(kafka, kafka.topics.registrations, data.registrations(keys))
+        wait_count(kafka, kafka.topics.miners, len(keys), 300, procs)
+        group = f"{prefix}speechstream-intake"
+        deadline = time.monotonic() + 120
+        while _group_members(kafka, group) < workers:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{group}: not {workers} members with partitions in 120 s")
+            time.sleep(0.5)
+        time.sleep(3)  # the miners agent updates its table just after the topic
+        produce(kafka, kafka.topics.submissions, subs)
+        wait_count(kafka, kafka.topics.evaluation_requests, len(subs), 900, procs)
+        return rate_from_timestamps(kafka, kafka.topics.evaluation_requests, len(subs))
+    finally:
+        for proc in procs:
+            proc.stop()
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--miners", type=int, default=5_000)
@@ -151,6 +197,10 @@ def main(argv: list[str] | None = None) -> dict:
         if ceilings.get("send"):
             result["validated_vs_faust_send"] = round(
                 result["validated_per_s"] / ceilings["send"], 2)
+        # Two workers in one group, on topics of their own (the one worker above idles).
+        result["validated_per_s_2_workers"] = round(_validated_by(up, 2, keys, subs, logs))
+        result["two_workers_vs_one"] = round(
+            result["validated_per_s_2_workers"] / result["validated_per_s"], 2)
 
         sink.start()
         expected = args.miners + 2 * n
