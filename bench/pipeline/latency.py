@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer
 
-from bench.kafka import produce, wait_count
+from bench.kafka import produce, produce_paced, wait_count
 from bench.pipeline import data
 from bench.pipeline.run import _fresh_database
 from bench.report import write_results
@@ -76,20 +76,7 @@ def _paced(kafka: KafkaSettings, conninfo: str, keys: list, rate: int, seconds: 
     """``rate × seconds`` submissions, one from each of ``keys``, sent at ``rate``/s."""
     topics = kafka.topics
     subs = list(data.submissions(keys, 1, tag=tag))
-    # Connected, with the topic's metadata, before the clock starts (and no producer id to
-    # wait for): a cold idempotent producer held its first records ~0.5 s, which is the
-    # bench's, not the pipeline's.
-    producer = Producer(kafka.producer_config(**{"linger.ms": 0, "enable.idempotence": False,
-                                                 "acks": "all"}))
-    producer.list_topics(topics.submissions, timeout=10)
-    start = time.time()
-    for i, (key, value, _) in enumerate(subs):
-        target = start + i / rate
-        while (now := time.time()) < target:
-            producer.poll(0)
-            time.sleep(min(0.001, target - now))
-        producer.produce(topics.submissions, value, key)
-    producer.flush(60)
+    produce_paced(kafka, topics.submissions, subs, rate)
     hashes = [h for _, _, h in subs]
     deadline = time.monotonic() + 60
     with psycopg.connect(conninfo, autocommit=True) as conn:

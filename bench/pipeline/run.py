@@ -28,10 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from confluent_kafka import ConsumerGroupState, KafkaException, Producer
-from confluent_kafka.admin import AdminClient
 
-from bench.kafka import count, produce, rate_from_timestamps, wait_count
+from bench.kafka import count, produce, produce_paced, rate_from_timestamps, wait_count
 from bench.pipeline import data
 from bench.pipeline.ceilings import faust_ceilings, passthrough_per_s
 from bench.report import write_results
@@ -39,7 +37,7 @@ from devstack.processes import ServiceProcess
 from devstack.stack import DevStack
 from schemas.topics import SUBMISSIONS
 from sinks.migrate import apply_migrations
-from speechstream.kafka.admin import create_topics
+from speechstream.kafka.admin import create_topics, group_members_with_partitions
 from speechstream.settings import DevSettings, KafkaSettings
 
 RESULTS = Path("bench/results/pipeline.json")
@@ -80,21 +78,7 @@ def _paced_latency(
     wait_count(kafka, topics.miners, uid_base + len(fresh), 300, [worker])
     time.sleep(3)  # the miners agent updates its table just after the topic
     paced = list(data.submissions(fresh, 10, tag=tag))
-    sent: dict[str, float] = {}
-    # Warm (connected, metadata known, no producer id to wait for) before the clock starts; a
-    # cold idempotent producer held its first records ~0.5 s (bench/pipeline/latency.py).
-    producer = Producer(kafka.producer_config(**{"linger.ms": 1, "enable.idempotence": False,
-                                                 "acks": "all"}))
-    producer.list_topics(topics.submissions, timeout=10)
-    start = time.time()
-    for i, (key, value, h) in enumerate(paced):
-        target = start + i / rate
-        while (now := time.time()) < target:
-            producer.poll(0)
-            time.sleep(min(0.001, target - now))
-        producer.produce(topics.submissions, value, key)
-        sent[h] = time.time()
-    producer.flush(60)
+    sent = produce_paced(kafka, topics.submissions, paced, rate)
     deadline = time.monotonic() + 300
     with psycopg.connect(conninfo, autocommit=True) as conn:
         while True:
@@ -108,18 +92,6 @@ def _paced_latency(
     return {"miners": len(fresh), "paced_rate_per_s": rate, "paced_rows": len(lat),
             "p50_ms": round(statistics.median(lat), 1),
             "p99_ms": round(lat[int(0.99 * (len(lat) - 1))], 1)}
-
-
-def _group_members(kafka: KafkaSettings, group: str) -> int:
-    """Members of a stable ``group`` that own partitions (0 while it rebalances)."""
-    admin = AdminClient(kafka.to_librdkafka())  # kept alive until the answer is in
-    try:
-        group_ = admin.describe_consumer_groups([group])[group].result(timeout=10)
-    except (KafkaException, TimeoutError):
-        return 0
-    if str(group_.state) != str(ConsumerGroupState.STABLE):
-        return 0
-    return sum(1 for m in group_.members if m.assignment and m.assignment.topic_partitions)
 
 
 def _validated_by(up: Any, workers: int, keys: list, subs: list, logs: Path) -> float:
@@ -139,7 +111,7 @@ def _validated_by(up: Any, workers: int, keys: list, subs: list, logs: Path) -> 
         wait_count(kafka, kafka.topics.miners, len(keys), 300, procs)
         group = f"{prefix}speechstream-intake"
         deadline = time.monotonic() + 120
-        while _group_members(kafka, group) < workers:
+        while group_members_with_partitions(kafka, group) < workers:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{group}: not {workers} members with partitions in 120 s")
             time.sleep(0.5)

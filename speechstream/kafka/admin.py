@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import ConsumerGroupState, KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from schemas.topics import ALL_TOPICS, TopicSpec
@@ -34,6 +34,21 @@ class TopicInfo:
 def admin_client(settings: KafkaSettings) -> AdminClient:
     """An AdminClient for ``settings`` (connects lazily, on its first request)."""
     return AdminClient(settings.to_librdkafka())
+
+
+def group_members_with_partitions(settings: KafkaSettings, group: str,
+                                  timeout_s: float = 10.0) -> int:
+    """How many members of a stable consumer ``group`` own partitions (0 while it rebalances,
+    or when the broker does not answer within ``timeout_s``)."""
+    admin = admin_client(settings)  # kept alive until the answer is in
+    try:
+        described = admin.describe_consumer_groups([group])[group].result(timeout=timeout_s)
+    except (KafkaException, TimeoutError):
+        return 0
+    if described.state != ConsumerGroupState.STABLE:
+        return 0
+    return sum(1 for m in described.members
+               if m.assignment is not None and m.assignment.topic_partitions)
 
 
 def create_topics(

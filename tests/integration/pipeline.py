@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,16 @@ class Pipeline:
         with EventProducer(self.kafka) as producer:
             producer.send_raw(topic, value, key=key)
             producer.flush()
+
+    def ids_by_hash(self, topic: str, n: int, *, status: str | None = None
+                    ) -> dict[str, set[str]]:
+        """hash → the event ids of the first ``n`` events of ``topic`` about it (of evaluation
+        statuses: only those with ``status``)."""
+        ids: dict[str, set[str]] = defaultdict(set)
+        for env in self.read(topic, n):
+            if status is None or env.payload.status == status:
+                ids[env.payload.hash].add(env.event_id)
+        return dict(ids)
 
     def read(
         self, topic: str, n: int, *, timeout_s: float = 60.0, committed: bool = True

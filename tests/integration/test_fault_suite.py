@@ -123,14 +123,9 @@ def test_every_fault_in_turn_leaves_one_request_one_queued_one_score_each(
 
     # Exactly one request, one QUEUED and one committed score per accepted submission.
     hashes = {s.payload.hash for s in subs}
-    by_hash: dict[str, set[str]] = defaultdict(set)
-    for env in pipeline.read(t.evaluation_requests, MINERS):
-        by_hash[env.payload.hash].add(env.event_id)
+    by_hash = pipeline.ids_by_hash(t.evaluation_requests, MINERS)
     assert set(by_hash) == hashes and all(len(ids) == 1 for ids in by_hash.values())
-    queued: dict[str, set[str]] = defaultdict(set)
-    for env in pipeline.read(t.evaluation_status, MINERS):
-        if env.payload.status == "QUEUED":
-            queued[env.payload.hash].add(env.event_id)
+    queued = pipeline.ids_by_hash(t.evaluation_status, MINERS, status="QUEUED")
     assert set(queued) == hashes and all(len(ids) == 1 for ids in queued.values())
     scores: dict[str, int] = defaultdict(int)
     for env in pipeline.read(t.scores, MINERS):

@@ -11,13 +11,11 @@ from __future__ import annotations
 import re
 import time
 import urllib.request
-from collections import defaultdict
 
 import pytest
-from confluent_kafka import ConsumerGroupState
-from confluent_kafka.admin import AdminClient
 
 from producers.miner import registration, submission
+from speechstream.kafka.admin import group_members_with_partitions
 from speechstream.keys import create_key_file
 from tests.conftest import pick_ports
 from tests.integration.pipeline import Pipeline
@@ -37,16 +35,6 @@ def _validated(port: int) -> float:
     except OSError:
         return 0.0
     return float(found.group(1)) if found else 0.0
-
-
-def _members_with_partitions(pipeline: Pipeline, group: str) -> int:
-    """How many members of ``group`` have partitions assigned (0 while it rebalances)."""
-    admin = AdminClient(pipeline.kafka.to_librdkafka())
-    described = admin.describe_consumer_groups([group])[group].result(timeout=10)
-    if str(described.state) != str(ConsumerGroupState.STABLE):
-        return 0
-    return sum(1 for m in described.members
-               if m.assignment is not None and m.assignment.topic_partitions)
 
 
 def test_two_workers_split_the_work_and_one_killed_loses_and_repeats_nothing(
@@ -79,7 +67,7 @@ def test_two_workers_split_the_work_and_one_killed_loses_and_repeats_nothing(
     pipeline.send(t.submissions, *subs[10:20])
     pipeline.wait(lambda: count(requests) == 20, "the first 20 requests")
     group = f"{pipeline.kafka.topic_prefix}speechstream-intake"
-    pipeline.wait(lambda: _members_with_partitions(pipeline, group) == 2,
+    pipeline.wait(lambda: group_members_with_partitions(pipeline.kafka, group) == 2,
                   "both workers own partitions", timeout_s=60)
     # New submissions (keyed by hotkey over 4 partitions) reach both.
     before = (_validated(ports[0]), _validated(ports[1]))
@@ -101,14 +89,9 @@ def test_two_workers_split_the_work_and_one_killed_loses_and_repeats_nothing(
     assert first.process is not None and first.process.poll() is None
 
     hashes = {s.payload.hash for s in subs}
-    requested: dict[str, set[str]] = defaultdict(set)
-    for env in pipeline.read(t.evaluation_requests, MINERS):
-        requested[env.payload.hash].add(env.event_id)
+    requested = pipeline.ids_by_hash(t.evaluation_requests, MINERS)
     assert set(requested) == hashes and all(len(ids) == 1 for ids in requested.values())
-    queued: dict[str, set[str]] = defaultdict(set)
-    for env in pipeline.read(t.evaluation_status, MINERS):
-        if env.payload.status == "QUEUED":
-            queued[env.payload.hash].add(env.event_id)
+    queued = pipeline.ids_by_hash(t.evaluation_status, MINERS, status="QUEUED")
     assert set(queued) == hashes and all(len(ids) == 1 for ids in queued.values())
     assert count("SELECT count(*) FROM status_events WHERE status = 'QUEUED'") == MINERS
     assert count("SELECT count(*) FROM rejections") == 0
