@@ -15,7 +15,7 @@ from api.models import Details, MinerboardEntry, RecentEntry, Score, SubmissionD
 # A submission's entry: its row, the content hash of its score; a rejected one is FAILED with
 # the rejection as its notes.
 _ENTRY = """
-SELECT s.hash, s.status, s.score, sc.content_hash, s.notes, sc.manifest,
+SELECT s.hash, s.status, s.score, s.content_hash, s.notes, s.manifest,
        (SELECT jsonb_build_object(
                    'verdict', a.verdict, 'scored_total', a.scored_total,
                    'audited_total', a.audited_total, 'tolerance', a.tolerance,
@@ -23,8 +23,7 @@ SELECT s.hash, s.status, s.score, sc.content_hash, s.notes, sc.manifest,
           FROM audits a
          WHERE a.hash = s.hash AND a.scoring_version = s.scoring_version
          ORDER BY a.audited_at DESC, a.event_id DESC LIMIT 1) AS audit
-  FROM submissions s
-  LEFT JOIN scores sc ON sc.hash = s.hash AND sc.scoring_version = s.scoring_version
+  FROM submission_standing s
  WHERE s.hash = %(hash)s
 UNION ALL
 SELECT * FROM (
@@ -39,19 +38,17 @@ _MINERBOARD = """
 SELECT m.uid, m.hotkey, m.hash, m.block,
        coalesce(s.status, CASE WHEN EXISTS (SELECT 1 FROM rejections r WHERE r.hash = m.hash)
                                THEN 'FAILED' END) AS status,
-       s.repo_namespace, s.repo_name, sc.content_hash AS safetensors_hash,
+       s.repo_namespace, s.repo_name, s.content_hash AS safetensors_hash,
        s.score AS total_score, m.updated_at AS timestamp, s.notes
   FROM minerboard m
-  LEFT JOIN submissions s ON s.hash = m.hash
-  LEFT JOIN scores sc ON sc.hash = s.hash AND sc.scoring_version = s.scoring_version
+  LEFT JOIN submission_standing s ON s.hash = m.hash
  ORDER BY m.uid
 """
 _RECENT = """
 SELECT * FROM (
-    SELECT s.hash, s.status, s.repo_name, s.repo_namespace, sc.content_hash AS safetensors_hash,
+    SELECT s.hash, s.status, s.repo_name, s.repo_namespace, s.content_hash AS safetensors_hash,
            s.score AS total_score, s.updated_at AS timestamp, s.notes
-      FROM submissions s
-      LEFT JOIN scores sc ON sc.hash = s.hash AND sc.scoring_version = s.scoring_version
+      FROM submission_standing s
     UNION ALL
     SELECT r.hash, 'FAILED', r.repo_name, r.repo_namespace, NULL, NULL, r.written_at,
            r.code || ': ' || r.message

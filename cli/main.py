@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cli.commands.miner",
     "cli.commands.streams",
     "cli.commands.evaluator",
+    "cli.commands.rescore",
     "cli.commands.sink",
     "cli.commands.chain",
     "cli.commands.validator",

@@ -23,6 +23,10 @@ Delivery semantics (exactly one visible score per request):
 - An aborted transaction (rebalance, broker hiccup) rewinds the consumer to the request, which
   is evaluated again; a fatal producer error (fenced) stops the evaluator.
 
+Two lanes (``speechstream.kafka.lanes``): new submissions (``evaluation.requests``) first;
+re-scores (``evaluation.rescores``, ``speechstream rescore``) only while no new submission
+waits. A FAILED re-score frees no rate-limit window: it is not the submission failing.
+
 The consume loop and the transactions are the floor's (``speechstream.kafka``); this module is
 what an evaluator does with one request.
 """
@@ -49,8 +53,10 @@ from schemas.events import (
     ScoreComputed,
     SubmissionFailed,
 )
+from scoring.versions import known_versions, scoring_version
 from speechstream.exceptions import TransactionAbortedError, TransactionError
 from speechstream.kafka.consumer import Batch, EventConsumer, position_after
+from speechstream.kafka.lanes import Lanes
 from speechstream.kafka.transactions import (
     Outgoing,
     TransactionalProducer,
@@ -140,9 +146,15 @@ class Evaluator:
         self._metrics = metrics or EvaluatorMetrics.create(CollectorRegistry())
         self._log = logger or logging.getLogger(__name__)
         self.evaluator_id = evaluator_id(settings)
+        t = kafka.topics
+        overrides = _consumer_overrides(settings)
+        self._lanes = Lanes(
+            [t.evaluation_requests], [t.rescores], logger=self._log,
+            cooperative=overrides["partition.assignment.strategy"] == "cooperative-sticky",
+        )
         self._consumer = EventConsumer(
-            kafka, name=PRODUCER_NAME, topics=[kafka.topics.evaluation_requests],
-            config=_consumer_overrides(settings), expected=EvaluationRequested,
+            kafka, name=PRODUCER_NAME, topics=[t.evaluation_requests, t.rescores],
+            config=overrides, expected=EvaluationRequested,
             client=consumer, logger=self._log,
         )
         self._producer = TransactionalProducer(
@@ -162,16 +174,17 @@ class Evaluator:
         self._producer.start()
         self._scored.start()
         self._scorer.setup()
-        self._consumer.start(on_revoke=self._on_revoke)
+        self._consumer.start(on_revoke=self._on_revoke, on_assign=self._lanes.on_assign)
         self._log.info(
-            "evaluator %s on %s consuming %s (transactional id %s)", self.evaluator_id,
-            self._settings.device, self._kafka.topics.evaluation_requests,
-            transactional_id(self._settings),
+            "evaluator %s on %s consuming %s, then %s while it is empty (transactional id %s)",
+            self.evaluator_id, self._settings.device, self._kafka.topics.evaluation_requests,
+            self._kafka.topics.rescores, transactional_id(self._settings),
         )
 
     def run(self, stop: threading.Event) -> None:
         """Poll and evaluate until ``stop`` is set (an evaluation in progress finishes first)."""
         while not stop.is_set():
+            self._lanes.steer(self._consumer.client)
             batch = self._consumer.poll(1, self._settings.poll_timeout_s)
             self._last_poll = time.monotonic()
             self._metrics.last_poll.set(time.time())
@@ -253,8 +266,9 @@ class Evaluator:
         score_env = self.score_envelope(request_env, outcome, elapsed)
         outgoing: list[Outgoing] = [(self._kafka.topics.scores, request.hash, score_env)]
         status = score_env.payload.status  # type: ignore[union-attr]  # a ScoreComputed
-        if status == "FAILED":
-            # In the same transaction: a failed submission frees its hotkey's window.
+        if status == "FAILED" and request.rescore_of is None:
+            # In the same transaction: a failed submission frees its hotkey's window (a failed
+            # re-score is not the submission failing: it frees nothing).
             outgoing.append((self._kafka.topics.failed, request.hotkey,
                              self.failed_envelope(request_env, score_env)))
         self._transact(outgoing, offsets_of=msg)
@@ -341,6 +355,11 @@ class Evaluator:
 
         report("PRECHECK", f"{request.repo_namespace}/{request.repo_name} picked up by "
                f"{self.evaluator_id}")
+        if scoring_version(request.scoring_version) is None:
+            # Not retried: no evaluator of this engine computes it.
+            return ScoreOutcome(status="FAILED", reason=(
+                f"unknown scoring version {request.scoring_version!r}: this engine computes "
+                f"{', '.join(known_versions())}"))
         try:
             outcome = self._scorer.score(request, report)
         except Exception as exc:  # noqa: BLE001 - a scorer failure is a FAILED score
@@ -366,6 +385,7 @@ class Evaluator:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Rebalance: an open transaction would commit offsets we no longer own; abort it."""
+        self._lanes.on_revoke(consumer, partitions)
         if self._producer.in_transaction:
             self._producer.abort(f"partitions revoked: {[p.partition for p in partitions]}")
         self._log.info("partitions revoked: %s", [p.partition for p in partitions])

@@ -32,6 +32,7 @@ from schemas.events import (
     MinerboardUpdated,
     MinerRegistered,
     ScoreComputed,
+    ScoringActivated,
     WeightsComputed,
 )
 from speechstream.kafka.consumer import EventConsumer
@@ -48,11 +49,15 @@ class ValidatorState:
     """What a validator has read of the log (pure: no Kafka), and what it makes of it."""
 
     scoring_version: str = DEFAULT_SCORING_VERSION
+    """The version whose scores count until a ``scoring.activated`` says otherwise."""
+    activated: str | None = None
+    """The latest ``scoring.activated`` version read from the log (it wins over the setting)."""
     registrations: dict[str, tuple[int, str, int]] = field(default_factory=dict)
     """hotkey → (block, event id, uid) of its latest registration."""
     requests: dict[str, EvaluationRequested] = field(default_factory=dict)
     statuses: dict[str, str] = field(default_factory=dict)
-    scores: dict[str, ScoreComputed] = field(default_factory=dict)
+    scores: dict[tuple[str, str], ScoreComputed] = field(default_factory=dict)
+    """(hash, scoring version) → its first committed score."""
     head: int | None = None
 
     def apply(self, envelope: Envelope) -> None:
@@ -73,10 +78,16 @@ class ValidatorState:
             if known is None or STATUS_RANK[known] < STATUS_RANK[p.status]:
                 self.statuses[p.hash] = p.status
         elif isinstance(p, ScoreComputed):
-            if p.scoring_version == self.scoring_version and p.hash not in self.scores:
-                self.scores[p.hash] = p
+            self.scores.setdefault((p.hash, p.scoring_version), p)
+        elif isinstance(p, ScoringActivated):
+            self.activated = p.scoring_version
         elif isinstance(p, ChainBlock):
             self.head = p.block if self.head is None else max(self.head, p.block)
+
+    @property
+    def active_version(self) -> str:
+        """The scoring version whose scores count now."""
+        return self.activated or self.scoring_version
 
     def uids(self) -> dict[int, str]:
         """uid → the hotkey that holds it (its earliest registration, as the intake decides)."""
@@ -100,7 +111,7 @@ class ValidatorState:
             if request is None:
                 out.append(Candidate(uid=uid, hotkey=hotkey))
                 continue
-            score = self.scores.get(request.hash)
+            score = self.scores.get((request.hash, self.active_version))
             status = score.status if score else self.statuses.get(request.hash, "QUEUED")
             out.append(Candidate(
                 uid=uid, hotkey=hotkey, hash=request.hash,
@@ -153,7 +164,7 @@ class Validator:
         self._consumer = EventConsumer(
             kafka, name=PRODUCER_NAME,
             topics=[t.miners, t.evaluation_requests, t.evaluation_status, t.scores,
-                    t.chain_blocks],
+                    t.chain_blocks, t.scoring_active],
             config={"group.id": settings.group_id, "enable.auto.commit": False,
                     "enable.partition.eof": True, "isolation.level": "read_committed"},
             client=consumer, logger=log,

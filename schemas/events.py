@@ -154,6 +154,10 @@ class EvaluationRequested(_Event):
     scoring_version: str = "v1"
     source_event_id: str
     source_type: SubmissionType = "submission.published"
+    rescore_of: str | None = None
+    """Set on a re-score (``speechstream rescore``): the event id of the accepted request it
+    re-emits for another scoring version. A re-score is the submission's evaluation again, not
+    a new submission: a FAILED re-score frees no rate-limit window."""
 
 
 EvaluationStatus = Literal["QUEUED", "PRECHECK", "RUNNING"]
@@ -374,6 +378,16 @@ class MinerboardUpdated(_Event):
     block: Annotated[int, Field(ge=0)]
 
 
+class ScoringActivated(_Event):
+    """The scoring version whose scores count: the leaderboard, the API and the validators'
+    weights use it, and the intake worker requests new submissions for it. The latest one on
+    ``scoring.active`` holds (``speechstream rescore activate``)."""
+
+    type: Literal["scoring.activated"] = "scoring.activated"
+    scoring_version: Annotated[str, Field(min_length=1, max_length=32)]
+    reason: str | None = None
+
+
 Event = Annotated[
     MinerRegistered
     | SubmissionPublished
@@ -387,7 +401,8 @@ Event = Annotated[
     | DeadLetter
     | ChainBlock
     | WeightsComputed
-    | MinerboardUpdated,
+    | MinerboardUpdated
+    | ScoringActivated,
     Field(discriminator="type"),
 ]
 
@@ -407,5 +422,6 @@ EVENT_TYPES: dict[str, type[BaseModel]] = {
         ChainBlock,
         WeightsComputed,
         MinerboardUpdated,
+        ScoringActivated,
     )
 }

@@ -60,6 +60,11 @@ EVALUATION_REQUESTS = TopicSpec(
     "evaluation.requests", 4, "hash", ("evaluation.requested",),
     description="valid work for the evaluators",
 )
+RESCORES = TopicSpec(
+    "evaluation.rescores", 4, "hash", ("evaluation.requested",),
+    description="re-scores of accepted requests for another scoring version "
+    "(`speechstream rescore`): the evaluators' lower-priority lane",
+)
 EVALUATION_STATUS = TopicSpec(
     "evaluation.status", 4, "hash", ("evaluation.status",),
     description="QUEUED, PRECHECK and RUNNING",
@@ -87,6 +92,10 @@ WEIGHTS = TopicSpec(
 MINERBOARD = TopicSpec(
     "minerboard", 4, "uid", ("minerboard.updated",), cleanup_policy="compact",
     description="which submission stands for each uid on the minerboard",
+)
+SCORING_ACTIVE = TopicSpec(
+    "scoring.active", 1, "\"active\"", ("scoring.activated",), cleanup_policy="compact",
+    description="the scoring version whose scores count (`speechstream rescore activate`)",
 )
 DEADLETTER = TopicSpec(
     "deadletter", 1, "original key", ("deadletter",),
@@ -132,6 +141,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     ACCEPTED,
     REJECTED,
     EVALUATION_REQUESTS,
+    RESCORES,
     EVALUATION_STATUS,
     SCORES,
     FAILED,
@@ -139,6 +149,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     CHAIN_BLOCKS,
     WEIGHTS,
     MINERBOARD,
+    SCORING_ACTIVE,
     DEADLETTER,
 )
 
@@ -186,6 +197,10 @@ class TopicRegistry:
         return self.name(EVALUATION_REQUESTS)
 
     @property
+    def rescores(self) -> str:
+        return self.name(RESCORES)
+
+    @property
     def evaluation_status(self) -> str:
         return self.name(EVALUATION_STATUS)
 
@@ -212,6 +227,10 @@ class TopicRegistry:
     @property
     def minerboard(self) -> str:
         return self.name(MINERBOARD)
+
+    @property
+    def scoring_active(self) -> str:
+        return self.name(SCORING_ACTIVE)
 
     @property
     def deadletter(self) -> str:

@@ -23,10 +23,9 @@ _LEADERBOARD = sql.SQL("""
 SELECT hash, uid, hotkey, repo, status, score, notes, block, updated_at, scoring_version,
        manifest, audit FROM (
     SELECT s.hash, s.uid, s.hotkey, s.repo_namespace || '/' || s.repo_name AS repo, s.status,
-           s.score, s.notes, s.block, s.updated_at, s.scoring_version, sc.manifest,
+           s.score, s.notes, s.block, s.updated_at, s.scoring_version, s.manifest,
            a.audit
-      FROM submissions s
-      LEFT JOIN scores sc ON sc.hash = s.hash AND sc.scoring_version = s.scoring_version
+      FROM submission_standing s
       LEFT JOIN LATERAL (
           SELECT jsonb_build_object(
                      'verdict', verdict, 'scored_total', scored_total,

@@ -191,9 +191,13 @@ def _on_conflict(table: Table, staged: Sequence[str], rule: Merge) -> sql.Compos
         return _update(table, staged, rule.keep, rule.touch,
                        sql.SQL("{}.{} IS NULL").format(target, sql.Identifier(rule.unless)))
     assert isinstance(rule, Advance)
-    return _update(table, staged, rule.keep, rule.touch,
-                   sql.SQL("{t}.{r} < EXCLUDED.{r}").format(t=target,
-                                                            r=sql.Identifier(rule.rank)))
+    conditions = [sql.SQL("{t}.{r} < EXCLUDED.{r}").format(t=target, r=sql.Identifier(rule.rank))]
+    conditions += [
+        sql.SQL("({t}.{c} IS NULL OR {t}.{c} = EXCLUDED.{c})").format(t=target,
+                                                                    c=sql.Identifier(c))
+        for c in rule.same if c in staged
+    ]
+    return _update(table, staged, rule.keep, rule.touch, sql.SQL(" AND ").join(conditions))
 
 
 def _update(

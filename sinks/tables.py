@@ -32,6 +32,7 @@ from schemas.events import (
     MinerRegistered,
     ScoreAudited,
     ScoreComputed,
+    ScoringActivated,
     SubmissionRejected,
     WeightsComputed,
 )
@@ -96,10 +97,13 @@ class FillOnce:
 @dataclass(frozen=True)
 class Advance:
     """Upsert that only ever moves a row to a higher ``rank``; ``keep`` columns, once set, stay.
-    Rows at ``lowest`` rank can never move a row, so they only create missing ones."""
+    Rows at ``lowest`` rank can never move a row, so they only create missing ones. With
+    ``same``, a row moves only when those columns are unset or equal in the new row (a status
+    or score of another scoring version leaves a submission's row alone)."""
 
     rank: str
     keep: tuple[str, ...] = ()
+    same: tuple[str, ...] = ()
     lowest: int = 0
     touch: str = "updated_at"
 
@@ -297,16 +301,22 @@ MINERBOARD = Table("minerboard", ("uid",), (
     Column("uid", "integer"), Column("hash", "text"), Column("hotkey", "text"),
     Column("block", "bigint"), Column("event_id", "text"), Column("updated_at", "timestamptz"),
 ))
+SCORING_ACTIVATIONS = Table("scoring_activations", ("event_id",), (
+    Column("event_id", "text"), Column("scoring_version", "text"), Column("reason", "text"),
+    Column("activated_at", "timestamptz"),
+))
 
 TABLES: tuple[Table, ...] = (
     MINERS, SUBMISSIONS, STATUS_EVENTS, SCORES, SAMPLE_RESULTS, AUDITS, REJECTIONS,
-    DEAD_LETTERS, WEIGHTS, WEIGHT_ENTRIES, MINERBOARD,
+    DEAD_LETTERS, WEIGHTS, WEIGHT_ENTRIES, MINERBOARD, SCORING_ACTIVATIONS,
 )
 """Every materialized table (row counts, rebuilds and the schema check go over these)."""
 
 # A submission's status columns, as a status event or a score sets them.
+# A re-score (another scoring version) has its own rows in ``scores``; the submission's row
+# follows the version it was requested for.
 _ADVANCE_STATUS = Advance(rank="status_rank", keep=("scoring_version",),
-                          lowest=STATUS_RANK["QUEUED"])
+                          same=("scoring_version",), lowest=STATUS_RANK["QUEUED"])
 
 STATUS_EVENTS_FEED = Feed(
     "status_events", STATUS_EVENTS,
@@ -414,6 +424,13 @@ FEEDS: tuple[Feed, ...] = (
         (*_payload("uid", "hash", "hotkey", "block"), Source("event_id", "event_id"),
          Source("updated_at", "time")),
         KeepLatest(by=("block", "event_id")), event=MinerboardUpdated,
+    ),
+    Feed(
+        # Every activation; the latest counts (the view ``submission_standing`` reads it).
+        "scoring_activations", SCORING_ACTIVATIONS,
+        (*_payload("scoring_version", "reason"), Source("event_id", "event_id"),
+         Source("activated_at", "time")),
+        InsertNew(), event=ScoringActivated,
     ),
 )
 """Every feed, in the order the writer merges them."""

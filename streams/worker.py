@@ -10,6 +10,7 @@ from pathlib import Path
 import faust
 
 from schemas.topics import changelog_specs
+from speechstream.kafka.active import ActiveScoringVersion
 from speechstream.kafka.admin import create_topics
 from speechstream.monitoring import Health
 from speechstream.settings import KafkaSettings, StreamsSettings
@@ -20,19 +21,22 @@ from streams.metrics import StreamsMetrics
 from streams.topics import declare
 
 STOP_CHECK_S = 0.1
+ACTIVE_VERSION_READER = "speechstream-intake-active-version"
 
 
 def build_app(
     kafka: KafkaSettings, streams: StreamsSettings, metrics: StreamsMetrics,
-    chain: ChainHead | None = None,
+    chain: ChainHead | None = None, active: ActiveScoringVersion | None = None,
 ) -> faust.App:
     """The Faust app with every topic, table and agent of the intake worker; ``chain`` bounds
-    the blocks submissions may claim."""
+    the blocks submissions may claim; ``active`` says which scoring version new submissions
+    are requested for (without it, ``streams.scoring_version``)."""
     app = create_app(kafka, streams)
     declared = declare(app, kafka, streams)
     registrations.register_agents(app, declared, metrics)
     submissions.register_agents(app, declared, metrics, streams.rate_limit_blocks,
-                                streams.operator_key, streams.scoring_version, chain)
+                                streams.operator_key, streams.scoring_version, chain,
+                                active)
     return app
 
 
@@ -62,6 +66,7 @@ class IntakeWorker:
         self._app: faust.App | None = None
         self._worker: _Worker | None = None
         self._chain: ChainHead | None = None
+        self._active: ActiveScoringVersion | None = None
 
     def start(self) -> None:
         """Create the changelog topics, then the app (nothing consumes before :meth:`run`)."""
@@ -71,7 +76,11 @@ class IntakeWorker:
         create_topics(self._kafka, changelog_specs(self._settings.app_id))
         self._chain = ChainHead(self._kafka)
         self._chain.start()
-        self._app = build_app(self._kafka, self._settings, self._metrics, self._chain)
+        self._active = ActiveScoringVersion(self._kafka, self._settings.scoring_version,
+                                            name=ACTIVE_VERSION_READER)
+        self._active.start()
+        self._app = build_app(self._kafka, self._settings, self._metrics, self._chain,
+                              self._active)
 
     def run(self, stop: threading.Event) -> None:
         """Run the Faust worker until ``stop`` is set; an agent's crash is raised here."""
@@ -91,9 +100,12 @@ class IntakeWorker:
             worker.stop_and_shutdown()
 
     def close(self) -> None:
-        """Close the chain-head reader (the worker's shutdown closed its own clients)."""
+        """Close the chain-head and active-version readers (the worker's shutdown closed its
+        own clients)."""
         if self._chain is not None:
             self._chain.close()
+        if self._active is not None:
+            self._active.close()
 
     def health(self) -> Health:
         """Healthy while the Faust worker runs and no agent has crashed."""

@@ -98,9 +98,11 @@ class EventConsumer:
         return self._client
 
     def start(
-        self, *, on_revoke: Rebalance | None = None, from_start: bool = False
+        self, *, on_revoke: Rebalance | None = None, on_assign: Rebalance | None = None,
+        from_start: bool = False,
     ) -> EventConsumer:
-        """Create the client (unless injected) and subscribe; ``on_revoke`` also sees losses.
+        """Create the client (unless injected) and subscribe; ``on_revoke`` also sees losses;
+        ``on_assign`` takes the assignment itself (``Consumer.incremental_assign``).
 
         ``from_start`` reads every partition of the topics from its first offset instead, with
         no consumer group (a service that rebuilds its state from the log at each start).
@@ -113,7 +115,11 @@ class EventConsumer:
                 for topic in self.topics for partition in self._partitions(topic)
             ])
             return self
-        callbacks = {} if on_revoke is None else {"on_revoke": on_revoke, "on_lost": on_revoke}
+        callbacks: dict[str, Rebalance] = {}
+        if on_revoke is not None:
+            callbacks.update(on_revoke=on_revoke, on_lost=on_revoke)
+        if on_assign is not None:
+            callbacks["on_assign"] = on_assign
         self._client.subscribe(self.topics, **callbacks)
         return self
 

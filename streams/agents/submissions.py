@@ -19,6 +19,7 @@ from schemas.events import (
     SubmissionPublished,
     SubmissionRejected,
 )
+from speechstream.kafka.active import ActiveScoringVersion
 from streams.agents.emit import emit, reject
 from streams.chain import ChainHead
 from streams.deadletter import decode_or_dead_letter
@@ -38,11 +39,12 @@ from streams.topics import Streams
 def register_agents(
     app: faust.App, s: Streams, metrics: StreamsMetrics, rate_limit_blocks: int,
     operator_key: str | None = None, scoring_version: str = DEFAULT_SCORING_VERSION,
-    chain: ChainHead | None = None,
+    chain: ChainHead | None = None, active: ActiveScoringVersion | None = None,
 ) -> None:
     """Attach the submission agents to ``app``; ``operator_key`` (the operator's public key)
     is the only key whose attested submissions (from the REST API) are accepted; accepted
-    submissions are requested for ``scoring_version``; ``chain`` knows the chain's head, the
+    submissions are requested for the version ``active`` says (without it,
+    ``scoring_version``); ``chain`` knows the chain's head, the
     latest block a submission may claim (without it, or before a head is published, no upper
     bound applies)."""
 
@@ -84,7 +86,8 @@ def register_agents(
                 hash=p.hash, hotkey=p.hotkey, uid=s.hotkey_uid.get(hotkey),
                 repo_namespace=p.repo_namespace, repo_name=p.repo_name, revision=p.revision,
                 config_template=p.config_template, competition_id=p.competition_id,
-                block=p.block, scoring_version=scoring_version,
+                block=p.block,
+                scoring_version=active.refresh() if active is not None else scoring_version,
                 source_event_id=env.event_id, source_type=p.type,
             )
             await emit(s.accepted, accepted, key=p.repo, source=env, stage="accepted")

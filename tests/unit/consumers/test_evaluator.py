@@ -83,7 +83,7 @@ def test_failure_reason_names_type_and_message() -> None:
 
 def test_request_gives_statuses_then_score_with_offset_in_one_transaction() -> None:
     evaluator, producer, consumer, metrics = make()
-    assert consumer.subscribed == ["t.evaluation.requests"]
+    assert consumer.subscribed == ["t.evaluation.requests", "t.evaluation.rescores"]
     evaluator.handle(request_message())
 
     statuses, final = producer.committed[:-1], producer.committed[-1]
@@ -253,9 +253,9 @@ def test_a_request_already_scored_is_acknowledged_without_evaluating() -> None:
     assert producer.committed[-1] == {"events": [], "offsets": [("t.evaluation.requests", 2, 10)]}
     assert metrics.already_scored._value.get() == 1
     # Another scoring version (an operator's re-score) is evaluated.
-    v3 = request_envelope(event_id="req-v3")
-    v3 = v3.model_copy(update={"payload": v3.payload.model_copy(update={"scoring_version": "v3"})})
-    evaluator.handle(request_message(v3, _offset=10))
+    v2 = request_envelope(event_id="req-v2")
+    v2 = v2.model_copy(update={"payload": v2.payload.model_copy(update={"scoring_version": "v2"})})
+    evaluator.handle(request_message(v2, _offset=10))
     assert scorer.scored == [HASH, HASH]
 
 
@@ -285,3 +285,29 @@ def test_a_failed_score_is_committed_with_its_submission_failed() -> None:
     ok, producer_ok, _, _ = make()
     ok.handle(request_message())
     assert [t for t, _, _ in producer_ok.committed[-1]["events"]] == ["t.scores"]
+
+
+def _rescore_message(version: str, offset: int = 11) -> Any:
+    env = request_envelope(event_id=f"rescore-{version}")
+    payload = env.payload.model_copy(update={"scoring_version": version, "rescore_of": "req-1"})
+    return request_message(env.model_copy(update={"payload": payload}),
+                           _topic="t.evaluation.rescores", _offset=offset)
+
+
+def test_a_failed_rescore_frees_no_rate_limit_window() -> None:
+    evaluator, producer, _, _ = make(FailingScorer())
+    evaluator.handle(_rescore_message("v2"))
+    final = producer.committed[-1]
+    assert [t for t, _, _ in final["events"]] == ["t.scores"]
+    assert final["events"][0][2].payload.status == "FAILED"
+    assert final["offsets"] == [("t.evaluation.rescores", 2, 12)]
+
+
+def test_an_unknown_scoring_version_is_failed_with_the_reason_without_scoring() -> None:
+    scorer = DeterministicScorer()
+    evaluator, producer, _, _ = make(scorer)
+    evaluator.handle(_rescore_message("v9"))
+    assert scorer.scored == []
+    (_, _, score), = producer.committed[-1]["events"]
+    assert score.payload.status == "FAILED" and score.payload.scoring_version == "v9"
+    assert score.payload.reason.startswith("unknown scoring version 'v9': this engine computes")

@@ -11,7 +11,7 @@ from schemas import (
     ScoreComputed,
     new_envelope,
 )
-from schemas.events import ChainBlock
+from schemas.events import ChainBlock, ScoringActivated
 
 
 def _hk(n: int) -> str:
@@ -68,3 +68,25 @@ def test_a_request_delivered_twice_keeps_its_earliest_block() -> None:
     state.apply(_req(1, 0, "10", 100))
     (only,) = state.candidates()
     assert (only.block, only.status) == (100, "QUEUED")
+
+
+def test_an_activated_scoring_version_decides_which_scores_count() -> None:
+    state = ValidatorState(scoring_version="v2")
+    state.apply(_reg(1, 0, 5, "a"))
+    state.apply(_req(1, 0, "10", 100))
+    for version, total in (("v2", 0.4), ("v1", 0.9)):
+        state.apply(new_envelope(ScoreComputed(hash="10", scoring_version=version,
+                                               status="COMPLETED", total_score=total,
+                                               evaluator="e", request_event_id="r"),
+                                 key="10", producer="t"))
+    assert state.active_version == "v2"
+    assert state.candidates()[0].score == 0.4
+    state.apply(new_envelope(ScoringActivated(scoring_version="v1"), key="active",
+                             producer="t"))
+    assert state.active_version == "v1"
+    assert state.candidates()[0].score == 0.9
+    # Activated with no score of it yet: the submission counts as not scored.
+    state.apply(new_envelope(ScoringActivated(scoring_version="v3"), key="active",
+                             producer="t"))
+    only = state.candidates()[0]
+    assert (only.score, only.status) == (None, "QUEUED")

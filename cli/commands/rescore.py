@@ -1,0 +1,247 @@
+"""`speechstream rescore` (re-emit accepted requests for another scoring version) and
+`speechstream scoring status | activate` (which version counts)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from tqdm import tqdm
+
+from producers import rescore
+from schemas.events import EvaluationRequested, ScoreComputed, ScoringActivated
+from scoring.versions import known_versions
+from speechstream.exceptions import SpeechstreamError
+from speechstream.kafka.producer import EventProducer
+from speechstream.settings import KafkaSettings
+
+DEFAULT_WAIT_S = 24 * 3600.0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``rescore`` and ``scoring`` commands."""
+    p = subparsers.add_parser(
+        "rescore", help="re-score accepted submissions with another scoring version",
+        description="Read the accepted evaluation requests from the log (evaluation.requests, "
+        "one per hash: the earliest block) and re-emit the selected ones for --scoring-version "
+        "on the evaluators' lower-priority lane (evaluation.rescores): evaluators take new "
+        "submissions first and re-scores only while none waits. Event ids derive from the "
+        "request and the version, and what the lane holds already is not queued again: "
+        "running it twice queues nothing twice. Scores of every version live side by side; "
+        "`speechstream scoring activate` makes the new one count. A version this engine does "
+        "not compute, or a hash or hotkey with no accepted request, is refused and nothing is "
+        "published (exit 1).",
+    )
+    p.add_argument("--scoring-version", required=True, metavar="VERSION",
+                   help=f"the version to score with ({', '.join(known_versions())})")
+    which = p.add_argument_group("which requests (one of --all, --hash, --hotkey, "
+                                 "--since-block; the filters given all apply)")
+    which.add_argument("--all", action="store_true", help="every accepted request")
+    which.add_argument("--hash", nargs="+", default=[], metavar="HASH",
+                       help="these submission hashes")
+    which.add_argument("--hotkey", help="this hotkey's accepted requests")
+    which.add_argument("--since-block", type=int, metavar="B",
+                       help="requests for submissions at block ≥ B")
+    p.add_argument("--dry-run", action="store_true",
+                   help="say what would be queued; publish nothing")
+    p.add_argument("--wait", action="store_true",
+                   help="then follow the scores until every selected hash has one of the "
+                   "version (progress and an ETA on stderr)")
+    p.add_argument("--timeout", type=float, default=DEFAULT_WAIT_S, metavar="S",
+                   help="with --wait: give up after S seconds (exit 3)")
+    p.add_argument("--json", action="store_true", help="print one JSON object (for scripts)")
+    p.set_defaults(func=_rescore)
+
+    scoring = subparsers.add_parser(
+        "scoring", help="the scoring version that counts: status, activate",
+    )
+    sub = scoring.add_subparsers(dest="scoring_command", required=True)
+    status = sub.add_parser(
+        "status", help="the active version and how many accepted submissions each version "
+        "has scored",
+        description="Read scoring.active, evaluation.requests and scores from the log and "
+        "print the active scoring version and, per version, how many of the accepted "
+        "submissions have a score of it.",
+    )
+    status.add_argument("--json", action="store_true", help="print one JSON object")
+    status.set_defaults(func=_status)
+    activate = sub.add_parser(
+        "activate", help="make a scoring version the one that counts",
+        description="Publish scoring.activated: the leaderboard, the API and the validators' "
+        "weights use that version's scores from then on, and the intake worker requests new "
+        "submissions for it; no service restarts. Refused (exit 1) while an accepted "
+        "submission has no score of the version, unless --force: those would count as "
+        "QUEUED until scored.",
+    )
+    activate.add_argument("version", help=f"the version ({', '.join(known_versions())})")
+    activate.add_argument("--reason", help="recorded with the activation")
+    activate.add_argument("--force", action="store_true",
+                          help="activate although some submissions have no score of it yet")
+    activate.set_defaults(func=_activate)
+
+
+def _selection(args: argparse.Namespace) -> rescore.Selection | str:
+    if not (args.all or args.hash or args.hotkey or args.since_block is not None):
+        return "say which requests: --all, --hash, --hotkey or --since-block"
+    if args.all and (args.hash or args.hotkey or args.since_block is not None):
+        return "--all selects everything: give it alone"
+    return rescore.Selection(all=args.all, hashes=tuple(args.hash), hotkey=args.hotkey,
+                             since_block=args.since_block)
+
+
+def _unknown(version: str) -> str | None:
+    if version in known_versions():
+        return None
+    return (f"unknown scoring version {version!r}: this engine computes "
+            f"{', '.join(known_versions())}")
+
+
+def _rescore(args: argparse.Namespace) -> int:
+    selection = _selection(args)
+    if isinstance(selection, str):
+        print(f"error: {selection}", file=sys.stderr)
+        return 2
+    problem = _unknown(args.scoring_version)
+    if problem:
+        print(f"error: {problem}; nothing published", file=sys.stderr)
+        return 1
+    kafka = KafkaSettings()
+    started = time.monotonic()
+    try:
+        planned = rescore.plan(kafka, args.scoring_version, selection)
+    except SpeechstreamError as exc:
+        print(f"error: {exc}; nothing published", file=sys.stderr)
+        return 1
+    out: dict[str, Any] = {
+        "scoring_version": args.scoring_version, "selection": selection.describe(),
+        "selected": len(planned.selected), "already_queued": planned.already_queued,
+        "queued": 0, "dry_run": args.dry_run,
+    }
+    if args.dry_run:
+        out["would_queue"] = [env.payload.hash for env in planned.queued]
+        return _report(args, out, f"{len(planned.selected)} accepted requests selected "
+                       f"({selection.describe()}); would queue {len(planned.queued)} for "
+                       f"{args.scoring_version}, {planned.already_queued} already queued "
+                       "(dry run: nothing published)")
+    bar = tqdm(total=len(planned.queued), desc="re-emitted", unit="req", file=sys.stderr,
+               disable=args.json or not planned.queued)
+    try:
+        out["queued"] = rescore.publish(kafka, planned.queued,
+                                        on_sent=lambda n: bar.update(n - bar.n))
+    except SpeechstreamError as exc:
+        bar.close()
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    bar.close()
+    elapsed = time.monotonic() - started
+    out["elapsed_s"] = round(elapsed, 3)
+    line = (f"queued {out['queued']} re-scores for {args.scoring_version} on "
+            f"{kafka.topics.rescores} ({planned.already_queued} already queued; "
+            f"{len(planned.selected)} selected: {selection.describe()}) in {elapsed:.1f}s")
+    if not args.wait:
+        return _report(args, out, line)
+    if not args.json:
+        print(line)
+    return _follow(args, kafka, planned, out)
+
+
+def _follow(args: argparse.Namespace, kafka: KafkaSettings, planned: rescore.Plan,
+            out: dict[str, Any]) -> int:
+    watch = rescore.ScoreWatch(kafka, planned.version, planned.hashes)
+    bar = tqdm(total=len(planned.hashes), desc=f"scored ({planned.version})", unit="sub",
+               file=sys.stderr, disable=args.json)
+    started = time.monotonic()
+    try:
+        watch.poll(0)
+        bar.update(watch.scored)
+        done = watch.wait(args.timeout, lambda w: bar.update(w.scored - bar.n))
+    finally:
+        bar.close()
+        watch.close()
+    out.update(scored=watch.scored, completed=watch.completed, failed=watch.failed,
+               pending=len(watch.pending), waited_s=round(time.monotonic() - started, 3))
+    line = (f"{watch.scored} of {len(planned.hashes)} scored with {planned.version} "
+            f"({watch.completed} COMPLETED, {watch.failed} FAILED)")
+    if not done:
+        _report(args, out, f"{line}; {len(watch.pending)} still pending after "
+                f"{args.timeout:.0f}s")
+        return 3
+    return _report(args, out, f"{line}; activate it with `speechstream scoring activate "
+                   f"{planned.version}`")
+
+
+def _report(args: argparse.Namespace, out: dict[str, Any], line: str) -> int:
+    print(json.dumps(out) if args.json else line)
+    return 0
+
+
+def _coverage(kafka: KafkaSettings) -> tuple[str | None, int, dict[str, dict[str, int]]]:
+    """(activated version, accepted submissions, version → {COMPLETED, FAILED} of them)."""
+    activations = rescore.read_all(kafka, kafka.topics.scoring_active, ScoringActivated,
+                                   name=f"{rescore.PRODUCER_NAME}-active")
+    active = activations[-1].payload.scoring_version if activations else None
+    accepted = rescore.accepted_requests(rescore.read_all(
+        kafka, kafka.topics.evaluation_requests, EvaluationRequested,
+        name=f"{rescore.PRODUCER_NAME}-read"))
+    seen: set[tuple[str, str]] = set()
+    per: dict[str, dict[str, int]] = {}
+    for env in rescore.read_all(kafka, kafka.topics.scores, ScoreComputed,
+                                name=f"{rescore.PRODUCER_NAME}-scores"):
+        p = env.payload
+        if p.hash in accepted and (p.hash, p.scoring_version) not in seen:
+            seen.add((p.hash, p.scoring_version))
+            counts = per.setdefault(p.scoring_version, {"COMPLETED": 0, "FAILED": 0})
+            counts[p.status] += 1
+    return active, len(accepted), per
+
+
+def _status(args: argparse.Namespace) -> int:
+    kafka = KafkaSettings()
+    try:
+        active, total, per = _coverage(kafka)
+    except SpeechstreamError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps({"active": active, "accepted": total, "versions": per}))
+        return 0
+    print(f"active scoring version: {active or 'none activated (each service its setting)'}")
+    print(f"accepted submissions: {total}")
+    for version in sorted(set(per) | set(known_versions())):
+        c = per.get(version, {"COMPLETED": 0, "FAILED": 0})
+        mark = " (active)" if version == active else ""
+        print(f"  {version}{mark}: {c['COMPLETED'] + c['FAILED']} scored "
+              f"({c['COMPLETED']} COMPLETED, {c['FAILED']} FAILED), "
+              f"{total - c['COMPLETED'] - c['FAILED']} not scored")
+    return 0
+
+
+def _activate(args: argparse.Namespace) -> int:
+    problem = _unknown(args.version)
+    if problem:
+        print(f"error: {problem}; not activated", file=sys.stderr)
+        return 1
+    kafka = KafkaSettings()
+    try:
+        active, total, per = _coverage(kafka)
+        c = per.get(args.version, {"COMPLETED": 0, "FAILED": 0})
+        missing = total - c["COMPLETED"] - c["FAILED"]
+        if missing and not args.force:
+            print(f"error: {missing} of {total} accepted submissions have no {args.version} "
+                  f"score yet; re-score them (`speechstream rescore --scoring-version "
+                  f"{args.version} --all --wait`) or pass --force; not activated",
+                  file=sys.stderr)
+            return 1
+        with EventProducer(kafka) as producer:
+            producer.send(kafka.topics.scoring_active,
+                          rescore.activation(args.version, args.reason))
+            producer.flush()
+    except SpeechstreamError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"scoring version {args.version} activated (was {active or 'none'}); "
+          f"{total - missing} of {total} accepted submissions have a {args.version} score")
+    return 0

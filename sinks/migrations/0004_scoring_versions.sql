@@ -1,0 +1,35 @@
+-- Scores of several scoring versions side by side: every scoring.activated (the latest is the
+-- version that counts), and what counts for each submission under it.
+
+CREATE TABLE scoring_activations (
+    event_id         text PRIMARY KEY,
+    scoring_version  text NOT NULL,
+    reason           text,
+    activated_at     timestamptz NOT NULL,
+    written_at       timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+
+-- Each submission as the active scoring version sees it (without an activation, the version it
+-- was requested for). A submission not scored with the active version yet is QUEUED for it,
+-- its notes naming the version it was scored with; its score counts nowhere until then.
+CREATE VIEW submission_standing AS
+SELECT s.hash, s.uid, s.hotkey, s.repo_namespace, s.repo_name, s.block,
+       v.version AS scoring_version,
+       CASE WHEN sc.hash IS NOT NULL THEN sc.status
+            WHEN s.scoring_version = v.version THEN s.status
+            ELSE 'QUEUED' END AS status,
+       CASE WHEN sc.hash IS NOT NULL THEN sc.total_score
+            WHEN s.scoring_version = v.version THEN s.score END AS score,
+       CASE WHEN sc.hash IS NOT NULL THEN sc.reason
+            WHEN s.scoring_version = v.version THEN s.notes
+            ELSE 'awaiting its ' || v.version || ' score (' || s.scoring_version || ': '
+                 || s.status || coalesce(' ' || round(s.score::numeric, 4), '') || ')'
+       END AS notes,
+       sc.content_hash, sc.manifest, s.updated_at
+  FROM submissions s
+ CROSS JOIN LATERAL (
+       SELECT coalesce((SELECT a.scoring_version FROM scoring_activations a
+                         ORDER BY a.activated_at DESC, a.event_id DESC LIMIT 1),
+                       s.scoring_version) AS version
+ ) v
+  LEFT JOIN scores sc ON sc.hash = s.hash AND sc.scoring_version = v.version;
