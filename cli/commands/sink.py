@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-import uuid
 
-import psycopg
 from prometheus_client import CollectorRegistry
-from psycopg import sql
+from tqdm import tqdm
 
 from cli.serve import add_metrics_port, serve, with_metrics_port
+from sinks.compare import format_table
+from sinks.exceptions import RebuildInterrupted
 from sinks.metrics import SinkMetrics
 from sinks.migrate import apply_migrations
 from sinks.postgres import PostgresSink
+from sinks.rebuild import Rebuild
 from sinks.runner import SinkService
-from sinks.tables import TABLES
 from speechstream.exceptions import SpeechstreamError
-from speechstream.service import run_service, stop_on_signals
+from speechstream.service import stop_on_signals
 from speechstream.settings import DatabaseSettings, KafkaSettings, SinkSettings
 
 
@@ -41,10 +42,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_metrics_port(run)
     run.set_defaults(func=_run)
     rebuild = sub.add_parser(
-        "rebuild", help="empty the tables and replay every topic from the start, then exit",
-        description="Truncate the materialized tables and replay every topic from its first "
-        "offset with a fresh consumer group until caught up. The result equals what the "
-        "running sink built: the log is the source of truth.",
+        "rebuild", help="replay every topic into a fresh schema, then swap it in (or --verify)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="""\
+Replay every topic from its first offset, with a fresh consumer group
+(<SPEECHSTREAM_SINK_GROUP_ID>-rebuild-<hex>), into a fresh PostgreSQL schema
+rebuild_<hex> (the migrations applied there), then swap it in for the live schema in one
+transaction: the live tables are locked against writes (readers go on), the rebuild catches
+up once more, the live schema is renamed away, the rebuilt one takes its name, and the old
+one is dropped. The live sink keeps running throughout; its batches wait for the swap and
+then go into the new tables (writing an event twice changes nothing). Progress goes to
+stderr, the result to stdout. A rebuild that fails or is stopped (Ctrl-C) before the swap
+drops its schema and leaves the live tables as they were.
+
+Exit status: 0 rebuilt and swapped in (with --verify: every table equal), 1 error (with
+--verify: some table differs), 2 error with --verify, 130 stopped.""",
+    )
+    rebuild.add_argument(
+        "--verify", action="store_true",
+        help="do not swap: compare every table with the live one (row count and an md5 of "
+        "the columns written from events, in key order; write-time columns left out), print "
+        "'table live_rows rebuilt_rows equal|DIFFERS' per table, drop the rebuilt schema. "
+        "The live tables are a moving target while the live sink writes: events it has not "
+        "written yet show as differences, so verify a quiet pipeline (or run it again)",
+    )
+    rebuild.add_argument("--json", action="store_true",
+                         help="with --verify: print the comparison as one JSON object")
+    rebuild.add_argument(
+        "--lock-timeout", type=float, default=10.0, metavar="SECONDS",
+        help="how long the swap waits for a lock on the live tables before it rolls back and "
+        "tries again (3 tries; default 10)",
     )
     rebuild.set_defaults(func=_rebuild)
 
@@ -63,22 +90,45 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _rebuild(args: argparse.Namespace) -> int:
-    database = DatabaseSettings()
-    settings = SinkSettings()
-    settings = settings.model_copy(
-        update={"group_id": f"{settings.group_id}-rebuild-{uuid.uuid4().hex[:8]}"}
-    )
-    registry = CollectorRegistry()
-    service = SinkService(KafkaSettings(), settings, PostgresSink(database.conninfo),
-                          metrics=SinkMetrics.create(registry), until_caught_up=True)
-    try:
-        apply_migrations(database.conninfo)
-        with psycopg.connect(database.conninfo) as conn:
-            conn.execute(sql.SQL("TRUNCATE {}").format(
-                sql.SQL(", ").join(sql.Identifier(t.name) for t in TABLES)))
-        run_service(service, stop=stop_on_signals(), registry=registry)
-    except (SpeechstreamError, psycopg.Error) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    if args.json and not args.verify:
+        print("error: --json goes with --verify", file=sys.stderr)
         return 1
-    print(f"rebuilt from {service.written} events")
-    return 0
+    failed = 2 if args.verify else 1
+    stop = stop_on_signals()
+    # A bar on a terminal; in a log, a line at most every 10 s.
+    bar = tqdm(desc="rebuild", unit=" events", file=sys.stderr, mininterval=10.0,
+               bar_format=None if sys.stderr.isatty() else "rebuild: {n} events written "
+               "({rate_fmt})\n")
+    if sys.stderr.isatty():
+        bar.mininterval = 1.0
+    job = Rebuild(DatabaseSettings().conninfo, KafkaSettings(), SinkSettings(), stop=stop,
+                  on_written=bar.update,
+                  on_phase=lambda line: print(f"rebuild: {line}", file=sys.stderr),
+                  lock_timeout_s=args.lock_timeout)
+    try:
+        result = job.verify() if args.verify else job.swap()
+    except RebuildInterrupted as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 130
+    except SpeechstreamError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return failed
+    finally:
+        bar.close()
+    done = (f"rebuilt {result.events} events into schema {result.schema} in "
+            f"{result.seconds:.1f} s ({result.rate:.0f} events/s)")
+    if not args.verify:
+        print(f"{done}; swapped in as {result.live} (old schema dropped)")
+        return 0
+    comparisons = result.comparisons or []
+    differ = [c.table for c in comparisons if not c.equal]
+    if args.json:
+        print(json.dumps({"live": result.live, "rebuilt": result.schema,
+                          "events": result.events, "equal": not differ,
+                          "tables": [c.as_dict() for c in comparisons]}, indent=2))
+    else:
+        print("\n".join(format_table(comparisons)))
+        verdict = (f"{len(differ)} of {len(comparisons)} tables differ: {', '.join(differ)}"
+                   if differ else f"all {len(comparisons)} tables equal")
+        print(f"{done}; {verdict}; schema {result.schema} dropped")
+    return 1 if differ else 0
