@@ -30,7 +30,7 @@ def build_app(
     the blocks submissions may claim."""
     app = create_app(kafka, streams)
     declared = declare(app, kafka, streams)
-    registrations.register_agents(app, declared, metrics)
+    registrations.register_agents(app, declared, metrics, streams.operator_key)
     submissions.register_agents(app, declared, metrics, streams.rate_limit_blocks,
                                 streams.operator_key, streams.scoring_version, chain)
     return app
