@@ -52,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     reassign.add_argument("--uid", type=int, required=True, help="the uid to hand over (≥ 0)")
     reassign.add_argument("--hotkey", required=True,
-                          help="the hotkey that gets it (64 hex characters)")
+                          help="the hotkey that gets it (64 lowercase hex characters)")
     reassign.add_argument("--block", type=int, default=None,
                           help="chain height of the handover (default: the head on "
                           "chain.blocks)")
