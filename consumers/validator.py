@@ -32,6 +32,8 @@ from schemas.events import (
     MinerboardUpdated,
     MinerRegistered,
     ScoreComputed,
+    UidHandover,
+    UidRevoked,
     WeightsComputed,
 )
 from speechstream.kafka.consumer import EventConsumer
@@ -48,8 +50,9 @@ class ValidatorState:
     """What a validator has read of the log (pure: no Kafka), and what it makes of it."""
 
     scoring_version: str = DEFAULT_SCORING_VERSION
-    registrations: dict[str, tuple[int, str, int]] = field(default_factory=dict)
-    """hotkey → (block, event id, uid) of its latest registration."""
+    registrations: dict[str, tuple[int, str, int | None]] = field(default_factory=dict)
+    """hotkey → (block, event id, uid) of its latest registration or handover (uid None: a
+    handover took its uid)."""
     requests: dict[str, EvaluationRequested] = field(default_factory=dict)
     statuses: dict[str, str] = field(default_factory=dict)
     scores: dict[str, ScoreComputed] = field(default_factory=dict)
@@ -58,8 +61,8 @@ class ValidatorState:
     def apply(self, envelope: Envelope) -> None:
         """Take one event into account (events of other types are ignored)."""
         p = envelope.payload
-        if isinstance(p, MinerRegistered):
-            mine = (p.block, envelope.event_id, p.uid)
+        if isinstance(p, MinerRegistered | UidHandover | UidRevoked):
+            mine = (p.block, envelope.event_id, None if isinstance(p, UidRevoked) else p.uid)
             if p.hotkey not in self.registrations or self.registrations[p.hotkey] < mine:
                 self.registrations[p.hotkey] = mine
         elif isinstance(p, EvaluationRequested):
@@ -82,6 +85,8 @@ class ValidatorState:
         """uid → the hotkey that holds it (its earliest registration, as the intake decides)."""
         holders: dict[int, tuple[int, str, str]] = {}
         for hotkey, (block, event_id, uid) in self.registrations.items():
+            if uid is None:
+                continue
             mine = (block, event_id, hotkey)
             if uid not in holders or mine < holders[uid]:
                 holders[uid] = mine

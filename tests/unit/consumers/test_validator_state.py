@@ -11,7 +11,7 @@ from schemas import (
     ScoreComputed,
     new_envelope,
 )
-from schemas.events import ChainBlock
+from schemas.events import ChainBlock, UidHandover, UidRevoked
 
 
 def _hk(n: int) -> str:
@@ -68,3 +68,16 @@ def test_a_request_delivered_twice_keeps_its_earliest_block() -> None:
     state.apply(_req(1, 0, "10", 100))
     (only,) = state.candidates()
     assert (only.block, only.status) == (100, "QUEUED")
+
+
+def test_a_handed_over_uid_counts_for_the_new_hotkey() -> None:
+    old, new = "a" * 64, "b" * 64
+    state = ValidatorState()
+    state.apply(new_envelope(MinerRegistered(hotkey=old, uid=0, block=1, signature="0" * 128),
+                             key=old, producer="t"))
+    state.apply(new_envelope(UidHandover(uid=0, hotkey=new, previous=old, block=50,
+                                         source_event_id="e"), key=new, producer="t"))
+    assert state.uids() == {0: old}  # the revocation not read yet
+    state.apply(new_envelope(UidRevoked(hotkey=old, uid=0, to=new, block=50,
+                                        source_event_id="e"), key=old, producer="t"))
+    assert state.uids() == {0: new}
