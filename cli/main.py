@@ -16,6 +16,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cli.commands.topics",
     "cli.commands.schemas",
     "cli.commands.miner",
+    "cli.commands.operator",
     "cli.commands.streams",
     "cli.commands.evaluator",
     "cli.commands.rescore",

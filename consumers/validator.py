@@ -33,6 +33,8 @@ from schemas.events import (
     MinerRegistered,
     ScoreComputed,
     ScoringActivated,
+    UidHandover,
+    UidRevoked,
     WeightsComputed,
 )
 from speechstream.kafka.consumer import EventConsumer
@@ -52,8 +54,9 @@ class ValidatorState:
     """The version whose scores count until a ``scoring.activated`` says otherwise."""
     activated: str | None = None
     """The latest ``scoring.activated`` version read from the log (it wins over the setting)."""
-    registrations: dict[str, tuple[int, str, int]] = field(default_factory=dict)
-    """hotkey → (block, event id, uid) of its latest registration."""
+    registrations: dict[str, tuple[int, str, int | None]] = field(default_factory=dict)
+    """hotkey → (block, event id, uid) of its latest registration or handover (uid None: a
+    handover took its uid)."""
     requests: dict[str, EvaluationRequested] = field(default_factory=dict)
     statuses: dict[str, str] = field(default_factory=dict)
     scores: dict[tuple[str, str], ScoreComputed] = field(default_factory=dict)
@@ -63,8 +66,8 @@ class ValidatorState:
     def apply(self, envelope: Envelope) -> None:
         """Take one event into account (events of other types are ignored)."""
         p = envelope.payload
-        if isinstance(p, MinerRegistered):
-            mine = (p.block, envelope.event_id, p.uid)
+        if isinstance(p, MinerRegistered | UidHandover | UidRevoked):
+            mine = (p.block, envelope.event_id, None if isinstance(p, UidRevoked) else p.uid)
             if p.hotkey not in self.registrations or self.registrations[p.hotkey] < mine:
                 self.registrations[p.hotkey] = mine
         elif isinstance(p, EvaluationRequested):
@@ -93,6 +96,8 @@ class ValidatorState:
         """uid → the hotkey that holds it (its earliest registration, as the intake decides)."""
         holders: dict[int, tuple[int, str, str]] = {}
         for hotkey, (block, event_id, uid) in self.registrations.items():
+            if uid is None:
+                continue
             mine = (block, event_id, hotkey)
             if uid not in holders or mine < holders[uid]:
                 holders[uid] = mine

@@ -102,6 +102,50 @@ class SubmissionAttested(_Submission):
 SubmissionType = Literal["submission.published", "submission.attested"]
 
 
+class UidReassigned(_Signed):
+    """The operator hands a uid to a new hotkey (what the chain does when it deregisters a
+    miner): ``operator`` is the operator's public key, ``signature`` its signature over every
+    other field. The hotkey that held the uid loses it; its later submissions are rejected.
+    The intake worker accepts it only from the operator's configured key."""
+
+    type: Literal["uid.reassigned"] = "uid.reassigned"
+    uid: Annotated[int, Field(ge=0)]
+    hotkey: Hotkey
+    """The hotkey the uid is handed to."""
+    block: Annotated[int, Field(ge=0)]
+    """Chain height of the handover."""
+    operator: Hotkey
+    signature: Signature
+
+
+class UidHandover(_Event):
+    """An accepted ``uid.reassigned``, with the hotkey that held the uid before it
+    (``previous``, None for a free uid). The intake worker sends it from the uid's partition
+    to the new hotkey's (and back to the uid's when that hotkey holds another uid); once the
+    new hotkey has the uid, it is the new hotkey's entry in the miner registry."""
+
+    type: Literal["uid.handover"] = "uid.handover"
+    uid: Annotated[int, Field(ge=0)]
+    hotkey: Hotkey
+    previous: Hotkey | None = None
+    block: Annotated[int, Field(ge=0)]
+    source_event_id: str
+    """The ``uid.reassigned`` event."""
+
+
+class UidRevoked(_Event):
+    """A hotkey lost its uid to a handover: ``uid`` went to ``to`` at ``block``. Keyed by the
+    hotkey that lost it, on the worker's hotkey topic and in the miner registry."""
+
+    type: Literal["uid.revoked"] = "uid.revoked"
+    hotkey: Hotkey
+    uid: Annotated[int, Field(ge=0)]
+    to: Hotkey
+    block: Annotated[int, Field(ge=0)]
+    source_event_id: str
+    """The ``uid.reassigned`` event."""
+
+
 class RejectionCode(StrEnum):
     """Why a registration or a submission was turned away."""
 
@@ -115,6 +159,7 @@ class RejectionCode(StrEnum):
     DUPLICATE_HASH = "DUPLICATE_HASH"
     INVALID_REPO = "INVALID_REPO"
     BLOCK_OUT_OF_RANGE = "BLOCK_OUT_OF_RANGE"
+    UID_REASSIGNED = "UID_REASSIGNED"
 
 
 class SubmissionRejected(_Event):
@@ -124,7 +169,8 @@ class SubmissionRejected(_Event):
     code: RejectionCode
     message: str
     source_event_id: str
-    source_type: Literal["miner.registered", "submission.published", "submission.attested"]
+    source_type: Literal["miner.registered", "submission.published", "submission.attested",
+                         "uid.reassigned"]
     hotkey: str | None = None
     uid: int | None = None
     hash: str | None = None
@@ -402,7 +448,10 @@ Event = Annotated[
     | ChainBlock
     | WeightsComputed
     | MinerboardUpdated
-    | ScoringActivated,
+    | ScoringActivated
+    | UidReassigned
+    | UidHandover
+    | UidRevoked,
     Field(discriminator="type"),
 ]
 
@@ -423,5 +472,8 @@ EVENT_TYPES: dict[str, type[BaseModel]] = {
         WeightsComputed,
         MinerboardUpdated,
         ScoringActivated,
+        UidReassigned,
+        UidHandover,
+        UidRevoked,
     )
 }

@@ -29,20 +29,23 @@ class TopicSpec:
 
 
 REGISTRATIONS = TopicSpec(
-    "registrations", 4, "uid", ("miner.registered",),
-    description="signed registrations published by miners",
+    "registrations", 4, "uid", ("miner.registered", "uid.reassigned"),
+    description="signed registrations published by miners, and the operator's signed uid "
+    "handovers",
 )
 CLAIMED = TopicSpec(
-    "registrations.claimed", 4, "hotkey", ("miner.registered",),
-    description="internal: registrations that claimed their uid, re-keyed by hotkey",
+    "registrations.claimed", 4, "hotkey", ("miner.registered", "uid.handover", "uid.revoked"),
+    description="internal: registrations and handovers that claimed their uid, re-keyed by "
+    "the hotkey that gets it; the hotkey a handover takes it from",
 )
 RELEASED = TopicSpec(
-    "registrations.released", 4, "uid", ("miner.registered",),
+    "registrations.released", 4, "uid", ("miner.registered", "uid.handover"),
     description="internal: claims a hotkey check refused, handed back to the uid's owner table",
 )
 MINERS = TopicSpec(
-    "miners", 4, "hotkey", ("miner.registered",), cleanup_policy="compact",
-    description="the validated miner registry (hotkey → uid)",
+    "miners", 4, "hotkey", ("miner.registered", "uid.handover", "uid.revoked"),
+    cleanup_policy="compact",
+    description="the validated miner registry (hotkey → uid; a revoked hotkey holds none)",
 )
 SUBMISSIONS = TopicSpec(
     "submissions", 4, "hotkey", ("submission.published", "submission.attested"),
@@ -110,6 +113,8 @@ TABLES: dict[str, str] = {
     "uid_owner": "uid → the hotkey registered for it",
     "hotkey_uid": "hotkey → its uid",
     "hotkey_registered": "hotkey → the block of its registration",
+    "uid_handover": "uid → the latest handover of it (event id, previous owner, block)",
+    "hotkey_reassigned": "hotkey → the uid handed away from it (uid, block, to)",
     "last_accepted": "hotkey → the blocks of its accepted submissions",
     "repo_holder": "repo → the submission that holds it",
 }

@@ -34,6 +34,8 @@ from schemas.events import (
     ScoreComputed,
     ScoringActivated,
     SubmissionRejected,
+    UidHandover,
+    UidRevoked,
     WeightsComputed,
 )
 
@@ -227,6 +229,11 @@ def _json_model(model: BaseModel | None) -> Jsonb | None:
     return None if model is None else Jsonb(model.model_dump(mode="json"))
 
 
+def _no_uid(_: int) -> None:
+    """A revoked hotkey's row holds no uid (SQL NULL)."""
+    return None
+
+
 def _payload(*names: str) -> tuple[Source, ...]:
     return tuple(Source(name, f"payload.{name}") for name in names)
 
@@ -350,6 +357,21 @@ FEEDS: tuple[Feed, ...] = (
         (*_payload("hotkey", "uid", "coldkey", "block"), Source("event_id", "event_id"),
          Source("registered_at", "time")),
         KeepLatest(by=("block", "event_id")), event=MinerRegistered,
+    ),
+    # An operator's handover: the new hotkey holds the uid from the handover's block on...
+    Feed(
+        "miners_handover", MINERS,
+        (*_payload("hotkey", "uid", "block"), Source("event_id", "event_id"),
+         Source("registered_at", "time")),
+        KeepLatest(by=("block", "event_id")), event=UidHandover,
+    ),
+    # ...and the hotkey that held it holds none.
+    Feed(
+        "miners_revoked", MINERS,
+        (Source("hotkey", "payload.hotkey"), Source("uid", "payload.uid", _no_uid),
+         Source("block", "payload.block"), Source("event_id", "event_id"),
+         Source("registered_at", "time")),
+        KeepLatest(by=("block", "event_id")), event=UidRevoked,
     ),
     # Requests before statuses: the status rows drop a QUEUED whose request the batch holds.
     REQUESTS_FEED,

@@ -37,15 +37,16 @@ def create_key_file(path: Path, *, force: bool = False) -> Hotkey:
     return Hotkey(private, public)
 
 
-def load_key_file(path: Path) -> Hotkey:
-    """Read a key file; raise :class:`KeyFileError` when it is missing, open to others or bad."""
+def load_key_file(path: Path, *, keygen: str = "speechstream miner keygen") -> Hotkey:
+    """Read a key file; raise :class:`KeyFileError` when it is missing (the message names
+    ``keygen``, the command that creates one), open to others or bad."""
     try:
         mode = path.stat().st_mode
         doc = json.loads(path.read_text())
         private = doc["private_key"]
         public = hotkey_of(private)
     except FileNotFoundError as exc:
-        raise KeyFileError(f"{path} not found; run `speechstream miner keygen`") from exc
+        raise KeyFileError(f"{path} not found; run `{keygen}`") from exc
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise KeyFileError(f"{path} is not a valid key file: {exc}") from exc
     if mode & (stat.S_IRWXG | stat.S_IRWXO):

@@ -14,7 +14,7 @@ import ssl
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.events import DEFAULT_SCORING_VERSION
@@ -238,6 +238,21 @@ class ApiSettings(BaseSettings):
     metrics_port: int | None = Field(
         None, description="Also serve /metrics and /health on this port (the API serves "
         "/metrics on its own port too)."
+    )
+
+
+class OperatorSettings(BaseSettings):
+    """The operator's command line (``speechstream operator``): where the operator's key file
+    is. ``SPEECHSTREAM_OPERATOR_KEY_FILE``, else the REST API's
+    ``SPEECHSTREAM_API_OPERATOR_KEY_FILE`` (one key serves both), else
+    ``~/.speechstream/operator.json``."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    key_file: Path = Field(
+        Path("~/.speechstream/operator.json"),
+        validation_alias=AliasChoices("SPEECHSTREAM_OPERATOR_KEY_FILE",
+                                      "SPEECHSTREAM_API_OPERATOR_KEY_FILE"),
     )
 
 

@@ -10,6 +10,8 @@ from schemas.events import (
     RejectionCode,
     SubmissionAttested,
     SubmissionPublished,
+    UidHandover,
+    UidReassigned,
     repo_part_problem,
 )
 from schemas.signing import signature_is_valid
@@ -38,17 +40,18 @@ class Decision:
 
 
 def check_signature(
-    event: MinerRegistered | SubmissionPublished | SubmissionAttested,
+    event: MinerRegistered | SubmissionPublished | SubmissionAttested | UidReassigned,
     operator_key: str | None = None,
 ) -> Rejection | None:
-    """A miner's event must verify against its hotkey; a submission attested through the REST
-    API must come from ``operator_key``, the operator's configured public key, and verify
-    against it."""
-    if isinstance(event, SubmissionAttested):
+    """A miner's event must verify against its hotkey; an operator's event (a submission
+    attested through the REST API, a uid handover) must come from ``operator_key``, the
+    operator's configured public key, and verify against it."""
+    if isinstance(event, SubmissionAttested | UidReassigned):
         if operator_key is None or event.operator != operator_key:
+            verb = "attested" if isinstance(event, SubmissionAttested) else "signed"
             return Rejection(
                 RejectionCode.BAD_SIGNATURE,
-                f"attested by {event.operator[:16]}…, which is not the operator's key"
+                f"{verb} by {event.operator[:16]}…, which is not the operator's key"
                 + ("" if operator_key else " (no operator key is configured)"),
             )
         signer = event.operator
@@ -72,8 +75,16 @@ def check_registration(event: MinerRegistered, uid_owner: str | None) -> Rejecti
     return None
 
 
-def check_hotkey(event: MinerRegistered, hotkey_uid: int | None) -> Rejection | None:
-    """A hotkey holds one uid: registering another while it holds one is refused."""
+def check_hotkey(
+    event: MinerRegistered, hotkey_uid: int | None, reassigned: dict[str, Any] | None = None
+) -> Rejection | None:
+    """A hotkey holds one uid: registering another while it holds one is refused. A
+    registration of the uid a later handover took from the hotkey (``reassigned``: ``{"uid",
+    "block", "to"}``; one that was still on its way) is refused too."""
+    if (reassigned is not None and reassigned["uid"] == event.uid
+            and event.block <= reassigned["block"]):
+        return Rejection(RejectionCode.UID_REASSIGNED,
+                         reassigned_message(event.hotkey, reassigned))
     if hotkey_uid is not None and hotkey_uid != event.uid:
         return Rejection(
             RejectionCode.HOTKEY_HAS_OTHER_UID,
@@ -81,6 +92,52 @@ def check_hotkey(event: MinerRegistered, hotkey_uid: int | None) -> Rejection | 
             "uid",
         )
     return None
+
+
+def plan_handover(
+    event: UidReassigned, event_id: str, owner: str | None, last: dict[str, Any] | None
+) -> Literal["claim", "replay", "noop"]:
+    """What a verified handover does on its uid's partition. ``owner`` is the uid's hotkey
+    (``uid_owner``), ``last`` the uid's latest handover (``uid_handover``).
+
+    ``claim``: the uid goes to the new hotkey (it is claimed at once, like a registration's,
+    and handed back if the new hotkey refuses it); ``replay``: this handover claimed it already
+    (a record Faust delivers again): send it on again; ``noop``: the uid is the new hotkey's
+    already, or this handover was refused and handed back.
+    """
+    if last is not None and last.get("event_id") == event_id:
+        return "replay" if owner == event.hotkey else "noop"
+    if owner == event.hotkey:
+        return "noop"
+    return "claim"
+
+
+def check_handover(event: UidHandover, hotkey_uid: int | None) -> Rejection | None:
+    """A hotkey holds one uid: a handover to a hotkey that holds another is refused (the uid
+    stays with its owner)."""
+    if hotkey_uid is not None and hotkey_uid != event.uid:
+        stays = (f"stays with hotkey {event.previous[:16]}…" if event.previous
+                 else "stays free")
+        return Rejection(
+            RejectionCode.HOTKEY_HAS_OTHER_UID,
+            f"hotkey {event.hotkey[:16]}… already holds uid {hotkey_uid}; a hotkey holds one "
+            f"uid, so uid {event.uid} {stays}",
+        )
+    return None
+
+
+def revocation_applies(hotkey_uid: int | None, uid: int) -> bool:
+    """Whether a hotkey that holds ``hotkey_uid`` loses ``uid`` to a handover: when it holds
+    that uid, or none (its own registration may still be on its way). A hotkey that holds
+    another uid has moved on: a stale revocation changes nothing."""
+    return hotkey_uid is None or hotkey_uid == uid
+
+
+def reassigned_message(hotkey: str, reassigned: dict[str, Any]) -> str:
+    """Why a hotkey whose uid was handed away is turned away."""
+    return (f"uid {reassigned['uid']} was handed to hotkey {reassigned['to'][:16]}… at block "
+            f"{reassigned['block']} (an operator's handover); hotkey {hotkey[:16]}… holds no "
+            "uid now")
 
 
 HISTORY = 32  # accepted submissions remembered per hotkey
@@ -110,6 +167,7 @@ def check_submission(
     *,
     registered_block: int | None = None,
     head: int | None = None,
+    reassigned: dict[str, Any] | None = None,
 ) -> Rejection | Literal["replay"] | None:
     """Hash, the repo's name (the Hub's rules), registration, the claimed block (between the
     hotkey's registration and the chain's head) and rate limit; ``"replay"`` for a commitment
@@ -119,6 +177,8 @@ def check_submission(
     limit refuses a submission within ``window`` blocks of any of them, before or after: a
     record delivered again (Faust runs at least once), or late, gets the same answer it got
     the first time. A block difference of 0 with the same hash is the same commitment.
+    ``reassigned`` is the uid an operator's handover took from the hotkey (``{"uid", "block",
+    "to"}``): an unregistered hotkey that has one is told so (``UID_REASSIGNED``).
     """
     expected = event.expected_hash()
     if event.hash != expected:
@@ -130,6 +190,9 @@ def check_submission(
         problem = repo_part_problem(part)
         if problem is not None:
             return Rejection(RejectionCode.INVALID_REPO, f"repo {what} {problem}")
+    if registered_uid is None and reassigned is not None:
+        return Rejection(RejectionCode.UID_REASSIGNED,
+                         reassigned_message(event.hotkey, reassigned))
     if registered_uid is None:
         return Rejection(
             RejectionCode.UNREGISTERED_HOTKEY,

@@ -29,6 +29,8 @@ class Streams:
     uid_owner: faust.Table
     hotkey_uid: faust.Table
     hotkey_registered: faust.Table
+    uid_handover: faust.Table
+    hotkey_reassigned: faust.Table
     last_accepted: faust.Table
     repo_holder: faust.Table
 
@@ -66,6 +68,8 @@ def declare(app: faust.App, kafka: KafkaSettings, streams: StreamsSettings) -> S
         uid_owner=table("uid_owner"),
         hotkey_uid=table("hotkey_uid"),
         hotkey_registered=table("hotkey_registered"),
+        uid_handover=table("uid_handover"),
+        hotkey_reassigned=table("hotkey_reassigned"),
         last_accepted=table("last_accepted"),
         repo_holder=table("repo_holder"),
     )

@@ -33,7 +33,7 @@ def build_app(
     are requested for (without it, ``streams.scoring_version``)."""
     app = create_app(kafka, streams)
     declared = declare(app, kafka, streams)
-    registrations.register_agents(app, declared, metrics)
+    registrations.register_agents(app, declared, metrics, streams.operator_key)
     submissions.register_agents(app, declared, metrics, streams.rate_limit_blocks,
                                 streams.operator_key, streams.scoring_version, chain,
                                 active)

@@ -12,6 +12,8 @@ from schemas.events import (
     SubmissionAttested,
     SubmissionPublished,
     SubmissionRejected,
+    UidHandover,
+    UidReassigned,
 )
 from streams.metrics import StreamsMetrics
 from streams.rules import Rejection
@@ -34,16 +36,19 @@ async def reject(
 ) -> None:
     """Publish a ``submission.rejected`` for ``source`` with the rejection's code and reason."""
     p = source.payload
-    if isinstance(p, MinerRegistered):
+    if isinstance(p, MinerRegistered | UidReassigned):
         extra: dict[str, object] = {"uid": p.uid, "source_type": p.type}
+    elif isinstance(p, UidHandover):
+        extra = {"uid": p.uid, "source_type": "uid.reassigned"}
     else:
         assert isinstance(p, SubmissionPublished | SubmissionAttested | EvaluationRequested)
         extra = {"hash": p.hash, "repo_namespace": p.repo_namespace, "repo_name": p.repo_name,
                  "source_type": p.source_type if isinstance(p, EvaluationRequested) else p.type}
         if isinstance(p, EvaluationRequested):
             extra["uid"] = p.uid
-    # Rejections name the miner's event: the submission's own id, not an internal one.
-    source_id = p.source_event_id if isinstance(p, EvaluationRequested) else source.event_id
+    # Rejections name the miner's (or the operator's) event, not an internal one.
+    internal = isinstance(p, EvaluationRequested | UidHandover)
+    source_id = p.source_event_id if internal else source.event_id
     event = SubmissionRejected(
         code=rejection.code, message=rejection.message, source_event_id=source_id,
         hotkey=p.hotkey, block=p.block, **extra,

@@ -1,11 +1,18 @@
-"""Agents for registrations: signature and uid ownership (by uid), then one uid per hotkey (by
-hotkey), then the validated registry.
+"""Agents for registrations and uid handovers: signature and uid ownership (by uid), then one
+uid per hotkey (by hotkey), then the validated registry.
 
 A registration first claims its uid in ``uid_owner`` (keyed by uid, like the registrations
 topic), then goes, re-keyed by hotkey, to ``registrations.claimed``, where ``hotkey_uid`` (keyed
 by hotkey) says whether the hotkey already holds another uid. If it does, the registration is
 rejected with ``HOTKEY_HAS_OTHER_UID`` and its claim is handed back through
 ``registrations.released`` (keyed by uid), which frees the uid unless someone else holds it.
+
+An operator's handover (``uid.reassigned``) takes the same path: signed by the operator's
+key, it claims the uid for the new hotkey at once (``uid_handover`` remembers the hotkey that
+held it), goes as a ``uid.handover`` to the new hotkey's partition, which takes the uid unless
+it holds another (then the claim is handed back: the uid returns to its owner, who loses
+nothing), and only then goes as a ``uid.revoked`` to the previous owner's partition, which
+forgets its uid and remembers it in ``hotkey_reassigned``.
 """
 
 from __future__ import annotations
@@ -15,25 +22,73 @@ import time
 import faust
 
 from schemas.codec import encode
-from schemas.events import MinerRegistered
+from schemas.envelope import Envelope
+from schemas.events import MinerRegistered, UidHandover, UidReassigned, UidRevoked
 from streams.agents.emit import emit, reject
 from streams.deadletter import decode_or_dead_letter
 from streams.metrics import StreamsMetrics
-from streams.rules import check_hotkey, check_registration, check_signature
+from streams.rules import (
+    check_handover,
+    check_hotkey,
+    check_registration,
+    check_signature,
+    plan_handover,
+    revocation_applies,
+)
 from streams.topics import Streams
 
 
-def register_agents(app: faust.App, s: Streams, metrics: StreamsMetrics) -> None:
-    """Attach the registration agents to ``app``."""
+def register_agents(
+    app: faust.App, s: Streams, metrics: StreamsMetrics, operator_key: str | None = None
+) -> None:
+    """Attach the registration agents to ``app``; ``operator_key`` (the operator's public key)
+    is the only key whose uid handovers are accepted."""
+
+    def forget_reassigned(hotkey: str) -> None:
+        """A hotkey that gets a uid again is no longer one whose uid was handed away."""
+        if hotkey in s.hotkey_reassigned:
+            del s.hotkey_reassigned[hotkey]
+
+    async def claim_handover(env: Envelope, p: UidReassigned) -> None:
+        """On the uid's partition: the operator's key, then the uid claimed for the new hotkey
+        and the handover sent on to it (again, for a record delivered again)."""
+        rejection = check_signature(p, operator_key)
+        if rejection is not None:
+            await reject(s.rejected, env, rejection, metrics)
+            return
+        uid_key = str(p.uid)
+        owner = s.uid_owner.get(uid_key)
+        last = s.uid_handover.get(uid_key)
+        plan = plan_handover(p, env.event_id, owner, last)
+        if plan == "noop":
+            metrics.replays.inc()
+            return
+        if plan == "claim":
+            previous = owner
+            s.uid_owner[uid_key] = p.hotkey
+            s.uid_handover[uid_key] = {"event_id": env.event_id, "hotkey": p.hotkey,
+                                       "previous": previous, "block": p.block}
+        else:
+            assert last is not None
+            previous = last["previous"]
+            metrics.replays.inc()
+        handover = UidHandover(uid=p.uid, hotkey=p.hotkey, previous=previous, block=p.block,
+                               source_event_id=env.event_id)
+        await emit(s.claimed, handover, key=p.hotkey, source=env, stage="handover")
 
     @app.agent(s.registrations, name="validate_registration")
     async def validate_registration(stream: faust.StreamT) -> None:
         async for event in stream.events():
             started = time.perf_counter()
-            env = await decode_or_dead_letter(event, s.deadletter, metrics, MinerRegistered)
+            env = await decode_or_dead_letter(event, s.deadletter, metrics,
+                                              (MinerRegistered, UidReassigned))
             if env is None:
                 continue
             p = env.payload
+            if isinstance(p, UidReassigned):
+                await claim_handover(env, p)
+                metrics.seconds.observe(time.perf_counter() - started)
+                continue
             uid_key = str(p.uid)
             rejection = check_signature(p) or check_registration(p, s.uid_owner.get(uid_key))
             if rejection is not None:
@@ -45,30 +100,73 @@ def register_agents(app: faust.App, s: Streams, metrics: StreamsMetrics) -> None
             await s.claimed.send(key=p.hotkey.encode(), value=encode(env))
             metrics.seconds.observe(time.perf_counter() - started)
 
+    async def grant(env: Envelope, p: UidHandover) -> None:
+        """On the new hotkey's partition: it takes the uid unless it holds another; then the
+        previous owner's partition is told."""
+        rejection = check_handover(p, s.hotkey_uid.get(p.hotkey))
+        if rejection is not None:
+            await reject(s.rejected, env, rejection, metrics)
+            await emit(s.released, p, key=str(p.uid), source=env, stage="released")
+            return
+        s.hotkey_uid[p.hotkey] = p.uid
+        s.hotkey_registered[p.hotkey] = p.block
+        forget_reassigned(p.hotkey)
+        await emit(s.miners, p, key=p.hotkey, source=env, stage="registered")
+        if p.previous is not None and p.previous != p.hotkey:
+            revoked = UidRevoked(hotkey=p.previous, uid=p.uid, to=p.hotkey, block=p.block,
+                                 source_event_id=p.source_event_id)
+            await emit(s.claimed, revoked, key=p.previous, source=env, stage="revoke")
+        metrics.validated.labels(UidReassigned.model_fields["type"].default).inc()
+
+    async def revoke(env: Envelope, p: UidRevoked) -> None:
+        """On the previous owner's partition: it holds the uid no longer."""
+        if not revocation_applies(s.hotkey_uid.get(p.hotkey), p.uid):
+            return
+        if p.hotkey in s.hotkey_uid:
+            del s.hotkey_uid[p.hotkey]
+        s.hotkey_reassigned[p.hotkey] = {"uid": p.uid, "block": p.block, "to": p.to}
+        await emit(s.miners, p, key=p.hotkey, source=env, stage="revoked")
+
     @app.agent(s.claimed, name="check_hotkey")
     async def check_hotkey_agent(stream: faust.StreamT) -> None:
         async for event in stream.events():
-            env = await decode_or_dead_letter(event, s.deadletter, metrics, MinerRegistered)
+            env = await decode_or_dead_letter(event, s.deadletter, metrics,
+                                              (MinerRegistered, UidHandover, UidRevoked))
             if env is None:
                 continue
             p = env.payload
-            rejection = check_hotkey(p, s.hotkey_uid.get(p.hotkey))
+            if isinstance(p, UidHandover):
+                await grant(env, p)
+                continue
+            if isinstance(p, UidRevoked):
+                await revoke(env, p)
+                continue
+            rejection = check_hotkey(p, s.hotkey_uid.get(p.hotkey),
+                                     s.hotkey_reassigned.get(p.hotkey))
             if rejection is not None:
                 await reject(s.rejected, env, rejection, metrics)
                 await emit(s.released, p, key=str(p.uid), source=env, stage="released")
                 continue
             s.hotkey_uid[p.hotkey] = p.uid
             s.hotkey_registered[p.hotkey] = p.block
+            forget_reassigned(p.hotkey)
             await emit(s.miners, p, key=p.hotkey, source=env, stage="registered")
             metrics.validated.labels(p.type).inc()
 
     @app.agent(s.released, name="release_uid")
     async def release_uid(stream: faust.StreamT) -> None:
         async for event in stream.events():
-            env = await decode_or_dead_letter(event, s.deadletter, metrics, MinerRegistered)
+            env = await decode_or_dead_letter(event, s.deadletter, metrics,
+                                              (MinerRegistered, UidHandover))
             if env is None:
                 continue
             p = env.payload
             uid_key = str(p.uid)
-            if s.uid_owner.get(uid_key) == p.hotkey:
+            if s.uid_owner.get(uid_key) != p.hotkey:
+                continue
+            # A refused handover gives the uid back to the hotkey that held it.
+            previous = p.previous if isinstance(p, UidHandover) else None
+            if previous is None:
                 del s.uid_owner[uid_key]
+            else:
+                s.uid_owner[uid_key] = previous

@@ -54,6 +54,7 @@ def register_agents(
         return check_submission(
             p, s.hotkey_uid.get(hotkey), s.last_accepted.get(hotkey), rate_limit_blocks,
             registered_block=s.hotkey_registered.get(hotkey), head=head,
+            reassigned=s.hotkey_reassigned.get(hotkey),
         )
 
     @app.agent(s.submissions, name="validate_submission")

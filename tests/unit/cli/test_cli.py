@@ -57,3 +57,53 @@ def test_an_encoded_record_validates_against_the_exported_schema(tmp_path: Path)
 def _status_event() -> Envelope:
     payload = EvaluationStatusChanged(hash="12345", status="QUEUED")
     return new_envelope(payload, key=payload.hash, producer="test")
+
+
+def _reassign(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    status = main(["operator", "reassign-uid", *argv])
+    return status, capsys.readouterr().err
+
+
+def test_operator_reassign_uid_refuses_bad_arguments(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key_file = tmp_path / "operator.json"
+    assert main(["operator", "keygen", "--key-file", str(key_file)]) == 0
+    assert capsys.readouterr().out.startswith("operator_key=")
+    good = "b" * 64
+    status, err = _reassign(capsys, "--uid", "1", "--hotkey", "B" * 64, "--key-file",
+                            str(key_file))
+    assert status == 2 and "--hotkey must be 64 lowercase hex characters" in err
+    status, err = _reassign(capsys, "--uid", "-1", "--hotkey", good, "--key-file",
+                            str(key_file))
+    assert status == 2 and "--uid must be ≥ 0" in err
+    status, err = _reassign(capsys, "--uid", "1", "--hotkey", good, "--block", "-5",
+                            "--key-file", str(key_file))
+    assert status == 2 and "--block must be ≥ 0" in err
+    missing = tmp_path / "nowhere.json"
+    status, err = _reassign(capsys, "--uid", "1", "--hotkey", good, "--key-file", str(missing))
+    assert status == 2 and "not found; run `speechstream operator keygen`" in err
+    key_file.chmod(0o644)
+    status, err = _reassign(capsys, "--uid", "1", "--hotkey", good, "--key-file", str(key_file))
+    assert status == 2 and "readable by others; run `chmod 600" in err
+
+
+def test_operator_key_file_defaults_to_the_settings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key_file = tmp_path / "from-env.json"
+    monkeypatch.setenv("SPEECHSTREAM_API_OPERATOR_KEY_FILE", str(key_file))
+    assert main(["operator", "keygen"]) == 0
+    assert f"key_file={key_file}" in capsys.readouterr().out
+    monkeypatch.setenv("SPEECHSTREAM_OPERATOR_KEY_FILE", str(tmp_path / "own.json"))
+    status, err = _reassign(capsys, "--uid", "1", "--hotkey", "b" * 64)
+    assert status == 2 and "own.json not found" in err
+
+
+def test_operator_reassign_uid_requires_uid_and_hotkey(
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["operator", "reassign-uid", "--uid", "1"])
+    assert exc.value.code == 2
+    assert "--hotkey" in capsys.readouterr().err

@@ -11,7 +11,7 @@ from schemas import (
     ScoreComputed,
     new_envelope,
 )
-from schemas.events import ChainBlock, ScoringActivated
+from schemas.events import ChainBlock, ScoringActivated, UidHandover, UidRevoked
 
 
 def _hk(n: int) -> str:
@@ -90,3 +90,16 @@ def test_an_activated_scoring_version_decides_which_scores_count() -> None:
                              producer="t"))
     only = state.candidates()[0]
     assert (only.score, only.status) == (None, "QUEUED")
+
+
+def test_a_handed_over_uid_counts_for_the_new_hotkey() -> None:
+    old, new = "a" * 64, "b" * 64
+    state = ValidatorState()
+    state.apply(new_envelope(MinerRegistered(hotkey=old, uid=0, block=1, signature="0" * 128),
+                             key=old, producer="t"))
+    state.apply(new_envelope(UidHandover(uid=0, hotkey=new, previous=old, block=50,
+                                         source_event_id="e"), key=new, producer="t"))
+    assert state.uids() == {0: old}  # the revocation not read yet
+    state.apply(new_envelope(UidRevoked(hotkey=old, uid=0, to=new, block=50,
+                                        source_event_id="e"), key=old, producer="t"))
+    assert state.uids() == {0: new}
