@@ -146,7 +146,8 @@ class StreamsSettings(BaseSettings):
     )
     scoring_version: str = Field(
         DEFAULT_SCORING_VERSION, description="The scoring version accepted submissions are "
-        "requested for.",
+        "requested for until one is activated on scoring.active (`speechstream scoring "
+        "activate`), which wins over this.",
     )
     session_timeout_s: float = Field(
         10.0, ge=6.0, description="How long the group waits for a worker that stopped "
@@ -207,7 +208,8 @@ class ValidatorSettings(BaseSettings):
     """A validator: weights from the score topic at every epoch (SPEC §5).
 
     ``validator_id`` names its vectors on the weights topic; ``epoch_blocks`` is how many
-    chain blocks an epoch lasts; scores of ``scoring_version`` count.
+    chain blocks an epoch lasts; scores of ``scoring_version`` count until a version is
+    activated on ``scoring.active`` (``speechstream scoring activate``).
     """
 
     model_config = SettingsConfigDict(env_prefix="SPEECHSTREAM_VALIDATOR_", extra="ignore")

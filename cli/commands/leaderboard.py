@@ -31,7 +31,9 @@ def render(rows: list[LeaderboardRow], *, as_json: bool = False) -> str:
     if as_json:
         return json.dumps([r.model_dump(mode="json") for r in rows], indent=2)
     header = f"{'#':>2}  {'uid':>4}  {'repo':<24} {'status':<10} {'score':>8}  notes"
-    lines = [header, "-" * len(header)]
+    versions = sorted({r.scoring_version for r in rows if r.scoring_version})
+    lines = [f"scoring version: {', '.join(versions)}"] if versions else []
+    lines += [header, "-" * len(header)]
     for i, r in enumerate(rows, start=1):
         score = f"{r.score:.6f}" if r.score is not None else "-"
         uid = str(r.uid) if r.uid is not None else "-"
