@@ -62,7 +62,7 @@ from sinks.metrics import SinkMetrics
 from sinks.migrate import apply_migrations
 from sinks.postgres import PostgresSink
 from sinks.runner import SinkService
-from sinks.tables import TABLES
+from sinks.tables import TABLES, VIEWS
 from speechstream.settings import KafkaSettings, SinkSettings
 
 log = logging.getLogger(__name__)
@@ -70,9 +70,9 @@ log = logging.getLogger(__name__)
 PREFIX = "rebuild_"
 LEDGER = "schema_migrations"
 _NAME = re.compile(r"[a-z_][a-z0-9_]*")
-# Relations a live schema may hold: the tables and the ledger (their indexes, keys and TOAST
-# tables go with them).
-OWN_RELATIONS = frozenset({*(t.name for t in TABLES), LEDGER})
+# Relations a live schema may hold: the tables, the views over them and the ledger (their
+# indexes, keys and TOAST tables go with them).
+OWN_RELATIONS = frozenset({*(t.name for t in TABLES), *VIEWS, LEDGER})
 
 
 def new_schema_name(token: str | None = None) -> str:
@@ -316,7 +316,9 @@ class Rebuild:
         rename = "ALTER SCHEMA {} RENAME TO {}"
         conn.execute(sql.SQL(rename).format(sql.Identifier(live), sql.Identifier(old)))
         conn.execute(sql.SQL(rename).format(sql.Identifier(self.schema), sql.Identifier(live)))
-        tables = sorted(OWN_RELATIONS)
+        conn.execute(sql.SQL("DROP VIEW {}").format(
+            sql.SQL(", ").join(sql.Identifier(old, v) for v in VIEWS)))
+        tables = sorted(OWN_RELATIONS - set(VIEWS))
         conn.execute(sql.SQL("DROP TABLE {}").format(
             sql.SQL(", ").join(sql.Identifier(old, t) for t in tables)))
         conn.execute(sql.SQL("DROP SCHEMA {}").format(sql.Identifier(old)))

@@ -319,6 +319,10 @@ TABLES: tuple[Table, ...] = (
 )
 """Every materialized table (row counts, rebuilds and the schema check go over these)."""
 
+VIEWS: tuple[str, ...] = ("submission_standing",)
+"""The views the migrations create over the tables (a rebuild's swap drops them with the old
+tables; the leaderboard and the REST API read ``submission_standing``)."""
+
 # A submission's status columns, as a status event or a score sets them.
 # A re-score (another scoring version) has its own rows in ``scores``; the submission's row
 # follows the version it was requested for.
