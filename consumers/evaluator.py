@@ -288,6 +288,7 @@ class Evaluator:
             "scoring_version": request.scoring_version,
             "evaluator": self.evaluator_id,
             "request_event_id": request_env.event_id,
+            "rescore_of": request.rescore_of,
         }
         timings = {**outcome.timings, "evaluation_s": round(elapsed_s, 3)}
         manifest = outcome.manifest
@@ -328,7 +329,7 @@ class Evaluator:
         """The status event of one step; its id depends only on the request and the status."""
         event = EvaluationStatusChanged(
             hash=request.hash, status=status, scoring_version=request.scoring_version,
-            evaluator=self.evaluator_id, note=note,
+            evaluator=self.evaluator_id, note=note, rescore_of=request.rescore_of,
         )
         event_id = derived_event_id(request_env_id, f"status:{status}")
         return new_envelope(event, key=request.hash, producer=PRODUCER_NAME, event_id=event_id)

@@ -227,6 +227,9 @@ class EvaluationStatusChanged(_Event):
     scoring_version: str = "v1"
     evaluator: str | None = None
     note: str | None = None
+    rescore_of: str | None = None
+    """Set on a re-score's status: the accepted request it re-scores (it leaves the
+    submission's own status alone)."""
 
 
 class SampleResult(_Event):
@@ -297,6 +300,9 @@ class ScoreComputed(_Event):
     evaluator: str
     request_event_id: str
     manifest: ScoreManifest | None = None
+    rescore_of: str | None = None
+    """Set on a re-score's score: the accepted request it re-scores (it lives beside the
+    submission's own score, in ``scores``, and never moves the submission's row)."""
     """What reproduces this score; None in scores written before manifests existed."""
 
 

@@ -14,6 +14,7 @@ for _feed in FEEDS:
         _EXTRACTORS.setdefault(_feed.event, []).append((_feed.name, _feed.extractor()))
 
 _EVENT_HASH = STATUS_EVENTS_FEED.position("hash")
+_EVENT_RESCORE = STATUS_EVENTS_FEED.position("rescore_of")
 _EVENT_STATUS = STATUS_EVENTS_FEED.position("status")
 _REQUEST_HASH = REQUESTS_FEED.position("hash")
 # A status row, in STATUSES_FEED's column order, from a status event's row and its rank
@@ -37,9 +38,12 @@ def rows_of(envelopes: Sequence[Envelope]) -> dict[str, list[Row]]:
 def reduce_statuses(status_events: Sequence[Row], requests: Sequence[Row]) -> list[Row]:
     """The status rows the submissions merge needs: the highest rank per hash (ties: the first
     seen), and no lowest-rank (QUEUED) status whose hash has a request in the same batch: that
-    request creates the row, and the lowest rank never moves an existing one."""
+    request creates the row, and the lowest rank never moves an existing one. A re-score's
+    statuses are left out: they never move the submission's row."""
     best: dict[str, Row] = {}
     for row in status_events:
+        if row[_EVENT_RESCORE] is not None:
+            continue
         kept = best.get(row[_EVENT_HASH])
         if kept is None or STATUS_RANK[kept[_EVENT_STATUS]] < STATUS_RANK[row[_EVENT_STATUS]]:
             best[row[_EVENT_HASH]] = row

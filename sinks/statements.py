@@ -247,5 +247,7 @@ def _projection(feed: Feed, then: Projection) -> sql.Composed:
     source = sql.SQL("{} WHERE ({}) IN (SELECT {} FROM {})").format(
         sql.Identifier(feed.table.name), key, key, sql.Identifier(stage_name(feed))
     )
+    if then.unless is not None:
+        source = sql.SQL("{} AND {} IS NULL").format(source, sql.Identifier(then.unless))
     select = _select(then.table, values, source, None)
     return _insert(then.table, columns, select, _on_conflict(then.table, columns, then.merge))

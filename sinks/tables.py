@@ -144,12 +144,14 @@ class Source:
 class Projection:
     """After its feed is merged, the feed table's rows for the batch's keys are written into
     ``table`` too: ``columns`` maps each target column to a column of the feed's table or to a
-    constant (``rank`` is constant)."""
+    constant (``rank`` is constant); rows whose ``unless`` column is set are left out."""
 
     table: Table
     columns: Mapping[str, str]
     constants: Mapping[str, Any]
     merge: Merge
+    unless: str | None = None
+    """A column of the feed's table: rows where it is set are not projected."""
 
 
 @dataclass(frozen=True)
@@ -256,7 +258,7 @@ SUBMISSIONS = Table("submissions", ("hash",), (
 STATUS_EVENTS = Table("status_events", ("event_id",), (
     Column("event_id", "text"), Column("hash", "text"), Column("status", "text"),
     Column("scoring_version", "text"), Column("evaluator", "text"), Column("note", "text"),
-    Column("time", "timestamptz"),
+    Column("time", "timestamptz"), Column("rescore_of", "text"),
 ))
 SCORES = Table("scores", ("hash", "scoring_version"), (
     Column("hash", "text"), Column("scoring_version", "text"), Column("status", "text"),
@@ -264,7 +266,7 @@ SCORES = Table("scores", ("hash", "scoring_version"), (
     Column("revision", "text"), Column("evaluator", "text"), Column("timings", "jsonb"),
     Column("event_id", "text"), Column("request_event_id", "text"),
     Column("computed_at", "timestamptz"), Column("content_hash", "text"),
-    Column("manifest", "jsonb"),
+    Column("manifest", "jsonb"), Column("rescore_of", "text"),
 ))
 SAMPLE_RESULTS = Table("sample_results", ("hash", "scoring_version", "index"), (
     Column("hash", "text"), Column("scoring_version", "text"), Column("index", "integer"),
@@ -331,7 +333,7 @@ _ADVANCE_STATUS = Advance(rank="status_rank", keep=("scoring_version",),
 
 STATUS_EVENTS_FEED = Feed(
     "status_events", STATUS_EVENTS,
-    (*_payload("hash", "status", "scoring_version", "evaluator", "note"),
+    (*_payload("hash", "status", "scoring_version", "evaluator", "note", "rescore_of"),
      Source("event_id", "event_id"), Source("time", "time")),
     InsertNew(), event=EvaluationStatusChanged, direct=True,
 )
@@ -384,18 +386,20 @@ FEEDS: tuple[Feed, ...] = (
     Feed(
         "scores", SCORES,
         (*_payload("hash", "scoring_version", "status", "total_score", "reason", "revision",
-                   "evaluator", "request_event_id", "content_hash"),
+                   "evaluator", "request_event_id", "content_hash", "rescore_of"),
          Source("timings", "payload.timings", Jsonb),
          Source("manifest", "payload.manifest", _json_model),
          Source("event_id", "event_id"), Source("computed_at", "time")),
         InsertNew(order=("computed_at", "event_id")), event=ScoreComputed,
-        # The score kept for (hash, version) makes its submission COMPLETED or FAILED.
+        # The score kept for (hash, version) makes its submission COMPLETED or FAILED; a
+        # re-score's does not (it is read from ``scores`` by ``submission_standing``).
         then=Projection(
             SUBMISSIONS,
             {"hash": "hash", "scoring_version": "scoring_version", "status": "status",
              "score": "total_score", "notes": "reason", "status_at": "computed_at"},
             {"status_rank": FINAL_RANK},
             _ADVANCE_STATUS,
+            unless="rescore_of",
         ),
     ),
     Feed(

@@ -1,6 +1,11 @@
 -- Scores of several scoring versions side by side: every scoring.activated (the latest is the
 -- version that counts), and what counts for each submission under it.
 
+-- A re-score's statuses and scores name the request they re-score; they never move the
+-- submission's own row.
+ALTER TABLE status_events ADD COLUMN rescore_of text;
+ALTER TABLE scores ADD COLUMN rescore_of text;
+
 CREATE TABLE scoring_activations (
     event_id         text PRIMARY KEY,
     scoring_version  text NOT NULL,

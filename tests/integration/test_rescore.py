@@ -144,3 +144,10 @@ def test_a_rescore_runs_behind_new_submissions_once_and_switches_without_restart
         (subs[-1].payload.hash,)) == [("v1",)], "a new submission requested for v1")
     pipeline.wait(lambda: standing() == {("v1", "COMPLETED"): OLD + NEW + 1},
                   "the new submission scored with v1")
+    # Each submission's own row still holds the version it was requested for.
+    assert Counter(pipeline.query("SELECT scoring_version FROM submissions")) == {
+        ("v2",): OLD + NEW, ("v1",): 1}
+
+    # A replay of the whole log, re-scores and all, builds the same rows.
+    verify = pipeline.cli("sink", "rebuild", "--verify")
+    assert verify.returncode == 0, verify.stdout + verify.stderr

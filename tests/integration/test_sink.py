@@ -136,6 +136,7 @@ def test_the_latest_registration_wins_whatever_the_order_and_batching(db_conninf
 
 def test_the_sink_refuses_a_database_that_does_not_match_its_tables(db_conninfo) -> None:
     with psycopg.connect(db_conninfo) as conn:
+        conn.execute("DROP VIEW submission_standing")  # it holds the column's type
         conn.execute("ALTER TABLE submissions ALTER COLUMN uid TYPE bigint")
         conn.execute("ALTER TABLE rejections DROP COLUMN message")
     sink = PostgresSink(db_conninfo)
@@ -176,4 +177,53 @@ def test_the_leaderboard_orders_by_status_then_score(db_conninfo) -> None:
         assert counts(conn) == {"miners": 0, "submissions": 6, "status_events": 3, "scores": 3,
                                 "sample_results": 0, "audits": 0, "rejections": 1,
                                 "dead_letters": 0, "weights": 0, "weight_entries": 0,
-                                "minerboard": 0}
+                                "minerboard": 0, "scoring_activations": 0}
+
+
+def test_a_rescore_lives_beside_the_score_and_never_moves_the_submission_row(db_conninfo) -> None:
+    # One batch, as a replay reads it: the request and its v2 score, and a re-score for v1
+    # (its statuses and score), the re-score's first.
+    h = "4242"
+    req = EvaluationRequested(hash=h, hotkey=HK, uid=1, repo_namespace="ns", repo_name="m",
+                              block=10, scoring_version="v2", source_event_id="s")
+
+    def status(s: str, version: str, rescore_of: str | None):
+        return new_envelope(EvaluationStatusChanged(hash=h, status=s, scoring_version=version,
+                                                    rescore_of=rescore_of),
+                            key=h, producer="t")
+
+    def score(version: str, total: float, rescore_of: str | None):
+        return new_envelope(ScoreComputed(hash=h, scoring_version=version, status="COMPLETED",
+                                          total_score=total, evaluator="e",
+                                          request_event_id="r", rescore_of=rescore_of),
+                            key=h, producer="t")
+
+    batch = [status("RUNNING", "v1", "req"), score("v1", 0.9, "req"),
+             new_envelope(req, key=h, producer="t", event_id="req"),
+             status("RUNNING", "v2", None)]
+    sink = PostgresSink(db_conninfo)
+    sink.setup()
+    sink.write_batch(batch)
+    with psycopg.connect(db_conninfo) as conn:
+        row = conn.execute("SELECT scoring_version, status, score FROM submissions").fetchall()
+    assert row == [("v2", "RUNNING", None)]
+    sink.write_batch([score("v2", 0.4, None)])
+    sink.close()
+    with psycopg.connect(db_conninfo) as conn:
+        assert conn.execute("SELECT scoring_version, status, score FROM submissions"
+                            ).fetchall() == [("v2", "COMPLETED", 0.4)]
+        assert conn.execute("SELECT scoring_version, total_score, rescore_of FROM scores "
+                            "ORDER BY 1").fetchall() == [("v1", 0.9, "req"), ("v2", 0.4, None)]
+        # What counts follows the active version: the row's own until one is activated.
+        assert conn.execute("SELECT scoring_version, status, score FROM submission_standing"
+                            ).fetchall() == [("v2", "COMPLETED", 0.4)]
+        conn.execute("INSERT INTO scoring_activations (event_id, scoring_version, activated_at)"
+                     " VALUES ('a', 'v1', now())")
+        assert conn.execute("SELECT scoring_version, status, score FROM submission_standing"
+                            ).fetchall() == [("v1", "COMPLETED", 0.9)]
+        conn.execute("INSERT INTO scoring_activations (event_id, scoring_version, activated_at)"
+                     " VALUES ('b', 'v3', now() + interval '1 s')")
+        ((version, status_, score_, notes),) = conn.execute(
+            "SELECT scoring_version, status, score, notes FROM submission_standing").fetchall()
+        assert (version, status_, score_) == ("v3", "QUEUED", None)
+        assert notes == "awaiting its v3 score (v2: COMPLETED 0.4000)"
