@@ -18,6 +18,10 @@ Delivery semantics (exactly one visible score per request):
   or another of its group: ``consumers.scored``) is acknowledged without evaluating: its
   offset is committed in a transaction of its own, with nothing published. A submission
   re-published, or requests re-sent after a crash upstream, cost no evaluation.
+- A withdrawn request (``evaluation.cancelled``: displaced by an earlier duplicate) or a
+  re-score of one is acknowledged the same way, nothing published (no ``submission.failed``:
+  the displacement freed the window). A cancellation read only after the evaluation began
+  does not stop it; validators and the sink do not count that score (``consumers.scored``).
 - The transactional id is ``<group id>.<evaluator id>-<device>``: stable across restarts, so a
   restarted evaluator fences its zombie and aborts whatever transaction it left open.
 - An aborted transaction (rebalance, broker hiccup) rewinds the consumer to the request, which
@@ -246,6 +250,14 @@ class Evaluator:
         request = request_env.payload
         assert isinstance(request, EvaluationRequested)
         self._scored.refresh()
+        withdrawn = self._scored.withdrawal(request.rescore_of or request_env.event_id)
+        if withdrawn is not None:
+            # Displaced by an earlier duplicate: nothing published (not a FAILED score).
+            self._transact([], offsets_of=msg)
+            self._metrics.withdrawn.inc()
+            self._log.info("%s (%s) withdrawn: %s; acknowledged, not evaluated", request.hash,
+                           request.scoring_version, withdrawn.reason)
+            return
         if (request.hash, request.scoring_version) in self._scored:
             # Delivered again (a re-published submission, a crash upstream): its score is
             # committed; acknowledge the request without evaluating it.

@@ -37,6 +37,10 @@ class EvaluatorMetrics(MetricsBundle):
         Counter, "speechstream_evaluator_already_scored_total",
         "Requests acknowledged without evaluating: their (hash, version) has a committed score",
     )
+    withdrawn: Counter = metric(
+        Counter, "speechstream_evaluator_withdrawn_total",
+        "Requests acknowledged without evaluating: withdrawn (displaced by an earlier duplicate)",
+    )
     last_poll: Gauge = metric(Gauge, "speechstream_evaluator_last_poll_timestamp_seconds",
                               "When the evaluator last polled Kafka (health)")
 

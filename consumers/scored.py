@@ -1,4 +1,5 @@
-"""What has been scored: every ``(hash, scoring_version)`` with a committed score.
+"""What needs no evaluation: every ``(hash, scoring_version)`` with a committed score, and
+every withdrawn request.
 
 An evaluator keeps this index so that a request delivered again (a re-published submission, a
 worker that crashed after sending its requests, an evaluator that crashed after committing its
@@ -7,6 +8,12 @@ score but not its offset) is acknowledged without evaluating: a score is compute
 again. The index is the score topic itself, read under ``read_committed`` from its start (no
 consumer group) when the evaluator starts, and brought up to date before every evaluation, so
 the scores of the other evaluators of the group count too.
+
+The same reader follows ``evaluation.cancellations``: a request withdrawn because its
+submission was displaced by an earlier duplicate (``evaluation.cancelled``, naming the request's
+event id) is skipped, and so is a re-score of it (its ``rescore_of``). A cancellation lives on
+another topic than its request (which precedes it on ``evaluation.requests``), so an evaluator
+learns of it only here, by reading that topic to its end before each evaluation.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import logging
 import time
 from typing import Protocol
 
-from schemas.events import ScoreComputed
+from schemas.events import EvaluationCancelled, ScoreComputed
 from speechstream.kafka.consumer import Batch, EventConsumer
 from speechstream.settings import KafkaSettings
 
@@ -32,31 +39,38 @@ class Scored(Protocol):
 
     def add(self, hash_: str, scoring_version: str) -> None: ...
 
+    def withdrawal(self, request_event_id: str) -> EvaluationCancelled | None: ...
+
     def __contains__(self, key: object) -> bool: ...
 
     def close(self) -> None: ...
 
 
 class ScoredIndex:
-    """The ``(hash, scoring_version)`` of every committed score on the score topic."""
+    """The ``(hash, scoring_version)`` of every committed score on the score topic, and every
+    cancellation on the cancellations topic by the request it withdraws."""
 
     def __init__(self, kafka: KafkaSettings, *, logger: logging.Logger | None = None) -> None:
         self._log = logger or logging.getLogger(__name__)
         self._consumer = EventConsumer(
-            kafka, name=CONSUMER_NAME, topics=[kafka.topics.scores],
+            kafka, name=CONSUMER_NAME,
+            topics=[kafka.topics.scores, kafka.topics.cancellations],
             config={"group.id": CONSUMER_NAME, "enable.auto.commit": False,
                     "isolation.level": "read_committed", "enable.partition.eof": True},
-            expected=ScoreComputed, logger=self._log,
+            expected={kafka.topics.scores: ScoreComputed,
+                      kafka.topics.cancellations: EvaluationCancelled},
+            logger=self._log,
         )
         self._keys: set[tuple[str, str]] = set()
+        self._withdrawn: dict[str, EvaluationCancelled] = {}
 
     def start(self) -> None:
         """Read the score topic from its start, up to what is committed now."""
         started = time.monotonic()
         self._consumer.start(from_start=True)
         self.refresh()
-        self._log.info("%d scores already committed (read in %.1fs)", len(self._keys),
-                       time.monotonic() - started)
+        self._log.info("%d scores already committed, %d requests withdrawn (read in %.1fs)",
+                       len(self._keys), len(self._withdrawn), time.monotonic() - started)
 
     def refresh(self) -> None:
         """Read what has been committed since the last refresh (bounded in time)."""
@@ -65,12 +79,19 @@ class ScoredIndex:
     def _take(self, batch: Batch) -> None:
         for env in batch.envelopes:
             payload = env.payload
-            assert isinstance(payload, ScoreComputed)
-            self._keys.add((payload.hash, payload.scoring_version))
+            if isinstance(payload, EvaluationCancelled):
+                self._withdrawn.setdefault(payload.request_event_id, payload)
+            else:
+                assert isinstance(payload, ScoreComputed)
+                self._keys.add((payload.hash, payload.scoring_version))
 
     def add(self, hash_: str, scoring_version: str) -> None:
         """Record a score this evaluator has just committed."""
         self._keys.add((hash_, scoring_version))
+
+    def withdrawal(self, request_event_id: str) -> EvaluationCancelled | None:
+        """The cancellation of the request ``request_event_id``, or None."""
+        return self._withdrawn.get(request_event_id)
 
     def __contains__(self, key: object) -> bool:
         return key in self._keys

@@ -1,7 +1,9 @@
 """The validator: weights from the score topic at every epoch (``speechstream validator run``).
 
 It reads, from their first offsets at every start, the miner registry (``miners``), the
-evaluation requests, statuses and scores, and the chain's head blocks (``chain.blocks``), so
+evaluation requests, statuses, scores and cancellations (a request withdrawn because an
+earlier duplicate displaced its submission counts as that duplicate, score or not), and the
+chain's head blocks (``chain.blocks``), so
 its state is rebuilt from the log, never kept aside. When the head reaches a new epoch
 (``head // epoch_blocks``) and it has read everything published so far (its positions at
 the brokers' high watermarks), it computes SPEC §5 (``consumers.weights``) with the head as
@@ -27,6 +29,7 @@ from schemas.events import (
     DEFAULT_SCORING_VERSION,
     STATUS_RANK,
     ChainBlock,
+    EvaluationCancelled,
     EvaluationRequested,
     EvaluationStatusChanged,
     MinerboardUpdated,
@@ -58,6 +61,10 @@ class ValidatorState:
     """hotkey → (block, event id, uid) of its latest registration or handover (uid None: a
     handover took its uid)."""
     requests: dict[str, EvaluationRequested] = field(default_factory=dict)
+    request_ids: dict[str, str] = field(default_factory=dict)
+    """hash → the event id of the request kept in ``requests``."""
+    withdrawn: dict[str, EvaluationCancelled] = field(default_factory=dict)
+    """request event id → its cancellation (displaced by an earlier duplicate)."""
     statuses: dict[str, str] = field(default_factory=dict)
     scores: dict[tuple[str, str], ScoreComputed] = field(default_factory=dict)
     """(hash, scoring version) → its first committed score."""
@@ -76,6 +83,9 @@ class ValidatorState:
             if known is None or (p.block, p.source_event_id) < (known.block,
                                                                 known.source_event_id):
                 self.requests[p.hash] = p
+                self.request_ids[p.hash] = envelope.event_id
+        elif isinstance(p, EvaluationCancelled):
+            self.withdrawn.setdefault(p.request_event_id, p)
         elif isinstance(p, EvaluationStatusChanged):
             known = self.statuses.get(p.hash)
             if known is None or STATUS_RANK[known] < STATUS_RANK[p.status]:
@@ -118,11 +128,13 @@ class ValidatorState:
                 continue
             score = self.scores.get((request.hash, self.active_version))
             status = score.status if score else self.statuses.get(request.hash, "QUEUED")
+            withdrawn = self.withdrawn.get(self.request_ids.get(request.hash, ""))
             out.append(Candidate(
                 uid=uid, hotkey=hotkey, hash=request.hash,
                 repo=f"{request.repo_namespace}/{request.repo_name}", block=request.block,
                 status=status, score=score.total_score if score else None,
                 content_hash=score.content_hash if score else None,
+                withdrawn=withdrawn.reason if withdrawn else None,
             ))
         return out
 
@@ -169,7 +181,7 @@ class Validator:
         self._consumer = EventConsumer(
             kafka, name=PRODUCER_NAME,
             topics=[t.miners, t.evaluation_requests, t.evaluation_status, t.scores,
-                    t.chain_blocks, t.scoring_active],
+                    t.cancellations, t.chain_blocks, t.scoring_active],
             config={"group.id": settings.group_id, "enable.auto.commit": False,
                     "enable.partition.eof": True, "isolation.level": "read_committed"},
             client=consumer, logger=log,

@@ -6,7 +6,9 @@ registered uid and the previous vector, and returns one entry per uid, in uid or
 1. A uid competes with its latest submission unless it is invalid this epoch: it has none;
    it was submitted after the epoch's cutoff block; it is not evaluated yet (QUEUED, PRECHECK,
    RUNNING); or it duplicates an earlier submission of another uid (same repo, same hash, or
-   byte-identical weights: the same safetensors content hash), the later block losing.
+   byte-identical weights: the same safetensors content hash), the later block losing; or its
+   evaluation was withdrawn because an earlier duplicate displaced it at intake (whatever
+   its score).
 2. Its score: COMPLETED → the total score; FAILED → 0; invalid → 0.
 3. ``iswin(i, j)``: the later block's score is multiplied by ``1 - 0.03``; i wins if its
    adjusted score is strictly greater. ``win_rate(i) = wins / (number of uids - 1)``; an
@@ -46,6 +48,8 @@ class Candidate:
     status: str | None = None
     score: float | None = None
     content_hash: str | None = None
+    withdrawn: str | None = None
+    """Why its evaluation request was withdrawn (a duplicate of an earlier submission)."""
 
 
 def iswin(score_i: float, score_j: float, block_i: int, block_j: int) -> bool:
@@ -68,7 +72,9 @@ def invalid_reasons(candidates: Sequence[Candidate], cutoff_block: int) -> dict[
             reasons[c.uid] = f"submitted at block {c.block}, after the cutoff {cutoff_block}"
         else:
             submitted.append(c)
-            if c.status is None or STATUS_RANK[c.status] < FINAL_RANK:
+            if c.withdrawn is not None:
+                reasons[c.uid] = f"withdrawn: {c.withdrawn}"
+            elif c.status is None or STATUS_RANK[c.status] < FINAL_RANK:
                 reasons[c.uid] = f"not evaluated yet ({c.status or 'unknown'})"
     for later in submitted:
         earlier = [

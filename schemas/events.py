@@ -206,6 +206,29 @@ class EvaluationRequested(_Event):
     a new submission: a FAILED re-score frees no rate-limit window."""
 
 
+class EvaluationCancelled(_Event):
+    """An evaluation request withdrawn, keyed by its hash: its submission was displaced by an
+    earlier submission of the same repo (SPEC §3: the later block is invalid; the earliest
+    keeps its place) after the request had been routed. An evaluator that has not started it
+    skips it, and its re-scores; an evaluation already finished keeps its score, which the
+    validators do not count and the sink shows as a withdrawn duplicate."""
+
+    type: Literal["evaluation.cancelled"] = "evaluation.cancelled"
+    hash: HashStr
+    request_event_id: str
+    """The withdrawn ``evaluation.requested`` (on ``evaluation.requests``); a re-score names it
+    in ``rescore_of``."""
+    hotkey: Hotkey
+    uid: Annotated[int, Field(ge=0)] | None = None
+    block: Annotated[int, Field(ge=0)]
+    code: RejectionCode
+    reason: str
+    """E.g. ``duplicate of ns/name submitted earlier at block B (hash H)``."""
+    displaced_by: str
+    """The displacing submission's event id (the miner's, or the REST API's attested one)."""
+    displaced_by_hash: HashStr
+
+
 EvaluationStatus = Literal["QUEUED", "PRECHECK", "RUNNING"]
 FinalStatus = Literal["COMPLETED", "FAILED"]
 Status = Literal["QUEUED", "PRECHECK", "RUNNING", "COMPLETED", "FAILED"]
@@ -447,6 +470,7 @@ Event = Annotated[
     | SubmissionRejected
     | EvaluationRequested
     | EvaluationStatusChanged
+    | EvaluationCancelled
     | ScoreComputed
     | SubmissionFailed
     | ScoreAudited
@@ -469,6 +493,7 @@ EVENT_TYPES: dict[str, type[BaseModel]] = {
         SubmissionRejected,
         EvaluationRequested,
         EvaluationStatusChanged,
+        EvaluationCancelled,
         ScoreComputed,
         SubmissionFailed,
         ScoreAudited,

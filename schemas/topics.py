@@ -68,6 +68,11 @@ RESCORES = TopicSpec(
     description="re-scores of accepted requests for another scoring version "
     "(`speechstream rescore`): the evaluators' lower-priority lane",
 )
+CANCELLATIONS = TopicSpec(
+    "evaluation.cancellations", 4, "hash", ("evaluation.cancelled",),
+    description="evaluation requests withdrawn: displaced by an earlier duplicate; "
+    "evaluators read it whole to skip them",
+)
 EVALUATION_STATUS = TopicSpec(
     "evaluation.status", 4, "hash", ("evaluation.status",),
     description="QUEUED, PRECHECK and RUNNING",
@@ -147,6 +152,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     REJECTED,
     EVALUATION_REQUESTS,
     RESCORES,
+    CANCELLATIONS,
     EVALUATION_STATUS,
     SCORES,
     FAILED,
@@ -204,6 +210,10 @@ class TopicRegistry:
     @property
     def rescores(self) -> str:
         return self.name(RESCORES)
+
+    @property
+    def cancellations(self) -> str:
+        return self.name(CANCELLATIONS)
 
     @property
     def evaluation_status(self) -> str:

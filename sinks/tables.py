@@ -26,6 +26,7 @@ from schemas.events import (
     FINAL_RANK,
     STATUS_RANK,
     DeadLetter,
+    EvaluationCancelled,
     EvaluationRequested,
     EvaluationStatusChanged,
     MinerboardUpdated,
@@ -310,6 +311,13 @@ MINERBOARD = Table("minerboard", ("uid",), (
     Column("uid", "integer"), Column("hash", "text"), Column("hotkey", "text"),
     Column("block", "bigint"), Column("event_id", "text"), Column("updated_at", "timestamptz"),
 ))
+WITHDRAWALS = Table("withdrawals", ("request_event_id",), (
+    Column("request_event_id", "text"), Column("hash", "text"), Column("hotkey", "text"),
+    Column("uid", "integer"), Column("block", "bigint"), Column("code", "text"),
+    Column("reason", "text"), Column("displaced_by", "text"),
+    Column("displaced_by_hash", "text"), Column("event_id", "text"),
+    Column("withdrawn_at", "timestamptz"),
+))
 SCORING_ACTIVATIONS = Table("scoring_activations", ("event_id",), (
     Column("event_id", "text"), Column("scoring_version", "text"), Column("reason", "text"),
     Column("activated_at", "timestamptz"),
@@ -317,7 +325,7 @@ SCORING_ACTIVATIONS = Table("scoring_activations", ("event_id",), (
 
 TABLES: tuple[Table, ...] = (
     MINERS, SUBMISSIONS, STATUS_EVENTS, SCORES, SAMPLE_RESULTS, AUDITS, REJECTIONS,
-    DEAD_LETTERS, WEIGHTS, WEIGHT_ENTRIES, MINERBOARD, SCORING_ACTIVATIONS,
+    DEAD_LETTERS, WEIGHTS, WEIGHT_ENTRIES, MINERBOARD, SCORING_ACTIVATIONS, WITHDRAWALS,
 )
 """Every materialized table (row counts, rebuilds and the schema check go over these)."""
 
@@ -401,6 +409,16 @@ FEEDS: tuple[Feed, ...] = (
             _ADVANCE_STATUS,
             unless="rescore_of",
         ),
+    ),
+    Feed(
+        # A withdrawn request (displaced by an earlier duplicate): ``submission_standing``
+        # shows its submission FAILED, without a score, whatever ``scores`` holds for it.
+        "withdrawals", WITHDRAWALS,
+        (*_payload("request_event_id", "hash", "hotkey", "uid", "block"),
+         Source("code", "payload.code", str),
+         *_payload("reason", "displaced_by", "displaced_by_hash"),
+         Source("event_id", "event_id"), Source("withdrawn_at", "time")),
+        InsertNew(order=("withdrawn_at", "event_id")), event=EvaluationCancelled,
     ),
     Feed(
         "sample_results", SAMPLE_RESULTS,

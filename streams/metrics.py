@@ -23,6 +23,10 @@ class StreamsMetrics(MetricsBundle):
         Counter, "speechstream_streams_rate_limit_windows_freed_total",
         "Accepted submissions forgotten by the rate limit: duplicates, or FAILED evaluations",
     )
+    withdrawn: Counter = metric(
+        Counter, "speechstream_streams_evaluations_withdrawn_total",
+        "Evaluation requests withdrawn: their submission was displaced by an earlier duplicate",
+    )
     dead_letters: Counter = metric(Counter, "speechstream_streams_dead_letters_total",
                                    "Undecodable records sent to the dead-letter topic")
     seconds: Histogram = metric(

@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from schemas.envelope import Envelope, derived_event_id
 from schemas.events import (
+    EvaluationCancelled,
+    EvaluationRequested,
     MinerRegistered,
     RejectionCode,
     SubmissionAttested,
@@ -253,4 +256,30 @@ def dedupe(holder: dict[str, Any] | None, newcomer: dict[str, Any]) -> Decision:
         "reject",
         Rejection(code, f"duplicate of {holder['repo']} submitted earlier at block "
                         f"{holder['block']} (hash {holder['hash']})"),
+    )
+
+
+REQUESTED = "requested"
+"""The stage an evaluation request's event id is derived with, from its accepted submission's
+envelope (``derived_event_id(accepted id, REQUESTED)``)."""
+
+
+def withdrawal(displaced: Envelope, newcomer: Envelope,
+               rejection: Rejection) -> EvaluationCancelled | None:
+    """The cancellation of the evaluation request that ``displaced`` (an accepted submission,
+    routed earlier) got, now that ``newcomer`` (an earlier submission of its repo) takes its
+    place; its reason is the displacement's.
+
+    None when both carry the same hash: the newcomer's request evaluates that same hash (an
+    evaluator that scored it already acknowledges it without evaluating), so the hash's score
+    is the newcomer's and nothing is withdrawn.
+    """
+    old, new = displaced.payload, newcomer.payload
+    assert isinstance(old, EvaluationRequested) and isinstance(new, EvaluationRequested)
+    if old.hash == new.hash:
+        return None
+    return EvaluationCancelled(
+        hash=old.hash, request_event_id=derived_event_id(displaced.event_id, REQUESTED),
+        hotkey=old.hotkey, uid=old.uid, block=old.block, code=rejection.code,
+        reason=rejection.message, displaced_by=new.source_event_id, displaced_by_hash=new.hash,
     )

@@ -24,6 +24,7 @@ class Streams:
     rejected: faust.TopicT
     failed: faust.TopicT
     requests: faust.TopicT
+    cancellations: faust.TopicT
     status: faust.TopicT
     deadletter: faust.TopicT
     uid_owner: faust.Table
@@ -63,6 +64,7 @@ def declare(app: faust.App, kafka: KafkaSettings, streams: StreamsSettings) -> S
         rejected=topic(t.rejected),
         failed=topic(t.failed),
         requests=topic(t.evaluation_requests),
+        cancellations=topic(t.cancellations),
         status=topic(t.evaluation_status),
         deadletter=topic(t.deadletter),
         uid_owner=table("uid_owner"),

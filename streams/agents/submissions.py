@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Literal
+from typing import Any, Literal
 
 import faust
 
@@ -26,12 +26,14 @@ from streams.deadletter import decode_or_dead_letter
 from streams.metrics import StreamsMetrics
 from streams.rules import (
     FREES_THE_WINDOW,
+    REQUESTED,
     Rejection,
     check_signature,
     check_submission,
     dedupe,
     forget,
     remember,
+    withdrawal,
 )
 from streams.topics import Streams
 
@@ -110,7 +112,9 @@ def register_agents(
                 # This request already holds the repo: the record is delivered again (Faust
                 # runs at least once), maybe after a crash that kept the table write but lost
                 # the sends. Send them again with the same ids; every consumer is idempotent.
+                assert holder is not None
                 metrics.replays.inc()
+                await _displace(holder.get("displaced"), env)
                 await _route(env, p)
                 continue
             if decision.kind == "reject":
@@ -119,9 +123,11 @@ def register_agents(
                 continue
             if decision.kind == "displace":
                 assert decision.rejection is not None and holder is not None
-                displaced = Envelope.model_validate(holder["envelope"])
-                await reject(s.rejected, displaced, decision.rejection, metrics,
-                             stage=f"displaced:{env.event_id}")
+                # Kept with the newcomer, so that a replay sends the displacement again too.
+                mine["displaced"] = {"envelope": holder["envelope"],
+                                     "code": decision.rejection.code.value,
+                                     "message": decision.rejection.message}
+                await _displace(mine["displaced"], env)
             s.repo_holder[repo] = mine
             await _route(env, p)
             metrics.validated.labels(SubmissionPublished.model_fields["type"].default).inc()
@@ -164,9 +170,24 @@ def register_agents(
             if isinstance(p, SubmissionFailed):
                 free(p.hotkey, p.block, p.hash)
 
+    async def _displace(displaced: dict[str, Any] | None, env: Envelope) -> None:
+        """The holder ``env`` displaced, if any: its rejection (``displaced:<env id>``), and the
+        withdrawal of the evaluation request it was routed with (``evaluation.cancelled``, id
+        derived from the holder's and ``env``'s: a redelivery sends the same one)."""
+        if displaced is None:
+            return
+        holder = Envelope.model_validate(displaced["envelope"])
+        rejection = Rejection(RejectionCode(displaced["code"]), displaced["message"])
+        await reject(s.rejected, holder, rejection, metrics, stage=f"displaced:{env.event_id}")
+        cancelled = withdrawal(holder, env, rejection)
+        if cancelled is not None:
+            await emit(s.cancellations, cancelled, key=cancelled.hash, source=holder,
+                       stage=f"cancelled:{env.event_id}")
+            metrics.withdrawn.inc()
+
     async def _route(env: Envelope, p: EvaluationRequested) -> None:
         """The evaluation request and its QUEUED status, ids derived from ``env``."""
-        await emit(s.requests, p, key=p.hash, source=env, stage="requested")
+        await emit(s.requests, p, key=p.hash, source=env, stage=REQUESTED)
         await emit(s.status, EvaluationStatusChanged(
             hash=p.hash, status="QUEUED", scoring_version=p.scoring_version),
                    key=p.hash, source=env, stage="queued")

@@ -9,7 +9,7 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from schemas.codec import decode, encode
 from schemas.envelope import Envelope, new_envelope
-from schemas.events import EvaluationRequested
+from schemas.events import EvaluationCancelled, EvaluationRequested, RejectionCode
 
 HOTKEY = "ab" * 32
 HASH = "18358495043599921355"
@@ -22,6 +22,15 @@ def request_envelope(hash_: str = HASH, event_id: str = "req-1") -> Envelope:
         block=100, source_event_id="sub-1",
     )
     return new_envelope(request, key=hash_, producer="test", event_id=event_id)
+
+
+def cancellation(request_event_id: str = "req-1", hash_: str = HASH) -> EvaluationCancelled:
+    """The withdrawal of the request ``request_event_id`` (displaced by an earlier duplicate)."""
+    return EvaluationCancelled(
+        hash=hash_, request_event_id=request_event_id, hotkey=HOTKEY, uid=1, block=100,
+        code=RejectionCode.DUPLICATE_REPO, displaced_by="sub-0", displaced_by_hash="42",
+        reason="duplicate of alice/tts-ft-1 submitted earlier at block 90 (hash 42)",
+    )
 
 
 @dataclass
@@ -146,8 +155,10 @@ class FakeConsumer:
 class FakeScored:
     """The evaluator's index of committed scores, in memory (``consumers.scored.Scored``)."""
 
-    def __init__(self, *keys: tuple[str, str]) -> None:
+    def __init__(self, *keys: tuple[str, str],
+                 withdrawn: dict[str, EvaluationCancelled] | None = None) -> None:
         self.keys = set(keys)
+        self.withdrawn = dict(withdrawn or {})
         self.refreshes = 0
 
     def start(self) -> None:
@@ -158,6 +169,9 @@ class FakeScored:
 
     def add(self, hash_: str, scoring_version: str) -> None:
         self.keys.add((hash_, scoring_version))
+
+    def withdrawal(self, request_event_id: str) -> EvaluationCancelled | None:
+        return self.withdrawn.get(request_event_id)
 
     def __contains__(self, key: object) -> bool:
         return key in self.keys

@@ -36,6 +36,7 @@ from tests.unit.consumers.fakes import (
     FakeMessage,
     FakeProducer,
     FakeScored,
+    cancellation,
     request_envelope,
     request_message,
 )
@@ -311,3 +312,46 @@ def test_an_unknown_scoring_version_is_failed_with_the_reason_without_scoring() 
     (_, _, score), = producer.committed[-1]["events"]
     assert score.payload.status == "FAILED" and score.payload.scoring_version == "v9"
     assert score.payload.reason.startswith("unknown scoring version 'v9': this engine computes")
+
+
+def _with_withdrawn(scorer: Any, *request_ids: str) -> tuple[Evaluator, FakeProducer,
+                                                             EvaluatorMetrics, FakeScored]:
+    producer, consumer = FakeProducer(fail={}), FakeConsumer()
+    metrics = EvaluatorMetrics.create(CollectorRegistry())
+    scored = FakeScored(withdrawn={rid: cancellation(rid) for rid in request_ids})
+    evaluator = Evaluator(KAFKA, SETTINGS, scorer, metrics=metrics,
+                          consumer=consumer, producer=producer,  # type: ignore[arg-type]
+                          scored=scored)  # type: ignore[arg-type]
+    evaluator.start()
+    return evaluator, producer, metrics, scored
+
+
+def test_a_withdrawn_request_is_acknowledged_without_evaluating_or_publishing() -> None:
+    scorer = DeterministicScorer()
+    evaluator, producer, metrics, scored = _with_withdrawn(scorer, "req-1")
+    evaluator.handle(request_message())
+    assert scorer.scored == [] and scored.refreshes == 1  # read the cancellations first
+    # Its offset alone: no status, no score, no submission.failed (the window is freed).
+    assert producer.committed == [{"events": [], "offsets": [("t.evaluation.requests", 2, 8)]}]
+    assert metrics.withdrawn._value.get() == 1
+    assert metrics.already_scored._value.get() == 0
+    # Another request of the same hash (not withdrawn) is evaluated.
+    evaluator.handle(request_message(request_envelope(event_id="req-2"), _offset=8))
+    assert scorer.scored == [HASH]
+
+
+def test_a_rescore_of_a_withdrawn_request_is_skipped_too() -> None:
+    scorer = DeterministicScorer()
+    evaluator, producer, metrics, _ = _with_withdrawn(scorer, "req-1")
+    evaluator.handle(_rescore_message("v2"))
+    assert scorer.scored == []
+    assert producer.committed == [{"events": [], "offsets": [("t.evaluation.rescores", 2, 12)]}]
+    assert metrics.withdrawn._value.get() == 1
+
+
+def test_a_cancellation_of_another_request_changes_nothing() -> None:
+    scorer = DeterministicScorer()
+    evaluator, producer, metrics, _ = _with_withdrawn(scorer, "req-other")
+    evaluator.handle(request_message())
+    assert scorer.scored == [HASH]
+    assert metrics.withdrawn._value.get() == 0

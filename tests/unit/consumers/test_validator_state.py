@@ -4,6 +4,7 @@ submission and how it stands."""
 from __future__ import annotations
 
 from consumers.validator import ValidatorState
+from consumers.weights import compute_weights
 from schemas import (
     EvaluationRequested,
     EvaluationStatusChanged,
@@ -11,7 +12,14 @@ from schemas import (
     ScoreComputed,
     new_envelope,
 )
-from schemas.events import ChainBlock, ScoringActivated, UidHandover, UidRevoked
+from schemas.events import (
+    ChainBlock,
+    EvaluationCancelled,
+    RejectionCode,
+    ScoringActivated,
+    UidHandover,
+    UidRevoked,
+)
 
 
 def _hk(n: int) -> str:
@@ -103,3 +111,37 @@ def test_a_handed_over_uid_counts_for_the_new_hotkey() -> None:
     state.apply(new_envelope(UidRevoked(hotkey=old, uid=0, to=new, block=50,
                                         source_event_id="e"), key=old, producer="t"))
     assert state.uids() == {0: new}
+
+
+def _cancel(request_event_id: str, h: str, hotkey: int, block: int):
+    return new_envelope(EvaluationCancelled(
+        hash=h, request_event_id=request_event_id, hotkey=_hk(hotkey), uid=0, block=block,
+        code=RejectionCode.DUPLICATE_REPO, displaced_by="s11100", displaced_by_hash="11",
+        reason="duplicate of ns/m submitted earlier at block 100 (hash 11)",
+    ), key=h, producer="t")
+
+
+def test_a_withdrawn_request_is_an_invalid_duplicate_even_when_scored() -> None:
+    state = ValidatorState(scoring_version="v1")
+    state.apply(_reg(1, 0, 5, "a"))
+    # The holder (block 40,000, scored) is displaced by the same hotkey's earlier submission of
+    # the repo under another config template (another hash): no other uid to compare with.
+    holder = _req(1, 0, "10", 40_000)
+    state.apply(holder)
+    state.apply(new_envelope(ScoreComputed(hash="10", status="COMPLETED", total_score=0.8,
+                                           evaluator="e", request_event_id=holder.event_id),
+                             key="10", producer="t"))
+    (only,) = state.candidates()
+    assert only.withdrawn is None and only.status == "COMPLETED"
+    # A cancellation of another request of the hash changes nothing...
+    state.apply(_cancel("another-request", "10", 1, 40_000))
+    assert state.candidates()[0].withdrawn is None
+    # ...the holder's own makes it a withdrawn duplicate: it keeps its score, counts for nothing.
+    state.apply(_cancel(holder.event_id, "10", 1, 40_000))
+    (only,) = state.candidates()
+    assert (only.hash, only.status, only.score) == ("10", "COMPLETED", 0.8)
+    assert only.withdrawn == "duplicate of ns/m submitted earlier at block 100 (hash 11)"
+    (entry,) = compute_weights(state.candidates(), cutoff_block=50_000, previous=None)
+    assert entry.invalid == ("withdrawn: duplicate of ns/m submitted earlier at block 100 "
+                             "(hash 11)")
+    assert entry.weight == 0.0 and entry.win_rate is None

@@ -20,6 +20,7 @@ from schemas import (
     new_envelope,
 )
 from schemas.envelope import Envelope
+from schemas.events import EvaluationCancelled
 from sinks import statements
 from sinks.rows import reduce_statuses, rows_of
 from sinks.tables import (
@@ -102,6 +103,25 @@ def test_rows_convert_and_fan_out_by_the_description() -> None:
     assert code == "RATE_LIMITED" and type(code) is str
     (dead,) = rows["dead_letters"]
     assert dead[BY_NAME["dead_letters"].position("raw")] == b"\x00raw"
+
+
+def test_a_withdrawal_is_one_row_keyed_by_the_request_it_withdraws() -> None:
+    cancelled = EvaluationCancelled(
+        hash="9", request_event_id="req-9", hotkey=HK, uid=3, block=200,
+        code=RejectionCode.DUPLICATE_REPO, reason="duplicate of ns/m submitted earlier at "
+        "block 100 (hash 8)", displaced_by="sub-8", displaced_by_hash="8",
+    )
+    rows = rows_of([new_envelope(cancelled, key="9", producer="t", event_id="c-1", time=T)])
+    feed = BY_NAME["withdrawals"]
+    assert feed.table.key == ("request_event_id",) and isinstance(feed.merge, InsertNew)
+    (row,) = rows["withdrawals"]
+    got = {c: row[feed.position(c)] for c in feed.columns}
+    assert got == {
+        "request_event_id": "req-9", "hash": "9", "hotkey": HK, "uid": 3, "block": 200,
+        "code": "DUPLICATE_REPO", "reason": cancelled.reason, "displaced_by": "sub-8",
+        "displaced_by_hash": "8", "event_id": "c-1", "withdrawn_at": T,
+    }
+    assert type(got["code"]) is str
 
 
 def test_statuses_keep_the_highest_rank_per_hash() -> None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import pytest
 
 from producers.miner import registration, submission
-from schemas.events import RejectionCode, SubmissionAttested
+from schemas.envelope import Envelope, derived_event_id, new_envelope
+from schemas.events import EvaluationRequested, RejectionCode, SubmissionAttested
 from schemas.signed import signed_envelope, submission_fields
 from schemas.signing import generate_key
 from speechstream.keys import Hotkey
 from streams.rules import (
     RATE_LIMIT_BLOCKS,
+    REQUESTED,
     Rejection,
     check_block,
     check_hotkey,
@@ -20,6 +22,7 @@ from streams.rules import (
     dedupe,
     forget,
     remember,
+    withdrawal,
 )
 
 
@@ -132,6 +135,41 @@ def test_duplicates_the_later_block_loses_in_either_order() -> None:
 def test_same_hash_later_is_a_duplicate_hash() -> None:
     decision = dedupe(_entry(100, "7", "e1"), _entry(30_000, "7", "e2"))
     assert decision.kind == "reject" and decision.rejection.code is RejectionCode.DUPLICATE_HASH
+
+
+def _accepted(hash_: str, block: int, event_id: str, source: str) -> Envelope:
+    request = EvaluationRequested(
+        hash=hash_, hotkey="ab" * 32, uid=4, repo_namespace="ns", repo_name="m", block=block,
+        source_event_id=source,
+    )
+    return new_envelope(request, key="ns/m", producer="test", event_id=event_id)
+
+
+def test_a_displaced_holder_has_its_request_withdrawn() -> None:
+    holder, newcomer = _accepted("2", 200, "acc-2", "sub-2"), _accepted("1", 100, "acc-1", "sub-1")
+    decision = dedupe(
+        {"block": 200, "hash": "2", "event_id": "sub-2", "repo": "ns/m"},
+        {"block": 100, "hash": "1", "event_id": "sub-1", "repo": "ns/m"},
+    )
+    assert decision.kind == "displace" and decision.rejection is not None
+    cancelled = withdrawal(holder, newcomer, decision.rejection)
+    assert cancelled is not None
+    # The id the holder's request got when it was routed (the agents' ``_route``).
+    assert cancelled.request_event_id == derived_event_id("acc-2", REQUESTED)
+    assert (cancelled.hash, cancelled.hotkey, cancelled.uid, cancelled.block) == (
+        "2", "ab" * 32, 4, 200)
+    assert cancelled.code is RejectionCode.DUPLICATE_REPO
+    assert cancelled.reason == "duplicate of ns/m submitted earlier at block 100 (hash 1)"
+    assert (cancelled.displaced_by, cancelled.displaced_by_hash) == ("sub-1", "1")
+    # Deterministic: a redelivery builds the same event.
+    assert withdrawal(holder, newcomer, decision.rejection) == cancelled
+
+
+def test_a_holder_displaced_by_its_own_hash_keeps_its_request() -> None:
+    holder, newcomer = _accepted("7", 40_000, "acc-2", "sub-2"), _accepted("7", 100, "acc-1",
+                                                                            "sub-1")
+    rejection = Rejection(RejectionCode.DUPLICATE_HASH, "duplicate")
+    assert withdrawal(holder, newcomer, rejection) is None
 
 
 @pytest.mark.parametrize(("namespace", "name"), [
