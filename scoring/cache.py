@@ -137,4 +137,5 @@ def cache_section(cache_dir: Path, budget_bytes: int, *, apply: bool,
         {"cache_dir": str(cache_dir), "budget_bytes": budget_bytes, "bytes": total,
          "bytes_after": after, "snapshots": len(snapshots),
          "evicted" if apply else "would_evict": [s.path.name for s in chosen]},
+        applied=apply and bool(chosen),
     )

@@ -91,8 +91,9 @@ def requests_section(waiting: list[WaitingSubmission], group: GroupInfo,
     lines = [members, f"group lag (records not consumed): {lags}"]
     for w in waiting[:limit]:
         missing = "" if w.request_recorded else "; NO REQUEST in PostgreSQL"
-        lines.append(f"{w.status:<8} {format_duration(w.age_s):>8}  {w.hash}  {w.repo} "
-                     f"(uid {w.uid}, {w.scoring_version}{missing})")
+        uid = "-" if w.uid is None else w.uid
+        lines.append(f"{w.status:<8} {format_duration(w.age_s):>8}  {w.hash}  {w.repo or '-'} "
+                     f"(uid {uid}, {w.scoring_version}{missing})")
     if len(waiting) > limit:
         lines.append(f"... and {len(waiting) - limit} more (--json lists them all)")
     actions: list[str] = []
@@ -101,7 +102,8 @@ def requests_section(waiting: list[WaitingSubmission], group: GroupInfo,
                        f"(with SPEECHSTREAM_EVALUATOR_GROUP_ID={group.group}); it takes the "
                        "waiting requests from the log. --apply cannot start one")
     if unrouted:
-        actions.append(f"{len(unrouted)} have a status but no evaluation request in "
+        actions.append(f"{len(unrouted)} submission(s) have a status but no evaluation "
+                       "request in "
                        "PostgreSQL (never routed, or the sink has not written it): no evaluator "
                        "will take them and nothing here can queue them; look at the intake "
                        "worker's log and the dead letters")

@@ -27,11 +27,13 @@ class Section:
     lines: list[str] = field(default_factory=list)
     action: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
+    applied: bool = False
+    """Whether ``action`` is what was done (``--apply``), not what is left to do."""
 
     def as_dict(self) -> dict[str, Any]:
         """The section for ``--json``."""
         return {"name": self.name, "needs_hand": self.needs_hand, "summary": self.summary,
-                "action": self.action, **self.data}
+                "action": self.action, "applied": self.applied, **self.data}
 
 
 @dataclass
@@ -59,7 +61,7 @@ class Report:
             out.append(f"   {s.summary}")
             out.extend(f"   {line}" for line in s.lines)
             if s.action:
-                out.append(f"   {'applied' if self.applied else 'to do'}: {s.action}")
+                out.append(f"   {'done' if s.applied else 'to do'}: {s.action}")
             out.append("")
         verdict = "something needs a hand" if self.needs_hand else "nothing needs a hand"
         out.append(f"{verdict}{' (after --apply)' if self.applied else ''}")

@@ -101,6 +101,8 @@ def test_maintenance_lists_and_applies(pipeline: Pipeline, tmp_path: Path) -> No
     applied = pipeline.cli("maintenance", "--queued-after", "0s", "--apply", **cache)
     assert applied.returncode == 1, applied.stderr
     assert "== model cache: ok" in applied.stdout and "evicted s0" in applied.stdout
+    assert "   done: deleted the least recently used snapshots" in applied.stdout
+    assert "   to do: start an evaluator" in applied.stdout
     assert "== evaluation requests: NEEDS A HAND" in applied.stdout
     assert applied.stdout.rstrip().endswith("something needs a hand (after --apply)")
     assert sorted(os.listdir(cache["SPEECHSTREAM_SCORING_CACHE_DIR"])) == ["s2"]

@@ -72,6 +72,7 @@ def test_the_section_lists_then_applies(tmp_path: Path) -> None:
     assert len(list(tmp_path.iterdir())) == 3
     applied = cache_section(tmp_path, 1500, apply=True, now=NOW)
     assert not applied.needs_hand and applied.data["evicted"] == ["s0", "s1"]
+    assert applied.applied and not listed.applied
     assert [p.name for p in tmp_path.iterdir()] == ["s2"]
     fits = cache_section(tmp_path, 1500, apply=True, now=NOW)
     assert not fits.needs_hand and fits.action is None and fits.data["evicted"] == []

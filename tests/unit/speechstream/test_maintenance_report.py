@@ -56,8 +56,10 @@ def test_something_needs_a_hand_exits_1_and_says_what_to_do() -> None:
     text = report.text()
     assert "== model cache: NEEDS A HAND" in text and "   to do: --apply evicts 1" in text
     assert text.endswith("something needs a hand")
-    applied = Report([_bad()], applied=True).text()
-    assert "   applied: --apply evicts 1" in applied
+    fixed = _bad()
+    fixed.applied = True
+    applied = Report([fixed, _bad()], applied=True).text()
+    assert "   done: --apply evicts 1" in applied and "   to do: --apply evicts 1" in applied
     assert applied.endswith("something needs a hand (after --apply)")
 
 
@@ -65,4 +67,5 @@ def test_json_carries_every_section_and_its_data() -> None:
     doc = json.loads(Report([_ok(), _bad()], applied=True).json())
     assert doc["needs_hand"] and doc["applied"]
     assert doc["sections"][1] == {"name": "model cache", "needs_hand": True, "summary": "over",
-                                  "action": "--apply evicts 1", "bytes": 5}
+                                  "action": "--apply evicts 1", "applied": False,
+                                  "bytes": 5}
