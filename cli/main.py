@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cli.commands.audit",
     "cli.commands.api",
     "cli.commands.leaderboard",
+    "cli.commands.maintenance",
     "cli.commands.demo",
 )
 

@@ -182,7 +182,7 @@ class HubSource:
         token = settings.hf_token.get_secret_value() if settings.hf_token else None
         self.api = api or HfApi(endpoint=settings.hf_endpoint, token=token)
         self.max_weight_bytes = settings.max_weight_bytes
-        self.cache_dir = settings.cache_dir or Path.home() / ".cache" / "speechstream" / "models"
+        self.cache_dir = settings.models_cache_dir
 
     def resolve(self, submission: Submission) -> ResolvedModel:
         """Prechecks from the listing, then a snapshot of the allowed files at that commit."""

@@ -329,7 +329,14 @@ class ScoringSettings(BaseSettings):
     )
     hf_token: SecretStr | None = None
     hf_endpoint: str | None = None
-    cache_dir: Path | None = Field(None, description="Where hub snapshots land (evicted).")
+    cache_dir: Path | None = Field(
+        None, description="Where hub snapshots land (evicted); default "
+        "~/.cache/speechstream/models.",
+    )
+    cache_budget_bytes: int = Field(
+        4 * 18 * GIB, ge=0, description="Disk budget of the snapshot cache (`speechstream "
+        "maintenance --apply` evicts the least recently used snapshots past it).",
+    )
     max_weight_bytes: int = 18 * GIB
 
     n_samples: int = Field(40, ge=1)
@@ -366,6 +373,11 @@ class ScoringSettings(BaseSettings):
         description="Interpreter of the Parler environment (a relative path is taken from the "
         f"working directory; `{PARLER_SETUP}` creates the default one).",
     )
+
+    @property
+    def models_cache_dir(self) -> Path:
+        """Where hub snapshots land: ``cache_dir``, else ``~/.cache/speechstream/models``."""
+        return self.cache_dir or Path.home() / ".cache" / "speechstream" / "models"
 
     def interpreter(self, environment: str) -> Path | None:
         """The Python interpreter of an evaluator environment, or None where it is not set up."""

@@ -7,8 +7,15 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from confluent_kafka import ConsumerGroupState, KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import (
+    ConsumerGroupState,
+    ConsumerGroupTopicPartitions,
+    IsolationLevel,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
 from schemas.topics import ALL_TOPICS, TopicSpec
 from speechstream.exceptions import TopicAdminError
@@ -49,6 +56,80 @@ def group_members_with_partitions(settings: KafkaSettings, group: str,
         return 0
     return sum(1 for m in described.members
                if m.assignment is not None and m.assignment.topic_partitions)
+
+
+@dataclass(frozen=True)
+class GroupInfo:
+    """A consumer group as the broker describes it."""
+
+    group: str
+    state: str
+    """``STABLE``, ``EMPTY``, ``PREPARING_REBALANCE``, ``COMPLETING_REBALANCE``, ``DEAD`` (a
+    group the broker does not know) or ``UNKNOWN``."""
+    members: int
+    members_with_partitions: int
+
+
+def describe_group(settings: KafkaSettings, group: str, timeout_s: float = 10.0) -> GroupInfo:
+    """The state and members of consumer ``group``; raises ``TopicAdminError`` when the broker
+    does not answer (unlike :func:`group_members_with_partitions`, which answers 0)."""
+    admin = admin_client(settings)
+    try:
+        described = admin.describe_consumer_groups([group])[group].result(timeout=timeout_s)
+    except KafkaException as exc:
+        err = exc.args[0]
+        if isinstance(err, KafkaError) and err.code() == KafkaError.GROUP_ID_NOT_FOUND:
+            return GroupInfo(group, ConsumerGroupState.DEAD.name, 0, 0)
+        raise TopicAdminError(f"describing consumer group {group} failed: {err}") from exc
+    except TimeoutError as exc:
+        raise TopicAdminError(f"describing consumer group {group}: no answer in "
+                              f"{timeout_s:.0f}s") from exc
+    members = list(described.members or [])
+    return GroupInfo(
+        group, described.state.name, len(members),
+        sum(1 for m in members if m.assignment is not None and m.assignment.topic_partitions),
+    )
+
+
+def group_lag(settings: KafkaSettings, group: str, topics: Iterable[str],
+              timeout_s: float = 10.0) -> dict[str, int]:
+    """Per topic, the committed records ``group`` has not consumed: each partition's last
+    stable offset (read_committed) less the group's committed offset, or less the partition's
+    first offset where the group has committed none (it starts from the earliest). A topic the
+    broker does not have is left out."""
+    topics = list(topics)
+    admin = admin_client(settings)
+    try:
+        metadata = admin.list_topics(timeout=timeout_s)
+        request = [ConsumerGroupTopicPartitions(group)]
+        found = admin.list_consumer_group_offsets(request)[group].result(timeout=timeout_s)
+        partitions = [TopicPartition(t, p) for t in topics if t in metadata.topics
+                      for p in metadata.topics[t].partitions]
+        ends = _offsets(admin, partitions, OffsetSpec.latest(), timeout_s)
+        starts = _offsets(admin, partitions, OffsetSpec.earliest(), timeout_s)
+    except KafkaException as exc:
+        raise TopicAdminError(f"reading the offsets of group {group} failed: "
+                              f"{exc.args[0]}") from exc
+    except TimeoutError as exc:
+        raise TopicAdminError(f"reading the offsets of group {group}: no answer in "
+                              f"{timeout_s:.0f}s") from exc
+    committed = {(tp.topic, tp.partition): tp.offset for tp in found.topic_partitions or []
+                 if tp.offset >= 0}
+    lag = {t: 0 for t in topics if t in metadata.topics}
+    for key, end in ends.items():
+        lag[key[0]] += max(0, end - committed.get(key, starts[key]))
+    return lag
+
+
+def _offsets(admin: AdminClient, partitions: list[TopicPartition], spec: OffsetSpec,
+             timeout_s: float) -> dict[tuple[str, int], int]:
+    if not partitions:
+        return {}
+    futures = admin.list_offsets({tp: spec for tp in partitions},
+                                 isolation_level=IsolationLevel.READ_COMMITTED,
+                                 request_timeout=timeout_s)
+    return {(tp.topic, tp.partition): f.result(timeout=timeout_s).offset
+            for tp, f in futures.items()}
 
 
 def create_topics(
