@@ -2,7 +2,8 @@
 
 The log is the source of truth: the accepted requests are read from ``evaluation.requests``
 (never from PostgreSQL), one per hash (the earliest block, the one that holds its place, as
-the validators count it). Each is re-emitted on the evaluators' lower-priority lane
+the validators count it), leaving out the requests withdrawn on ``evaluation.cancellations``
+(a displaced duplicate's). Each is re-emitted on the evaluators' lower-priority lane
 (``evaluation.rescores``) for the new version, with an event id derived from the request's id
 and the version, and ``rescore_of`` naming the request. What the lane already holds for that
 version is not queued again, so running the same re-score twice queues nothing twice; an
@@ -16,11 +17,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 
 from schemas.envelope import Envelope, derived_event_id, new_envelope
-from schemas.events import EvaluationRequested, ScoreComputed, ScoringActivated
+from schemas.events import (
+    EvaluationCancelled,
+    EvaluationRequested,
+    ScoreComputed,
+    ScoringActivated,
+)
 from speechstream.exceptions import SpeechstreamError
 from speechstream.kafka.consumer import Batch, EventConsumer
 from speechstream.kafka.producer import EventProducer
@@ -107,19 +113,33 @@ def read_all(kafka: KafkaSettings, topic: str, expected: type, *, name: str,
     return found
 
 
-def accepted_requests(envelopes: Iterable[Envelope]) -> dict[str, Envelope]:
+def accepted_requests(envelopes: Iterable[Envelope],
+                      withdrawn: Collection[str] = ()) -> dict[str, Envelope]:
     """One request per hash: the earliest (block, submission event id), as the validators
-    count it."""
+    count it; requests ``withdrawn`` (a displaced duplicate's, by event id) are left out."""
     kept: dict[str, Envelope] = {}
     for env in envelopes:
         p = env.payload
-        if not isinstance(p, EvaluationRequested) or p.rescore_of is not None:
+        if (not isinstance(p, EvaluationRequested) or p.rescore_of is not None
+                or env.event_id in withdrawn):
             continue
         known = kept.get(p.hash)
         if known is None or (p.block, p.source_event_id) < (known.payload.block,
                                                             known.payload.source_event_id):
             kept[p.hash] = env
     return kept
+
+
+def read_accepted(kafka: KafkaSettings) -> dict[str, Envelope]:
+    """hash → its accepted request, read from the log (withdrawn requests left out)."""
+    withdrawn = {
+        env.payload.request_event_id
+        for env in read_all(kafka, kafka.topics.cancellations, EvaluationCancelled,
+                            name=f"{PRODUCER_NAME}-withdrawn")
+    }
+    return accepted_requests(read_all(kafka, kafka.topics.evaluation_requests,
+                                      EvaluationRequested, name=f"{PRODUCER_NAME}-read"),
+                             withdrawn)
 
 
 def rescore_envelope(request_env: Envelope, version: str) -> Envelope:
@@ -135,8 +155,7 @@ def rescore_envelope(request_env: Envelope, version: str) -> Envelope:
 def plan(kafka: KafkaSettings, version: str, selection: Selection) -> Plan:
     """Read the log and work out what to queue; :class:`RescoreError` when a named hash or
     hotkey has no accepted request."""
-    requests = accepted_requests(read_all(kafka, kafka.topics.evaluation_requests,
-                                          EvaluationRequested, name=f"{PRODUCER_NAME}-read"))
+    requests = read_accepted(kafka)
     selected = [env for env in requests.values() if selection.matches(env.payload)]
     missing = [h for h in selection.hashes if h not in requests]
     if missing:

@@ -12,7 +12,7 @@ from typing import Any
 from tqdm import tqdm
 
 from producers import rescore
-from schemas.events import EvaluationRequested, ScoreComputed, ScoringActivated
+from schemas.events import ScoreComputed, ScoringActivated
 from scoring.versions import known_versions
 from speechstream.exceptions import SpeechstreamError
 from speechstream.kafka.producer import EventProducer
@@ -26,7 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "rescore", help="re-score accepted submissions with another scoring version",
         description="Read the accepted evaluation requests from the log (evaluation.requests, "
-        "one per hash: the earliest block) and re-emit the selected ones for --scoring-version "
+        "one per hash: the earliest block; requests withdrawn as displaced duplicates left "
+        "out) and re-emit the selected ones for --scoring-version "
         "on the evaluators' lower-priority lane (evaluation.rescores): evaluators take new "
         "submissions first and re-scores only while none waits. Event ids derive from the "
         "request and the version, and what the lane holds already is not queued again: "
@@ -183,9 +184,7 @@ def _coverage(kafka: KafkaSettings) -> tuple[str | None, int, dict[str, dict[str
     activations = rescore.read_all(kafka, kafka.topics.scoring_active, ScoringActivated,
                                    name=f"{rescore.PRODUCER_NAME}-active")
     active = activations[-1].payload.scoring_version if activations else None
-    accepted = rescore.accepted_requests(rescore.read_all(
-        kafka, kafka.topics.evaluation_requests, EvaluationRequested,
-        name=f"{rescore.PRODUCER_NAME}-read"))
+    accepted = rescore.read_accepted(kafka)
     seen: set[tuple[str, str]] = set()
     per: dict[str, dict[str, int]] = {}
     for env in rescore.read_all(kafka, kafka.topics.scores, ScoreComputed,
