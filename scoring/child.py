@@ -26,11 +26,13 @@ def run_job(job: dict[str, Any], channel: IO[str]) -> ScoringResult:
     submission = Submission.model_validate(job["submission"])
     device = str(job.get("device", "cpu"))
     try:
+        # The engine (torch, transformers) is imported before the memory limit is set: the
+        # limit bounds the evaluation, and mapping torch's libraries under it fails.
+        from scoring.engine import ScoringEngine
+
         if settings.memory_limit_bytes and device == "cpu":
             limit = settings.memory_limit_bytes
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-        from scoring.engine import ScoringEngine
-
         engine = ScoringEngine(settings, device)
         try:
             return engine.score(
