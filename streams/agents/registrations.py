@@ -28,6 +28,7 @@ from streams.agents.emit import emit, reject
 from streams.deadletter import decode_or_dead_letter
 from streams.metrics import StreamsMetrics
 from streams.rules import (
+    Rejection,
     check_handover,
     check_hotkey,
     check_registration,
@@ -100,18 +101,27 @@ def register_agents(
             await s.claimed.send(key=p.hotkey.encode(), value=encode(env))
             metrics.seconds.observe(time.perf_counter() - started)
 
+    async def refuse(env: Envelope, p: MinerRegistered | UidHandover,
+                     rejection: Rejection) -> None:
+        """Reject the claim and hand the uid back to its owner table (by uid)."""
+        await reject(s.rejected, env, rejection, metrics)
+        await emit(s.released, p, key=str(p.uid), source=env, stage="released")
+
+    async def hold(env: Envelope, p: MinerRegistered | UidHandover) -> None:
+        """The hotkey holds the uid from the event's block on: the tables, then the registry."""
+        s.hotkey_uid[p.hotkey] = p.uid
+        s.hotkey_registered[p.hotkey] = p.block
+        forget_reassigned(p.hotkey)
+        await emit(s.miners, p, key=p.hotkey, source=env, stage="registered")
+
     async def grant(env: Envelope, p: UidHandover) -> None:
         """On the new hotkey's partition: it takes the uid unless it holds another; then the
         previous owner's partition is told."""
         rejection = check_handover(p, s.hotkey_uid.get(p.hotkey))
         if rejection is not None:
-            await reject(s.rejected, env, rejection, metrics)
-            await emit(s.released, p, key=str(p.uid), source=env, stage="released")
+            await refuse(env, p, rejection)
             return
-        s.hotkey_uid[p.hotkey] = p.uid
-        s.hotkey_registered[p.hotkey] = p.block
-        forget_reassigned(p.hotkey)
-        await emit(s.miners, p, key=p.hotkey, source=env, stage="registered")
+        await hold(env, p)
         if p.previous is not None and p.previous != p.hotkey:
             revoked = UidRevoked(hotkey=p.previous, uid=p.uid, to=p.hotkey, block=p.block,
                                  source_event_id=p.source_event_id)
@@ -144,13 +154,9 @@ def register_agents(
             rejection = check_hotkey(p, s.hotkey_uid.get(p.hotkey),
                                      s.hotkey_reassigned.get(p.hotkey))
             if rejection is not None:
-                await reject(s.rejected, env, rejection, metrics)
-                await emit(s.released, p, key=str(p.uid), source=env, stage="released")
+                await refuse(env, p, rejection)
                 continue
-            s.hotkey_uid[p.hotkey] = p.uid
-            s.hotkey_registered[p.hotkey] = p.block
-            forget_reassigned(p.hotkey)
-            await emit(s.miners, p, key=p.hotkey, source=env, stage="registered")
+            await hold(env, p)
             metrics.validated.labels(p.type).inc()
 
     @app.agent(s.released, name="release_uid")
