@@ -10,6 +10,7 @@ the new group: the new worker restores the tables and resumes where the old one 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 from confluent_kafka import (
@@ -17,6 +18,7 @@ from confluent_kafka import (
     Consumer,
     ConsumerGroupState,
     ConsumerGroupTopicPartitions,
+    KafkaError,
     KafkaException,
     Producer,
     TopicPartition,
@@ -29,6 +31,11 @@ from streams.exceptions import StateMoveError
 
 log = logging.getLogger(__name__)
 TIMEOUT_S = 30.0
+WATERMARK_TRIES = 10
+WATERMARK_RETRY_S = 0.5
+# A topic created a moment ago: its partitions' leaders are not known everywhere yet.
+_NOT_READY = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                        KafkaError.UNKNOWN_TOPIC_OR_PART})
 _IDLE = (ConsumerGroupState.EMPTY, ConsumerGroupState.DEAD)
 
 
@@ -120,10 +127,24 @@ def _watermarks(consumer: Consumer, topic: str) -> dict[int, tuple[int, int]]:
     meta = consumer.list_topics(topic, timeout=TIMEOUT_S).topics.get(topic)
     if meta is None or meta.error is not None:
         return {}
-    return {
-        p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=TIMEOUT_S)
-        for p in meta.partitions
-    }
+    return {p: _watermark(consumer, TopicPartition(topic, p)) for p in meta.partitions}
+
+
+def _watermark(consumer: Consumer, tp: TopicPartition) -> tuple[int, int]:
+    """One partition's watermarks, asked again while the broker's answer is retriable (a topic
+    created a moment ago: its leader not known everywhere yet)."""
+    for attempt in range(WATERMARK_TRIES):
+        try:
+            return consumer.get_watermark_offsets(tp, timeout=TIMEOUT_S)
+        except KafkaException as exc:
+            error = exc.args[0]
+            if not (error.retriable() or error.code() in _NOT_READY) \
+                    or attempt == WATERMARK_TRIES - 1:
+                raise
+            log.info("watermarks of %s/%s: %s; asking again", tp.topic, tp.partition,
+                     error.str())
+            time.sleep(WATERMARK_RETRY_S)
+    raise AssertionError("unreachable")
 
 
 def _copy_topic(kafka: KafkaSettings, source: str, target: str) -> int:

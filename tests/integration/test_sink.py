@@ -177,7 +177,8 @@ def test_the_leaderboard_orders_by_status_then_score(db_conninfo) -> None:
         assert counts(conn) == {"miners": 0, "submissions": 6, "status_events": 3, "scores": 3,
                                 "sample_results": 0, "audits": 0, "rejections": 1,
                                 "dead_letters": 0, "weights": 0, "weight_entries": 0,
-                                "minerboard": 0, "scoring_activations": 0}
+                                "minerboard": 0, "scoring_activations": 0,
+                                "withdrawals": 0}
 
 
 def test_a_rescore_lives_beside_the_score_and_never_moves_the_submission_row(db_conninfo) -> None:
