@@ -47,15 +47,11 @@ def group_members_with_partitions(settings: KafkaSettings, group: str,
                                   timeout_s: float = 10.0) -> int:
     """How many members of a stable consumer ``group`` own partitions (0 while it rebalances,
     or when the broker does not answer within ``timeout_s``)."""
-    admin = admin_client(settings)  # kept alive until the answer is in
     try:
-        described = admin.describe_consumer_groups([group])[group].result(timeout=timeout_s)
-    except (KafkaException, TimeoutError):
+        info = describe_group(settings, group, timeout_s)
+    except TopicAdminError:
         return 0
-    if described.state != ConsumerGroupState.STABLE:
-        return 0
-    return sum(1 for m in described.members
-               if m.assignment is not None and m.assignment.topic_partitions)
+    return info.members_with_partitions if info.state == ConsumerGroupState.STABLE.name else 0
 
 
 @dataclass(frozen=True)
