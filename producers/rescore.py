@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 
+from producers.miner import publish as publish_events
 from schemas.envelope import Envelope, derived_event_id, new_envelope
 from schemas.events import (
     EvaluationCancelled,
@@ -231,6 +232,30 @@ class ScoreWatch:
 
     def close(self) -> None:
         self._consumer.close()
+
+
+def coverage(kafka: KafkaSettings) -> tuple[str | None, int, dict[str, dict[str, int]]]:
+    """From the log: the activated version (None before any), how many submissions are
+    accepted, and per scoring version how many of them have a COMPLETED or FAILED score."""
+    activations = read_all(kafka, kafka.topics.scoring_active, ScoringActivated,
+                           name=f"{PRODUCER_NAME}-active")
+    active = activations[-1].payload.scoring_version if activations else None
+    accepted = read_accepted(kafka)
+    seen: set[tuple[str, str]] = set()
+    per: dict[str, dict[str, int]] = {}
+    for env in read_all(kafka, kafka.topics.scores, ScoreComputed,
+                        name=f"{PRODUCER_NAME}-scores"):
+        p = env.payload
+        if p.hash in accepted and (p.hash, p.scoring_version) not in seen:
+            seen.add((p.hash, p.scoring_version))
+            counts = per.setdefault(p.scoring_version, {"COMPLETED": 0, "FAILED": 0})
+            counts[p.status] += 1
+    return active, len(accepted), per
+
+
+def activate(kafka: KafkaSettings, version: str, reason: str | None = None) -> None:
+    """Publish the activation of ``version`` on ``scoring.active`` and wait for the broker."""
+    publish_events(kafka, kafka.topics.scoring_active, [activation(version, reason)])
 
 
 def activation(version: str, reason: str | None = None) -> Envelope:

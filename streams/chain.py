@@ -12,40 +12,34 @@ from __future__ import annotations
 import logging
 
 from schemas.events import ChainBlock
-from speechstream.kafka.consumer import Batch, EventConsumer
+from speechstream.kafka.consumer import Batch
+from speechstream.kafka.follow import TopicFollower
 from speechstream.settings import KafkaSettings
 
 CONSUMER_NAME = "speechstream-intake-chain"
-CATCH_UP_LIMIT_S = 10.0
 
 
-class ChainHead:
+class ChainHead(TopicFollower):
     """The highest block published on ``chain.blocks`` (None before the first)."""
 
     def __init__(self, kafka: KafkaSettings, *, logger: logging.Logger | None = None) -> None:
-        self._log = logger or logging.getLogger(__name__)
-        self._consumer = EventConsumer(
-            kafka, name=CONSUMER_NAME, topics=[kafka.topics.chain_blocks],
-            config={"group.id": CONSUMER_NAME, "enable.auto.commit": False,
-                    "isolation.level": "read_committed"},
-            expected=ChainBlock, logger=self._log,
-        )
+        super().__init__(kafka, kafka.topics.chain_blocks, ChainBlock, name=CONSUMER_NAME,
+                         logger=logger)
         self.head: int | None = None
 
     def start(self) -> None:
         """Read the topic from its start to its end."""
-        self._consumer.start(from_start=True)
-        self.catch_up()
+        self._read_from_start()
         self._log.info("chain head at start: %s", self.head)
 
     def refresh(self) -> int | None:
         """Take what has arrived, without waiting; the head."""
-        self._take(self._consumer.poll(1000, 0))
+        self._read_new()
         return self.head
 
     def catch_up(self) -> int | None:
         """Read up to what is published now (at most ``CATCH_UP_LIMIT_S``); the head."""
-        self._consumer.read_to_end(self._take, CATCH_UP_LIMIT_S)
+        self._read_to_end()
         return self.head
 
     def _take(self, batch: Batch) -> None:
@@ -53,7 +47,3 @@ class ChainHead:
             block = env.payload.block
             if self.head is None or block > self.head:
                 self.head = block
-
-    def close(self) -> None:
-        """Close the consumer."""
-        self._consumer.close()

@@ -12,10 +12,8 @@ from typing import Any
 from tqdm import tqdm
 
 from producers import rescore
-from schemas.events import ScoreComputed, ScoringActivated
 from scoring.versions import known_versions
 from speechstream.exceptions import SpeechstreamError
-from speechstream.kafka.producer import EventProducer
 from speechstream.settings import KafkaSettings
 
 DEFAULT_WAIT_S = 24 * 3600.0
@@ -179,28 +177,10 @@ def _report(args: argparse.Namespace, out: dict[str, Any], line: str) -> int:
     return 0
 
 
-def _coverage(kafka: KafkaSettings) -> tuple[str | None, int, dict[str, dict[str, int]]]:
-    """(activated version, accepted submissions, version → {COMPLETED, FAILED} of them)."""
-    activations = rescore.read_all(kafka, kafka.topics.scoring_active, ScoringActivated,
-                                   name=f"{rescore.PRODUCER_NAME}-active")
-    active = activations[-1].payload.scoring_version if activations else None
-    accepted = rescore.read_accepted(kafka)
-    seen: set[tuple[str, str]] = set()
-    per: dict[str, dict[str, int]] = {}
-    for env in rescore.read_all(kafka, kafka.topics.scores, ScoreComputed,
-                                name=f"{rescore.PRODUCER_NAME}-scores"):
-        p = env.payload
-        if p.hash in accepted and (p.hash, p.scoring_version) not in seen:
-            seen.add((p.hash, p.scoring_version))
-            counts = per.setdefault(p.scoring_version, {"COMPLETED": 0, "FAILED": 0})
-            counts[p.status] += 1
-    return active, len(accepted), per
-
-
 def _status(args: argparse.Namespace) -> int:
     kafka = KafkaSettings()
     try:
-        active, total, per = _coverage(kafka)
+        active, total, per = rescore.coverage(kafka)
     except SpeechstreamError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -225,7 +205,7 @@ def _activate(args: argparse.Namespace) -> int:
         return 1
     kafka = KafkaSettings()
     try:
-        active, total, per = _coverage(kafka)
+        active, total, per = rescore.coverage(kafka)
         c = per.get(args.version, {"COMPLETED": 0, "FAILED": 0})
         missing = total - c["COMPLETED"] - c["FAILED"]
         if missing and not args.force:
@@ -234,10 +214,7 @@ def _activate(args: argparse.Namespace) -> int:
                   f"{args.version} --all --wait`) or pass --force; not activated",
                   file=sys.stderr)
             return 1
-        with EventProducer(kafka) as producer:
-            producer.send(kafka.topics.scoring_active,
-                          rescore.activation(args.version, args.reason))
-            producer.flush()
+        rescore.activate(kafka, args.version, args.reason)
     except SpeechstreamError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
