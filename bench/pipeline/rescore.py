@@ -40,7 +40,7 @@ from devstack.stack import DevStack
 from producers import rescore
 from schemas.codec import encode
 from schemas.envelope import new_envelope
-from schemas.events import EvaluationRequested
+from schemas.events import EvaluationRequested, ScoreComputed
 from speechstream.kafka.admin import create_topics
 from speechstream.settings import DevSettings, KafkaSettings
 
@@ -69,13 +69,12 @@ def _commit_to_end(kafka: KafkaSettings, group: str, topic: str) -> None:
         consumer.close()
 
 
-def _rescored(watch: rescore.ScoreWatch) -> int:
-    """The re-scores with a committed score so far (the watch reads only what is new)."""
-    while True:
-        before = watch.scored
-        watch.poll(0.2)
-        if watch.scored == before:
-            return watch.scored
+def _rescored(kafka: KafkaSettings) -> int:
+    """Committed v1 scores (the re-scores) so far: read, since a transactional topic's offsets
+    count its commit markers too."""
+    scores = rescore.read_all(kafka, kafka.topics.scores, ScoreComputed,
+                              name=f"bench-rescore-{uuid.uuid4().hex[:6]}")
+    return sum(env.payload.scoring_version == "v1" for env in scores)
 
 
 def _new_submission_waits(kafka: KafkaSettings, n: int, first: int, evaluator: ServiceProcess
@@ -141,25 +140,23 @@ def main(argv: list[str] | None = None) -> dict:
            "SPEECHSTREAM_TOPIC_PREFIX": prefix, "SPEECHSTREAM_EVALUATOR_GROUP_ID": group,
            "PYTHONPATH": str(Path.cwd())}
     logs = Path(f"/tmp/{prefix}logs")
-    watch = rescore.ScoreWatch(kafka, "v1", planned.hashes)
     evaluator = ServiceProcess("evaluator", ["evaluator", "run", "--scorer", SCORER],
                                logs / "evaluator.log", env).start()
     try:
         # Let it start on the backlog, then measure its re-score rate over a window.
         deadline = time.monotonic() + 120
-        while _rescored(watch) < 50:
+        while _rescored(kafka) < 50:
             evaluator.check()
             if time.monotonic() > deadline:
                 raise RuntimeError("the evaluator scored nothing in 120 s")
             time.sleep(0.5)
-        before, t0 = _rescored(watch), time.monotonic()
+        before, t0 = _rescored(kafka), time.monotonic()
         time.sleep(10)
-        rate = (_rescored(watch) - before) / (time.monotonic() - t0)
+        rate = (_rescored(kafka) - before) / (time.monotonic() - t0)
         behind = _new_submission_waits(kafka, args.new, 0, evaluator)
-        backlog = args.requests - _rescored(watch)
+        backlog = args.requests - _rescored(kafka)
     finally:
         evaluator.stop()
-        watch.close()
     # An evaluator of a group committed past everything so far: the new requests meet an
     # empty lane.
     group = f"{prefix}evaluators-empty-lane"
