@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 import uuid
 from pathlib import Path
@@ -22,8 +23,17 @@ from speechstream.kafka.admin import create_topics, delete_topics
 from speechstream.settings import KafkaSettings
 
 
-def validated_per_s(kafka: KafkaSettings, n_miners: int, n_submissions: int) -> float:
-    """Submissions/s one worker validates and routes, on fresh topics under ``kafka``'s broker.
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds process ``pid`` (all its threads) has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def validated_per_s(kafka: KafkaSettings, n_miners: int, n_submissions: int
+                    ) -> tuple[float, float]:
+    """Submissions/s one worker validates and routes, on fresh topics under ``kafka``'s broker,
+    and the worker's CPU microseconds per submission while it does (less sensitive than the
+    rate to whatever else runs on the machine).
 
     ``kafka``'s topic prefix is replaced by a fresh one; those topics are deleted afterwards.
     """
@@ -44,9 +54,13 @@ def validated_per_s(kafka: KafkaSettings, n_miners: int, n_submissions: int) -> 
         time.sleep(3)  # the miners agent updates its table just after the topic
         per_miner = max(1, n_submissions // n_miners)
         subs = [(k, v) for k, v, _ in data.submissions(keys, per_miner)]
+        assert worker.process is not None
+        cpu = cpu_seconds(worker.process.pid)
         produce(run, t.submissions, subs)
         wait_count(run, t.evaluation_requests, len(subs), 900, [worker])
-        return rate_from_timestamps(run, t.evaluation_requests, len(subs))
+        cpu = cpu_seconds(worker.process.pid) - cpu
+        return (rate_from_timestamps(run, t.evaluation_requests, len(subs)),
+                cpu * 1e6 / len(subs))
     finally:
         worker.stop()
         delete_topics(run, [name for name, _ in t.all()])
@@ -58,9 +72,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--miners", type=int, default=5_000)
     parser.add_argument("--submissions", type=int, default=50_000)
     args = parser.parse_args(argv)
-    rate = validated_per_s(KafkaSettings(), args.miners, args.submissions)
+    rate, cpu_us = validated_per_s(KafkaSettings(), args.miners, args.submissions)
     result = {"miners": args.miners, "submissions": args.submissions,
-              "validated_per_s": round(rate)}
+              "validated_per_s": round(rate), "worker_cpu_us_per_submission": round(cpu_us)}
     print(json.dumps(result))
     return result
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from pathlib import Path
+from typing import Any
 
 import faust
 
@@ -42,7 +43,13 @@ def build_app(
 
 class _Worker(faust.Worker):
     """A Faust worker stopped by the service's stop event, not by signal handlers of its own:
-    the service runner owns SIGTERM and SIGINT."""
+    the service runner owns SIGTERM and SIGINT; and without Faust's terminal spinner, which
+    sets the root logger to DEBUG (so that it spins on every record): every ``log.debug`` of
+    Faust and aiokafka, several per record sent, would build a log record to be dropped."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.spinner = None
 
     def install_signal_handlers(self) -> None:
         """Leave the process's signal handlers to the service runner."""
