@@ -54,4 +54,8 @@ def create_app(kafka: KafkaSettings, streams: StreamsSettings) -> faust.App:
     )
     # Faust has no setting for it; the transport (streams.transport) reads it from the app.
     app.fetch_max_wait_ms = streams.fetch_max_wait_ms  # type: ignore[attr-defined]
+    # The transport's producer sends through confluent-kafka with this configuration.
+    app.librdkafka_producer_config = kafka.producer_config(  # type: ignore[attr-defined]
+        **{"client.id": app_id, "enable.idempotence": True, "acks": "all",
+           "linger.ms": 5, "message.timeout.ms": 120_000})
     return app

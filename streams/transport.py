@@ -11,14 +11,27 @@ producers are unaffected. It is registered with Faust under the ``speechstream``
 Faust also hard-codes the worker consumer's ``fetch_max_wait_ms=1500``; this transport sets
 the app's ``fetch_max_wait_ms`` (``SPEECHSTREAM_STREAMS_FETCH_MAX_WAIT_MS``, 1500 unless set)
 instead. What a shorter wait did (nothing measurable) is in ``docs/latency.md``.
+
+Its producer is :class:`LibrdkafkaProducer`: every record the worker sends (the agents' events
+and the tables' changelogs) goes through one confluent-kafka (librdkafka) producer, which
+batches and sends in librdkafka's own threads, instead of aiokafka's pure-Python record
+batching on the event loop; Faust still flushes it, and a failed delivery fails the flush,
+before it commits the offsets of the records that caused them.
 """
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 import aiokafka
+from confluent_kafka import KafkaError, Message
+from confluent_kafka import Producer as RdProducer
+from faust.exceptions import ProducerSendError
 from faust.transport.drivers import aiokafka as driver
+from faust.types import TP, HeadersArg, RecordMetadata
 
 SCHEME = "speechstream"
 
@@ -43,7 +56,132 @@ class Consumer(driver.Consumer):
         return CommittedConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
 
+POLL_INTERVAL_S = 0.005
+"""How often the producer serves its delivery reports while records are in flight."""
+
+
+class LibrdkafkaProducer(driver.Producer):
+    """Faust's producer sending through confluent-kafka; the aiokafka producer it extends is
+    still started, for what Faust asks of it besides sending (creating topics, partitions).
+
+    The librdkafka configuration is the app's ``librdkafka_producer_config`` (``streams.app``:
+    idempotent, ``acks=all``, the Java client's murmur2 partitioner, so keys land where
+    aiokafka put them). :meth:`send` returns a future resolved by the record's delivery
+    report; :meth:`flush`, which Faust awaits before it commits offsets, returns once every
+    record sent so far is delivered, and raises :class:`ProducerSendError` if any failed.
+    Transactions (Faust's exactly-once mode, not used here) stay aiokafka's.
+    """
+
+    _rd: RdProducer | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
+    _loop_thread: int | None = None
+    _poller: asyncio.Task[None] | None = None
+    _failures: list[str]
+
+    async def on_start(self) -> None:
+        """Start the aiokafka producer, then the librdkafka one and its delivery poller."""
+        await super().on_start()
+        self._failures = []
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._rd = RdProducer(dict(self.app.librdkafka_producer_config))
+        self._poller = self._loop.create_task(self._poll_deliveries())
+
+    async def on_stop(self) -> None:
+        """Deliver what is in flight, then stop both producers."""
+        if self._rd is not None:
+            await self._drain()
+        if self._poller is not None:
+            self._poller.cancel()
+        self._rd = None
+        await super().on_stop()
+
+    async def _poll_deliveries(self) -> None:
+        rd = self._rd
+        assert rd is not None
+        while True:
+            await asyncio.sleep(POLL_INTERVAL_S)
+            if len(rd):
+                rd.poll(0)
+
+    def _delivered(self, fut: asyncio.Future[RecordMetadata], err: KafkaError | None,
+                   msg: Message) -> None:
+        """A delivery report, served by ``poll`` on the event loop (or by ``flush`` in
+        another thread, then handed to the loop)."""
+        if threading.get_ident() != self._loop_thread:
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(self._delivered, fut, err, msg)
+            return
+        if fut.done():
+            return
+        if err is not None:
+            reason = f"{msg.topic()}: {err.str()}"
+            self._failures.append(reason)
+            fut.set_exception(ProducerSendError(f"Error while sending: {reason}"))
+            return
+        topic, partition = msg.topic(), msg.partition()
+        assert topic is not None and partition is not None
+        offset = msg.offset()
+        fut.set_result(RecordMetadata(
+            topic=topic, partition=partition, topic_partition=TP(topic, partition),
+            offset=offset if offset is not None else -1,
+            timestamp=msg.timestamp()[1] / 1000.0, timestamp_type=msg.timestamp()[0]))
+
+    async def send(
+        self, topic: str, key: bytes | None, value: bytes | None, partition: int | None,
+        timestamp: float | None, headers: HeadersArg | None, *,
+        transactional_id: str | None = None,
+    ) -> Awaitable[RecordMetadata]:
+        """Hand the record to librdkafka; the future resolves on its delivery report."""
+        if transactional_id:
+            return await super().send(topic, key, value, partition, timestamp, headers,
+                                      transactional_id=transactional_id)
+        rd = self._rd
+        if rd is None:
+            raise ProducerSendError("producer not started")
+        if isinstance(headers, Mapping):
+            headers = list(headers.items())
+        self._send_on_produce_message(key=key, value=value, partition=partition,
+                                      timestamp=timestamp, headers=headers)
+        assert self._loop is not None
+        fut: asyncio.Future[RecordMetadata] = self._loop.create_future()
+        kwargs: dict[str, Any] = {"key": key, "value": value,
+                                  "on_delivery": lambda err, msg: self._delivered(fut, err, msg)}
+        if partition is not None:
+            kwargs["partition"] = partition
+        if timestamp:
+            kwargs["timestamp"] = int(timestamp * 1000.0)
+        if headers:
+            kwargs["headers"] = headers
+        while True:
+            try:
+                rd.produce(topic, **kwargs)
+                break
+            except BufferError:  # librdkafka's queue is full: let deliveries free it
+                rd.poll(0)
+                await asyncio.sleep(POLL_INTERVAL_S)
+        return fut
+
+    async def flush(self) -> None:
+        """Return once every record sent so far is delivered; raise
+        :class:`ProducerSendError` if a delivery failed since the last flush."""
+        await super().flush()
+        await self._drain()
+        if self._failures:
+            failures, self._failures = self._failures, []
+            raise ProducerSendError(f"{len(failures)} records not delivered, first: "
+                                    f"{failures[0]}")
+
+    async def _drain(self) -> None:
+        rd = self._rd
+        assert rd is not None
+        if len(rd):
+            assert self._loop is not None
+            await self._loop.run_in_executor(None, rd.flush)
+
+
 class Transport(driver.Transport):
-    """Faust's aiokafka transport with :class:`Consumer`."""
+    """Faust's aiokafka transport with :class:`Consumer` and :class:`LibrdkafkaProducer`."""
 
     Consumer = Consumer
+    Producer = LibrdkafkaProducer
