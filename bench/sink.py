@@ -29,7 +29,7 @@ from schemas.codec import encode
 from schemas.envelope import Envelope
 from sinks.postgres import PostgresSink
 from speechstream.kafka.admin import create_topics, delete_topics
-from speechstream.settings import DatabaseSettings, KafkaSettings
+from speechstream.settings import DatabaseSettings, KafkaSettings, SinkSettings
 
 HK = "ab" * 32
 
@@ -50,9 +50,11 @@ def backlog(n_rows: int) -> list[Envelope]:
     return envelopes
 
 
-def copy_merge_ceiling(conninfo: str, n_rows: int, batch_size: int = 5_000) -> float:
+def copy_merge_ceiling(conninfo: str, n_rows: int, batch_size: int | None = None) -> float:
     """Rows/s written by the sink's batch writer with no Kafka in the way (envelopes built
-    before the clock starts, see :func:`backlog`)."""
+    before the clock starts, see :func:`backlog`), in batches of the sink's size
+    (``SinkSettings.batch_size``) unless told."""
+    batch_size = batch_size or SinkSettings().batch_size
     envelopes = backlog(n_rows)
     sink = PostgresSink(conninfo)
     sink.setup()
@@ -70,6 +72,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--miners", type=int, default=5_000)
     parser.add_argument("--submissions", type=int, default=50_000)
     parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--sink-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="an extra environment variable for the sink (repeatable)")
     args = parser.parse_args(argv)
 
     tag = uuid.uuid4().hex[:6]
@@ -91,7 +95,8 @@ def main(argv: list[str] | None = None) -> dict:
     env = {"KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
            "SPEECHSTREAM_TOPIC_PREFIX": prefix, "DATABASE_URL": conninfo,
            "SPEECHSTREAM_SINK_GROUP_ID": f"{prefix}sink",
-           "SPEECHSTREAM_SINK_INSTANCE_ID": f"{prefix}sink"}
+           "SPEECHSTREAM_SINK_INSTANCE_ID": f"{prefix}sink",
+           **dict(pair.split("=", 1) for pair in args.sink_env)}
     log = Path(f"/tmp/{prefix}logs/sink.log")
     sink = ServiceProcess("sink", ["sink", "run"], log, env).start()
     result: dict = {"rows": expected, "sink_pid": sink.process.pid if sink.process else None}
