@@ -4,8 +4,19 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from schemas.envelope import Envelope
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A batch as :meth:`Sink.prepare` leaves it for :meth:`Sink.write_prepared`: the
+    envelopes, and what the sink derived from them without a connection (``None``: nothing)."""
+
+    envelopes: Sequence[Envelope]
+    derived: Any = None
 
 
 class Sink(ABC):
@@ -18,6 +29,16 @@ class Sink(ABC):
     @abstractmethod
     def write_batch(self, envelopes: Sequence[Envelope]) -> dict[str, int]:
         """Write every envelope in one transaction; return rows written per table."""
+
+    def prepare(self, envelopes: Sequence[Envelope]) -> Prepared:
+        """The part of writing the batch that needs no connection (the running sink calls it
+        on its consuming thread while the previous batch is written); pure, so a batch that is
+        written again is not prepared again."""
+        return Prepared(envelopes)
+
+    def write_prepared(self, prepared: Prepared) -> dict[str, int]:
+        """:meth:`write_batch` of a prepared batch."""
+        return self.write_batch(prepared.envelopes)
 
     @abstractmethod
     def close(self) -> None:

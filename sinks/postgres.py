@@ -25,7 +25,7 @@ from psycopg.postgres import types as pg_types
 
 from schemas.envelope import Envelope
 from sinks import statements
-from sinks.base import Sink
+from sinks.base import Prepared, Sink
 from sinks.exceptions import SinkError
 from sinks.rows import rows_of
 from sinks.tables import FEEDS, TABLES, Feed, Row
@@ -107,8 +107,19 @@ class PostgresSink(Sink):
     def write_batch(self, envelopes: Sequence[Envelope]) -> dict[str, int]:
         """Write the batch in one transaction; a connection lost since the last batch (a
         database restart) is replaced by a new one first."""
+        return self.write_prepared(self.prepare(envelopes))
+
+    def prepare(self, envelopes: Sequence[Envelope]) -> Prepared:
+        """The batch's staging rows per feed (:func:`sinks.rows.rows_of`)."""
+        return Prepared(envelopes, rows_of(envelopes))
+
+    def write_prepared(self, prepared: Prepared) -> dict[str, int]:
+        """:meth:`write_batch` of the rows :meth:`prepare` derived."""
+        envelopes = prepared.envelopes
+        rows: dict[str, list[Row]] = prepared.derived
+        if rows is None:
+            rows = rows_of(envelopes)
         conn = self._live_connection()
-        rows = rows_of(envelopes)
         written = {f.name: len(rows[f.name]) for f in FEEDS if f.event and rows[f.name]}
         if not written:
             return written

@@ -55,7 +55,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from schemas.envelope import Envelope
-from sinks.base import Sink
+from sinks.base import Prepared, Sink
 from sinks.compare import TableComparison, compare
 from sinks.exceptions import RebuildError, RebuildInterrupted, SinkError
 from sinks.metrics import SinkMetrics
@@ -164,8 +164,14 @@ class _Counting(Sink):
         self._inner.setup()
 
     def write_batch(self, envelopes: Sequence[Envelope]) -> dict[str, int]:
-        rows = self._inner.write_batch(envelopes)
-        self._on_written(len(envelopes))
+        return self.write_prepared(self.prepare(envelopes))
+
+    def prepare(self, envelopes: Sequence[Envelope]) -> Prepared:
+        return self._inner.prepare(envelopes)
+
+    def write_prepared(self, prepared: Prepared) -> dict[str, int]:
+        rows = self._inner.write_prepared(prepared)
+        self._on_written(len(prepared.envelopes))
         return rows
 
     def close(self) -> None:

@@ -278,7 +278,10 @@ class SinkSettings(BaseSettings):
         45_000, ge=6_000, description="How long a stopped sink's partitions wait for it (a "
         "static member) before they go to the other sinks of its group.",
     )
-    batch_size: int = 5_000
+    batch_size: int = Field(
+        20_000, ge=1, description="The most records one batch (one database transaction) "
+        "takes; a backlog drains faster in larger ones, a trickle is written as it comes.",
+    )
     batch_timeout_s: float = 0.2
     retry_backoff_s: float = Field(
         0.5, gt=0, description="First wait before a write or commit that failed transiently "

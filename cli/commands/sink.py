@@ -16,7 +16,7 @@ from sinks.metrics import SinkMetrics
 from sinks.migrate import apply_migrations
 from sinks.postgres import PostgresSink
 from sinks.rebuild import Rebuild
-from sinks.runner import SinkService
+from sinks.runner import SinkService, tune_interpreter
 from speechstream.exceptions import SpeechstreamError
 from speechstream.service import stop_on_signals
 from speechstream.settings import DatabaseSettings, KafkaSettings, SinkSettings
@@ -30,14 +30,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "run", help="consume (read_committed) and write batches until stopped",
         description="Apply migrations, then consume the registry's topics and write them in "
         "batches (COPY + one merge per table, idempotent), committing offsets after each "
-        "database transaction. A database or broker that is away (a restart) is waited for: "
-        "the batch, or its offset commit, is tried again with backoff while /health says "
-        "'degraded'; only a fatal error (credentials, a missing table) ends it. Settings: "
+        "database transaction; the next batch is consumed and decoded while one is written. "
+        "A database or broker that is away (a restart) is waited for: the batch, or its "
+        "offset commit, is tried again with backoff while /health says 'degraded'; only a "
+        "fatal error (credentials, a missing table) ends it. Settings: "
         "SPEECHSTREAM_SINK_GROUP_ID, _INSTANCE_ID (static group membership, default "
         "sink-<hostname>: a restarted sink takes its partitions back at once; one id per sink "
         "of a group), _SESSION_TIMEOUT_MS (how long a stopped sink's partitions wait for it, "
-        "default 45000), _BATCH_SIZE, _BATCH_TIMEOUT_S, _RETRY_BACKOFF_S (first wait, 0.5), "
-        "_RETRY_BACKOFF_MAX_S (longest wait, 10), _METRICS_PORT (serves /metrics and /health).",
+        "default 45000), _BATCH_SIZE (20000), _BATCH_TIMEOUT_S, _RETRY_BACKOFF_S (first "
+        "wait, 0.5), _RETRY_BACKOFF_MAX_S (longest wait, 10), _METRICS_PORT (serves /metrics "
+        "and /health).",
     )
     add_metrics_port(run)
     run.set_defaults(func=_run)
@@ -86,6 +88,7 @@ def _run(args: argparse.Namespace) -> int:
     registry = CollectorRegistry()
     service = SinkService(KafkaSettings(), settings, PostgresSink(database.conninfo),
                           metrics=SinkMetrics.create(registry))
+    tune_interpreter()
     return serve(service, registry, settings.metrics_port)
 
 
@@ -101,6 +104,7 @@ def _rebuild(args: argparse.Namespace) -> int:
                "({rate_fmt})\n")
     if sys.stderr.isatty():
         bar.mininterval = 1.0
+    tune_interpreter()
     job = Rebuild(DatabaseSettings().conninfo, KafkaSettings(), SinkSettings(), stop=stop,
                   on_written=bar.update,
                   on_phase=lambda line: print(f"rebuild: {line}", file=sys.stderr),

@@ -47,9 +47,17 @@ class Batch:
     """The message of each envelope (same positions)."""
     dead_letters: list[tuple[Message, Envelope]] = field(default_factory=list)
     kept: int = 0
+    ends: dict[tuple[str, int], int] = field(default_factory=dict)
+    """(topic, partition) → the offset after the batch's last record there."""
 
     def __len__(self) -> int:
         return len(self.messages) + len(self.dead_letters) + self.kept
+
+    def offsets(self) -> list[TopicPartition]:
+        """The offsets to commit once the batch is done: after its last record in each
+        partition it read from (decoded, dead-lettered or kept)."""
+        return [TopicPartition(topic, partition, end)
+                for (topic, partition), end in self.ends.items()]
 
 
 class EventConsumer:
@@ -159,19 +167,20 @@ class EventConsumer:
     def decode(self, messages: list[Message]) -> Batch:
         """The batch of consumed ``messages`` (see the module docstring)."""
         batch = Batch()
-        envelopes, decoded = batch.envelopes, batch.messages
+        envelopes, decoded, ends = batch.envelopes, batch.messages, batch.ends
         expected, elsewhere, limits = self._expected, self._expected_elsewhere, self._max_bytes
         for msg in messages:  # every record passes here: keep the happy path short
             error = msg.error()
             if error is not None:
                 self._on_error(msg, error)
                 continue
-            topic = msg.topic()
+            topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+            ends[topic, partition] = offset + 1
             if self.at_end:
-                self.at_end.discard((topic, msg.partition()))
+                self.at_end.discard((topic, partition))
             try:
                 envelopes.append(decode_record(
-                    msg.value(), topic, msg.partition(), msg.offset(),
+                    msg.value(), topic, partition, offset,
                     expected.get(topic, elsewhere), limits.get(topic, MAX_EVENT_BYTES),
                 ))
             except DecodeError as exc:
@@ -265,10 +274,18 @@ class EventConsumer:
         low, high = self.client.get_watermark_offsets(tp, timeout=TIMEOUT_S, cached=False)
         return low >= high
 
-    def commit(self) -> None:
-        """Commit the positions of everything consumed so far, synchronously."""
+    def commit(self, offsets: Sequence[TopicPartition] | None = None) -> None:
+        """Commit ``offsets`` synchronously (those of partitions no longer assigned are left to
+        their next owner), or else the positions of everything consumed so far."""
+        client = self.client
         try:
-            self.client.commit(asynchronous=False)
+            if offsets is None:
+                client.commit(asynchronous=False)
+                return
+            owned = {(tp.topic, tp.partition) for tp in client.assignment()}
+            mine = [tp for tp in offsets if (tp.topic, tp.partition) in owned]
+            if mine:
+                client.commit(offsets=mine, asynchronous=False)
         except KafkaException as exc:
             raise ConsumeError(f"{self.name}: committing offsets failed: {exc.args[0]}") from exc
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from prometheus_client import CollectorRegistry
 
 from schemas.envelope import Envelope
@@ -62,8 +62,9 @@ class FakeWriter(Sink):
 
 @dataclass
 class FakeConsumer:
-    """Hands out the queued batches, then sets ``stop``; ``commit`` raises the queued errors
-    first and records the offsets consumed so far."""
+    """Hands out the queued batches, then nothing, then sets ``stop``; ``commit`` raises the
+    queued errors first and records the offset it was given (one partition, assigned
+    throughout)."""
 
     log: list[str]
     stop: threading.Event
@@ -71,13 +72,25 @@ class FakeConsumer:
     fail: list[KafkaError] = field(default_factory=list)
     consumed: int = 0
     committed: list[int] = field(default_factory=list)
+    drained: bool = False
+    revoke_at: int | None = None
+    """Revoke the partitions in the consume() call after this many records."""
+    callbacks: dict[str, Any] = field(default_factory=dict)
 
     def subscribe(self, topics: list[str], **callbacks: Any) -> None:
-        pass
+        self.callbacks = callbacks
 
     def consume(self, num_messages: int, timeout: float) -> list[FakeMessage]:
+        if self.revoke_at == self.consumed:  # a rebalance served inside this call
+            self.log.append("revoke")
+            self.callbacks["on_revoke"](self, self.assignment())
+            self.log.append("revoked")
         if not self.batches:
-            self.stop.set()
+            # The poll after the last batch finds nothing (the service settles that batch);
+            # the one after it stops the service.
+            if self.drained:
+                self.stop.set()
+            self.drained = True
             return []
         batch = self.batches.pop(0)
         self.consumed += len(batch)
@@ -86,13 +99,18 @@ class FakeConsumer:
     def poll(self, timeout: float) -> FakeMessage | None:
         return None  # every batch is handed out by consume()
 
-    def commit(self, asynchronous: bool = True) -> None:
-        assert not asynchronous
+    def assignment(self) -> list[TopicPartition]:
+        return [TopicPartition("t.evaluation.requests", 2)]
+
+    def commit(self, offsets: list[TopicPartition] | None = None,
+               asynchronous: bool = True) -> None:
+        assert not asynchronous and offsets is not None
         if self.fail:
             self.log.append("commit failed")
             raise KafkaException(self.fail.pop(0))
         self.log.append("commit")
-        self.committed.append(self.consumed)
+        (offset,) = [tp.offset for tp in offsets]
+        self.committed.append(offset)
 
     def close(self) -> None:
         pass
@@ -159,13 +177,13 @@ def _rig(batches: list[list[FakeMessage]], *, write_fails: Sequence[Exception] =
     return Rig(service, writer, consumer, stop, metrics, log)
 
 
-def _batch(*event_ids: str) -> list[FakeMessage]:
+def _batch(*event_ids: str, first: int = 0) -> list[FakeMessage]:
     return [request_message(request_envelope(event_id=e), _offset=i)
-            for i, e in enumerate(event_ids)]
+            for i, e in enumerate(event_ids, start=first)]
 
 
 def test_a_lost_database_connection_is_waited_for_and_the_batch_written_once() -> None:
-    rig = _rig([_batch("a", "b"), _batch("c")], write_fails=[_not_written(LOST)] * 3)
+    rig = _rig([_batch("a", "b"), _batch("c", first=2)], write_fails=[_not_written(LOST)] * 3)
     rig.run()
     assert rig.writer.batches == [["a", "b"], ["c"]]
     assert rig.log == ["setup", "write failed", "write failed", "write failed", "write",
@@ -198,11 +216,37 @@ def test_a_commit_refused_while_the_broker_restarts_is_tried_again(code: int) ->
 
 
 def test_offsets_the_group_took_away_are_left_to_the_replay() -> None:
-    rig = _rig([_batch("a"), _batch("b")], commit_fails=[KafkaError(KafkaError.UNKNOWN_MEMBER_ID)])
+    rig = _rig([_batch("a"), _batch("b", first=1)],
+               commit_fails=[KafkaError(KafkaError.UNKNOWN_MEMBER_ID)])
     rig.run()
     assert rig.log == ["setup", "write", "commit failed", "write", "commit", "close"]
     assert rig.consumer.committed == [2]
     assert rig.stop.waits == []
+
+
+def test_each_batch_commits_its_own_offsets_after_its_write() -> None:
+    # The second batch is consumed while the first is written; the first commit is the
+    # first batch's offset, not the consumer's position.
+    rig = _rig([_batch("a", "b"), _batch("c", first=2), _batch("d", first=3)])
+    rig.run()
+    assert rig.log == ["setup", "write", "commit", "write", "commit", "write", "commit",
+                       "close"]
+    assert rig.consumer.committed == [2, 3, 4]
+    assert rig.writer.batches == [["a", "b"], ["c"], ["d"]]
+
+
+def test_partitions_revoked_while_a_batch_is_written_get_its_offsets_first() -> None:
+    rig = _rig([_batch("a"), _batch("b", first=1)])
+    rig.consumer.revoke_at = 1
+    rig.run()
+    # The first batch's write runs beside the poll that revokes; its commit comes inside
+    # the revocation, before the partitions go.
+    revoke = rig.log.index("revoke")
+    assert rig.log[revoke:revoke + 3] == ["revoke", "commit", "revoked"]
+    assert rig.log.index("write") < rig.log.index("commit")
+    assert rig.log[revoke + 3:] == ["write", "commit", "close"]
+    assert rig.consumer.committed == [1, 2]
+    assert rig.writer.batches == [["a"], ["b"]]
 
 
 def test_a_fatal_database_error_ends_the_sink_without_committing() -> None:
