@@ -3,8 +3,8 @@
 Run: ``.venv/bin/python -m bench.sink`` (needs ``KAFKA_BOOTSTRAP_SERVERS`` and ``DATABASE_URL``;
 topics under a fresh prefix, fresh databases). Prints one JSON object:
 - sink_rows_per_s: rows/s ``speechstream sink run`` writes while draining a backlog of
-  miners, evaluation requests and QUEUED statuses (database write times, first to last, as
-  ``bench.pipeline.run`` measures it);
+  miners and evaluation requests (each request is two rows: its submission and its QUEUED
+  status; database write times, first to last, as ``bench.pipeline.run`` measures it);
 - copy_merge_rows_per_s: the same number of rows written straight by the sink's batch writer
   (:func:`copy_merge_ceiling`, no Kafka), measured right after, and their ratio.
 """
@@ -24,7 +24,7 @@ from bench.kafka import produce
 from bench.pipeline import data
 from bench.pipeline.run import _fresh_database, _sink_rows_per_s
 from devstack.processes import ServiceProcess
-from schemas import EvaluationRequested, EvaluationStatusChanged, new_envelope
+from schemas import EvaluationRequested, new_envelope
 from schemas.codec import encode
 from schemas.envelope import Envelope
 from sinks.postgres import PostgresSink
@@ -34,35 +34,37 @@ from speechstream.settings import DatabaseSettings, KafkaSettings, SinkSettings
 HK = "ab" * 32
 
 
-def backlog(n_rows: int) -> list[Envelope]:
-    """``n_rows`` envelopes: evaluation requests (submissions) and their QUEUED statuses, in
-    pairs, as in the pipeline. Hashes are fresh on every call (random 20 digits), so runs
-    against the same tables insert new rows and do not conflict."""
-    base = 10**19 + secrets.randbelow(8 * 10**19 - n_rows)
+ROWS_PER_REQUEST = 2
+"""A request's rows: its submission and its QUEUED status."""
+
+
+def backlog(n_requests: int) -> list[Envelope]:
+    """``n_requests`` evaluation requests, as the intake worker routes them. Hashes are fresh on
+    every call (random 20 digits), so runs against the same tables insert new rows and do not
+    conflict."""
+    base = 10**19 + secrets.randbelow(8 * 10**19 - n_requests)
     envelopes = []
-    for i in range(n_rows // 2):
+    for i in range(n_requests):
         h = str(base + i)
         req = EvaluationRequested(hash=h, hotkey=HK, uid=i % 256, repo_namespace=f"m{i}",
                                   repo_name="tts", block=10, source_event_id=f"s{i}")
         envelopes.append(new_envelope(req, key=h, producer="bench"))
-        envelopes.append(new_envelope(EvaluationStatusChanged(hash=h, status="QUEUED"), key=h,
-                                      producer="bench"))
     return envelopes
 
 
 def copy_merge_ceiling(conninfo: str, n_rows: int, batch_size: int | None = None) -> float:
-    """Rows/s written by the sink's batch writer with no Kafka in the way (envelopes built
-    before the clock starts, see :func:`backlog`), in batches of the sink's size
+    """Rows/s written by the sink's batch writer with no Kafka in the way (``n_rows`` rows: the
+    requests of :func:`backlog`, built before the clock starts), in batches of the sink's size
     (``SinkSettings.batch_size``) unless told."""
     batch_size = batch_size or SinkSettings().batch_size
-    envelopes = backlog(n_rows)
+    envelopes = backlog(n_rows // ROWS_PER_REQUEST)
     sink = PostgresSink(conninfo)
     sink.setup()
     try:
         start = time.perf_counter()
         for i in range(0, len(envelopes), batch_size):
             sink.write_batch(envelopes[i : i + batch_size])
-        return len(envelopes) / (time.perf_counter() - start)
+        return ROWS_PER_REQUEST * len(envelopes) / (time.perf_counter() - start)
     finally:
         sink.close()
 
@@ -84,13 +86,9 @@ def main(argv: list[str] | None = None) -> dict:
     conninfo = _fresh_database(admin_url, f"bench_sink_{tag}")
     topics = kafka.topics
     produce(kafka, topics.miners, data.registrations(data.miners(args.miners)))
-    envelopes = backlog(2 * args.submissions)
     produce(kafka, topics.evaluation_requests,
-            ((env.key, encode(env)) for env in envelopes[0::2]))
-    produce(kafka, topics.evaluation_status,
-            ((env.key, encode(env)) for env in envelopes[1::2]))
-    del envelopes
-    expected = args.miners + 2 * args.submissions
+            ((env.key, encode(env)) for env in backlog(args.submissions)))
+    expected = args.miners + ROWS_PER_REQUEST * args.submissions
 
     env = {"KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
            "SPEECHSTREAM_TOPIC_PREFIX": prefix, "DATABASE_URL": conninfo,

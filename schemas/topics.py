@@ -75,7 +75,7 @@ CANCELLATIONS = TopicSpec(
 )
 EVALUATION_STATUS = TopicSpec(
     "evaluation.status", 4, "hash", ("evaluation.status",),
-    description="QUEUED, PRECHECK and RUNNING",
+    description="PRECHECK and RUNNING (a routed request is its submission's QUEUED status)",
 )
 SCORES = TopicSpec(
     "scores", 4, "hash", ("score.computed",),

@@ -345,6 +345,14 @@ STATUS_EVENTS_FEED = Feed(
      Source("event_id", "event_id"), Source("time", "time")),
     InsertNew(), event=EvaluationStatusChanged, direct=True,
 )
+QUEUED_FEED = Feed(
+    # A routed request is its submission's QUEUED status (the intake worker sends no status
+    # event for it): its row in ``status_events`` carries the request's event id.
+    "queued", STATUS_EVENTS,
+    (*_payload("hash", "scoring_version"), Source("event_id", "event_id"),
+     Source("time", "time")),
+    InsertNew(), event=EvaluationRequested, constants={"status": "QUEUED"}, direct=True,
+)
 REQUESTS_FEED = Feed(
     "requests", SUBMISSIONS,
     (*_payload("hash", "hotkey", "uid", "repo_namespace", "repo_name", "revision",
@@ -389,6 +397,7 @@ FEEDS: tuple[Feed, ...] = (
     ),
     # Requests before statuses: the status rows drop a QUEUED whose request the batch holds.
     REQUESTS_FEED,
+    QUEUED_FEED,
     STATUS_EVENTS_FEED,
     STATUSES_FEED,
     Feed(

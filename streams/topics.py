@@ -25,7 +25,6 @@ class Streams:
     failed: faust.TopicT
     requests: faust.TopicT
     cancellations: faust.TopicT
-    status: faust.TopicT
     deadletter: faust.TopicT
     uid_owner: faust.Table
     hotkey_uid: faust.Table
@@ -65,7 +64,6 @@ def declare(app: faust.App, kafka: KafkaSettings, streams: StreamsSettings) -> S
         failed=topic(t.failed),
         requests=topic(t.evaluation_requests),
         cancellations=topic(t.cancellations),
-        status=topic(t.evaluation_status),
         deadletter=topic(t.deadletter),
         uid_owner=table("uid_owner"),
         hotkey_uid=table("hotkey_uid"),

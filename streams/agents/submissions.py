@@ -12,7 +12,6 @@ from schemas.envelope import Envelope
 from schemas.events import (
     DEFAULT_SCORING_VERSION,
     EvaluationRequested,
-    EvaluationStatusChanged,
     RejectionCode,
     SubmissionAttested,
     SubmissionFailed,
@@ -186,8 +185,6 @@ def register_agents(
             metrics.withdrawn.inc()
 
     async def _route(env: Envelope, p: EvaluationRequested) -> None:
-        """The evaluation request and its QUEUED status, ids derived from ``env``."""
+        """The evaluation request, its id derived from ``env``. The request is its submission's
+        QUEUED status: no status event is sent for it (the sink writes the QUEUED row)."""
         await emit(s.requests, p, key=p.hash, source=env, stage=REQUESTED)
-        await emit(s.status, EvaluationStatusChanged(
-            hash=p.hash, status="QUEUED", scoring_version=p.scoring_version),
-                   key=p.hash, source=env, stage="queued")

@@ -81,6 +81,16 @@ def test_rows_of_splits_by_feed_in_column_order() -> None:
     assert request[REQUESTS_FEED.position("requested_at")] == T
 
 
+def test_a_request_is_its_submissions_queued_status_row() -> None:
+    request = _request("1")
+    (queued,) = rows_of([request])["queued"]
+    row = dict(zip(BY_NAME["queued"].columns, queued, strict=True))
+    assert row == {"hash": "1", "scoring_version": request.payload.scoring_version,
+                   "event_id": request.event_id, "time": T}
+    assert BY_NAME["queued"].constants == {"status": "QUEUED"}
+    assert BY_NAME["queued"].table.name == "status_events"
+
+
 def test_rows_convert_and_fan_out_by_the_description() -> None:
     score = ScoreComputed(hash="9", status="COMPLETED", total_score=0.5, evaluator="e",
                           request_event_id="r", timings={"a": 1.0}, samples=[
@@ -208,7 +218,7 @@ def _insert_pairs(merge: str) -> dict[str, str]:
 def test_direct_copy_writes_what_the_merge_inserts() -> None:
     """COPY straight into the target must insert each row as the merge's SELECT would."""
     direct = [feed for feed in FEEDS if feed.direct]
-    assert {feed.name for feed in direct} == {"requests", "status_events"}
+    assert {feed.name for feed in direct} == {"requests", "queued", "status_events"}
     for feed in direct:
         merge = statements.merges(feed, (False, False))[0].as_string(None)
         assert f'INSERT INTO "{feed.table.name}" ' in merge
