@@ -41,7 +41,7 @@ def build_app(
     return app
 
 
-class _Worker(faust.Worker):
+class QuietWorker(faust.Worker):
     """A Faust worker stopped by the service's stop event, not by signal handlers of its own:
     the service runner owns SIGTERM and SIGINT; and without Faust's terminal spinner, which
     sets the root logger to DEBUG (so that it spins on every record): every ``log.debug`` of
@@ -71,7 +71,7 @@ class IntakeWorker:
         self._settings = settings
         self._metrics = metrics
         self._app: faust.App | None = None
-        self._worker: _Worker | None = None
+        self._worker: QuietWorker | None = None
         self._chain: ChainHead | None = None
         self._active: ActiveScoringVersion | None = None
 
@@ -92,7 +92,8 @@ class IntakeWorker:
     def run(self, stop: threading.Event) -> None:
         """Run the Faust worker until ``stop`` is set; an agent's crash is raised here."""
         assert self._app is not None, "call start() first"
-        worker = self._worker = _Worker(self._app, loglevel=self._settings.log_level, quiet=True)
+        worker = self._worker = QuietWorker(self._app, loglevel=self._settings.log_level,
+                                            quiet=True)
 
         async def stop_when_asked() -> None:
             while not stop.is_set() and not worker.should_stop:

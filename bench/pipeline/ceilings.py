@@ -56,7 +56,8 @@ def passthrough_per_s(kafka: KafkaSettings, source: str, sink_topic: str, expect
 
 def faust_ceilings(env: dict[str, str], source: str, n: int) -> dict[str, int | None]:
     """Records/s of a trivial Faust agent over the first ``n`` records of ``source``: consume
-    only, consume and ``await`` each send, ``take(500)`` and send each batch."""
+    only, consume and ``await`` each send, ``take(500)`` and send each batch, and two agents
+    in a row each consuming and sending (``bench.pipeline.faust_ceiling``)."""
     from bench.pipeline.faust_ceiling import MODES
 
     rates: dict[str, int | None] = {}

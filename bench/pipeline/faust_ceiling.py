@@ -6,7 +6,10 @@ SOURCE N``): one Faust worker, the same transport and client settings as the int
 
 - ``consume``: does nothing with them;
 - ``send``: sends each on, ``await``-ing each send (as the agents do);
-- ``take``: takes them in batches of up to 500 and sends each batch on, awaiting the batch.
+- ``take``: takes them in batches of up to 500 and sends each batch on, awaiting the batch;
+- ``two-hop``: sends each on, ``await``-ing each send, to a second agent that sends it on
+  again: the intake worker's shape (a submission crosses two agents, the second reading what
+  the first sent), with nothing else done.
 
 It prints ``{"mode": ..., "records": N, "per_s": ...}`` (first record to last, wall clock)
 and exits.
@@ -25,8 +28,9 @@ import faust
 
 from speechstream.settings import KafkaSettings, StreamsSettings
 from streams.app import create_app
+from streams.worker import QuietWorker
 
-MODES = ("consume", "send", "take")
+MODES = ("consume", "send", "take", "two-hop")
 
 
 def build(mode: str, source: str, n: int, kafka: KafkaSettings) -> tuple[faust.App, dict]:
@@ -53,6 +57,20 @@ def build(mode: str, source: str, n: int, kafka: KafkaSettings) -> tuple[faust.A
         async def consume(stream: faust.StreamT) -> None:
             async for _ in stream:
                 seen(1)
+    elif mode == "two-hop":
+        mid = app.topic(f"{source}.ceiling-{mode}-mid", value_serializer="raw",
+                        key_serializer="raw", partitions=4)
+
+        @app.agent(src)
+        async def first(stream: faust.StreamT) -> None:
+            async for event in stream.events():
+                await mid.send(key=event.key, value=event.value)
+
+        @app.agent(mid)
+        async def second(stream: faust.StreamT) -> None:
+            async for event in stream.events():
+                await out.send(key=event.key, value=event.value)
+                seen(1)
     elif mode == "send":
         @app.agent(src)
         async def send(stream: faust.StreamT) -> None:
@@ -73,7 +91,7 @@ def main(argv: list[str]) -> None:
     if mode not in MODES:
         raise SystemExit(f"mode must be one of {MODES}")
     app, state = build(mode, source, n, KafkaSettings())
-    worker = faust.Worker(app, loglevel="WARNING", quiet=True)
+    worker = QuietWorker(app, loglevel="WARNING", quiet=True)
 
     async def stop_when_done() -> None:
         while not state["done"] and not worker.should_stop:

@@ -6,14 +6,17 @@ Run: ``.venv/bin/python -m bench.pipeline.run`` (starts the local stack if neede
   output records' broker timestamps, first to last);
 - sink_rows_per_s: rows/s the sink writes while draining the backlog (database write times);
 - passthrough_per_s: a raw confluent-kafka consume→produce loop over the same records;
-- faust_consume_per_s / faust_send_per_s / faust_take_per_s: Faust's own ceilings, a trivial
-  agent over the first 30,000 of the same records (``bench.pipeline.faust_ceiling``), and
-  validated_vs_faust_send, the worker's rate as a share of the consume-and-send one;
+- worker_cpu_us_per_submission: the worker process's CPU time (all its threads) per
+  submission while it validates them;
+- faust_consume_per_s / faust_send_per_s / faust_take_per_s / faust_two_hop_per_s: Faust's
+  own ceilings, a trivial agent (two in a row for two_hop) over the first 30,000 of the same
+  records (``bench.pipeline.faust_ceiling``), and validated_vs_faust_send /
+  validated_vs_faust_two_hop, the worker's rate as a share of those;
 - validated_per_s_2_workers: the same with two worker processes in one consumer group (on
   topics of their own), and two_workers_vs_one;
 - copy_merge_rows_per_s: the same rows written straight from Python by the sink's batch writer
   (COPY, one merge a table and batch), no Kafka;
-- p50_ms / p99_ms: produce → row latency at a paced rate (default 1,000 submissions/s), and
+- p50_ms / p99_ms: produce → row latency at a paced rate (default 100 submissions/s), and
   the same with the suffix ``_half`` at half of validated_per_s.
 """
 
@@ -33,6 +36,7 @@ from bench.kafka import count, produce, produce_paced, rate_from_timestamps, wai
 from bench.pipeline import data
 from bench.pipeline.ceilings import faust_ceilings, passthrough_per_s
 from bench.report import write_results
+from bench.streams import cpu_seconds
 from devstack.processes import ServiceProcess
 from devstack.stack import DevStack
 from schemas.topics import SUBMISSIONS
@@ -128,7 +132,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--miners", type=int, default=5_000)
     parser.add_argument("--submissions", type=int, default=50_000)
-    parser.add_argument("--rate", type=int, default=1_000, help="paced submissions/s")
+    parser.add_argument("--rate", type=int, default=100, help="paced submissions/s")
     parser.add_argument("--paced-seconds", type=int, default=10)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -156,19 +160,24 @@ def main(argv: list[str] | None = None) -> dict:
         wait_count(kafka, topics.miners, args.miners, 300, [worker])
         time.sleep(3)  # the miners agent updates its table just after the topic
         subs = list(data.submissions(keys, per_miner))
+        assert worker.process is not None
+        cpu = cpu_seconds(worker.process.pid)
         result["produce_per_s"] = round(produce(kafka, topics.submissions, subs))
         n = len(subs)
         wait_count(kafka, topics.evaluation_requests, n, 900, [worker])
+        result["worker_cpu_us_per_submission"] = round(
+            (cpu_seconds(worker.process.pid) - cpu) * 1e6 / n)
         result["validated_per_s"] = round(
             rate_from_timestamps(kafka, topics.evaluation_requests, n)
         )
         result["rejected"] = count(kafka, topics.rejected)
         # Faust's own ceilings, over the same records, while the worker idles.
         ceilings = faust_ceilings(env, topics.submissions, min(n, FAUST_CEILING_RECORDS))
-        result.update({f"faust_{mode}_per_s": rate for mode, rate in ceilings.items()})
-        if ceilings.get("send"):
-            result["validated_vs_faust_send"] = round(
-                result["validated_per_s"] / ceilings["send"], 2)
+        for mode, rate in ceilings.items():
+            key = mode.replace("-", "_")
+            result[f"faust_{key}_per_s"] = rate
+            if rate and mode in ("send", "two-hop"):
+                result[f"validated_vs_faust_{key}"] = round(result["validated_per_s"] / rate, 2)
         # Two workers in one group, on topics of their own (the one worker above idles).
         result["validated_per_s_2_workers"] = round(_validated_by(up, 2, keys, subs, logs))
         result["two_workers_vs_one"] = round(

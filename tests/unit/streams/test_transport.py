@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+
+import faust
 
 from speechstream.settings import KafkaSettings, StreamsSettings
 from streams.app import create_app
 from streams.transport import CommittedConsumerThread
+from streams.worker import QuietWorker
 
 
 def test_the_worker_consumer_reads_committed_records_and_fetches_within_the_setting() -> None:
@@ -22,3 +26,21 @@ def test_the_worker_consumer_reads_committed_records_and_fetches_within_the_sett
 
     assert asyncio.run(build()) == ("read_committed", 25)
     assert StreamsSettings().fetch_max_wait_ms == 1500  # Faust's, unless set
+
+
+def test_the_worker_leaves_the_root_logger_at_its_level() -> None:
+    """Faust's own worker sets the root logger to DEBUG for its terminal spinner; every debug
+    call of Faust and aiokafka would then build a record. The intake worker's does not."""
+    root = logging.getLogger()
+    level = root.level
+    try:
+        stock = faust.Worker(create_app(KafkaSettings(), StreamsSettings()), quiet=True)
+        stock.on_setup_root_logger(root, logging.WARNING)
+        assert root.level == logging.DEBUG  # what this guards against
+        root.setLevel(level)
+        quiet = QuietWorker(create_app(KafkaSettings(), StreamsSettings()), quiet=True)
+        quiet.on_setup_root_logger(root, logging.WARNING)
+        assert root.level == level
+    finally:
+        root.setLevel(level)
+        root.handlers = [h for h in root.handlers if type(h).__name__ != "SpinnerHandler"]
