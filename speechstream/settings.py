@@ -154,9 +154,9 @@ class StreamsSettings(BaseSettings):
         "heartbeating (a kill -9) before its partitions go to the others, or to its restart.",
     )
     fetch_max_wait_ms: int = Field(
-        1500, ge=1, le=1500, description="How long the broker may hold the worker's fetch "
-        "request when it has no new records (Faust's 1500 by default; no shorter wait made "
-        "a measured difference, see docs/latency.md).",
+        100, ge=1, le=1500, description="How long the broker may hold the worker's fetch "
+        "request when it has no new records (Faust hard-codes 1500: a trivial two-agent Faust "
+        "app moved 1,825 records/s with it and 4,120 with 100, see docs/latency.md).",
     )
 
 

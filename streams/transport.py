@@ -9,8 +9,9 @@ producers are unaffected. It is registered with Faust under the ``speechstream``
 (the ``faust.transports`` entry point in ``pyproject.toml``); ``streams.app`` uses it.
 
 Faust also hard-codes the worker consumer's ``fetch_max_wait_ms=1500``; this transport sets
-the app's ``fetch_max_wait_ms`` (``SPEECHSTREAM_STREAMS_FETCH_MAX_WAIT_MS``, 1500 unless set)
-instead. What a shorter wait did (nothing measurable) is in ``docs/latency.md``.
+the app's ``fetch_max_wait_ms`` (``SPEECHSTREAM_STREAMS_FETCH_MAX_WAIT_MS``, 100 unless set)
+instead. What the wait does to a worker whose second agent reads what its first sends is in
+``docs/latency.md``.
 
 Its producer is :class:`LibrdkafkaProducer`: every record the worker sends (the agents' events
 and the tables' changelogs) goes through one confluent-kafka (librdkafka) producer, which

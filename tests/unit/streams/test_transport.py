@@ -25,7 +25,7 @@ def test_the_worker_consumer_reads_committed_records_and_fetches_within_the_sett
         return consumer._isolation_level, consumer._fetch_max_wait_ms
 
     assert asyncio.run(build()) == ("read_committed", 25)
-    assert StreamsSettings().fetch_max_wait_ms == 1500  # Faust's, unless set
+    assert StreamsSettings().fetch_max_wait_ms == 100  # not Faust's 1500, unless set
 
 
 def test_the_worker_leaves_the_root_logger_at_its_level() -> None:
