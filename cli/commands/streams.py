@@ -19,12 +19,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "worker", help="run one intake worker until SIGTERM",
         description="The intake worker: validate registrations and submissions (schema, "
         "signature, hash, repo name, registration, claimed block against the chain's head, "
-        "rate limit, duplicates), route valid ones to evaluation.requests with QUEUED, "
-        "rejections to submissions.rejected, undecodable records to deadletter. Settings: "
+        "rate limit, duplicates), route valid ones to evaluation.requests (a routed "
+        "request is its submission's QUEUED), rejections to submissions.rejected, "
+        "undecodable records to deadletter. Settings: "
         "SPEECHSTREAM_STREAMS_APP_ID (default speechstream-intake: its consumer group and "
         "changelogs), _RATE_LIMIT_BLOCKS, _SCORING_VERSION (v2), _SESSION_TIMEOUT_S (10), "
-        "_DATA_DIR, _WEB_ENABLED, _WEB_PORT, _METRICS_PORT. The registry's topics must exist "
-        "(`speechstream topics create`).",
+        "_FETCH_MAX_WAIT_MS (100), _DATA_DIR, _WEB_ENABLED, _WEB_PORT, _METRICS_PORT. "
+        "The registry's topics must exist (`speechstream topics create`).",
     )
     add_metrics_port(worker)
     worker.set_defaults(func=_worker)
