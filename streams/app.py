@@ -6,6 +6,7 @@ from pathlib import Path
 
 import faust
 
+from speechstream.kafka.producer import RELIABLE
 from speechstream.settings import KafkaSettings, StreamsSettings
 from streams.transport import SCHEME
 
@@ -55,7 +56,8 @@ def create_app(kafka: KafkaSettings, streams: StreamsSettings) -> faust.App:
     # Faust has no setting for it; the transport (streams.transport) reads it from the app.
     app.fetch_max_wait_ms = streams.fetch_max_wait_ms  # type: ignore[attr-defined]
     # The transport's producer sends through confluent-kafka with this configuration.
+    # A delivery is given up after 2 minutes (not 30 s): the worker's sends wait out a broker
+    # restart, and a failed one fails the offset commit (the worker stops and replays).
     app.librdkafka_producer_config = kafka.producer_config(  # type: ignore[attr-defined]
-        **{"client.id": app_id, "enable.idempotence": True, "acks": "all",
-           "linger.ms": 5, "message.timeout.ms": 120_000})
+        **{**RELIABLE, "client.id": app_id, "message.timeout.ms": 120_000})
     return app

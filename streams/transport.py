@@ -58,7 +58,8 @@ class Consumer(driver.Consumer):
 
 
 POLL_INTERVAL_S = 0.005
-"""How often the producer serves its delivery reports while records are in flight."""
+"""How often the producer serves its delivery reports while records are in flight (while
+none are, its poller sleeps until the next send)."""
 
 
 class LibrdkafkaProducer(driver.Producer):
@@ -77,6 +78,7 @@ class LibrdkafkaProducer(driver.Producer):
     _loop: asyncio.AbstractEventLoop | None = None
     _loop_thread: int | None = None
     _poller: asyncio.Task[None] | None = None
+    _in_flight: asyncio.Event
     _failures: list[str]
 
     async def on_start(self) -> None:
@@ -86,6 +88,7 @@ class LibrdkafkaProducer(driver.Producer):
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._rd = RdProducer(dict(self.app.librdkafka_producer_config))
+        self._in_flight = asyncio.Event()
         self._poller = self._loop.create_task(self._poll_deliveries())
 
     async def on_stop(self) -> None:
@@ -101,9 +104,11 @@ class LibrdkafkaProducer(driver.Producer):
         rd = self._rd
         assert rd is not None
         while True:
+            if not len(rd):
+                self._in_flight.clear()
+                await self._in_flight.wait()
             await asyncio.sleep(POLL_INTERVAL_S)
-            if len(rd):
-                rd.poll(0)
+            rd.poll(0)
 
     def _delivered(self, fut: asyncio.Future[RecordMetadata], err: KafkaError | None,
                    msg: Message) -> None:
@@ -157,6 +162,7 @@ class LibrdkafkaProducer(driver.Producer):
         while True:
             try:
                 rd.produce(topic, **kwargs)
+                self._in_flight.set()
                 break
             except BufferError:  # librdkafka's queue is full: let deliveries free it
                 rd.poll(0)

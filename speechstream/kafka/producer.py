@@ -14,6 +14,15 @@ from speechstream.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 
+RELIABLE: dict[str, Any] = {
+    "enable.idempotence": True,
+    "acks": "all",
+    "linger.ms": 5,
+    "message.timeout.ms": 30_000,
+}
+"""The librdkafka settings of this project's producers of events: idempotent, every in-sync
+replica acknowledges, 5 ms to fill a batch, a delivery given up after 30 s."""
+
 
 class EventProducer:
     """Sends envelopes with idempotence on; ``flush`` raises if any delivery failed."""
@@ -30,15 +39,7 @@ class EventProducer:
     def start(self) -> EventProducer:
         """Create the underlying client (no connection happens before this)."""
         if self._producer is None:
-            cfg = self._settings.producer_config(
-                **{
-                    "enable.idempotence": True,
-                    "acks": "all",
-                    "linger.ms": 5,
-                    "message.timeout.ms": 30_000,
-                    **self._overrides,
-                }
-            )
+            cfg = self._settings.producer_config(**{**RELIABLE, **self._overrides})
             self._producer = Producer(cfg)
         return self
 
