@@ -5,9 +5,11 @@ An evaluator keeps this index so that a request delivered again (a re-published 
 worker that crashed after sending its requests, an evaluator that crashed after committing its
 score but not its offset) is acknowledged without evaluating: a score is computed once per
 ``(hash, scoring_version)``. Only another scoring version, an operator's re-score, evaluates
-again. The index is the score topic itself, read under ``read_committed`` from its start (no
-consumer group) when the evaluator starts, and brought up to date before every evaluation, so
-the scores of the other evaluators of the group count too.
+again. The index is the score topic itself, read whole under ``read_committed``
+(:class:`~speechstream.kafka.reader.LogReader` into a :class:`~speechstream.ledger.Ledger`,
+whose rules decide which score and which cancellation count) when the evaluator starts, and
+brought up to date before every evaluation, so the scores of the other evaluators of the group
+count too.
 
 The same reader follows ``evaluation.cancellations``: a request withdrawn because its
 submission was displaced by an earlier duplicate (``evaluation.cancelled``, naming the request's
@@ -23,7 +25,8 @@ import time
 from typing import Protocol
 
 from schemas.events import EvaluationCancelled, ScoreComputed
-from speechstream.kafka.consumer import Batch, EventConsumer
+from speechstream.kafka.reader import LogReader
+from speechstream.ledger import Ledger
 from speechstream.settings import KafkaSettings
 
 CONSUMER_NAME = "speechstream-evaluator-scored"
@@ -52,53 +55,43 @@ class ScoredIndex:
 
     def __init__(self, kafka: KafkaSettings, *, logger: logging.Logger | None = None) -> None:
         self._log = logger or logging.getLogger(__name__)
-        self._consumer = EventConsumer(
-            kafka, name=CONSUMER_NAME,
-            topics=[kafka.topics.scores, kafka.topics.cancellations],
-            config={"group.id": CONSUMER_NAME, "enable.auto.commit": False,
-                    "isolation.level": "read_committed", "enable.partition.eof": True},
+        self.ledger = Ledger()
+        self._reader = LogReader(
+            kafka, [kafka.topics.scores, kafka.topics.cancellations], self.ledger.apply,
+            name=CONSUMER_NAME, logger=self._log,
             expected={kafka.topics.scores: ScoreComputed,
                       kafka.topics.cancellations: EvaluationCancelled},
-            logger=self._log,
         )
-        self._keys: set[tuple[str, str]] = set()
-        self._withdrawn: dict[str, EvaluationCancelled] = {}
+        self._added: set[tuple[str, str]] = set()
 
     def start(self) -> None:
-        """Read the score topic from its start, up to what is committed now."""
+        """Read both topics from their start, up to what is committed now."""
         started = time.monotonic()
-        self._consumer.start(from_start=True)
-        self.refresh()
+        self._reader.start(CATCH_UP_LIMIT_S)
         self._log.info("%d scores already committed, %d requests withdrawn (read in %.1fs)",
-                       len(self._keys), len(self._withdrawn), time.monotonic() - started)
+                       len(self.ledger.scores), len(self.ledger.withdrawals),
+                       time.monotonic() - started)
 
     def refresh(self) -> None:
         """Read what has been committed since the last refresh (bounded in time)."""
-        self._consumer.read_to_end(self._take, CATCH_UP_LIMIT_S)
-
-    def _take(self, batch: Batch) -> None:
-        for env in batch.envelopes:
-            payload = env.payload
-            if isinstance(payload, EvaluationCancelled):
-                self._withdrawn.setdefault(payload.request_event_id, payload)
-            else:
-                assert isinstance(payload, ScoreComputed)
-                self._keys.add((payload.hash, payload.scoring_version))
+        self._reader.catch_up(CATCH_UP_LIMIT_S)
 
     def add(self, hash_: str, scoring_version: str) -> None:
         """Record a score this evaluator has just committed."""
-        self._keys.add((hash_, scoring_version))
+        self._added.add((hash_, scoring_version))
 
     def withdrawal(self, request_event_id: str) -> EvaluationCancelled | None:
         """The cancellation of the request ``request_event_id``, or None."""
-        return self._withdrawn.get(request_event_id)
+        return self.ledger.withdrawal(request_event_id)
 
     def __contains__(self, key: object) -> bool:
-        return key in self._keys
+        if not (isinstance(key, tuple) and len(key) == 2):
+            return False
+        return key in self._added or self.ledger.has_score(*key)
 
     def __len__(self) -> int:
-        return len(self._keys)
+        return len(self._added | set(self.ledger.scores))
 
     def close(self) -> None:
-        """Close the consumer."""
-        self._consumer.close()
+        """Close the reader."""
+        self._reader.close()

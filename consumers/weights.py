@@ -15,6 +15,8 @@ registered uid and the previous vector, and returns one entry per uid, in uid or
    invalid or zero-score uid gets ``-inf``.
 4. ``step = softmax(win_rate / 0.25)``, normalized; ``weights = 0.9 * previous + 0.1 * step``
    with NaN → 0. A validator's first epoch has no previous vector: it starts from ``step``.
+   A uid whose hotkey changed since the previous vector (a handover) starts from 0: the new
+   miner inherits nothing of the old one's average (:func:`carried_over`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from schemas.events import FINAL_RANK, STATUS_RANK, WeightEntry
+from schemas.events import FINAL_RANK, STATUS_RANK, WeightEntry, WeightsComputed
 
 ALPHA = 0.9
 """Weight of the previous vector in the moving average."""
@@ -96,6 +98,21 @@ def _same(a: Candidate, b: Candidate) -> str | None:
     if a.content_hash is not None and a.content_hash == b.content_hash:
         return "same weights"
     return None
+
+
+def carried_over(last: WeightsComputed | None,
+                 candidates: Sequence[Candidate]) -> dict[int, float] | None:
+    """The previous weight each uid carries into the moving average: its weight in ``last``
+    while the same hotkey holds it; 0 for a uid handed to another hotkey since (or new).
+    None when there is no previous vector (the first epoch starts from the step)."""
+    if last is None:
+        return None
+    before = {e.uid: e for e in last.entries}
+    out = {}
+    for c in candidates:
+        entry = before.get(c.uid)
+        out[c.uid] = entry.weight if entry is not None and entry.hotkey == c.hotkey else 0.0
+    return out
 
 
 def compute_weights(

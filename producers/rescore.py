@@ -1,11 +1,12 @@
 """Re-scoring: accepted evaluation requests re-emitted from the log for another scoring version.
 
 The log is the source of truth: the accepted requests are read from ``evaluation.requests``
-(never from PostgreSQL), one per hash (the earliest block, the one that holds its place, as
-the validators count it), leaving out the requests withdrawn on ``evaluation.cancellations``
-(a displaced duplicate's). Each is re-emitted on the evaluators' lower-priority lane
-(``evaluation.rescores``) for the new version, with an event id derived from the request's id
-and the version, and ``rescore_of`` naming the request. What the lane already holds for that
+and ``evaluation.cancellations`` (never from PostgreSQL) into a
+:class:`~speechstream.ledger.Ledger`: one per hash, by the ledger's rule (the earliest block
+holds its place), leaving out the withdrawn ones (a displaced duplicate's). Each is
+re-emitted on the evaluators' lower-priority lane (``evaluation.rescores``) for the new
+version, with an event id derived from the request's id and the version, and ``rescore_of``
+naming the request. What the lane already holds for that
 version is not queued again, so running the same re-score twice queues nothing twice; an
 evaluator also skips a ``(hash, version)`` that has a committed score.
 
@@ -17,20 +18,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from producers.miner import publish as publish_events
 from schemas.envelope import Envelope, derived_event_id, new_envelope
-from schemas.events import (
-    EvaluationCancelled,
-    EvaluationRequested,
-    ScoreComputed,
-    ScoringActivated,
-)
-from speechstream.exceptions import SpeechstreamError
-from speechstream.kafka.consumer import Batch, EventConsumer
+from schemas.events import EvaluationRequested, ScoreComputed, ScoringActivated
+from speechstream.exceptions import ConsumeError, SpeechstreamError
 from speechstream.kafka.producer import EventProducer
+from speechstream.kafka.reader import LogReader, read_log
+from speechstream.ledger import Ledger, Request
 from speechstream.settings import KafkaSettings
 
 PRODUCER_NAME = "speechstream-rescore"
@@ -91,56 +88,31 @@ class Plan:
         return {env.payload.hash for env in self.selected}
 
 
-def read_all(kafka: KafkaSettings, topic: str, expected: type, *, name: str,
-             limit_s: float = READ_LIMIT_S) -> list[Envelope]:
-    """Every decodable envelope of ``topic`` from its first offset to its end now (no group)."""
-    consumer = EventConsumer(
-        kafka, name=name, topics=[topic],
-        config={"group.id": name, "enable.auto.commit": False,
-                "isolation.level": "read_committed"},
-        expected=expected, logger=log,
-    )
-    found: list[Envelope] = []
-
-    def take(batch: Batch) -> None:
-        found.extend(batch.envelopes)
-
-    consumer.start(from_start=True)
+def read_ledger(kafka: KafkaSettings, topics: list[str], *, name: str,
+                limit_s: float = READ_LIMIT_S) -> Ledger:
+    """A ledger of ``topics`` read whole, now (:class:`RescoreError` when that is too slow)."""
+    ledger = Ledger()
     try:
-        if not consumer.read_to_end(take, limit_s):
-            raise RescoreError(f"could not read {topic} to its end within {limit_s:.0f}s")
-    finally:
-        consumer.close()
-    return found
-
-
-def accepted_requests(envelopes: Iterable[Envelope],
-                      withdrawn: Collection[str] = ()) -> dict[str, Envelope]:
-    """One request per hash: the earliest (block, submission event id), as the validators
-    count it; requests ``withdrawn`` (a displaced duplicate's, by event id) are left out."""
-    kept: dict[str, Envelope] = {}
-    for env in envelopes:
-        p = env.payload
-        if (not isinstance(p, EvaluationRequested) or p.rescore_of is not None
-                or env.event_id in withdrawn):
-            continue
-        known = kept.get(p.hash)
-        if known is None or (p.block, p.source_event_id) < (known.payload.block,
-                                                            known.payload.source_event_id):
-            kept[p.hash] = env
-    return kept
+        read_log(kafka, topics, ledger.apply, name=name, limit_s=limit_s, logger=log)
+    except ConsumeError as exc:
+        raise RescoreError(str(exc)) from exc
+    return ledger
 
 
 def read_accepted(kafka: KafkaSettings) -> dict[str, Envelope]:
-    """hash → its accepted request, read from the log (withdrawn requests left out)."""
-    withdrawn = {
-        env.payload.request_event_id
-        for env in read_all(kafka, kafka.topics.cancellations, EvaluationCancelled,
-                            name=f"{PRODUCER_NAME}-withdrawn")
-    }
-    return accepted_requests(read_all(kafka, kafka.topics.evaluation_requests,
-                                      EvaluationRequested, name=f"{PRODUCER_NAME}-read"),
-                             withdrawn)
+    """hash → its accepted request's envelope, read from the log (the ledger's rule; withdrawn
+    requests left out)."""
+    t = kafka.topics
+    ledger = read_ledger(kafka, [t.evaluation_requests, t.cancellations],
+                         name=f"{PRODUCER_NAME}-read")
+    return {hash_: _envelope(request)
+            for hash_, request in ledger.accepted_requests().items()}
+
+
+def _envelope(request: Request) -> Envelope:
+    """The accepted request as the envelope it came in (its id is what re-scores name)."""
+    return new_envelope(request.payload, key=request.payload.hash, producer=PRODUCER_NAME,
+                        event_id=request.event_id)
 
 
 def rescore_envelope(request_env: Envelope, version: str) -> Envelope:
@@ -165,10 +137,8 @@ def plan(kafka: KafkaSettings, version: str, selection: Selection) -> Plan:
         raise RescoreError(f"no accepted request of hotkey {selection.hotkey}"
                            + (f" at block ≥ {selection.since_block}"
                               if selection.since_block is not None else ""))
-    on_lane = {
-        env.event_id for env in read_all(kafka, kafka.topics.rescores, EvaluationRequested,
-                                         name=f"{PRODUCER_NAME}-lane")
-    }
+    on_lane = set(read_ledger(kafka, [kafka.topics.rescores],
+                              name=f"{PRODUCER_NAME}-lane").rescores)
     queued = [out for out in (rescore_envelope(env, version) for env in selected)
               if out.event_id not in on_lane]
     selected.sort(key=lambda env: (env.payload.block, env.payload.hash))
@@ -195,13 +165,10 @@ class ScoreWatch:
     def __init__(self, kafka: KafkaSettings, version: str, hashes: set[str]) -> None:
         self.version, self.pending = version, set(hashes)
         self.completed = self.failed = 0
-        self._consumer = EventConsumer(
-            kafka, name=f"{PRODUCER_NAME}-watch", topics=[kafka.topics.scores],
-            config={"group.id": f"{PRODUCER_NAME}-watch", "enable.auto.commit": False,
-                    "isolation.level": "read_committed"},
-            expected=ScoreComputed, logger=log,
-        )
-        self._consumer.start(from_start=True)
+        self._reader = LogReader(kafka, [kafka.topics.scores], self._take,
+                                 name=f"{PRODUCER_NAME}-watch", expected=ScoreComputed,
+                                 logger=log)
+        self._reader.consumer.start(from_start=True)
 
     @property
     def scored(self) -> int:
@@ -209,16 +176,18 @@ class ScoreWatch:
 
     def poll(self, timeout_s: float) -> int:
         """Read what has arrived (waiting up to ``timeout_s``); how many are still pending."""
-        batch = self._consumer.poll(1000, timeout_s)
-        for env in batch.envelopes:
-            p = env.payload
-            if p.scoring_version == self.version and p.hash in self.pending:
-                self.pending.discard(p.hash)
-                if p.status == "COMPLETED":
-                    self.completed += 1
-                else:
-                    self.failed += 1
+        self._reader.read_new(timeout_s)
         return len(self.pending)
+
+    def _take(self, env: Envelope) -> None:
+        p = env.payload
+        if (isinstance(p, ScoreComputed) and p.scoring_version == self.version
+                and p.hash in self.pending):
+            self.pending.discard(p.hash)
+            if p.status == "COMPLETED":
+                self.completed += 1
+            else:
+                self.failed += 1
 
     def wait(self, timeout_s: float, on_progress: Callable[[ScoreWatch], None]) -> bool:
         """Follow until nothing is pending or ``timeout_s`` passed; whether all were scored."""
@@ -231,26 +200,23 @@ class ScoreWatch:
         return not self.pending
 
     def close(self) -> None:
-        self._consumer.close()
+        self._reader.close()
 
 
 def coverage(kafka: KafkaSettings) -> tuple[str | None, int, dict[str, dict[str, int]]]:
     """From the log: the activated version (None before any), how many submissions are
-    accepted, and per scoring version how many of them have a COMPLETED or FAILED score."""
-    activations = read_all(kafka, kafka.topics.scoring_active, ScoringActivated,
-                           name=f"{PRODUCER_NAME}-active")
-    active = activations[-1].payload.scoring_version if activations else None
-    accepted = read_accepted(kafka)
-    seen: set[tuple[str, str]] = set()
+    accepted, and per scoring version how many of them have a COMPLETED or FAILED score
+    (the ledger's: the first committed of each hash and version)."""
+    t = kafka.topics
+    ledger = read_ledger(kafka, [t.scoring_active, t.evaluation_requests, t.cancellations,
+                                 t.scores], name=f"{PRODUCER_NAME}-coverage")
+    accepted = ledger.accepted_requests()
     per: dict[str, dict[str, int]] = {}
-    for env in read_all(kafka, kafka.topics.scores, ScoreComputed,
-                        name=f"{PRODUCER_NAME}-scores"):
-        p = env.payload
-        if p.hash in accepted and (p.hash, p.scoring_version) not in seen:
-            seen.add((p.hash, p.scoring_version))
-            counts = per.setdefault(p.scoring_version, {"COMPLETED": 0, "FAILED": 0})
-            counts[p.status] += 1
-    return active, len(accepted), per
+    for (hash_, version), (_, score) in ledger.scores.items():
+        if hash_ in accepted:
+            counts = per.setdefault(version, {"COMPLETED": 0, "FAILED": 0})
+            counts[score.status] += 1
+    return ledger.activated, len(accepted), per
 
 
 def activate(kafka: KafkaSettings, version: str, reason: str | None = None) -> None:

@@ -27,10 +27,14 @@ class Sink(ABC):
         """Connect and prepare; called once before the first batch."""
 
     @abstractmethod
-    def write_batch(self, envelopes: Sequence[Envelope]) -> dict[str, int]:
-        """Write every envelope in one transaction; return rows written per table."""
+    def write_batch(self, envelopes: Sequence[Envelope],
+                    offsets: Sequence[int] | None = None) -> dict[str, int]:
+        """Write every envelope in one transaction; return rows written per table.
+        ``offsets``: each record's offset in its partition (what is ordered by log position
+        needs it)."""
 
-    def prepare(self, envelopes: Sequence[Envelope]) -> Prepared:
+    def prepare(self, envelopes: Sequence[Envelope],
+                offsets: Sequence[int] | None = None) -> Prepared:
         """The part of writing the batch that needs no connection (the running sink calls it
         on its consuming thread while the previous batch is written); pure, so a batch that is
         written again is not prepared again."""

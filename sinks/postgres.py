@@ -104,14 +104,16 @@ class PostgresSink(Sink):
                     self._copy[feed.name, "direct"] = statements.copy_direct(feed).as_bytes(conn)
                     self._oids[feed.name, "direct"] = _oids(statements.direct_types(feed))
 
-    def write_batch(self, envelopes: Sequence[Envelope]) -> dict[str, int]:
+    def write_batch(self, envelopes: Sequence[Envelope],
+                    offsets: Sequence[int] | None = None) -> dict[str, int]:
         """Write the batch in one transaction; a connection lost since the last batch (a
         database restart) is replaced by a new one first."""
-        return self.write_prepared(self.prepare(envelopes))
+        return self.write_prepared(self.prepare(envelopes, offsets))
 
-    def prepare(self, envelopes: Sequence[Envelope]) -> Prepared:
+    def prepare(self, envelopes: Sequence[Envelope],
+                offsets: Sequence[int] | None = None) -> Prepared:
         """The batch's staging rows per feed (:func:`sinks.rows.rows_of`)."""
-        return Prepared(envelopes, rows_of(envelopes))
+        return Prepared(envelopes, rows_of(envelopes, offsets))
 
     def write_prepared(self, prepared: Prepared) -> dict[str, int]:
         """:meth:`write_batch` of the rows :meth:`prepare` derived."""

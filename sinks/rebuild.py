@@ -163,11 +163,13 @@ class _Counting(Sink):
     def setup(self) -> None:
         self._inner.setup()
 
-    def write_batch(self, envelopes: Sequence[Envelope]) -> dict[str, int]:
-        return self.write_prepared(self.prepare(envelopes))
+    def write_batch(self, envelopes: Sequence[Envelope],
+                    offsets: Sequence[int] | None = None) -> dict[str, int]:
+        return self.write_prepared(self.prepare(envelopes, offsets))
 
-    def prepare(self, envelopes: Sequence[Envelope]) -> Prepared:
-        return self._inner.prepare(envelopes)
+    def prepare(self, envelopes: Sequence[Envelope],
+                offsets: Sequence[int] | None = None) -> Prepared:
+        return self._inner.prepare(envelopes, offsets)
 
     def write_prepared(self, prepared: Prepared) -> dict[str, int]:
         rows = self._inner.write_prepared(prepared)

@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from schemas.envelope import Envelope
-from schemas.events import STATUS_RANK
+from schemas.events import STATUS_RANK, EvaluationCancelled, ScoreComputed
 from sinks.tables import FEEDS, REQUESTS_FEED, STATUS_EVENTS_FEED, STATUSES_FEED, Row
 
-_EXTRACTORS: dict[type, list[tuple[str, Callable[[Envelope, list[Row]], None]]]] = {}
+Extract = Callable[[Envelope, list[Row]], None]
+_EXTRACTORS: dict[type, list[tuple[str, Extract]]] = {}
+_POSITIONED: dict[type, list[tuple[str, Extract]]] = {}
+"""Feeds whose rows end with the record's offset (appended here)."""
 for _feed in FEEDS:
     if _feed.event is not None:
-        _EXTRACTORS.setdefault(_feed.event, []).append((_feed.name, _feed.extractor()))
+        into = _POSITIONED if _feed.positioned else _EXTRACTORS
+        into.setdefault(_feed.event, []).append((_feed.name, _feed.extractor()))
+
+_FIRST_COUNTS: dict[type, Callable[[Any], tuple[str, ...]]] = {
+    ScoreComputed: lambda p: (p.hash, p.scoring_version),
+    EvaluationCancelled: lambda p: (p.request_event_id,),
+}
+"""Events of which the first in log order counts (the ledger's rule: a score of
+(hash, version), a request's withdrawal): a batch's later ones are dropped here, a later
+batch's by the merge (the key is taken)."""
 
 _EVENT_HASH = STATUS_EVENTS_FEED.position("hash")
 _EVENT_RESCORE = STATUS_EVENTS_FEED.position("rescore_of")
@@ -23,12 +36,30 @@ _HASH, _VERSION, _STATUS, _NOTE, _TIME = (
     STATUS_EVENTS_FEED.position(c) for c in ("hash", "scoring_version", "status", "note", "time")
 )
 
-def rows_of(envelopes: Sequence[Envelope]) -> dict[str, list[Row]]:
-    """Staging rows per feed, in each feed's column order, the derived statuses included."""
+def rows_of(envelopes: Sequence[Envelope],
+            offsets: Sequence[int] | None = None) -> dict[str, list[Row]]:
+    """Staging rows per feed, in each feed's column order, the derived statuses included.
+    ``offsets`` are the records' offsets in their partitions (same positions as
+    ``envelopes``; None: unknown, the positioned feeds' offsets are NULL)."""
     rows: dict[str, list[Row]] = {feed.name: [] for feed in FEEDS}
+    seen: set[tuple[type, tuple[str, ...]]] = set()
     for env in envelopes:
-        for name, extract in _EXTRACTORS.get(type(env.payload), ()):
+        kind = type(env.payload)
+        first = _FIRST_COUNTS.get(kind)
+        if first is not None:
+            key = (kind, first(env.payload))
+            if key in seen:
+                continue
+            seen.add(key)
+        for name, extract in _EXTRACTORS.get(kind, ()):
             extract(env, rows[name])
+    if _POSITIONED:
+        for i, env in enumerate(envelopes):
+            for name, extract in _POSITIONED.get(type(env.payload), ()):
+                out: list[Row] = []
+                extract(env, out)
+                offset = None if offsets is None else offsets[i]
+                rows[name].extend((*row, offset) for row in out)
     rows[STATUSES_FEED.name] = reduce_statuses(
         rows[STATUS_EVENTS_FEED.name], rows[REQUESTS_FEED.name]
     )

@@ -209,7 +209,7 @@ class SinkService:
         envelopes = batch.envelopes
         write = None
         if envelopes or batch.dead_letters:
-            prepared = self._writer.prepare(envelopes)
+            prepared = self._writer.prepare(envelopes, [m.offset() for m in batch.messages])
             write = pool.submit(self._retrying, "write",
                                 lambda: self._writer.write_prepared(prepared), stop)
         self._flight = _Flight(batch, write, time.perf_counter())

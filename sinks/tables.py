@@ -120,10 +120,11 @@ Merge = InsertNew | KeepLatest | FillOnce | Advance
 @dataclass(frozen=True)
 class Source:
     """Where one staged column's value comes from: a field of the payload
-    (``payload.hash``), of the item in a fan-out feed (``item.index``) or of the envelope
-    (``event_id``, ``time``), optionally converted. A feed lists its payload sources first,
-    then its item sources, then its envelope sources (rows are built from one attribute
-    getter each)."""
+    (``payload.hash``), of the item in a fan-out feed (``item.index``), of the envelope
+    (``event_id``, ``time``) or the record's offset in its partition (``log.offset``),
+    optionally converted. A feed lists its payload sources first, then its item sources, then
+    its envelope sources, then its log source (rows are built from one attribute getter
+    each; the offset is appended by ``sinks.rows``)."""
 
     column: str
     path: str
@@ -131,7 +132,7 @@ class Source:
 
     @property
     def of(self) -> str:
-        """``payload``, ``item`` or ``envelope``."""
+        """``payload``, ``item``, ``envelope`` or ``log`` (the record's offset)."""
         head, dot, _ = self.path.partition(".")
         return head if dot else "envelope"
 
@@ -184,27 +185,37 @@ class Feed:
         """Where ``column`` sits in this feed's rows."""
         return self.columns.index(column)
 
+    @cached_property
+    def positioned(self) -> bool:
+        """Whether its rows end with the record's offset (a ``log.offset`` source)."""
+        return any(s.of == "log" for s in self.sources)
+
     def extractor(self) -> Callable[[Envelope, list[Row]], None]:
         """A function that appends this feed's rows for one envelope: one attribute getter
-        (a single tuple a row; the sink builds hundreds of thousands)."""
+        (a single tuple a row; the sink builds hundreds of thousands). A positioned feed's
+        rows lack their last column, the offset, which ``sinks.rows`` appends."""
         kinds = [s.of for s in self.sources]
-        if kinds != sorted(kinds, key=("payload", "item", "envelope").index):
-            raise ValueError(f"feed {self.name}: list payload, then item, then envelope sources")
-        converts = [(i, s.convert) for i, s in enumerate(self.sources) if s.convert]
+        order = ("payload", "item", "envelope", "log")
+        if kinds != sorted(kinds, key=order.index) or kinds.count("log") > 1 or (
+                "log" in kinds and self.each is not None):
+            raise ValueError(f"feed {self.name}: list payload, then item, then envelope "
+                             "sources, then at most one log source (not in a fan-out feed)")
+        sources = [s for s in self.sources if s.of != "log"]
+        converts = [(i, s.convert) for i, s in enumerate(sources) if s.convert]
         if self.each is not None:
             if converts:
                 raise ValueError(f"feed {self.name}: fan-out feeds take no conversions")
             items = attrgetter(self.each)
-            head = _getter([s.path for s in self.sources if s.of == "payload"])
-            item = _getter([s.field for s in self.sources if s.of == "item"])
-            tail = _getter([s.path for s in self.sources if s.of == "envelope"])
+            head = _getter([s.path for s in sources if s.of == "payload"])
+            item = _getter([s.field for s in sources if s.of == "item"])
+            tail = _getter([s.path for s in sources if s.of == "envelope"])
 
             def fan_out(env: Envelope, out: list[Row]) -> None:
                 common, last = head(env), tail(env)
                 out.extend(common + item(one) + last for one in items(env))
 
             return fan_out
-        row_of = _getter([s.path for s in self.sources])
+        row_of = _getter([s.path for s in sources])
         if not converts:
             return lambda env, out: out.append(row_of(env))
 
@@ -320,12 +331,19 @@ WITHDRAWALS = Table("withdrawals", ("request_event_id",), (
 ))
 SCORING_ACTIVATIONS = Table("scoring_activations", ("event_id",), (
     Column("event_id", "text"), Column("scoring_version", "text"), Column("reason", "text"),
-    Column("activated_at", "timestamptz"),
+    Column("activated_at", "timestamptz"), Column("position", "bigint"),
+))
+EVALUATION_REQUESTS = Table("evaluation_requests", ("event_id",), (
+    Column("event_id", "text"), Column("hash", "text"), Column("hotkey", "text"),
+    Column("uid", "integer"), Column("repo_namespace", "text"), Column("repo_name", "text"),
+    Column("block", "bigint"), Column("scoring_version", "text"),
+    Column("source_event_id", "text"), Column("requested_at", "timestamptz"),
 ))
 
 TABLES: tuple[Table, ...] = (
     MINERS, SUBMISSIONS, STATUS_EVENTS, SCORES, SAMPLE_RESULTS, AUDITS, REJECTIONS,
     DEAD_LETTERS, WEIGHTS, WEIGHT_ENTRIES, MINERBOARD, SCORING_ACTIVATIONS, WITHDRAWALS,
+    EVALUATION_REQUESTS,
 )
 """Every materialized table (row counts, rebuilds and the schema check go over these)."""
 
@@ -397,6 +415,14 @@ FEEDS: tuple[Feed, ...] = (
     ),
     # Requests before statuses: the status rows drop a QUEUED whose request the batch holds.
     REQUESTS_FEED,
+    Feed(
+        # Every request (the ledger's rule picks the one that holds the hash's place).
+        "evaluation_requests", EVALUATION_REQUESTS,
+        (*_payload("hash", "hotkey", "uid", "repo_namespace", "repo_name", "block",
+                   "scoring_version", "source_event_id"),
+         Source("event_id", "event_id"), Source("requested_at", "time")),
+        InsertNew(), event=EvaluationRequested, direct=True,
+    ),
     QUEUED_FEED,
     STATUS_EVENTS_FEED,
     STATUSES_FEED,
@@ -407,7 +433,9 @@ FEEDS: tuple[Feed, ...] = (
          Source("timings", "payload.timings", Jsonb),
          Source("manifest", "payload.manifest", _json_model),
          Source("event_id", "event_id"), Source("computed_at", "time")),
-        InsertNew(order=("computed_at", "event_id")), event=ScoreComputed,
+        # The first committed score of (hash, version) in log order counts (``sinks.rows``
+        # drops a batch's later ones; a later batch's conflict on the key).
+        InsertNew(), event=ScoreComputed,
         # The score kept for (hash, version) makes its submission COMPLETED or FAILED; a
         # re-score's does not (it is read from ``scores`` by ``submission_standing``).
         then=Projection(
@@ -427,7 +455,7 @@ FEEDS: tuple[Feed, ...] = (
          Source("code", "payload.code", str),
          *_payload("reason", "displaced_by", "displaced_by_hash"),
          Source("event_id", "event_id"), Source("withdrawn_at", "time")),
-        InsertNew(order=("withdrawn_at", "event_id")), event=EvaluationCancelled,
+        InsertNew(), event=EvaluationCancelled,
     ),
     Feed(
         "sample_results", SAMPLE_RESULTS,
@@ -483,10 +511,11 @@ FEEDS: tuple[Feed, ...] = (
         KeepLatest(by=("block", "event_id")), event=MinerboardUpdated,
     ),
     Feed(
-        # Every activation; the latest counts (the view ``submission_standing`` reads it).
+        # Every activation; the latest in the log counts (the view ``submission_standing``
+        # orders them by their offset on the one-partition topic).
         "scoring_activations", SCORING_ACTIVATIONS,
         (*_payload("scoring_version", "reason"), Source("event_id", "event_id"),
-         Source("activated_at", "time")),
+         Source("activated_at", "time"), Source("position", "log.offset")),
         InsertNew(), event=ScoringActivated,
     ),
 )

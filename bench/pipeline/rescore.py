@@ -40,7 +40,7 @@ from devstack.stack import DevStack
 from producers import rescore
 from schemas.codec import encode
 from schemas.envelope import new_envelope
-from schemas.events import EvaluationRequested, ScoreComputed
+from schemas.events import EvaluationRequested
 from speechstream.kafka.admin import create_topics
 from speechstream.settings import DevSettings, KafkaSettings
 
@@ -72,9 +72,9 @@ def _commit_to_end(kafka: KafkaSettings, group: str, topic: str) -> None:
 def _rescored(kafka: KafkaSettings) -> int:
     """Committed v1 scores (the re-scores) so far: read, since a transactional topic's offsets
     count its commit markers too."""
-    scores = rescore.read_all(kafka, kafka.topics.scores, ScoreComputed,
-                              name=f"bench-rescore-{uuid.uuid4().hex[:6]}")
-    return sum(env.payload.scoring_version == "v1" for env in scores)
+    ledger = rescore.read_ledger(kafka, [kafka.topics.scores],
+                                 name=f"bench-rescore-{uuid.uuid4().hex[:6]}")
+    return sum(version == "v1" for _, version in ledger.scores)
 
 
 def _new_submission_waits(kafka: KafkaSettings, n: int, first: int, evaluator: ServiceProcess

@@ -218,7 +218,8 @@ def _insert_pairs(merge: str) -> dict[str, str]:
 def test_direct_copy_writes_what_the_merge_inserts() -> None:
     """COPY straight into the target must insert each row as the merge's SELECT would."""
     direct = [feed for feed in FEEDS if feed.direct]
-    assert {feed.name for feed in direct} == {"requests", "queued", "status_events"}
+    assert {feed.name for feed in direct} == {"requests", "evaluation_requests", "queued",
+                                              "status_events"}
     for feed in direct:
         merge = statements.merges(feed, (False, False))[0].as_string(None)
         assert f'INSERT INTO "{feed.table.name}" ' in merge

@@ -48,7 +48,8 @@ class FakeWriter(Sink):
     def setup(self) -> None:
         self.log.append("setup")
 
-    def write_batch(self, envelopes: Sequence[Envelope]) -> dict[str, int]:
+    def write_batch(self, envelopes: Sequence[Envelope],
+                    offsets: Sequence[int] | None = None) -> dict[str, int]:
         if self.fail:
             self.log.append("write failed")
             raise self.fail.pop(0)
