@@ -242,7 +242,9 @@ FINAL_RANK = STATUS_RANK["COMPLETED"]
 
 
 class EvaluationStatusChanged(_Event):
-    """A submission moved to QUEUED, PRECHECK or RUNNING."""
+    """A submission moved to PRECHECK or RUNNING (an evaluator sends it). Nothing sends QUEUED
+    any more: a routed request is its submission's QUEUED status; ``QUEUED`` stays a valid
+    status here for logs written when the intake worker still sent it."""
 
     type: Literal["evaluation.status"] = "evaluation.status"
     hash: HashStr
@@ -323,10 +325,10 @@ class ScoreComputed(_Event):
     evaluator: str
     request_event_id: str
     manifest: ScoreManifest | None = None
+    """What reproduces this score; None in scores written before manifests existed."""
     rescore_of: str | None = None
     """Set on a re-score's score: the accepted request it re-scores (it lives beside the
     submission's own score, in ``scores``, and never moves the submission's row)."""
-    """What reproduces this score; None in scores written before manifests existed."""
 
 
 class SubmissionFailed(_Event):
@@ -456,7 +458,7 @@ class MinerboardUpdated(_Event):
 class ScoringActivated(_Event):
     """The scoring version whose scores count: the leaderboard, the API and the validators'
     weights use it, and the intake worker requests new submissions for it. The latest one on
-    ``scoring.active`` holds (``speechstream rescore activate``)."""
+    ``scoring.active`` holds (``speechstream scoring activate``)."""
 
     type: Literal["scoring.activated"] = "scoring.activated"
     scoring_version: Annotated[str, Field(min_length=1, max_length=32)]

@@ -103,7 +103,7 @@ MINERBOARD = TopicSpec(
 )
 SCORING_ACTIVE = TopicSpec(
     "scoring.active", 1, "\"active\"", ("scoring.activated",), cleanup_policy="compact",
-    description="the scoring version whose scores count (`speechstream rescore activate`)",
+    description="the scoring version whose scores count (`speechstream scoring activate`)",
 )
 DEADLETTER = TopicSpec(
     "deadletter", 1, "original key", ("deadletter",),
