@@ -129,3 +129,43 @@ def audit_summary(conn: psycopg.Connection) -> list[AuditSummaryRow]:
     """The audits per audited evaluator, the most disagreeing first."""
     with conn.cursor(row_factory=class_row(AuditSummaryRow)) as cur:
         return cur.execute(_AUDIT_SUMMARY).fetchall()
+
+
+class UidSubmission(BaseModel):
+    """A held uid and its holder's latest submission, as it stands (what a validator weighs)."""
+
+    uid: int
+    hotkey: str
+    hash: str | None
+    repo: str | None
+    block: int | None
+    status: str | None
+    score: float | None
+    content_hash: str | None
+    withdrawn: str | None
+
+
+# Each hotkey's miners row is its latest registry event; a uid is held by the earliest of the
+# hotkeys whose row names it; its submission is the holder's latest by (block, hash)
+# (speechstream/ledger.py, the same rules).
+_UID_SUBMISSIONS = """
+WITH holders AS (
+    SELECT DISTINCT ON (uid) uid, hotkey FROM miners
+     WHERE uid IS NOT NULL
+     ORDER BY uid, block, event_id COLLATE "C", hotkey COLLATE "C"
+)
+SELECT h.uid, h.hotkey, s.hash, s.repo_namespace || '/' || s.repo_name AS repo, s.block,
+       s.status, s.score, s.content_hash, s.withdrawn
+  FROM holders h
+  LEFT JOIN LATERAL (
+      SELECT * FROM submission_standing s WHERE s.hotkey = h.hotkey
+       ORDER BY s.block DESC, s.hash COLLATE "C" DESC LIMIT 1
+  ) s ON true
+ ORDER BY h.uid
+"""
+
+
+def uid_submissions(conn: psycopg.Connection) -> list[UidSubmission]:
+    """Every held uid with its holder's latest submission and how it stands, in uid order."""
+    with conn.cursor(row_factory=class_row(UidSubmission)) as cur:
+        return cur.execute(_UID_SUBMISSIONS).fetchall()

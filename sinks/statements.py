@@ -239,7 +239,10 @@ def _advance(
 
 
 def _projection(feed: Feed, then: Projection) -> sql.Composed:
-    """The feed table's rows for the staged keys, written into ``then.table``."""
+    """The feed table's rows for the staged keys, written into ``then.table``: one row per
+    target key (two scoring versions' scores of one hash must not both propose its
+    submission's row), the one whose ``same`` columns match the target's row first, then by
+    the feed's key."""
     columns = [*then.columns, *then.constants]
     values: list[sql.Composable] = [sql.Identifier(c) for c in then.columns.values()]
     values += [sql.Literal(v) for v in then.constants.values()]
@@ -249,5 +252,19 @@ def _projection(feed: Feed, then: Projection) -> sql.Composed:
     )
     if then.unless is not None:
         source = sql.SQL("{} AND {} IS NULL").format(source, sql.Identifier(then.unless))
-    select = _select(then.table, values, source, None)
+    src, target = sql.Identifier(feed.table.name), sql.Identifier(then.table.name)
+    target_key = sql.SQL(", ").join(
+        sql.SQL("{}.{}").format(src, sql.Identifier(then.columns[c])) for c in then.table.key)
+    order: list[sql.Composable] = [target_key]
+    same = then.merge.same if isinstance(then.merge, Advance) else ()
+    if same:
+        matches = sql.SQL(" AND ").join(
+            sql.SQL("t.{} = {}.{}").format(sql.Identifier(c), src,
+                                           sql.Identifier(then.columns[c]))
+            for c in (*then.table.key, *same))
+        order.append(sql.SQL("EXISTS (SELECT 1 FROM {} t WHERE {}) DESC").format(target,
+                                                                                matches))
+    order += [sql.SQL("{}.{}").format(src, sql.Identifier(c)) for c in feed.table.key]
+    select = sql.SQL("SELECT DISTINCT ON ({}) {} FROM {} ORDER BY {}").format(
+        target_key, sql.SQL(", ").join(values), source, sql.SQL(", ").join(order))
     return _insert(then.table, columns, select, _on_conflict(then.table, columns, then.merge))

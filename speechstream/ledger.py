@@ -16,7 +16,8 @@ random logs). Each rule is written once, here, with its reason:
   scores share a partition): evaluators never compute a second one, and a late duplicate
   changes nothing.
 - **The active scoring version** is the latest ``scoring.activated`` in log order (one
-  partition), or the reader's setting before any.
+  partition). Before any, each submission counts under the version it was requested for (and
+  new requests get the reader's setting).
 - **A submission's own status** (under the version it was requested for) is the highest-ranked
   of its QUEUED (its request), PRECHECK and RUNNING events of that version, re-scores' left
   out; of equal rank, the one with the smallest event id (an order every reader sees alike).
@@ -180,7 +181,8 @@ class Ledger:
 
     @property
     def active_version(self) -> str:
-        """The scoring version whose scores count now."""
+        """The scoring version whose scores count now, and that new requests get: the
+        activated one, before any the reader's setting."""
         return self.activated or self.default_version
 
     def withdrawal(self, request_event_id: str) -> EvaluationCancelled | None:
@@ -219,13 +221,14 @@ class Ledger:
         return out
 
     def standing(self, hash_: str, version: str | None = None) -> Standing | None:
-        """How the submission ``hash_`` stands under ``version`` (the active one by default);
-        None when no request of it has been read."""
+        """How the submission ``hash_`` stands under ``version`` (by default the activated
+        one, before any the version it was requested for); None when no request of it has
+        been read."""
         request = self.accepted(hash_)
         if request is None:
             return None
         p = request.payload
-        active = version or self.active_version
+        active = version or self.activated or p.scoring_version
         scored = self.score(hash_, active)
         cancelled = self.withdrawals.get(request.event_id)
         if cancelled is not None:

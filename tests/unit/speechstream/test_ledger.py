@@ -92,8 +92,8 @@ def test_an_activated_scoring_version_decides_which_scores_count() -> None:
                                                status="COMPLETED", total_score=total,
                                                evaluator="e", request_event_id="r"),
                                  key="10", producer="t"))
-    assert state.active_version == "v2"
-    assert candidates(state)[0].score == 0.4
+    assert state.active_version == "v2"  # what new requests get
+    assert candidates(state)[0].score == 0.9  # before any activation: its own version's
     state.apply(new_envelope(ScoringActivated(scoring_version="v1"), key="active",
                              producer="t"))
     assert state.active_version == "v1"
