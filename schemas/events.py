@@ -180,8 +180,9 @@ class SubmissionRejected(_Event):
 
 
 DEFAULT_SCORING_VERSION = "v2"
-"""The scoring version new evaluation requests get (an event without the field is ``v1``,
-the version every event had before the field could vary)."""
+"""The scoring version new evaluation requests get, and the default of the field in every
+event that carries one (the codec writes every field, so a record on a topic always names its
+version; the records written before v2 existed name ``v1``)."""
 
 
 class EvaluationRequested(_Event):
@@ -197,7 +198,7 @@ class EvaluationRequested(_Event):
     config_template: str = "default"
     competition_id: str = "d1"
     block: Annotated[int, Field(ge=0)]
-    scoring_version: str = "v1"
+    scoring_version: str = DEFAULT_SCORING_VERSION
     source_event_id: str
     source_type: SubmissionType = "submission.published"
     rescore_of: str | None = None
@@ -249,7 +250,7 @@ class EvaluationStatusChanged(_Event):
     type: Literal["evaluation.status"] = "evaluation.status"
     hash: HashStr
     status: EvaluationStatus
-    scoring_version: str = "v1"
+    scoring_version: str = DEFAULT_SCORING_VERSION
     evaluator: str | None = None
     note: str | None = None
     rescore_of: str | None = None
@@ -313,7 +314,7 @@ class ScoreComputed(_Event):
 
     type: Literal["score.computed"] = "score.computed"
     hash: HashStr
-    scoring_version: str = "v1"
+    scoring_version: str = DEFAULT_SCORING_VERSION
     status: FinalStatus
     total_score: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
     reason: str | None = None

@@ -19,7 +19,7 @@ def request_envelope(hash_: str = HASH, event_id: str = "req-1") -> Envelope:
     """An evaluation request envelope for ``hash_``."""
     request = EvaluationRequested(
         hash=hash_, hotkey=HOTKEY, uid=1, repo_namespace="alice", repo_name="tts-ft-1",
-        block=100, source_event_id="sub-1",
+        block=100, scoring_version="v1", source_event_id="sub-1",
     )
     return new_envelope(request, key=hash_, producer="test", event_id=event_id)
 

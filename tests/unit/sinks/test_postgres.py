@@ -139,7 +139,7 @@ def test_statuses_keep_the_highest_rank_per_hash() -> None:
                     _status("1", "PRECHECK"), _status("2", "PRECHECK", "p"),
                     _status("2", "QUEUED")])
     kept = _by_hash(reduce_statuses(rows["status_events"], rows["requests"]))
-    assert kept == {"1": ("1", "v1", "RUNNING", 2, "r", T), "2": ("2", "v1", "PRECHECK", 1, "p", T)}
+    assert kept == {"1": ("1", "v2", "RUNNING", 2, "r", T), "2": ("2", "v2", "PRECHECK", 1, "p", T)}
     assert STATUSES_FEED.columns == (
         "hash", "scoring_version", "status", "status_rank", "notes", "status_at")
 

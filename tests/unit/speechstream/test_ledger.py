@@ -37,9 +37,10 @@ def _reg(hotkey: int, uid: int, block: int, event_id: str):
                         key=None, producer="t", event_id=event_id)
 
 
-def _req(hotkey: int, uid: int, h: str, block: int, repo: str = "m"):
+def _req(hotkey: int, uid: int, h: str, block: int, repo: str = "m", version: str = "v2"):
     return new_envelope(EvaluationRequested(hash=h, hotkey=_hk(hotkey), uid=uid,
                                             repo_namespace="ns", repo_name=repo, block=block,
+                                            scoring_version=version,
                                             source_event_id=f"s{h}{block}"),
                         key=h, producer="t")
 
@@ -86,7 +87,7 @@ def test_a_request_delivered_twice_keeps_its_earliest_block() -> None:
 def test_an_activated_scoring_version_decides_which_scores_count() -> None:
     state = Ledger(default_version="v2")
     state.apply(_reg(1, 0, 5, "a"))
-    state.apply(_req(1, 0, "10", 100))
+    state.apply(_req(1, 0, "10", 100, version="v1"))
     for version, total in (("v2", 0.4), ("v1", 0.9)):
         state.apply(new_envelope(ScoreComputed(hash="10", scoring_version=version,
                                                status="COMPLETED", total_score=total,
@@ -146,7 +147,7 @@ def test_a_withdrawn_request_is_an_invalid_duplicate_even_when_scored() -> None:
     state.apply(_cancel(holder.event_id, "10", 1, 40_000))
     (only,) = candidates(state)
     assert (only.hash, only.status, only.score) == ("10", "FAILED", None)
-    assert state.score("10", "v1").total_score == 0.8
+    assert state.score("10", "v2").total_score == 0.8
     assert only.withdrawn == "duplicate of ns/m submitted earlier at block 100 (hash 11)"
     (entry,) = compute_weights(candidates(state), cutoff_block=50_000, previous=None)
     assert entry.invalid == ("withdrawn: duplicate of ns/m submitted earlier at block 100 "
@@ -181,7 +182,7 @@ def test_the_first_score_and_the_first_cancellation_in_log_order_count() -> None
                                                 total_score=total, evaluator="e",
                                                 request_event_id="r"), key="10", producer="t"))
     assert ledger.standing("10").score == 0.3
-    assert ledger.has_score("10", "v1") and not ledger.has_score("10", "v2")
+    assert ledger.has_score("10", "v2") and not ledger.has_score("10", "v1")
 
 
 def test_equal_statuses_keep_the_smallest_event_id_and_a_lower_one_never_moves_it() -> None:
@@ -205,7 +206,7 @@ def test_a_submission_awaiting_the_active_version_names_what_its_own_gave() -> N
                               producer="t"))
     standing = ledger.standing("10")
     assert (standing.scoring_version, standing.status, standing.score) == ("v9", "QUEUED", None)
-    assert standing.notes == "awaiting its v9 score (v1: COMPLETED 0.6124)"
+    assert standing.notes == "awaiting its v9 score (v2: COMPLETED 0.6124)"
 
 
 def test_scores_print_as_postgresql_rounds_them() -> None:
