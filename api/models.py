@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.events import Hotkey, Status
+from schemas.fields import Hotkey, Status
 
 HashField = Annotated[str, Field(pattern=r"^0*[0-9]{1,20}$", description="submission hash")]
 """A submission hash as clients send it: leading zeros allowed (compared as integers)."""

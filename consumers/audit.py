@@ -32,7 +32,8 @@ from prometheus_client import CollectorRegistry
 
 from consumers.metrics import AuditMetrics
 from schemas.envelope import Envelope, derived_event_id, new_envelope
-from schemas.events import AuditVerdict, ScoreAudited, ScoreComputed, ScoreManifest
+from schemas.events import ScoreAudited, ScoreComputed, ScoreManifest
+from schemas.fields import AuditVerdict
 from scoring.isolation import run_isolated
 from scoring.types import ScoringResult, Submission
 from speechstream.kafka.consumer import EventConsumer

@@ -51,12 +51,12 @@ from consumers.metrics import EvaluatorMetrics
 from consumers.scored import Scored, ScoredIndex
 from schemas.envelope import Envelope, derived_event_id, new_envelope
 from schemas.events import (
-    STATUS_RANK,
     EvaluationRequested,
     EvaluationStatusChanged,
     ScoreComputed,
     SubmissionFailed,
 )
+from schemas.fields import STATUS_RANK
 from scoring.versions import known_versions, scoring_version
 from speechstream.exceptions import TransactionAbortedError, TransactionError
 from speechstream.kafka.consumer import Batch, EventConsumer, position_after

@@ -26,7 +26,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from schemas.events import FINAL_RANK, STATUS_RANK, WeightEntry, WeightsComputed
+from schemas.events import WeightEntry, WeightsComputed
+from schemas.fields import FINAL_RANK, STATUS_RANK
 
 ALPHA = 0.9
 """Weight of the previous vector in the moving average."""

@@ -6,12 +6,10 @@ This package imports nothing else of the project: every other layer stands on it
 from schemas.codec import MAX_EVENT_BYTES, decode, encode
 from schemas.envelope import SCHEMA_VERSION, Envelope, new_envelope
 from schemas.events import (
-    STATUS_RANK,
     DeadLetter,
     EvaluationRequested,
     EvaluationStatusChanged,
     MinerRegistered,
-    RejectionCode,
     SampleResult,
     ScoreAudited,
     ScoreComputed,
@@ -19,6 +17,7 @@ from schemas.events import (
     SubmissionPublished,
     SubmissionRejected,
 )
+from schemas.fields import STATUS_RANK, RejectionCode
 from schemas.topics import TOPICS, TopicRegistry, TopicSpec
 
 __all__ = [

@@ -2,36 +2,24 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from schemas.fields import (
+    DEFAULT_SCORING_VERSION,
+    AuditVerdict,
+    EvaluationStatus,
+    FinalStatus,
+    HashStr,
+    Hotkey,
+    RejectionCode,
+    RepoPart,
+    Signature,
+    Status,
+    SubmissionType,
+)
 from schemas.hashing import submission_hash
-
-Hotkey = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="ed25519 public key, hex")]
-Signature = Annotated[str, Field(pattern=r"^[0-9a-f]{128}$", description="ed25519 signature, hex")]
-HashStr = Annotated[str, Field(pattern=r"^[0-9]{1,20}$", description="submission hash, decimal")]
-RepoPart = Annotated[str, Field(min_length=1, max_length=96, pattern=r"^[A-Za-z0-9._-]+$")]
-"""A repo namespace or name as events carry it; :func:`repo_part_problem` holds the Hub's
-stricter rules, which intake and the model loader enforce with a reason."""
-
-
-def repo_part_problem(part: str) -> str | None:
-    """Why ``part`` (a repo namespace or name) breaks the Hugging Face Hub's naming rules, or
-    None: 1 to 96 letters, digits, ``-``, ``_`` and ``.``; no ``..`` or ``--``; not starting
-    or ending with ``-`` or ``.``. A path such as ``..`` or ``../x`` never passes."""
-    if not 1 <= len(part) <= 96:
-        return f"{part[:40]!r} must be 1 to 96 characters long"
-    bad = sorted({c for c in part if not (c.isascii() and (c.isalnum() or c in "-_."))})
-    if bad:
-        return (f"{part[:40]!r} may hold only letters, digits, '-', '_' and '.' "
-                f"(not {''.join(bad)!r})")
-    if ".." in part or "--" in part:
-        return f"{part!r} must not contain '..' or '--'"
-    if part[0] in "-." or part[-1] in "-.":
-        return f"{part!r} must not start or end with '-' or '.'"
-    return None
 
 
 class _Event(BaseModel):
@@ -99,9 +87,6 @@ class SubmissionAttested(_Submission):
     signature: Signature
 
 
-SubmissionType = Literal["submission.published", "submission.attested"]
-
-
 class UidReassigned(_Signed):
     """The operator hands a uid to a new hotkey (what the chain does when it deregisters a
     miner): ``operator`` is the operator's public key, ``signature`` its signature over every
@@ -146,22 +131,6 @@ class UidRevoked(_Event):
     """The ``uid.reassigned`` event."""
 
 
-class RejectionCode(StrEnum):
-    """Why a registration or a submission was turned away."""
-
-    BAD_SIGNATURE = "BAD_SIGNATURE"
-    HASH_MISMATCH = "HASH_MISMATCH"
-    UNREGISTERED_HOTKEY = "UNREGISTERED_HOTKEY"
-    UID_TAKEN = "UID_TAKEN"
-    HOTKEY_HAS_OTHER_UID = "HOTKEY_HAS_OTHER_UID"
-    RATE_LIMITED = "RATE_LIMITED"
-    DUPLICATE_REPO = "DUPLICATE_REPO"
-    DUPLICATE_HASH = "DUPLICATE_HASH"
-    INVALID_REPO = "INVALID_REPO"
-    BLOCK_OUT_OF_RANGE = "BLOCK_OUT_OF_RANGE"
-    UID_REASSIGNED = "UID_REASSIGNED"
-
-
 class SubmissionRejected(_Event):
     """A registration or submission that failed validation, with the reason."""
 
@@ -177,12 +146,6 @@ class SubmissionRejected(_Event):
     repo_namespace: str | None = None
     repo_name: str | None = None
     block: int | None = None
-
-
-DEFAULT_SCORING_VERSION = "v2"
-"""The scoring version new evaluation requests get, and the default of the field in every
-event that carries one (the codec writes every field, so a record on a topic always names its
-version; the records written before v2 existed name ``v1``)."""
 
 
 class EvaluationRequested(_Event):
@@ -228,18 +191,6 @@ class EvaluationCancelled(_Event):
     displaced_by: str
     """The displacing submission's event id (the miner's, or the REST API's attested one)."""
     displaced_by_hash: HashStr
-
-
-EvaluationStatus = Literal["QUEUED", "PRECHECK", "RUNNING"]
-FinalStatus = Literal["COMPLETED", "FAILED"]
-Status = Literal["QUEUED", "PRECHECK", "RUNNING", "COMPLETED", "FAILED"]
-
-STATUS_RANK: dict[str, int] = {
-    "QUEUED": 0, "PRECHECK": 1, "RUNNING": 2, "COMPLETED": 3, "FAILED": 3,
-}
-"""How far an evaluation has come. A submission's status never moves to a lower (or equal)
-rank: a status seen late, or again, changes nothing. COMPLETED and FAILED are final."""
-FINAL_RANK = STATUS_RANK["COMPLETED"]
 
 
 class EvaluationStatusChanged(_Event):
@@ -344,9 +295,6 @@ class SubmissionFailed(_Event):
     scoring_version: str
     reason: str | None = None
     score_event_id: str
-
-
-AuditVerdict = Literal["agree", "disagree", "unavailable"]
 
 
 class ScoreAudited(_Event):
@@ -489,25 +437,6 @@ Event = Annotated[
 ]
 
 EVENT_TYPES: dict[str, type[BaseModel]] = {
-    cls.model_fields["type"].default: cls
-    for cls in (
-        MinerRegistered,
-        SubmissionPublished,
-        SubmissionRejected,
-        EvaluationRequested,
-        EvaluationStatusChanged,
-        EvaluationCancelled,
-        ScoreComputed,
-        SubmissionFailed,
-        ScoreAudited,
-        DeadLetter,
-        SubmissionAttested,
-        ChainBlock,
-        WeightsComputed,
-        MinerboardUpdated,
-        ScoringActivated,
-        UidReassigned,
-        UidHandover,
-        UidRevoked,
-    )
+    cls.model_fields["type"].default: cls for cls in get_args(get_args(Event)[0])
 }
+"""Each event type's model, by its ``type``: the members of :data:`Event`."""

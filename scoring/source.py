@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from schemas.events import repo_part_problem
+from schemas.fields import repo_part_problem
 from scoring.exceptions import PrecheckError
 from scoring.models import check_architecture
 from scoring.types import Submission

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from schemas.events import DEFAULT_SCORING_VERSION
+from schemas.fields import DEFAULT_SCORING_VERSION
 
 __all__ = ["DEFAULT_SCORING_VERSION", "VERSIONS", "ScoringVersion", "known_versions",
            "scoring_version"]

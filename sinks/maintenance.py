@@ -12,7 +12,7 @@ import psycopg
 from psycopg.rows import class_row
 from pydantic import BaseModel
 
-from schemas.events import FINAL_RANK, STATUS_RANK
+from schemas.fields import FINAL_RANK, STATUS_RANK
 from speechstream.kafka.admin import GroupInfo
 from speechstream.maintenance import Section, format_duration
 
@@ -42,11 +42,13 @@ class WaitingSubmission(BaseModel):
 
 # The view gives the status under the active version; the table gives the times. A submission
 # whose own version is not the active one waits since the later of its own last change, the
-# activation and its last status event of the active version.
+# activation and its last status event of the active version. A status whose request
+# PostgreSQL does not hold has no standing (the view starts from the requests): it is listed
+# from its own row, request_recorded false.
 _WAITING = """
 WITH active AS (
     SELECT activated_at FROM scoring_activations
-     ORDER BY activated_at DESC, event_id DESC LIMIT 1
+     ORDER BY position DESC NULLS LAST, activated_at DESC, event_id DESC LIMIT 1
 ), waiting AS (
     SELECT v.hash, v.hotkey, v.uid, v.repo_namespace || '/' || v.repo_name AS repo, v.status,
            v.scoring_version, s.request_event_id IS NOT NULL AS request_recorded,
@@ -60,6 +62,12 @@ WITH active AS (
       FROM submission_standing v
       JOIN submissions s ON s.hash = v.hash
      WHERE v.status = ANY(%(statuses)s)
+    UNION ALL
+    SELECT s.hash, s.hotkey, s.uid, s.repo_namespace || '/' || s.repo_name, s.status,
+           s.scoring_version, false, coalesce(s.status_at, s.created_at)
+      FROM submissions s
+     WHERE s.status = ANY(%(statuses)s)
+       AND NOT EXISTS (SELECT 1 FROM evaluation_requests r WHERE r.hash = s.hash)
 )
 SELECT *, extract(epoch FROM now() - since)::float8 AS age_s
   FROM waiting

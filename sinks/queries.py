@@ -10,7 +10,7 @@ from psycopg import sql
 from psycopg.rows import class_row
 from pydantic import BaseModel
 
-from schemas.events import FINAL_RANK, STATUS_RANK
+from schemas.fields import FINAL_RANK, STATUS_RANK
 from sinks.tables import TABLES
 
 # The leaderboard's order: COMPLETED (by score), then what is in progress, furthest first, then

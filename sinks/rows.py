@@ -6,7 +6,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from schemas.envelope import Envelope
-from schemas.events import STATUS_RANK, EvaluationCancelled, ScoreComputed
+from schemas.events import EvaluationCancelled, ScoreComputed
+from schemas.fields import STATUS_RANK
 from sinks.tables import FEEDS, REQUESTS_FEED, STATUS_EVENTS_FEED, STATUSES_FEED, Row
 
 Extract = Callable[[Envelope, list[Row]], None]

@@ -23,8 +23,6 @@ from pydantic import BaseModel
 
 from schemas.envelope import Envelope
 from schemas.events import (
-    FINAL_RANK,
-    STATUS_RANK,
     DeadLetter,
     EvaluationCancelled,
     EvaluationRequested,
@@ -39,6 +37,7 @@ from schemas.events import (
     UidRevoked,
     WeightsComputed,
 )
+from schemas.fields import FINAL_RANK, STATUS_RANK
 
 Row = tuple[Any, ...]
 

@@ -40,8 +40,6 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from schemas.envelope import Envelope
 from schemas.events import (
-    DEFAULT_SCORING_VERSION,
-    STATUS_RANK,
     ChainBlock,
     EvaluationCancelled,
     EvaluationRequested,
@@ -52,6 +50,7 @@ from schemas.events import (
     UidHandover,
     UidRevoked,
 )
+from schemas.fields import DEFAULT_SCORING_VERSION, STATUS_RANK
 
 
 @dataclass(frozen=True, slots=True)

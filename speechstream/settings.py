@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from schemas.events import DEFAULT_SCORING_VERSION
+from schemas.fields import DEFAULT_SCORING_VERSION
 from schemas.topics import TopicRegistry
 
 GIB = 1024**3

@@ -10,13 +10,12 @@ from schemas.events import (
     EvaluationCancelled,
     EvaluationRequested,
     MinerRegistered,
-    RejectionCode,
     SubmissionAttested,
     SubmissionPublished,
     UidHandover,
     UidReassigned,
-    repo_part_problem,
 )
+from schemas.fields import RejectionCode, repo_part_problem
 from schemas.signing import signature_is_valid
 
 RATE_LIMIT_BLOCKS = 28_800

@@ -10,14 +10,13 @@ import faust
 from schemas.codec import decode
 from schemas.envelope import Envelope
 from schemas.events import (
-    DEFAULT_SCORING_VERSION,
     EvaluationRequested,
-    RejectionCode,
     SubmissionAttested,
     SubmissionFailed,
     SubmissionPublished,
     SubmissionRejected,
 )
+from schemas.fields import DEFAULT_SCORING_VERSION, RejectionCode
 from speechstream.kafka.active import ActiveScoringVersion
 from streams.agents.emit import emit, reject
 from streams.chain import ChainHead

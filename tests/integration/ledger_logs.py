@@ -23,12 +23,12 @@ from schemas.events import (
     EvaluationRequested,
     EvaluationStatusChanged,
     MinerRegistered,
-    RejectionCode,
     ScoreComputed,
     ScoringActivated,
     UidHandover,
     UidRevoked,
 )
+from schemas.fields import RejectionCode
 from schemas.topics import ALL_TOPICS
 
 VERSIONS = ("v1", "v2", "v3")

@@ -8,7 +8,8 @@ import pytest
 
 from producers.miner import registration, submission
 from schemas import EvaluationRequested, ScoreComputed, new_envelope
-from schemas.events import RejectionCode, SubmissionRejected
+from schemas.events import SubmissionRejected
+from schemas.fields import RejectionCode
 from schemas.hashing import submission_hash
 from speechstream.keys import create_key_file
 from tests.conftest import pick_ports

@@ -10,13 +10,13 @@ from schemas import (
     EvaluationRequested,
     EvaluationStatusChanged,
     MinerRegistered,
-    RejectionCode,
     SampleResult,
     ScoreComputed,
     SubmissionRejected,
     new_envelope,
 )
 from schemas.codec import encode
+from schemas.fields import RejectionCode
 from sinks.exceptions import SinkError
 from sinks.postgres import PostgresSink
 from sinks.queries import counts, leaderboard
@@ -149,6 +149,12 @@ def test_the_sink_refuses_a_database_that_does_not_match_its_tables(db_conninfo)
 
 
 def test_the_leaderboard_orders_by_status_then_score(db_conninfo) -> None:
+    def request(h: str):
+        return new_envelope(EvaluationRequested(
+            hash=h, hotkey="ab" * 32, uid=int(h), repo_namespace="ns", repo_name=f"m{h}",
+            block=10, source_event_id=f"s{h}"),
+            key=h, producer="t")
+
     def status(h: str, s: str):
         return new_envelope(EvaluationStatusChanged(hash=h, status=s), key=h, producer="t")
 
@@ -163,7 +169,10 @@ def test_the_leaderboard_orders_by_status_then_score(db_conninfo) -> None:
                                   hash="7")
     sink = PostgresSink(db_conninfo)
     sink.setup()
-    sink.write_batch([status("1", "QUEUED"), status("2", "RUNNING"), score("3", None),
+    # A submission stands once its request is read (the ledger's rule): statuses and scores
+    # of a hash never requested are no submission.
+    sink.write_batch([*(request(h) for h in "123456"),
+                      status("1", "QUEUED"), status("2", "RUNNING"), score("3", None),
                       score("4", 0.2), status("5", "PRECHECK"), score("6", 0.9),
                       new_envelope(rejected, key=None, producer="t")])
     sink.close()
@@ -174,11 +183,12 @@ def test_the_leaderboard_orders_by_status_then_score(db_conninfo) -> None:
         ("1", "QUEUED"), ("3", "FAILED"), ("7", "REJECTED"),
     ]
     with psycopg.connect(db_conninfo) as conn:
-        assert counts(conn) == {"miners": 0, "submissions": 6, "status_events": 3, "scores": 3,
-                                "sample_results": 0, "audits": 0, "rejections": 1,
-                                "dead_letters": 0, "weights": 0, "weight_entries": 0,
-                                "minerboard": 0, "scoring_activations": 0,
-                                "withdrawals": 0}
+        assert counts(conn) == {"miners": 0, "submissions": 6, "status_events": 3 + 6,
+                                "scores": 3, "sample_results": 0, "audits": 0,
+                                "rejections": 1, "dead_letters": 0, "weights": 0,
+                                "weight_entries": 0, "minerboard": 0,
+                                "scoring_activations": 0, "withdrawals": 0,
+                                "evaluation_requests": 6}
 
 
 def test_a_rescore_lives_beside_the_score_and_never_moves_the_submission_row(db_conninfo) -> None:

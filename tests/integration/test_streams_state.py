@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from producers.miner import registration, submission
-from schemas.events import RejectionCode
+from schemas.fields import RejectionCode
 from schemas.topics import changelog_specs
 from speechstream.kafka.admin import delete_topics
 from speechstream.keys import create_key_file

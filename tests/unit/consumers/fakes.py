@@ -9,7 +9,8 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from schemas.codec import decode, encode
 from schemas.envelope import Envelope, new_envelope
-from schemas.events import EvaluationCancelled, EvaluationRequested, RejectionCode
+from schemas.events import EvaluationCancelled, EvaluationRequested
+from schemas.fields import RejectionCode
 
 HOTKEY = "ab" * 32
 HASH = "18358495043599921355"

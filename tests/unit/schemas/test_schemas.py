@@ -15,7 +15,6 @@ from schemas import (
     EvaluationRequested,
     EvaluationStatusChanged,
     MinerRegistered,
-    RejectionCode,
     SampleResult,
     ScoreComputed,
     SubmissionPublished,
@@ -32,8 +31,8 @@ from schemas.events import (
     SubmissionAttested,
     WeightEntry,
     WeightsComputed,
-    repo_part_problem,
 )
+from schemas.fields import RejectionCode, repo_part_problem
 from schemas.hashing import submission_hash
 from schemas.signing import generate_key, sign, signature_is_valid
 from schemas.topics import (

@@ -13,7 +13,6 @@ from schemas import (
     DeadLetter,
     EvaluationRequested,
     EvaluationStatusChanged,
-    RejectionCode,
     SampleResult,
     ScoreComputed,
     SubmissionRejected,
@@ -21,6 +20,7 @@ from schemas import (
 )
 from schemas.envelope import Envelope
 from schemas.events import EvaluationCancelled
+from schemas.fields import RejectionCode
 from sinks import statements
 from sinks.rows import reduce_statuses, rows_of
 from sinks.tables import (

@@ -7,7 +7,8 @@ import pytest
 
 from producers.miner import registration, submission
 from producers.operator import uid_reassignment
-from schemas.events import RejectionCode, UidHandover
+from schemas.events import UidHandover
+from schemas.fields import RejectionCode
 from schemas.signing import generate_key
 from speechstream.keys import Hotkey
 from streams.rules import (

@@ -6,7 +6,8 @@ import pytest
 
 from producers.miner import registration, submission
 from schemas.envelope import Envelope, derived_event_id, new_envelope
-from schemas.events import EvaluationRequested, RejectionCode, SubmissionAttested
+from schemas.events import EvaluationRequested, SubmissionAttested
+from schemas.fields import RejectionCode
 from schemas.signed import signed_envelope, submission_fields
 from schemas.signing import generate_key
 from speechstream.keys import Hotkey
