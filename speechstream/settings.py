@@ -12,7 +12,7 @@ from __future__ import annotations
 import socket
 import ssl
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -122,42 +122,6 @@ class DatabaseSettings(BaseSettings):
     def conninfo(self) -> str:
         """The libpq connection string."""
         return self.url.get_secret_value()
-
-
-class StreamsSettings(BaseSettings):
-    """The intake worker (Faust): validates registrations and submissions and routes them.
-
-    ``app_id`` names its consumer group and its tables' changelog topics (both under the
-    topic prefix).
-    """
-
-    model_config = SettingsConfigDict(env_prefix="SPEECHSTREAM_STREAMS_", extra="ignore")
-
-    app_id: str = "speechstream-intake"
-    rate_limit_blocks: int = 28_800
-    data_dir: str = ".speechstream/streams"
-    web_port: int = 6066
-    web_enabled: bool = True
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
-    metrics_port: int | None = Field(None, description="Serve /metrics and /health here.")
-    operator_key: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = Field(
-        None, description="The operator's public key (hex): submissions it attests through "
-        "the REST API are accepted; none is accepted without it.",
-    )
-    scoring_version: str = Field(
-        DEFAULT_SCORING_VERSION, description="The scoring version accepted submissions are "
-        "requested for until one is activated on scoring.active (`speechstream scoring "
-        "activate`), which wins over this.",
-    )
-    session_timeout_s: float = Field(
-        10.0, ge=6.0, description="How long the group waits for a worker that stopped "
-        "heartbeating (a kill -9) before its partitions go to the others, or to its restart.",
-    )
-    fetch_max_wait_ms: int = Field(
-        100, ge=1, le=1500, description="How long the broker may hold the worker's fetch "
-        "request when it has no new records (Faust hard-codes 1500: a trivial two-agent Faust "
-        "app moved 1,825 records/s with it and 4,120 with 100, see docs/latency.md).",
-    )
 
 
 class EvaluatorSettings(BaseSettings):

@@ -7,7 +7,8 @@ from pathlib import Path
 import faust
 
 from speechstream.kafka.producer import RELIABLE
-from speechstream.settings import KafkaSettings, StreamsSettings
+from speechstream.settings import KafkaSettings
+from streams.settings import StreamsSettings
 from streams.transport import SCHEME
 
 

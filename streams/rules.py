@@ -19,6 +19,8 @@ from schemas.fields import RejectionCode, repo_part_problem
 from schemas.signing import signature_is_valid
 
 RATE_LIMIT_BLOCKS = 28_800
+"""SPEC §3: one accepted submission per hotkey within this many blocks (the intake worker's
+default, `SPEECHSTREAM_STREAMS_RATE_LIMIT_BLOCKS`)."""
 
 
 @dataclass(frozen=True)

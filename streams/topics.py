@@ -7,8 +7,9 @@ from dataclasses import dataclass
 import faust
 
 from schemas.topics import TABLE_PARTITIONS, TABLES
-from speechstream.settings import KafkaSettings, StreamsSettings
+from speechstream.settings import KafkaSettings
 from streams.exceptions import TableLayoutError
+from streams.settings import StreamsSettings
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,12 @@ from schemas.topics import changelog_specs
 from speechstream.kafka.active import ActiveScoringVersion
 from speechstream.kafka.admin import create_topics
 from speechstream.monitoring import Health
-from speechstream.settings import KafkaSettings, StreamsSettings
+from speechstream.settings import KafkaSettings
 from streams.agents import registrations, submissions
 from streams.app import create_app
 from streams.chain import ChainHead
 from streams.metrics import StreamsMetrics
+from streams.settings import StreamsSettings
 from streams.topics import declare
 
 STOP_CHECK_S = 0.1

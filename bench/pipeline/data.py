@@ -9,8 +9,9 @@ from nacl.signing import SigningKey
 from producers.miner import registration, submission
 from schemas.codec import encode
 from speechstream.keys import Hotkey
+from streams.rules import RATE_LIMIT_BLOCKS
 
-SPACING = 28_800  # one rate-limit window between a miner's submissions
+SPACING = RATE_LIMIT_BLOCKS  # one rate-limit window between a miner's submissions
 
 
 def miners(n: int, *, seed: int = 0) -> list[Hotkey]:

@@ -26,8 +26,9 @@ from pathlib import Path
 
 import faust
 
-from speechstream.settings import KafkaSettings, StreamsSettings
+from speechstream.settings import KafkaSettings
 from streams.app import create_app
+from streams.settings import StreamsSettings
 from streams.worker import QuietWorker
 
 MODES = ("consume", "send", "take", "two-hop")

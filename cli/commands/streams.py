@@ -8,7 +8,8 @@ import sys
 from prometheus_client import CollectorRegistry
 
 from cli.serve import add_metrics_port, serve, with_metrics_port
-from speechstream.settings import KafkaSettings, StreamsSettings
+from speechstream.settings import KafkaSettings
+from streams.settings import StreamsSettings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

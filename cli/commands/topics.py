@@ -8,7 +8,8 @@ import sys
 from schemas.topics import ALL_TOPICS, changelog_specs
 from speechstream.exceptions import SpeechstreamError
 from speechstream.kafka.admin import create_topics, describe_topics
-from speechstream.settings import KafkaSettings, StreamsSettings
+from speechstream.settings import KafkaSettings
+from streams.settings import StreamsSettings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

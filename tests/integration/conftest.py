@@ -21,7 +21,8 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from schemas.topics import changelog_specs
 from sinks.migrate import apply_migrations
 from speechstream.kafka.admin import create_topics, delete_topics
-from speechstream.settings import KafkaSettings, StreamsSettings
+from speechstream.settings import KafkaSettings
+from streams.settings import StreamsSettings
 from tests.integration.pipeline import Pipeline
 
 

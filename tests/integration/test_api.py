@@ -12,6 +12,7 @@ from schemas.events import SubmissionRejected
 from schemas.fields import RejectionCode
 from schemas.hashing import submission_hash
 from speechstream.keys import create_key_file
+from streams.rules import RATE_LIMIT_BLOCKS
 from tests.conftest import pick_ports
 
 pytestmark = pytest.mark.integration
@@ -119,7 +120,7 @@ def test_the_original_clients_over_the_real_sink(pipeline, tmp_path) -> None:
     assert again.json()["status"] == "QUEUED" and "score" in again.json()
     # A miner's own submission still goes through as before.
     pipeline.send(t.submissions, submission(bob, repo_namespace="bob", repo_name="x",
-                                            block=900 + 28_800))
+                                            block=900 + RATE_LIMIT_BLOCKS))
     pipeline.wait(lambda: pipeline.query("SELECT count(*) FROM submissions")[0][0] == 3,
                   "the miner's own submission")
 

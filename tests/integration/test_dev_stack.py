@@ -10,7 +10,8 @@ from cli.main import main
 from devstack.kafka import KAFKA_VERSION, broker_answers
 from schemas.topics import ALL_TOPICS, MINERS, changelog_specs
 from speechstream.kafka.admin import create_topics, describe_topics
-from speechstream.settings import KafkaSettings, StreamsSettings
+from speechstream.settings import KafkaSettings
+from streams.settings import StreamsSettings
 from tests.conftest import Infrastructure
 
 pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("error")]

@@ -12,7 +12,7 @@ import pytest
 from producers.miner import registration, submission
 from schemas.codec import MAX_EVENT_BYTES, encode
 from speechstream.keys import create_key_file
-from speechstream.settings import StreamsSettings
+from streams.settings import StreamsSettings
 from tests.conftest import pick_ports
 from tests.scorers import SAMPLES
 

@@ -11,8 +11,9 @@ from aiokafka.partitioner import DefaultPartitioner
 from confluent_kafka import Consumer, TopicPartition
 from faust.exceptions import ProducerSendError
 
-from speechstream.settings import KafkaSettings, StreamsSettings
+from speechstream.settings import KafkaSettings
 from streams.app import create_app
+from streams.settings import StreamsSettings
 from streams.transport import LibrdkafkaProducer
 
 pytestmark = pytest.mark.integration

@@ -7,8 +7,9 @@ import logging
 
 import faust
 
-from speechstream.settings import KafkaSettings, StreamsSettings
+from speechstream.settings import KafkaSettings
 from streams.app import create_app
+from streams.settings import StreamsSettings
 from streams.transport import CommittedConsumerThread
 from streams.worker import QuietWorker
 
