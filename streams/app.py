@@ -51,8 +51,8 @@ def create_app(kafka: KafkaSettings, streams: StreamsSettings) -> faust.App:
         broker_commit_every=2000,
         broker_commit_interval=1.0,
         producer_linger=0.005,
-        broker_session_timeout=streams.session_timeout_s,
-        broker_heartbeat_interval=min(3.0, streams.session_timeout_s / 3),
+        broker_session_timeout=streams.session_timeout_ms / 1000,
+        broker_heartbeat_interval=min(3.0, streams.session_timeout_ms / 3000),
     )
     # Faust has no setting for it; the transport (streams.transport) reads it from the app.
     app.fetch_max_wait_ms = streams.fetch_max_wait_ms  # type: ignore[attr-defined]

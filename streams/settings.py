@@ -39,8 +39,8 @@ class StreamsSettings(BaseSettings):
         "requested for until one is activated on scoring.active (`speechstream scoring "
         "activate`), which wins over this.",
     )
-    session_timeout_s: float = Field(
-        10.0, ge=6.0, description="How long the group waits for a worker that stopped "
+    session_timeout_ms: int = Field(
+        10_000, ge=6_000, description="How long the group waits for a worker that stopped "
         "heartbeating (a kill -9) before its partitions go to the others, or to its restart.",
     )
     fetch_max_wait_ms: int = Field(

@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "request is its submission's QUEUED), rejections to submissions.rejected, "
         "undecodable records to deadletter. Settings: "
         "SPEECHSTREAM_STREAMS_APP_ID (default speechstream-intake: its consumer group and "
-        "changelogs), _RATE_LIMIT_BLOCKS, _SCORING_VERSION (v2), _SESSION_TIMEOUT_S (10), "
+        "changelogs), _RATE_LIMIT_BLOCKS, _SCORING_VERSION (v2), _SESSION_TIMEOUT_MS (10000), "
         "_FETCH_MAX_WAIT_MS (100), _DATA_DIR, _WEB_ENABLED, _WEB_PORT, _METRICS_PORT. "
         "The registry's topics must exist (`speechstream topics create`).",
     )
