@@ -54,7 +54,7 @@ def _worker(args: argparse.Namespace) -> int:
 
 def _move_state(args: argparse.Namespace) -> int:
     from speechstream.exceptions import SpeechstreamError
-    from streams.state import move_state
+    from streams.move_state import move_state
 
     new_app = StreamsSettings().app_id
     try:
