@@ -21,7 +21,7 @@ import psycopg
 
 from cli.exceptions import DemoTimeoutError
 from consumers.validator import latest_vector
-from devstack.process import free_port
+from devstack.host import free_port
 from devstack.processes import ServiceProcess
 from devstack.stack import DevStack
 from producers.miner import publish, registration, submission

@@ -15,7 +15,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from devstack.exceptions import CommandFailedError, StartupError
-from devstack.process import (
+from devstack.host import (
     JAVA,
     LOOPBACK,
     MAVEN,

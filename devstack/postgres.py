@@ -21,7 +21,7 @@ from devstack.exceptions import (
     StartupError,
     StatePathError,
 )
-from devstack.process import (
+from devstack.host import (
     LOOPBACK,
     apt_install,
     install_command,

@@ -15,9 +15,9 @@ import psycopg
 from confluent_kafka import KafkaException
 
 from devstack.exceptions import MissingToolError
+from devstack.host import LOOPBACK
 from devstack.kafka import KAFKA_VERSION, KafkaNode, broker_answers
 from devstack.postgres import PostgresNode, database_info, find_bin_dir, require_bin_dir
-from devstack.process import LOOPBACK
 from sinks.migrate import applied_migrations, apply_migrations
 from speechstream.exceptions import TopicAdminError
 from speechstream.kafka.admin import TopicInfo, admin_client, create_topics, describe_topics

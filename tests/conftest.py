@@ -24,7 +24,7 @@ from typing import Literal
 
 import pytest
 
-from devstack.process import free_port
+from devstack.host import free_port
 from devstack.stack import DevStack
 from sinks.migrate import apply_migrations
 from speechstream.settings import DevSettings, KafkaSettings

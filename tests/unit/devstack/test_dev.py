@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from devstack import exceptions
+from devstack.host import port_open, process_alive, read_pid
 from devstack.kafka import (
     KAFKA_VERSION,
     KafkaNode,
@@ -18,7 +19,6 @@ from devstack.kafka import (
     render_server_properties,
 )
 from devstack.postgres import conninfo, render_conf
-from devstack.process import port_open, process_alive, read_pid
 from devstack.stack import DevStack, ServiceState, UpResult, _redact
 from speechstream.exceptions import SpeechstreamError
 from speechstream.settings import DevSettings

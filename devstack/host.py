@@ -1,4 +1,5 @@
-"""Subprocess, pid-file, port and tool helpers shared by the dev stack's services."""
+"""The machine under the dev stack: tools and their packages, commands, daemons and their pid
+files, ports."""
 
 from __future__ import annotations
 
