@@ -85,7 +85,7 @@ class Validator:
         self._kafka = kafka
         self._settings = settings
         self._metrics = metrics
-        self.ledger = Ledger(default_version=settings.scoring_version)
+        self.ledger = Ledger()
         self._reader = LogReader(kafka, ledger_topics(kafka), self.ledger.apply,
                                  name=settings.group_id, logger=log, partition_eof=True)
         self._producer = producer or EventProducer(kafka)

@@ -102,6 +102,8 @@ def test_a_displaced_holder_is_withdrawn_and_never_counts(pipeline: Pipeline, tm
         assert entry.invalid == (f"withdrawn: duplicate of {repo} submitted earlier at block "
                                  f"{EARLY} (hash {early})"), entry
         assert entry.weight == 0.0
-    assert by_uid[2].status == "COMPLETED"  # its score is kept, and counts for nothing
+    # It stands as the leaderboard shows it (the ledger's one answer): FAILED, scoreless; its
+    # score stays in ``scores`` and on the log, and counts for nothing.
+    assert (by_uid[2].status, by_uid[2].score) == ("FAILED", None)
     assert by_uid[1].invalid is None and by_uid[3].invalid is None
     assert by_uid[1].weight > 0 and by_uid[3].weight > 0
