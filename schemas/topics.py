@@ -110,11 +110,12 @@ DEADLETTER = TopicSpec(
     description="records no service could decode, with the reason",
 )
 
-# The validation worker's tables. Faust names each changelog ``<app id>-<table>-changelog``
+# The intake worker's Faust tables (the sink's PostgreSQL tables are sinks.tables.TABLES).
+# Faust names each changelog ``<app id>-<table>-changelog``
 # (the app id carries the topic prefix); the worker creates them before it starts, compacted
 # and with the partitions of the topics they are co-partitioned with, so no agent ever writes
 # to a changelog the broker has not finished creating.
-TABLES: dict[str, str] = {
+INTAKE_TABLES: dict[str, str] = {
     "uid_owner": "uid → the hotkey registered for it",
     "hotkey_uid": "hotkey → its uid",
     "hotkey_registered": "hotkey → the block of its registration",
@@ -129,17 +130,18 @@ TABLE_PARTITIONS = 4
 def changelog_spec(app_id: str, table: str) -> TopicSpec:
     """The changelog topic of ``table`` in the worker whose Faust app id is
     ``<prefix><app_id>``."""
-    if table not in TABLES:
+    if table not in INTAKE_TABLES:
         raise KeyError(f"no table {table!r} in the registry")
     return TopicSpec(
         f"{app_id}-{table}-changelog", TABLE_PARTITIONS, "table key", ("table entry",),
-        cleanup_policy="compact", description=f"changelog of table {table}: {TABLES[table]}",
+        cleanup_policy="compact",
+        description=f"changelog of table {table}: {INTAKE_TABLES[table]}",
     )
 
 
 def changelog_specs(app_id: str) -> tuple[TopicSpec, ...]:
     """The changelog topics of every table of the worker ``app_id``."""
-    return tuple(changelog_spec(app_id, table) for table in TABLES)
+    return tuple(changelog_spec(app_id, table) for table in INTAKE_TABLES)
 
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (

@@ -24,7 +24,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from schemas.topics import TABLES, changelog_specs
+from schemas.topics import INTAKE_TABLES, changelog_specs
 from speechstream.kafka.admin import admin_client, create_topics
 from speechstream.settings import KafkaSettings
 from streams.exceptions import StateMoveError
@@ -72,7 +72,7 @@ def move_state(kafka: KafkaSettings, old_app: str, new_app: str) -> MoveReport:
         raise StateMoveError(f"consumer group {new_group} already has committed offsets; "
                              "the new app id is in use, nothing was moved")
     names = {t: (kafka.topics.changelog(old_app, t), kafka.topics.changelog(new_app, t))
-             for t in TABLES}
+             for t in INTAKE_TABLES}
     create_topics(kafka, changelog_specs(new_app))
     if any(_record_count(kafka, new) for _, new in names.values()):
         raise StateMoveError(f"the changelogs of {new_app} already hold records; "

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import faust
 
-from schemas.topics import TABLE_PARTITIONS, TABLES
+from schemas.topics import INTAKE_TABLES, TABLE_PARTITIONS
 from speechstream.settings import KafkaSettings
 from streams.exceptions import TableLayoutError
 from streams.settings import StreamsSettings
@@ -45,7 +45,7 @@ def declare(app: faust.App, kafka: KafkaSettings, streams: StreamsSettings) -> S
 
     def table(name: str) -> faust.Table:
         # Keys are str and values JSON-serializable (the changelog is JSON both ways).
-        tbl = app.Table(name, partitions=TABLE_PARTITIONS, key_type=str, help=TABLES[name])
+        tbl = app.Table(name, partitions=TABLE_PARTITIONS, key_type=str, help=INTAKE_TABLES[name])
         expected = t.changelog(streams.app_id, name)
         if tbl.changelog_topic_name != expected:
             raise TableLayoutError(

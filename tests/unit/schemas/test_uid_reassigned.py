@@ -9,7 +9,7 @@ from schemas.codec import decode, encode
 from schemas.events import EVENT_TYPES, UidHandover, UidReassigned, UidRevoked
 from schemas.signed import signed_envelope
 from schemas.signing import generate_key, signature_is_valid
-from schemas.topics import CLAIMED, MINERS, REGISTRATIONS, RELEASED, TABLES
+from schemas.topics import CLAIMED, INTAKE_TABLES, MINERS, REGISTRATIONS, RELEASED
 
 
 def _fields(operator: str, **kw: object) -> dict[str, object]:
@@ -51,4 +51,4 @@ def test_the_registry_knows_the_events_and_the_tables() -> None:
     assert {"uid.handover", "uid.revoked"} <= set(CLAIMED.events)
     assert "uid.handover" in RELEASED.events
     assert {"uid.handover", "uid.revoked"} <= set(MINERS.events)
-    assert {"uid_handover", "hotkey_reassigned"} <= set(TABLES)
+    assert {"uid_handover", "hotkey_reassigned"} <= set(INTAKE_TABLES)
