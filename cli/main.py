@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cli.commands.streams",
     "cli.commands.evaluator",
     "cli.commands.rescore",
+    "cli.commands.scoring",
     "cli.commands.sink",
     "cli.commands.chain",
     "cli.commands.validator",

@@ -1,5 +1,5 @@
-"""`speechstream rescore` (re-emit accepted requests for another scoring version) and
-`speechstream scoring status | activate` (which version counts)."""
+"""`speechstream rescore`: re-emit accepted requests for another scoring version (which
+version counts is `speechstream scoring`, in ``cli.commands.scoring``)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from cli.commands.scoring import unknown_version
 from producers import rescore
 from scoring.versions import known_versions
 from speechstream.exceptions import SpeechstreamError
@@ -20,7 +21,7 @@ DEFAULT_WAIT_S = 24 * 3600.0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``rescore`` and ``scoring`` commands."""
+    """Add the ``rescore`` command."""
     p = subparsers.add_parser(
         "rescore", help="re-score accepted submissions with another scoring version",
         description="Read the accepted evaluation requests from the log (evaluation.requests, "
@@ -54,33 +55,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object (for scripts)")
     p.set_defaults(func=_rescore)
 
-    scoring = subparsers.add_parser(
-        "scoring", help="the scoring version that counts: status, activate",
-    )
-    sub = scoring.add_subparsers(dest="scoring_command", required=True)
-    status = sub.add_parser(
-        "status", help="the active version and how many accepted submissions each version "
-        "has scored",
-        description="Read scoring.active, evaluation.requests and scores from the log and "
-        "print the active scoring version and, per version, how many of the accepted "
-        "submissions have a score of it.",
-    )
-    status.add_argument("--json", action="store_true", help="print one JSON object")
-    status.set_defaults(func=_status)
-    activate = sub.add_parser(
-        "activate", help="make a scoring version the one that counts",
-        description="Publish scoring.activated: the leaderboard, the API and the validators' "
-        "weights use that version's scores from then on, and the intake worker requests new "
-        "submissions for it; no service restarts. Refused (exit 1) while an accepted "
-        "submission has no score of the version, unless --force: those would count as "
-        "QUEUED until scored.",
-    )
-    activate.add_argument("version", help=f"the version ({', '.join(known_versions())})")
-    activate.add_argument("--reason", help="recorded with the activation")
-    activate.add_argument("--force", action="store_true",
-                          help="activate although some submissions have no score of it yet")
-    activate.set_defaults(func=_activate)
-
 
 def _selection(args: argparse.Namespace) -> rescore.Selection | str:
     if not (args.all or args.hash or args.hotkey or args.since_block is not None):
@@ -91,19 +65,12 @@ def _selection(args: argparse.Namespace) -> rescore.Selection | str:
                              since_block=args.since_block)
 
 
-def _unknown(version: str) -> str | None:
-    if version in known_versions():
-        return None
-    return (f"unknown scoring version {version!r}: this engine computes "
-            f"{', '.join(known_versions())}")
-
-
 def _rescore(args: argparse.Namespace) -> int:
     selection = _selection(args)
     if isinstance(selection, str):
         print(f"error: {selection}", file=sys.stderr)
         return 2
-    problem = _unknown(args.scoring_version)
+    problem = unknown_version(args.scoring_version)
     if problem:
         print(f"error: {problem}; nothing published", file=sys.stderr)
         return 1
@@ -174,50 +141,4 @@ def _follow(args: argparse.Namespace, kafka: KafkaSettings, planned: rescore.Pla
 
 def _report(args: argparse.Namespace, out: dict[str, Any], line: str) -> int:
     print(json.dumps(out) if args.json else line)
-    return 0
-
-
-def _status(args: argparse.Namespace) -> int:
-    kafka = KafkaSettings()
-    try:
-        active, total, per = rescore.coverage(kafka)
-    except SpeechstreamError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    if args.json:
-        print(json.dumps({"active": active, "accepted": total, "versions": per}))
-        return 0
-    print(f"active scoring version: {active or 'none activated (each service its setting)'}")
-    print(f"accepted submissions: {total}")
-    for version in sorted(set(per) | set(known_versions())):
-        c = per.get(version, {"COMPLETED": 0, "FAILED": 0})
-        mark = " (active)" if version == active else ""
-        print(f"  {version}{mark}: {c['COMPLETED'] + c['FAILED']} scored "
-              f"({c['COMPLETED']} COMPLETED, {c['FAILED']} FAILED), "
-              f"{total - c['COMPLETED'] - c['FAILED']} not scored")
-    return 0
-
-
-def _activate(args: argparse.Namespace) -> int:
-    problem = _unknown(args.version)
-    if problem:
-        print(f"error: {problem}; not activated", file=sys.stderr)
-        return 1
-    kafka = KafkaSettings()
-    try:
-        active, total, per = rescore.coverage(kafka)
-        c = per.get(args.version, {"COMPLETED": 0, "FAILED": 0})
-        missing = total - c["COMPLETED"] - c["FAILED"]
-        if missing and not args.force:
-            print(f"error: {missing} of {total} accepted submissions have no {args.version} "
-                  f"score yet; re-score them (`speechstream rescore --scoring-version "
-                  f"{args.version} --all --wait`) or pass --force; not activated",
-                  file=sys.stderr)
-            return 1
-        rescore.activate(kafka, args.version, args.reason)
-    except SpeechstreamError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(f"scoring version {args.version} activated (was {active or 'none'}); "
-          f"{total - missing} of {total} accepted submissions have a {args.version} score")
     return 0
