@@ -27,7 +27,7 @@ from devstack.processes import ServiceProcess
 from schemas import EvaluationRequested, new_envelope
 from schemas.codec import encode
 from schemas.envelope import Envelope
-from sinks.postgres import PostgresSink
+from sinks.postgres import PostgresWriter
 from speechstream.kafka.admin import create_topics, delete_topics
 from speechstream.settings import DatabaseSettings, KafkaSettings, SinkSettings
 
@@ -58,7 +58,7 @@ def copy_merge_ceiling(conninfo: str, n_rows: int, batch_size: int | None = None
     (``SinkSettings.batch_size``) unless told."""
     batch_size = batch_size or SinkSettings().batch_size
     envelopes = backlog(n_rows // ROWS_PER_REQUEST)
-    sink = PostgresSink(conninfo)
+    sink = PostgresWriter(conninfo)
     sink.setup()
     try:
         start = time.perf_counter()

@@ -1,4 +1,7 @@
-"""The sink contract: setup once, write batches of envelopes, close."""
+"""The sink's writer contract (``SinkWriter``): setup once, write batches of envelopes, close.
+
+The running sink, which consumes the topics and hands batches to a writer, is
+``sinks.runner.SinkService``."""
 
 from __future__ import annotations
 
@@ -12,14 +15,14 @@ from schemas.envelope import Envelope
 
 @dataclass(frozen=True, slots=True)
 class Prepared:
-    """A batch as :meth:`Sink.prepare` leaves it for :meth:`Sink.write_prepared`: the
+    """A batch as :meth:`SinkWriter.prepare` leaves it for :meth:`SinkWriter.write_prepared`: the
     envelopes, and what the sink derived from them without a connection (``None``: nothing)."""
 
     envelopes: Sequence[Envelope]
     derived: Any = None
 
 
-class Sink(ABC):
+class SinkWriter(ABC):
     """Materializes envelopes somewhere durable; ``write_batch`` is atomic and idempotent."""
 
     @abstractmethod

@@ -25,7 +25,7 @@ from psycopg.postgres import types as pg_types
 
 from schemas.envelope import Envelope
 from sinks import statements
-from sinks.base import Prepared, Sink
+from sinks.base import Prepared, SinkWriter
 from sinks.exceptions import SinkError
 from sinks.rows import rows_of
 from sinks.tables import FEEDS, TABLES, Feed, Row
@@ -62,7 +62,7 @@ def check_schema(conn: psycopg.Connection) -> None:
         )
 
 
-class PostgresSink(Sink):
+class PostgresWriter(SinkWriter):
     """Writes batches into PostgreSQL: one transaction a batch, COPY + one merge a feed."""
 
     def __init__(self, conninfo: str) -> None:

@@ -55,12 +55,12 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from schemas.envelope import Envelope
-from sinks.base import Prepared, Sink
+from sinks.base import Prepared, SinkWriter
 from sinks.compare import TableComparison, compare
 from sinks.exceptions import RebuildError, RebuildInterrupted, SinkError
 from sinks.metrics import SinkMetrics
 from sinks.migrate import apply_migrations
-from sinks.postgres import PostgresSink
+from sinks.postgres import PostgresWriter
 from sinks.runner import SinkService
 from sinks.tables import TABLES, VIEWS
 from speechstream.settings import KafkaSettings, SinkSettings
@@ -153,10 +153,10 @@ class RebuildResult:
         return self.events / self.seconds if self.seconds > 0 else 0.0
 
 
-class _Counting(Sink):
+class _Counting(SinkWriter):
     """A sink that reports each batch's size after writing it."""
 
-    def __init__(self, inner: Sink, on_written: Callable[[int], None]) -> None:
+    def __init__(self, inner: SinkWriter, on_written: Callable[[int], None]) -> None:
         self._inner = inner
         self._on_written = on_written
 
@@ -279,7 +279,7 @@ class Rebuild:
             self._events += n
             self._on_written(n)
 
-        writer = _Counting(PostgresSink(schema_conninfo(self._conninfo, self.schema)), written)
+        writer = _Counting(PostgresWriter(schema_conninfo(self._conninfo, self.schema)), written)
         service = SinkService(self._kafka, self._settings, writer,
                               metrics=SinkMetrics.create(CollectorRegistry()),
                               until_caught_up=True)

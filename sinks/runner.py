@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, TopicPartition
 
-from sinks.base import Sink
+from sinks.base import SinkWriter
 from sinks.faults import Backoff, Fault, classify
 from sinks.metrics import SinkMetrics
 from speechstream.exceptions import ConsumeError, SpeechstreamError
@@ -128,7 +128,7 @@ class SinkService:
         self,
         kafka: KafkaSettings,
         settings: SinkSettings,
-        writer: Sink,
+        writer: SinkWriter,
         *,
         metrics: SinkMetrics,
         until_caught_up: bool = False,

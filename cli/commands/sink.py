@@ -14,7 +14,7 @@ from sinks.compare import format_table
 from sinks.exceptions import RebuildInterrupted
 from sinks.metrics import SinkMetrics
 from sinks.migrate import apply_migrations
-from sinks.postgres import PostgresSink
+from sinks.postgres import PostgresWriter
 from sinks.rebuild import Rebuild
 from sinks.runner import SinkService, tune_interpreter
 from speechstream.exceptions import SpeechstreamError
@@ -86,7 +86,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     registry = CollectorRegistry()
-    service = SinkService(KafkaSettings(), settings, PostgresSink(database.conninfo),
+    service = SinkService(KafkaSettings(), settings, PostgresWriter(database.conninfo),
                           metrics=SinkMetrics.create(registry))
     tune_interpreter()
     return serve(service, registry, settings.metrics_port)

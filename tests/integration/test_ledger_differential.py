@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from consumers.validator import candidates
-from sinks.postgres import PostgresSink
+from sinks.postgres import PostgresWriter
 from sinks.queries import uid_submissions
 from sinks.tables import TABLES
 from speechstream.ledger import Ledger
@@ -40,7 +40,7 @@ def _reset(conn: psycopg.Connection) -> None:
 
 
 def test_the_sink_and_the_validator_give_the_ledgers_answers(db_conninfo: str) -> None:
-    sink = PostgresSink(db_conninfo)
+    sink = PostgresWriter(db_conninfo)
     sink.setup()
     disagreements: list[str] = []
     hashes = uids = 0

@@ -18,7 +18,7 @@ from schemas import (
 from schemas.codec import encode
 from schemas.fields import RejectionCode
 from sinks.exceptions import SinkError
-from sinks.postgres import PostgresSink
+from sinks.postgres import PostgresWriter
 from sinks.queries import counts, leaderboard
 
 pytestmark = pytest.mark.integration
@@ -105,7 +105,7 @@ def test_replay_and_rebuild_give_the_same_rows(pipeline) -> None:
 
 
 def _write(conninfo: str, batches: list[list]) -> list[tuple]:
-    sink = PostgresSink(conninfo)
+    sink = PostgresWriter(conninfo)
     sink.setup()
     try:
         for batch in batches:
@@ -139,7 +139,7 @@ def test_the_sink_refuses_a_database_that_does_not_match_its_tables(db_conninfo)
         conn.execute("DROP VIEW submission_standing")  # it holds the column's type
         conn.execute("ALTER TABLE submissions ALTER COLUMN uid TYPE bigint")
         conn.execute("ALTER TABLE rejections DROP COLUMN message")
-    sink = PostgresSink(db_conninfo)
+    sink = PostgresWriter(db_conninfo)
     with pytest.raises(SinkError) as info:
         sink.setup()
     sink.close()
@@ -167,7 +167,7 @@ def test_the_leaderboard_orders_by_status_then_score(db_conninfo) -> None:
     rejected = SubmissionRejected(code=RejectionCode.HASH_MISMATCH, message="m",
                                   source_event_id="s", source_type="submission.published",
                                   hash="7")
-    sink = PostgresSink(db_conninfo)
+    sink = PostgresWriter(db_conninfo)
     sink.setup()
     # A submission stands once its request is read (the ledger's rule): statuses and scores
     # of a hash never requested are no submission.
@@ -212,7 +212,7 @@ def test_a_rescore_lives_beside_the_score_and_never_moves_the_submission_row(db_
     batch = [status("RUNNING", "v1", "req"), score("v1", 0.9, "req"),
              new_envelope(req, key=h, producer="t", event_id="req"),
              status("RUNNING", "v2", None)]
-    sink = PostgresSink(db_conninfo)
+    sink = PostgresWriter(db_conninfo)
     sink.setup()
     sink.write_batch(batch)
     with psycopg.connect(db_conninfo) as conn:

@@ -20,7 +20,7 @@ from schemas import (
 from schemas.envelope import Envelope
 from sinks.compare import checksum_query
 from sinks.exceptions import RebuildInterrupted
-from sinks.postgres import PostgresSink
+from sinks.postgres import PostgresWriter
 from sinks.rebuild import Rebuild
 from sinks.tables import TABLES
 from speechstream.settings import SinkSettings
@@ -152,7 +152,7 @@ def test_verify_names_a_table_that_differs(pipeline) -> None:
 
 def test_a_rebuild_that_fails_half_way_leaves_the_live_tables_as_they_were(pipeline) -> None:
     _publish(pipeline, range(3000, 3100))
-    sink = PostgresSink(pipeline.conninfo)
+    sink = PostgresWriter(pipeline.conninfo)
     sink.setup()
     sink.write_batch([env for n in range(3000, 3100) for _, env in _submission(n)])
     sink.close()

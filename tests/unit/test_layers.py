@@ -34,7 +34,7 @@ def test_a_stage_importing_another_stage_breaks_the_layers(tmp_path: Path) -> No
                         ignore=shutil.ignore_patterns("__pycache__", "results"))
     shutil.copy(REPO_ROOT / "pyproject.toml", tmp_path)
     rules = tmp_path / "streams" / "rules.py"
-    rules.write_text(rules.read_text() + "\nfrom sinks.postgres import PostgresSink  # noqa\n")
+    rules.write_text(rules.read_text() + "\nfrom sinks.postgres import PostgresWriter  # noqa\n")
     result = _lint(tmp_path)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "streams is not allowed to import sinks" in result.stdout

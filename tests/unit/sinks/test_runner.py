@@ -15,10 +15,10 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from prometheus_client import CollectorRegistry
 
 from schemas.envelope import Envelope
-from sinks.base import Sink
+from sinks.base import SinkWriter
 from sinks.exceptions import SinkError
 from sinks.metrics import SinkMetrics
-from sinks.postgres import PostgresSink
+from sinks.postgres import PostgresWriter
 from sinks.runner import SinkService, consumer_overrides
 from speechstream.exceptions import ConsumeError
 from speechstream.kafka.producer import EventProducer
@@ -38,7 +38,7 @@ def _not_written(cause: Exception) -> SinkError:
 
 
 @dataclass
-class FakeWriter(Sink):
+class FakeWriter(SinkWriter):
     """Raises the queued errors, one per call, then writes; records every call in ``log``."""
 
     log: list[str]
@@ -318,7 +318,7 @@ class FakeConnection:
 def test_the_writer_replaces_a_broken_connection_until_a_new_one_opens(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    sink = PostgresSink("postgresql://nowhere")
+    sink = PostgresWriter("postgresql://nowhere")
     dead, fresh = FakeConnection(broken=True), FakeConnection()
     refused = _not_written(psycopg.OperationalError("Connection refused"))
     outcomes: list[FakeConnection | SinkError] = [refused, fresh]
