@@ -20,9 +20,9 @@ from pathlib import Path
 
 import psycopg
 
+from bench import data
+from bench.database import fresh_database, sink_rows_per_s
 from bench.kafka import produce
-from bench.pipeline import data
-from bench.pipeline.run import _fresh_database, _sink_rows_per_s
 from devstack.processes import ServiceProcess
 from schemas import EvaluationRequested, new_envelope
 from schemas.codec import encode
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> dict:
     kafka = KafkaSettings(SPEECHSTREAM_TOPIC_PREFIX=prefix)
     create_topics(kafka)
     admin_url = DatabaseSettings().conninfo
-    conninfo = _fresh_database(admin_url, f"bench_sink_{tag}")
+    conninfo = fresh_database(admin_url, f"bench_sink_{tag}")
     topics = kafka.topics
     produce(kafka, topics.miners, data.registrations(data.miners(args.miners)))
     produce(kafka, topics.evaluation_requests,
@@ -100,13 +100,13 @@ def main(argv: list[str] | None = None) -> dict:
     result: dict = {"rows": expected, "sink_pid": sink.process.pid if sink.process else None}
     try:
         deadline = time.monotonic() + args.timeout
-        while _sink_rows_per_s(conninfo)[0] < expected:
+        while sink_rows_per_s(conninfo)[0] < expected:
             sink.check()
             if time.monotonic() > deadline:
                 raise TimeoutError(f"sink did not catch up in {args.timeout} s; log {log}")
             time.sleep(0.5)
-        result["sink_rows_per_s"] = round(_sink_rows_per_s(conninfo)[1])
-        ceiling = _fresh_database(admin_url, f"bench_sink_ceiling_{tag}")
+        result["sink_rows_per_s"] = round(sink_rows_per_s(conninfo)[1])
+        ceiling = fresh_database(admin_url, f"bench_sink_ceiling_{tag}")
         result["copy_merge_rows_per_s"] = round(copy_merge_ceiling(ceiling, expected))
         result["ratio"] = round(result["sink_rows_per_s"] / result["copy_merge_rows_per_s"], 3)
     finally:

@@ -16,8 +16,8 @@ import time
 import uuid
 from pathlib import Path
 
+from bench import data
 from bench.kafka import produce, rate_from_timestamps, wait_count
-from bench.pipeline import data
 from devstack.processes import ServiceProcess
 from speechstream.kafka.admin import create_topics, delete_topics
 from speechstream.settings import KafkaSettings

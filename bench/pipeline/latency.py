@@ -29,9 +29,9 @@ from typing import Any
 import psycopg
 from confluent_kafka import Consumer
 
+from bench import data
+from bench.database import fresh_database
 from bench.kafka import produce, produce_paced, wait_count
-from bench.pipeline import data
-from bench.pipeline.run import _fresh_database
 from bench.report import write_results
 from devstack.processes import ServiceProcess
 from devstack.stack import DevStack
@@ -120,7 +120,7 @@ def measure(up: Any, fetch_max_wait_ms: int, rates: list[int], seconds: int) -> 
     kafka = KafkaSettings(KAFKA_BOOTSTRAP_SERVERS=up.bootstrap_servers,
                           SPEECHSTREAM_TOPIC_PREFIX=prefix)
     create_topics(kafka)
-    conninfo = _fresh_database(up.database_url, f"bench_latency_{fetch_max_wait_ms}")
+    conninfo = fresh_database(up.database_url, f"bench_latency_{fetch_max_wait_ms}")
     env = {"KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
            "SPEECHSTREAM_TOPIC_PREFIX": prefix, "DATABASE_URL": conninfo,
            "SPEECHSTREAM_STREAMS_WEB_ENABLED": "false",

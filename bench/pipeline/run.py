@@ -32,43 +32,21 @@ from typing import Any
 
 import psycopg
 
+from bench import data
+from bench.database import fresh_database, sink_rows_per_s
 from bench.kafka import count, produce, produce_paced, rate_from_timestamps, wait_count
-from bench.pipeline import data
 from bench.pipeline.ceilings import faust_ceilings, passthrough_per_s
 from bench.report import write_results
+from bench.sink import copy_merge_ceiling
 from bench.streams import cpu_seconds
 from devstack.processes import ServiceProcess
 from devstack.stack import DevStack
 from schemas.topics import SUBMISSIONS
-from sinks.migrate import apply_migrations
 from speechstream.kafka.admin import create_topics, group_members_with_partitions
 from speechstream.settings import DevSettings, KafkaSettings
 
 RESULTS = Path("bench/results/pipeline.json")
 FAUST_CEILING_RECORDS = 30_000
-
-
-def _fresh_database(admin_url: str, name: str) -> str:
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(psycopg.sql.SQL("DROP DATABASE IF EXISTS {}").format(
-            psycopg.sql.Identifier(name)))
-        conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
-    url = psycopg.conninfo.make_conninfo(admin_url, dbname=name)
-    apply_migrations(url)
-    return url
-
-
-def _sink_rows_per_s(conninfo: str) -> tuple[int, float]:
-    with psycopg.connect(conninfo) as conn:
-        row = conn.execute(
-            "SELECT count(*), extract(epoch FROM max(t) - min(t)) FROM ("
-            " SELECT written_at AS t FROM miners UNION ALL"
-            " SELECT created_at FROM submissions UNION ALL"
-            " SELECT written_at FROM status_events) x"
-        ).fetchone()
-    assert row is not None
-    rows, span = int(row[0]), float(row[1] or 0.0)
-    return rows, rows / max(span, 1e-9)
 
 
 def _paced_latency(
@@ -143,7 +121,7 @@ def main(argv: list[str] | None = None) -> dict:
     kafka = KafkaSettings(KAFKA_BOOTSTRAP_SERVERS=up.bootstrap_servers,
                           SPEECHSTREAM_TOPIC_PREFIX=prefix)
     create_topics(kafka)
-    conninfo = _fresh_database(up.database_url, "bench_pipeline")
+    conninfo = fresh_database(up.database_url, "bench_pipeline")
     topics = kafka.topics
     env = {"KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
            "SPEECHSTREAM_TOPIC_PREFIX": prefix, "DATABASE_URL": conninfo,
@@ -186,12 +164,12 @@ def main(argv: list[str] | None = None) -> dict:
         sink.start()
         expected = args.miners + 2 * n
         deadline = time.monotonic() + 600
-        while _sink_rows_per_s(conninfo)[0] < expected:
+        while sink_rows_per_s(conninfo)[0] < expected:
             sink.check()
             if time.monotonic() > deadline:
                 raise TimeoutError("sink did not catch up in 600 s")
             time.sleep(0.5)
-        rows, rate = _sink_rows_per_s(conninfo)
+        rows, rate = sink_rows_per_s(conninfo)
         result["sink_rows"] = rows
         result["sink_rows_per_s"] = round(rate)
 
@@ -200,10 +178,8 @@ def main(argv: list[str] | None = None) -> dict:
         result["passthrough_per_s"] = round(
             passthrough_per_s(kafka, topics.submissions, scratch.topics.submissions, n)
         )
-        from bench.sink import copy_merge_ceiling
-
         result["copy_merge_rows_per_s"] = round(copy_merge_ceiling(
-            _fresh_database(up.database_url, "bench_ceiling"), expected))
+            fresh_database(up.database_url, "bench_ceiling"), expected))
 
         # Paced phases: latency produce → row at the target rate, then at half the rate the
         # worker sustained above (latency when the worker keeps up rather than queues).

@@ -1,4 +1,4 @@
-"""Synthetic miners and submissions for the pipeline benchmark (all valid, none rate-limited)."""
+"""Synthetic miners and submissions for the benchmarks (all valid, none rate-limited)."""
 
 from __future__ import annotations
 
