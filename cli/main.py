@@ -7,10 +7,14 @@ import importlib
 import sys
 from types import ModuleType
 
+from cli.exceptions import EXIT_ERROR, CommandError
 from speechstream import __version__
+from speechstream.exceptions import SpeechstreamError
 
 # Each module has ``register(subparsers)``, which adds its parser(s) and sets ``func`` (a
-# function of the parsed arguments returning the exit status). Add new command modules here.
+# function of the parsed arguments returning the exit status). A command that fails raises
+# (``cli.exceptions.CommandError``, ``UsageError`` or any ``SpeechstreamError``); ``main``
+# prints it and sets the exit status. Add new command modules here.
 COMMAND_MODULES: tuple[str, ...] = (
     "cli.commands.dev",
     "cli.commands.topics",
@@ -52,9 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one command; return its exit status."""
+    """Run one command; return its exit status. Every command's error is printed here, as
+    ``error: <message>`` on stderr, with the exit status its class carries (a
+    ``CommandError``'s own, 1 for any other ``SpeechstreamError``)."""
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except SpeechstreamError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_status if isinstance(exc, CommandError) else EXIT_ERROR
 
 
 if __name__ == "__main__":

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from typing import TypeVar
 
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
-from speechstream.exceptions import SpeechstreamError
 from speechstream.service import Service, run_service, stop_on_signals
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
@@ -18,14 +16,10 @@ S = TypeVar("S", bound=BaseModel)
 
 
 def serve(service: Service, registry: CollectorRegistry, metrics_port: int | None) -> int:
-    """Run ``service`` until SIGTERM or SIGINT; its exit status (1 and the reason on error)."""
+    """Run ``service`` until SIGTERM or SIGINT; 0 (an error propagates to ``cli.main``, which
+    prints it)."""
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
-    try:
-        run_service(service, stop=stop_on_signals(), registry=registry,
-                    metrics_port=metrics_port)
-    except SpeechstreamError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    run_service(service, stop=stop_on_signals(), registry=registry, metrics_port=metrics_port)
     return 0
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from prometheus_client import CollectorRegistry
 
+from cli.exceptions import UsageError
 from cli.serve import add_metrics_port, serve, with_metrics_port
 from speechstream.exceptions import KeyFileError
 from speechstream.settings import ApiSettings, DatabaseSettings, KafkaSettings
@@ -45,8 +45,7 @@ def _run(args: argparse.Namespace) -> int:
         operator = (load_key_file(settings.operator_key_file.expanduser())
                     if settings.operator_key_file else None)
     except KeyFileError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(str(exc)) from exc
     store = PostgresStore(DatabaseSettings().conninfo, min_size=settings.pool_min_size,
                           max_size=settings.pool_max_size)
     registry = CollectorRegistry()

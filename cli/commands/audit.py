@@ -6,11 +6,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 
 import psycopg
 from prometheus_client import CollectorRegistry
 
+from cli.exceptions import CommandError, UsageError
 from cli.serve import add_metrics_port, serve, with_metrics_port
 from sinks.queries import AuditSummaryRow, audit_summary
 from speechstream.settings import AuditSettings, DatabaseSettings, KafkaSettings, ScoringSettings
@@ -68,8 +68,7 @@ def _summary(args: argparse.Namespace) -> int:
         with psycopg.connect(DatabaseSettings().conninfo) as conn:
             rows = audit_summary(conn)
     except psycopg.Error as exc:
-        print(f"error: cannot read the audits: {exc}", file=sys.stderr)
-        return 1
+        raise CommandError(f"cannot read the audits: {exc}") from exc
     if args.json:
         print(json.dumps([r.model_dump(mode="json") for r in rows], indent=2))
     else:
@@ -86,15 +85,11 @@ def _run(args: argparse.Namespace) -> int:
               if getattr(args, name) is not None}
     settings = settings.model_copy(update=update)
     if not 0.0 <= settings.sample_rate <= 1.0:
-        print(f"error: --sample-rate must lie in [0, 1], got {settings.sample_rate}",
-              file=sys.stderr)
-        return 2
+        raise UsageError(f"--sample-rate must lie in [0, 1], got {settings.sample_rate}")
     if settings.device != "cpu" and not settings.device.startswith("cuda:"):
-        print(f"error: --device must be cpu or cuda:N, got {settings.device!r}", file=sys.stderr)
-        return 2
+        raise UsageError(f"--device must be cpu or cuda:N, got {settings.device!r}")
     if settings.tolerance is not None and settings.tolerance < 0:
-        print("error: --tolerance must not be negative", file=sys.stderr)
-        return 2
+        raise UsageError("--tolerance must not be negative")
     if settings.niceness:
         os.nice(settings.niceness)
     registry = CollectorRegistry()

@@ -4,11 +4,10 @@ does in production)."""
 from __future__ import annotations
 
 import argparse
-import sys
 
+from cli.exceptions import UsageError
 from schemas.envelope import derived_event_id, new_envelope
 from schemas.events import ChainBlock
-from speechstream.exceptions import SpeechstreamError
 from speechstream.kafka.producer import EventProducer
 from speechstream.settings import KafkaSettings
 
@@ -29,17 +28,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _tick(args: argparse.Namespace) -> int:
     if args.block < 0:
-        print(f"error: --block must be ≥ 0, got {args.block}", file=sys.stderr)
-        return 2
+        raise UsageError(f"--block must be ≥ 0, got {args.block}")
     kafka = KafkaSettings()
     head = new_envelope(ChainBlock(block=args.block), key=None, producer="speechstream-chain",
                         event_id=derived_event_id(str(args.block), "chain"))
-    try:
-        with EventProducer(kafka) as producer:
-            producer.send(kafka.topics.chain_blocks, head)
-            producer.flush()
-    except SpeechstreamError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    with EventProducer(kafka) as producer:
+        producer.send(kafka.topics.chain_blocks, head)
+        producer.flush()
     print(f"head block {args.block} published to {kafka.topics.chain_blocks}")
     return 0

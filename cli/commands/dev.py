@@ -9,7 +9,6 @@ from pathlib import Path
 
 from devstack.kafka import KAFKA_VERSION, fetch_jars
 from devstack.stack import DevStack, StackStatus
-from speechstream.exceptions import SpeechstreamError
 from speechstream.settings import DevSettings, KafkaSettings
 
 UP_HELP = """\
@@ -97,11 +96,7 @@ def _settings(args: argparse.Namespace) -> DevSettings:
 def _up(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     stack = DevStack(_settings(args), install=args.install)
-    try:
-        result = stack.up(KafkaSettings())
-    except SpeechstreamError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    result = stack.up(KafkaSettings())
     for service in result.services:
         print(service.describe())
     print(f"topics: {len(result.topics_created)} created")
@@ -116,11 +111,7 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _down(args: argparse.Namespace) -> int:
-    try:
-        services = DevStack(_settings(args), install=False).down()
-    except SpeechstreamError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    services = DevStack(_settings(args), install=False).down()
     for service in services:
         print(service.describe())
     return 0
@@ -128,21 +119,13 @@ def _down(args: argparse.Namespace) -> int:
 
 def _fetch(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    try:
-        libs = fetch_jars(DevSettings().cache_dir.expanduser(), install=args.install)
-    except SpeechstreamError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    libs = fetch_jars(DevSettings().cache_dir.expanduser(), install=args.install)
     print(f"Apache Kafka {KAFKA_VERSION} jars in {libs}")
     return 0
 
 
 def _status(args: argparse.Namespace) -> int:
-    try:
-        status = DevStack(_settings(args), install=False).status(KafkaSettings())
-    except SpeechstreamError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    status = DevStack(_settings(args), install=False).status(KafkaSettings())
     print(format_status(status))
     return 0 if status.healthy else 1
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 
 from prometheus_client import CollectorRegistry
 
+from cli.exceptions import UsageError
 from cli.serve import add_metrics_port, serve, with_metrics_port
 from consumers.evaluator import Evaluator
 from consumers.exceptions import ScorerLoadError
@@ -42,13 +42,11 @@ def _run(args: argparse.Namespace) -> int:
     if args.device is not None:
         settings = settings.model_copy(update={"device": args.device})
     if settings.device != "cpu" and not settings.device.startswith("cuda:"):
-        print(f"error: --device must be cpu or cuda:N, got {settings.device!r}", file=sys.stderr)
-        return 2
+        raise UsageError(f"--device must be cpu or cuda:N, got {settings.device!r}")
     try:
         scorer = load_scorer(args.scorer, settings.device, ScoringSettings())
     except ScorerLoadError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(str(exc)) from exc
     registry = CollectorRegistry()
     evaluator = Evaluator(
         KafkaSettings(), settings, scorer, metrics=EvaluatorMetrics.create(registry),

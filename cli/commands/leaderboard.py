@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 import psycopg
 
+from cli.exceptions import CommandError
 from sinks.queries import LeaderboardRow, leaderboard
 from speechstream.settings import DatabaseSettings
 
@@ -47,7 +47,6 @@ def _leaderboard(args: argparse.Namespace) -> int:
         with psycopg.connect(DatabaseSettings().conninfo) as conn:
             rows = leaderboard(conn)
     except psycopg.Error as exc:
-        print(f"error: cannot read the leaderboard: {exc}", file=sys.stderr)
-        return 1
+        raise CommandError(f"cannot read the leaderboard: {exc}") from exc
     print(render(rows, as_json=args.json))
     return 0

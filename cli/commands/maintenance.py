@@ -4,11 +4,11 @@ that are safe to make from here."""
 from __future__ import annotations
 
 import argparse
-import sys
 from datetime import UTC, datetime
 
 import psycopg
 
+from cli.exceptions import CommandError, UsageError
 from scoring.cache import KEEP_RECENT_S, cache_section
 from sinks.maintenance import (
     dead_letter_groups,
@@ -75,14 +75,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_maintenance)
 
 
+ERROR_EXIT = 2
+"""The exit status of an error here: 1 means that something needs a hand."""
+
+
 def _maintenance(args: argparse.Namespace) -> int:
     try:
         queued_after = parse_duration(args.queued_after)
         dead_within = parse_duration(args.dead_letters_within)
         keep_recent = parse_duration(args.keep_recent)
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(str(exc)) from exc
     kafka, evaluator, scoring = KafkaSettings(), EvaluatorSettings(), ScoringSettings()
     try:
         with psycopg.connect(DatabaseSettings().conninfo, connect_timeout=10) as conn:
@@ -90,15 +93,15 @@ def _maintenance(args: argparse.Namespace) -> int:
             letters = dead_letter_groups(conn)
             now = conn.execute("SELECT now()").fetchone()[0]
     except psycopg.Error as exc:
-        print(f"error: cannot read PostgreSQL (DATABASE_URL): {exc}", file=sys.stderr)
-        return 2
+        raise CommandError(f"cannot read PostgreSQL (DATABASE_URL): {exc}",
+                           exit_status=ERROR_EXIT) from exc
     topics = [kafka.topics.evaluation_requests, kafka.topics.rescores]
     try:
         group = describe_group(kafka, evaluator.group_id)
         lag = group_lag(kafka, evaluator.group_id, topics)
     except SpeechstreamError as exc:
-        print(f"error: cannot ask the broker (KAFKA_BOOTSTRAP_SERVERS): {exc}", file=sys.stderr)
-        return 2
+        raise CommandError(f"cannot ask the broker (KAFKA_BOOTSTRAP_SERVERS): {exc}",
+                           exit_status=ERROR_EXIT) from exc
     report = Report([
         requests_section(waiting, group, lag, queued_after),
         cache_section(scoring.models_cache_dir, scoring.cache_budget_bytes, apply=args.apply,

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
+from cli.exceptions import CommandError, UsageError
 from producers.miner import publish, registration, submission
 from speechstream.exceptions import DeliveryError, KeyFileError
 from speechstream.keys import create_key_file, load_key_file
@@ -56,8 +56,7 @@ def _keygen(args: argparse.Namespace) -> int:
     try:
         key = create_key_file(args.key_file.expanduser(), force=args.force)
     except KeyFileError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(str(exc)) from exc
     print(f"hotkey={key.hotkey}")
     print(f"key_file={args.key_file.expanduser()}")
     return 0
@@ -70,8 +69,7 @@ def _register(args: argparse.Namespace) -> int:
         envelope = registration(key, uid=args.uid, block=args.block, coldkey=args.coldkey)
         publish(settings, settings.topics.registrations, [envelope])
     except (KeyFileError, DeliveryError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        raise CommandError(str(exc)) from exc
     print(f"registered uid={args.uid} hotkey={key.hotkey} event_id={envelope.event_id}")
     return 0
 
@@ -80,8 +78,7 @@ def _submit(args: argparse.Namespace) -> int:
     settings = KafkaSettings()
     namespace, sep, name = args.repo.partition("/")
     if not sep or not namespace or not name:
-        print(f"error: --repo must be namespace/name, got {args.repo!r}", file=sys.stderr)
-        return 2
+        raise UsageError(f"--repo must be namespace/name, got {args.repo!r}")
     try:
         key = load_key_file(args.key_file.expanduser())
         envelope = submission(
@@ -96,7 +93,6 @@ def _submit(args: argparse.Namespace) -> int:
         )
         publish(settings, settings.topics.submissions, [envelope])
     except (KeyFileError, DeliveryError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        raise CommandError(str(exc)) from exc
     print(f"submitted repo={args.repo} hash={envelope.payload.hash} event_id={envelope.event_id}")
     return 0

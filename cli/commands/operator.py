@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
 from pathlib import Path
 
+from cli.exceptions import UsageError
 from producers.miner import publish
 from producers.operator import uid_reassignment
 from speechstream.exceptions import KeyFileError, SpeechstreamError
@@ -70,8 +70,7 @@ def _keygen(args: argparse.Namespace) -> int:
     try:
         key = create_key_file(path, force=args.force)
     except KeyFileError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(str(exc)) from exc
     print(f"operator_key={key.hotkey}")
     print(f"key_file={path}")
     return 0
@@ -79,28 +78,20 @@ def _keygen(args: argparse.Namespace) -> int:
 
 def _reassign_uid(args: argparse.Namespace) -> int:
     if args.uid < 0:
-        print(f"error: --uid must be ≥ 0, got {args.uid}", file=sys.stderr)
-        return 2
+        raise UsageError(f"--uid must be ≥ 0, got {args.uid}")
     if not HOTKEY.match(args.hotkey):
-        print(f"error: --hotkey must be 64 lowercase hex characters (an ed25519 public key), "
-              f"got {args.hotkey!r}", file=sys.stderr)
-        return 2
+        raise UsageError("--hotkey must be 64 lowercase hex characters (an ed25519 public "
+                         f"key), got {args.hotkey!r}")
     if args.block is not None and args.block < 0:
-        print(f"error: --block must be ≥ 0, got {args.block}", file=sys.stderr)
-        return 2
+        raise UsageError(f"--block must be ≥ 0, got {args.block}")
     try:
         operator = load_key_file(_key_file(args), keygen=KEYGEN)
     except KeyFileError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(str(exc)) from exc
     kafka = KafkaSettings()
-    try:
-        block = args.block if args.block is not None else _head(kafka)
-        envelope = uid_reassignment(operator, uid=args.uid, hotkey=args.hotkey, block=block)
-        publish(kafka, kafka.topics.registrations, [envelope])
-    except SpeechstreamError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    block = args.block if args.block is not None else _head(kafka)
+    envelope = uid_reassignment(operator, uid=args.uid, hotkey=args.hotkey, block=block)
+    publish(kafka, kafka.topics.registrations, [envelope])
     print(f"reassigned uid={args.uid} hotkey={args.hotkey} block={block} "
           f"operator={operator.hotkey} event_id={envelope.event_id}")
     return 0

@@ -12,6 +12,7 @@ from typing import Any
 from tqdm import tqdm
 
 from cli.commands.scoring import unknown_version
+from cli.exceptions import CommandError, UsageError
 from producers import rescore
 from scoring.versions import known_versions
 from speechstream.exceptions import SpeechstreamError
@@ -68,19 +69,16 @@ def _selection(args: argparse.Namespace) -> rescore.Selection | str:
 def _rescore(args: argparse.Namespace) -> int:
     selection = _selection(args)
     if isinstance(selection, str):
-        print(f"error: {selection}", file=sys.stderr)
-        return 2
+        raise UsageError(selection)
     problem = unknown_version(args.scoring_version)
     if problem:
-        print(f"error: {problem}; nothing published", file=sys.stderr)
-        return 1
+        raise CommandError(f"{problem}; nothing published")
     kafka = KafkaSettings()
     started = time.monotonic()
     try:
         planned = rescore.plan(kafka, args.scoring_version, selection)
     except SpeechstreamError as exc:
-        print(f"error: {exc}; nothing published", file=sys.stderr)
-        return 1
+        raise CommandError(f"{exc}; nothing published") from exc
     out: dict[str, Any] = {
         "scoring_version": args.scoring_version, "selection": selection.describe(),
         "selected": len(planned.selected), "already_queued": planned.already_queued,
@@ -97,11 +95,8 @@ def _rescore(args: argparse.Namespace) -> int:
     try:
         out["queued"] = rescore.publish(kafka, planned.queued,
                                         on_sent=lambda n: bar.update(n - bar.n))
-    except SpeechstreamError as exc:
+    finally:
         bar.close()
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    bar.close()
     elapsed = time.monotonic() - started
     out["elapsed_s"] = round(elapsed, 3)
     line = (f"queued {out['queued']} re-scores for {args.scoring_version} on "

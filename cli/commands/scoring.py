@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
+from cli.exceptions import CommandError
 from producers import rescore
 from scoring.versions import known_versions
-from speechstream.exceptions import SpeechstreamError
 from speechstream.settings import KafkaSettings
 
 
@@ -52,11 +51,7 @@ def unknown_version(version: str) -> str | None:
 
 def _status(args: argparse.Namespace) -> int:
     kafka = KafkaSettings()
-    try:
-        active, total, per = rescore.coverage(kafka)
-    except SpeechstreamError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    active, total, per = rescore.coverage(kafka)
     if args.json:
         print(json.dumps({"active": active, "accepted": total, "versions": per}))
         return 0
@@ -74,23 +69,16 @@ def _status(args: argparse.Namespace) -> int:
 def _activate(args: argparse.Namespace) -> int:
     problem = unknown_version(args.version)
     if problem:
-        print(f"error: {problem}; not activated", file=sys.stderr)
-        return 1
+        raise CommandError(f"{problem}; not activated")
     kafka = KafkaSettings()
-    try:
-        active, total, per = rescore.coverage(kafka)
-        c = per.get(args.version, {"COMPLETED": 0, "FAILED": 0})
-        missing = total - c["COMPLETED"] - c["FAILED"]
-        if missing and not args.force:
-            print(f"error: {missing} of {total} accepted submissions have no {args.version} "
-                  f"score yet; re-score them (`speechstream rescore --scoring-version "
-                  f"{args.version} --all --wait`) or pass --force; not activated",
-                  file=sys.stderr)
-            return 1
-        rescore.activate(kafka, args.version, args.reason)
-    except SpeechstreamError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    active, total, per = rescore.coverage(kafka)
+    c = per.get(args.version, {"COMPLETED": 0, "FAILED": 0})
+    missing = total - c["COMPLETED"] - c["FAILED"]
+    if missing and not args.force:
+        raise CommandError(f"{missing} of {total} accepted submissions have no {args.version} "
+                           f"score yet; re-score them (`speechstream rescore --scoring-version "
+                           f"{args.version} --all --wait`) or pass --force; not activated")
+    rescore.activate(kafka, args.version, args.reason)
     print(f"scoring version {args.version} activated (was {active or 'none'}); "
           f"{total - missing} of {total} accepted submissions have a {args.version} score")
     return 0

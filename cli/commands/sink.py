@@ -9,6 +9,7 @@ import sys
 from prometheus_client import CollectorRegistry
 from tqdm import tqdm
 
+from cli.exceptions import EXIT_INTERRUPTED, CommandError
 from cli.serve import add_metrics_port, serve, with_metrics_port
 from sinks.compare import format_table
 from sinks.exceptions import RebuildInterrupted
@@ -80,11 +81,7 @@ Exit status: 0 rebuilt and swapped in (with --verify: every table equal), 1 erro
 
 def _run(args: argparse.Namespace) -> int:
     database, settings = DatabaseSettings(), with_metrics_port(SinkSettings(), args)
-    try:
-        apply_migrations(database.conninfo)
-    except SpeechstreamError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    apply_migrations(database.conninfo)
     registry = CollectorRegistry()
     service = SinkService(KafkaSettings(), settings, PostgresWriter(database.conninfo),
                           metrics=SinkMetrics.create(registry))
@@ -94,8 +91,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _rebuild(args: argparse.Namespace) -> int:
     if args.json and not args.verify:
-        print("error: --json goes with --verify", file=sys.stderr)
-        return 1
+        raise CommandError("--json goes with --verify")
     failed = 2 if args.verify else 1
     stop = stop_on_signals()
     # A bar on a terminal; in a log, a line at most every 10 s.
@@ -112,11 +108,10 @@ def _rebuild(args: argparse.Namespace) -> int:
     try:
         result = job.verify() if args.verify else job.swap()
     except RebuildInterrupted as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 130
+        raise CommandError(str(exc), exit_status=EXIT_INTERRUPTED) from exc
     except SpeechstreamError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return failed
+        # 1 is --verify's "a table differs"; its errors exit 2.
+        raise CommandError(str(exc), exit_status=failed) from exc
     finally:
         bar.close()
     done = (f"rebuilt {result.events} events into schema {result.schema} in "

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from schemas.topics import ALL_TOPICS, changelog_specs
-from speechstream.exceptions import SpeechstreamError
 from speechstream.kafka.admin import create_topics, describe_topics
 from speechstream.settings import KafkaSettings
 from streams.settings import StreamsSettings
@@ -34,13 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _create(args: argparse.Namespace) -> int:
     settings = KafkaSettings()
-    try:
-        specs = ALL_TOPICS + changelog_specs(StreamsSettings().app_id)
-        created = create_topics(settings, specs)
-        infos = describe_topics(settings)
-    except SpeechstreamError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    specs = ALL_TOPICS + changelog_specs(StreamsSettings().app_id)
+    created = create_topics(settings, specs)
+    infos = describe_topics(settings)
     for info in infos:
         state = "created" if info.name in created else "exists"
         print(f"{state:8} {info.name} ({info.partitions} partitions)")
@@ -49,11 +43,7 @@ def _create(args: argparse.Namespace) -> int:
 
 def _list(args: argparse.Namespace) -> int:
     settings = KafkaSettings()
-    try:
-        infos = describe_topics(settings)
-    except SpeechstreamError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    infos = describe_topics(settings)
     for info in infos:
         print(f"{info.name} {info.partitions}")
     return 0

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from prometheus_client import CollectorRegistry
 
+from cli.exceptions import CommandError
 from cli.serve import add_metrics_port, serve, with_metrics_port
 from schemas.events import WeightsComputed
-from speechstream.exceptions import SpeechstreamError
 from speechstream.settings import KafkaSettings, ValidatorSettings
 
 SETTINGS = ("Settings: SPEECHSTREAM_VALIDATOR_VALIDATOR_ID (default: the host name), "
@@ -76,13 +75,8 @@ def _weights(args: argparse.Namespace) -> int:
 
     settings = ValidatorSettings()
     validator_id = args.validator_id or settings.validator_id
-    try:
-        vector = latest_vector(KafkaSettings(), validator_id)
-    except SpeechstreamError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    vector = latest_vector(KafkaSettings(), validator_id)
     if vector is None:
-        print(f"error: no weights from validator {validator_id!r} yet", file=sys.stderr)
-        return 1
+        raise CommandError(f"no weights from validator {validator_id!r} yet")
     print(json.dumps(vector.model_dump(mode="json"), indent=2) if args.json else render(vector))
     return 0
