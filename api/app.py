@@ -26,7 +26,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store.open()
+        store.start()
         publisher.start()
         try:
             yield

@@ -72,7 +72,7 @@ SELECT uid, weight, hotkey, hash, repo, status, score, win_rate, invalid
 class Store(Protocol):
     """What the routes read (PostgreSQL in production, an in-memory double in tests)."""
 
-    def open(self) -> None: ...
+    def start(self) -> None: ...
 
     def close(self) -> None: ...
 
@@ -92,7 +92,7 @@ class PostgresStore:
         self._pool = ConnectionPool(conninfo, min_size=min_size, max_size=max_size, open=False,
                                     kwargs={"autocommit": True})
 
-    def open(self) -> None:
+    def start(self) -> None:
         self._pool.open(wait=False)
 
     def close(self) -> None:

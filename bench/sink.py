@@ -59,7 +59,7 @@ def copy_merge_ceiling(conninfo: str, n_rows: int, batch_size: int | None = None
     batch_size = batch_size or SinkSettings().batch_size
     envelopes = backlog(n_rows // ROWS_PER_REQUEST)
     sink = PostgresWriter(conninfo)
-    sink.setup()
+    sink.start()
     try:
         start = time.perf_counter()
         for i in range(0, len(envelopes), batch_size):

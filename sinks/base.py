@@ -1,4 +1,4 @@
-"""The sink's writer contract (``SinkWriter``): setup once, write batches of envelopes, close.
+"""The sink's writer contract (``SinkWriter``): start once, write batches of envelopes, close.
 
 The running sink, which consumes the topics and hands batches to a writer, is
 ``sinks.runner.SinkService``."""
@@ -26,7 +26,7 @@ class SinkWriter(ABC):
     """Materializes envelopes somewhere durable; ``write_batch`` is atomic and idempotent."""
 
     @abstractmethod
-    def setup(self) -> None:
+    def start(self) -> None:
         """Connect and prepare; called once before the first batch."""
 
     @abstractmethod

@@ -71,11 +71,11 @@ class PostgresWriter(SinkWriter):
         self._sql: dict[tuple[str, Any], list[bytes]] = {}
         self._direct_skip: dict[str, int] = {feed.name: 0 for feed in FEEDS if feed.direct}
         self._int_checks = {feed.name: statements.int_checks(feed) for feed in FEEDS}
-        # Per feed, compiled in setup(): COPY statements (text, binary, direct) and type oids.
+        # Per feed, compiled in start(): COPY statements (text, binary, direct) and type oids.
         self._copy: dict[tuple[str, str], bytes] = {}
         self._oids: dict[tuple[str, str], list[int]] = {}
 
-    def setup(self) -> None:
+    def start(self) -> None:
         self._open()
 
     def _open(self) -> None:
@@ -185,7 +185,7 @@ class PostgresWriter(SinkWriter):
 
     def _connection(self) -> psycopg.Connection:
         if self._conn is None:
-            raise SinkError("the sink is not set up: call setup() first")
+            raise SinkError("the writer is not started: call start() first")
         return self._conn
 
     def _live_connection(self) -> psycopg.Connection:

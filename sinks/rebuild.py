@@ -160,8 +160,8 @@ class _Counting(SinkWriter):
         self._inner = inner
         self._on_written = on_written
 
-    def setup(self) -> None:
-        self._inner.setup()
+    def start(self) -> None:
+        self._inner.start()
 
     def write_batch(self, envelopes: Sequence[Envelope],
                     offsets: Sequence[int] | None = None) -> dict[str, int]:

@@ -159,7 +159,7 @@ class SinkService:
 
     def start(self) -> None:
         """Set the writer up (connect, check the schema), then subscribe."""
-        self._writer.setup()
+        self._writer.start()
         self._dead_letters.start()
         self._consumer.start(on_revoke=self._on_revoke)
         self._started = True

@@ -41,7 +41,7 @@ def _reset(conn: psycopg.Connection) -> None:
 
 def test_the_sink_and_the_validator_give_the_ledgers_answers(db_conninfo: str) -> None:
     sink = PostgresWriter(db_conninfo)
-    sink.setup()
+    sink.start()
     disagreements: list[str] = []
     hashes = uids = 0
     try:

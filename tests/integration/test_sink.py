@@ -106,7 +106,7 @@ def test_replay_and_rebuild_give_the_same_rows(pipeline) -> None:
 
 def _write(conninfo: str, batches: list[list]) -> list[tuple]:
     sink = PostgresWriter(conninfo)
-    sink.setup()
+    sink.start()
     try:
         for batch in batches:
             sink.write_batch(batch)
@@ -141,7 +141,7 @@ def test_the_sink_refuses_a_database_that_does_not_match_its_tables(db_conninfo)
         conn.execute("ALTER TABLE rejections DROP COLUMN message")
     sink = PostgresWriter(db_conninfo)
     with pytest.raises(SinkError) as info:
-        sink.setup()
+        sink.start()
     sink.close()
     message = str(info.value)
     assert "submissions.uid is not integer" in message
@@ -168,7 +168,7 @@ def test_the_leaderboard_orders_by_status_then_score(db_conninfo) -> None:
                                   source_event_id="s", source_type="submission.published",
                                   hash="7")
     sink = PostgresWriter(db_conninfo)
-    sink.setup()
+    sink.start()
     # A submission stands once its request is read (the ledger's rule): statuses and scores
     # of a hash never requested are no submission.
     sink.write_batch([*(request(h) for h in "123456"),
@@ -213,7 +213,7 @@ def test_a_rescore_lives_beside_the_score_and_never_moves_the_submission_row(db_
              new_envelope(req, key=h, producer="t", event_id="req"),
              status("RUNNING", "v2", None)]
     sink = PostgresWriter(db_conninfo)
-    sink.setup()
+    sink.start()
     sink.write_batch(batch)
     with psycopg.connect(db_conninfo) as conn:
         row = conn.execute("SELECT scoring_version, status, score FROM submissions").fetchall()

@@ -153,7 +153,7 @@ def test_verify_names_a_table_that_differs(pipeline) -> None:
 def test_a_rebuild_that_fails_half_way_leaves_the_live_tables_as_they_were(pipeline) -> None:
     _publish(pipeline, range(3000, 3100))
     sink = PostgresWriter(pipeline.conninfo)
-    sink.setup()
+    sink.start()
     sink.write_batch([env for n in range(3000, 3100) for _, env in _submission(n)])
     sink.close()
     before = _state(pipeline.conninfo)

@@ -41,7 +41,7 @@ class FakeStore:
     down: bool = False
     opened: bool = False
 
-    def open(self) -> None:
+    def start(self) -> None:
         self.opened = True
 
     def close(self) -> None:

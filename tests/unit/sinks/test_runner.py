@@ -45,7 +45,7 @@ class FakeWriter(SinkWriter):
     fail: list[Exception] = field(default_factory=list)
     batches: list[list[str]] = field(default_factory=list)
 
-    def setup(self) -> None:
+    def start(self) -> None:
         self.log.append("setup")
 
     def write_batch(self, envelopes: Sequence[Envelope],
