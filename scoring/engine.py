@@ -26,7 +26,6 @@ from scoring.exceptions import (
     TimeLimitError,
 )
 from scoring.methods import SampleRun, combine, methods_for
-from scoring.metrics import word_error_rate
 from scoring.models import TTSModel, load_model
 from scoring.prompts import clean_text, draw_samples, draw_seed, prompt_set_hash
 from scoring.reference import make_reference_voice
@@ -35,6 +34,7 @@ from scoring.templates import get_template
 from scoring.types import Sample, SampleScore, ScoringResult, Submission
 from scoring.versions import ScoringVersion
 from scoring.versions import scoring_version as version_of
+from scoring.wer import word_error_rate
 from speechstream.settings import ScoringSettings
 
 Report = Callable[[str, str | None], None]

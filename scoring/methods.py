@@ -10,10 +10,10 @@ from typing import Protocol
 import numpy as np
 
 from scoring.exceptions import MethodUnavailableError
-from scoring.metrics import sample_score, total_score
 from scoring.types import SampleScore
 from scoring.versions import known_versions
 from scoring.versions import scoring_version as version_of
+from scoring.wer import sample_score, total_score
 from speechstream.settings import ScoringSettings
 
 

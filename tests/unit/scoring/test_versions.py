@@ -16,11 +16,11 @@ import pytest
 
 from scoring import engine as engine_module
 from scoring.engine import ScoringEngine, generation_seed
-from scoring.metrics import normalize_for_wer, sample_score, word_error_rate
 from scoring.models.musicgen import MusicgenTTS
 from scoring.prompts import draw_samples, draw_seed, prompt_set, prompt_set_hash, speakers
 from scoring.types import Sample, Submission
 from scoring.versions import DEFAULT_SCORING_VERSION, VERSIONS, known_versions
+from scoring.wer import normalize_for_wer, sample_score, word_error_rate
 from tests.unit.scoring.conftest import fast_settings
 
 ALICE = Submission(hash="18358495043599921355", repo_namespace="alice", repo_name="tiny-tts")

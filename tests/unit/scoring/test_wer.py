@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from scoring.metrics import clip01, normalize_for_wer, sample_score, total_score, word_error_rate
+from scoring.wer import clip01, normalize_for_wer, sample_score, total_score, word_error_rate
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""SPEC §4 arithmetic: WER normalization, the sample score and the total, per scoring version."""
+"""WER and the SPEC §4 arithmetic around it: normalization, the sample score, the total."""
 
 from __future__ import annotations
 
