@@ -14,9 +14,9 @@ from api import routes
 from api.exceptions import NoOperatorKeyError, StoreUnavailableError
 from api.metrics import ApiMetrics
 from api.publisher import Publisher
+from api.settings import ApiSettings
 from api.store import Store
 from speechstream.exceptions import DeliveryError
-from speechstream.settings import ApiSettings
 
 
 def create_app(

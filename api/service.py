@@ -9,9 +9,9 @@ from prometheus_client import CollectorRegistry
 
 from api.app import create_app
 from api.publisher import Publisher
+from api.settings import ApiSettings
 from api.store import Store
 from speechstream.monitoring import Health
-from speechstream.settings import ApiSettings
 
 
 class ApiService:

@@ -28,8 +28,9 @@ from schemas import EvaluationRequested, new_envelope
 from schemas.codec import encode
 from schemas.envelope import Envelope
 from sinks.postgres import PostgresWriter
+from sinks.settings import SinkSettings
 from speechstream.kafka.admin import create_topics, delete_topics
-from speechstream.settings import DatabaseSettings, KafkaSettings, SinkSettings
+from speechstream.settings import DatabaseSettings, KafkaSettings
 
 HK = "ab" * 32
 

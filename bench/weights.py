@@ -20,13 +20,14 @@ from prometheus_client import CollectorRegistry
 
 from bench.report import write_results
 from consumers.metrics import ValidatorMetrics
+from consumers.settings import ValidatorSettings
 from consumers.validator import Validator
 from consumers.weights import Candidate, compute_weights
 from devstack.stack import DevStack
 from schemas import EvaluationRequested, MinerRegistered, ScoreComputed, new_envelope
 from schemas.events import ChainBlock
 from speechstream.kafka.admin import create_topics
-from speechstream.settings import DevSettings, KafkaSettings, ValidatorSettings
+from speechstream.settings import DevSettings, KafkaSettings
 
 RESULTS = Path("bench/results/weights.json")
 

@@ -7,12 +7,12 @@ import logging
 from typing import TypeVar
 
 from prometheus_client import CollectorRegistry
-from pydantic import BaseModel
 
 from speechstream.service import Service, run_service, stop_on_signals
+from speechstream.settings import ServiceSettings
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
-S = TypeVar("S", bound=BaseModel)
+S = TypeVar("S", bound=ServiceSettings)
 
 
 def serve(service: Service, registry: CollectorRegistry, metrics_port: int | None) -> int:

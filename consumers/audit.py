@@ -31,6 +31,7 @@ from confluent_kafka import Consumer
 from prometheus_client import CollectorRegistry
 
 from consumers.metrics import AuditMetrics
+from consumers.settings import AuditSettings
 from schemas.envelope import Envelope, derived_event_id, new_envelope
 from schemas.events import ScoreAudited, ScoreComputed, ScoreManifest
 from schemas.fields import AuditVerdict
@@ -39,7 +40,7 @@ from scoring.types import ScoringResult, Submission
 from speechstream.kafka.consumer import EventConsumer
 from speechstream.kafka.producer import EventProducer
 from speechstream.monitoring import Health
-from speechstream.settings import AuditSettings, KafkaSettings, ScoringSettings
+from speechstream.settings import KafkaSettings, ScoringSettings
 
 PRODUCER_NAME = "speechstream-audit"
 GONE = frozenset({"REPO_NOT_FOUND", "NO_WEIGHTS", "NO_CONFIG"})

@@ -49,6 +49,7 @@ from pydantic import ValidationError
 from consumers.base import ScoreOutcome, Scorer
 from consumers.metrics import EvaluatorMetrics
 from consumers.scored import Scored, ScoredIndex
+from consumers.settings import EvaluatorSettings
 from schemas.envelope import Envelope, derived_event_id, new_envelope
 from schemas.events import (
     EvaluationRequested,
@@ -67,7 +68,7 @@ from speechstream.kafka.transactions import (
     transactional_config,
 )
 from speechstream.monitoring import Health
-from speechstream.settings import EvaluatorSettings, KafkaSettings
+from speechstream.settings import KafkaSettings
 
 PRODUCER_NAME = "speechstream-evaluator"
 RETRY_BACKOFF_S = 1.0

@@ -23,6 +23,7 @@ import threading
 import time
 
 from consumers.metrics import ValidatorMetrics
+from consumers.settings import ValidatorSettings
 from consumers.weights import Candidate, carried_over, compute_weights
 from schemas.envelope import Envelope, derived_event_id, new_envelope
 from schemas.events import MinerboardUpdated, WeightsComputed
@@ -30,7 +31,7 @@ from speechstream.kafka.producer import EventProducer
 from speechstream.kafka.reader import LogReader, ledger_topics, read_log
 from speechstream.ledger import Ledger
 from speechstream.monitoring import Health
-from speechstream.settings import KafkaSettings, ValidatorSettings
+from speechstream.settings import KafkaSettings
 
 PRODUCER_NAME = "speechstream-validator"
 log = logging.getLogger(__name__)

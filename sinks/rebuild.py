@@ -62,8 +62,9 @@ from sinks.metrics import SinkMetrics
 from sinks.migrate import apply_migrations
 from sinks.postgres import PostgresWriter
 from sinks.runner import SinkService
+from sinks.settings import SinkSettings
 from sinks.tables import TABLES, VIEWS
-from speechstream.settings import KafkaSettings, SinkSettings
+from speechstream.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 

@@ -23,11 +23,12 @@ from confluent_kafka import Consumer, TopicPartition
 from sinks.base import SinkWriter
 from sinks.faults import Backoff, Fault, classify
 from sinks.metrics import SinkMetrics
+from sinks.settings import SinkSettings
 from speechstream.exceptions import ConsumeError, SpeechstreamError
 from speechstream.kafka.consumer import Batch, EventConsumer
 from speechstream.kafka.producer import EventProducer
 from speechstream.monitoring import Health
-from speechstream.settings import KafkaSettings, SinkSettings
+from speechstream.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 CONSUMER_NAME = "speechstream-sink"

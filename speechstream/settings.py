@@ -1,7 +1,11 @@
-"""Typed settings for every component; the only module that reads the environment.
+"""The floor's typed settings: the broker, the database, the base of every service's settings
+(``ServiceSettings``), the scoring engine's and the dev stack's.
 
-Settings are read once, at the edge (the ``speechstream`` command, the demo, a benchmark),
-and passed down: services and the scoring engine take them as arguments.
+Each service's own settings class lives beside its stage (``streams/settings.py``,
+``consumers/settings.py``, ``sinks/settings.py``, ``api/settings.py``; the operator's key file in
+``producers/settings.py``); settings modules are the only readers of the environment. Settings
+are read once, at the edge (the ``speechstream`` command, the demo, a benchmark), and passed
+down: services and the scoring engine take them as arguments.
 
 ``KAFKA_BOOTSTRAP_SERVERS`` and ``DATABASE_URL`` point every command and service at a broker
 and a database; when unset they default to the local stack that ``speechstream dev up`` runs.
@@ -14,10 +18,9 @@ import ssl
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from schemas.fields import DEFAULT_SCORING_VERSION
 from schemas.topics import TopicRegistry
 
 GIB = 1024**3
@@ -124,134 +127,12 @@ class DatabaseSettings(BaseSettings):
         return self.url.get_secret_value()
 
 
-class EvaluatorSettings(BaseSettings):
-    """One evaluator consumer process (one per device)."""
+class ServiceSettings(BaseSettings):
+    """What every long-running service's settings have (a service's own class, beside its
+    stage, adds the rest and its ``SPEECHSTREAM_<SERVICE>_`` prefix)."""
 
-    model_config = SettingsConfigDict(env_prefix="SPEECHSTREAM_EVALUATOR_", extra="ignore")
+    model_config = SettingsConfigDict(extra="ignore")
 
-    device: str = "cpu"
-    group_id: str = "speechstream-evaluators"
-    evaluator_id: str = Field(default_factory=socket.gethostname)
-    transaction_timeout_ms: int = 900_000
-    session_timeout_ms: int = Field(
-        45_000, ge=6_000, description="How long a stopped evaluator's partitions wait for it "
-        "(a static member) before they go to the other evaluators of its group.",
-    )
-    poll_timeout_s: float = 1.0
-    metrics_port: int | None = Field(None, description="Serve /metrics and /health here.")
-
-
-class AuditSettings(BaseSettings):
-    """An auditor: re-scores a deterministic sample of the scores on its own device.
-
-    A score is audited when ``sha256("audit:<hash>:<version>")`` falls in the first
-    ``sample_rate`` of the hash space, so every auditor picks the same scores. Totals within
-    ``tolerance`` agree; without one, 1e-6 on CPU and 1e-3 on a GPU.
-    """
-
-    model_config = SettingsConfigDict(env_prefix="SPEECHSTREAM_AUDIT_", extra="ignore")
-
-    sample_rate: float = Field(0.05, ge=0.0, le=1.0)
-    device: str = "cpu"
-    tolerance: float | None = Field(None, ge=0.0)
-    auditor_id: str = Field(default_factory=socket.gethostname, min_length=1, max_length=128)
-    group_id: str = "speechstream-audit"
-    niceness: int = Field(10, ge=0, le=19, description="Added to the auditor's CPU niceness "
-                          "(its evaluation children inherit it): the lowest priority.")
-    poll_timeout_s: float = 1.0
-    metrics_port: int | None = Field(None, description="Serve /metrics and /health here.")
-
-    def tolerance_for_device(self) -> float:
-        """The tolerance set, else 1e-6 on CPU and 1e-3 on a GPU."""
-        if self.tolerance is not None:
-            return self.tolerance
-        return 1e-6 if self.device == "cpu" else 1e-3
-
-
-class ValidatorSettings(BaseSettings):
-    """A validator: weights from the score topic at every epoch (SPEC §5).
-
-    ``validator_id`` names its vectors on the weights topic; ``epoch_blocks`` is how many
-    chain blocks an epoch lasts; scores of ``scoring_version`` count until a version is
-    activated on ``scoring.active`` (``speechstream scoring activate``).
-    """
-
-    model_config = SettingsConfigDict(env_prefix="SPEECHSTREAM_VALIDATOR_", extra="ignore")
-
-    validator_id: str = Field(default_factory=socket.gethostname, min_length=1, max_length=128)
-    epoch_blocks: int = Field(100, ge=1)
-    scoring_version: str = DEFAULT_SCORING_VERSION
-    group_id: str = "speechstream-validator"
-    poll_timeout_s: float = 0.5
-    metrics_port: int | None = Field(None, description="Serve /metrics and /health here.")
-
-
-class ApiSettings(BaseSettings):
-    """The REST API (``speechstream api run``): the original system's HTTP surface, served from
-    PostgreSQL. ``admin_key`` guards ``POST /ensure_model`` and ``POST /minerboard_update``
-    (without one they refuse every call); ``operator_key_file`` is the operator's key file
-    (mode 0600), with which ``ensure_model`` attests the submissions it publishes."""
-
-    model_config = SettingsConfigDict(env_prefix="SPEECHSTREAM_API_", extra="ignore")
-
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=0, le=65535)
-    admin_key: SecretStr | None = None
-    operator_key_file: Path | None = None
-    pool_min_size: int = Field(1, ge=0)
-    pool_max_size: int = Field(8, ge=1)
-    recent_entries: int = Field(256, ge=1)
-    metrics_port: int | None = Field(
-        None, description="Also serve /metrics and /health on this port (the API serves "
-        "/metrics on its own port too)."
-    )
-
-
-class OperatorSettings(BaseSettings):
-    """The operator's command line (``speechstream operator``): where the operator's key file
-    is. ``SPEECHSTREAM_OPERATOR_KEY_FILE``, else the REST API's
-    ``SPEECHSTREAM_API_OPERATOR_KEY_FILE`` (one key serves both), else
-    ``~/.speechstream/operator.json``."""
-
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
-
-    key_file: Path = Field(
-        Path("~/.speechstream/operator.json"),
-        validation_alias=AliasChoices("SPEECHSTREAM_OPERATOR_KEY_FILE",
-                                      "SPEECHSTREAM_API_OPERATOR_KEY_FILE"),
-    )
-
-
-class SinkSettings(BaseSettings):
-    """The PostgreSQL sink.
-
-    ``instance_id`` makes its consumer a static member of its group: a restarted sink with the
-    same id takes its partitions back at once, without waiting for its predecessor's session
-    to expire. Each sink running in one group needs an id of its own.
-    """
-
-    model_config = SettingsConfigDict(env_prefix="SPEECHSTREAM_SINK_", extra="ignore")
-
-    group_id: str = "speechstream-sink"
-    instance_id: str = Field(
-        default_factory=lambda: f"sink-{socket.gethostname()}", min_length=1, max_length=200,
-        description="The consumer's group.instance.id (static membership); unique per sink "
-        "of a group, stable across its restarts.",
-    )
-    session_timeout_ms: int = Field(
-        45_000, ge=6_000, description="How long a stopped sink's partitions wait for it (a "
-        "static member) before they go to the other sinks of its group.",
-    )
-    batch_size: int = Field(
-        20_000, ge=1, description="The most records one batch (one database transaction) "
-        "takes; a backlog drains faster in larger ones, a trickle is written as it comes.",
-    )
-    batch_timeout_s: float = 0.2
-    retry_backoff_s: float = Field(
-        0.5, gt=0, description="First wait before a write or commit that failed transiently "
-        "(database or broker away) is tried again; doubled after each failure.",
-    )
-    retry_backoff_max_s: float = Field(10.0, gt=0, description="The longest such wait.")
     metrics_port: int | None = Field(None, description="Serve /metrics and /health here.")
 
 

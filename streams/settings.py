@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from schemas.fields import DEFAULT_SCORING_VERSION
+from speechstream.settings import ServiceSettings
 from streams.rules import RATE_LIMIT_BLOCKS
 
 
-class StreamsSettings(BaseSettings):
+class StreamsSettings(ServiceSettings):
     """The intake worker (Faust): validates registrations and submissions and routes them.
 
     ``app_id`` names its consumer group and its tables' changelog topics (both under the
@@ -29,7 +30,6 @@ class StreamsSettings(BaseSettings):
     web_port: int = 6066
     web_enabled: bool = True
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
-    metrics_port: int | None = Field(None, description="Serve /metrics and /health here.")
     operator_key: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = Field(
         None, description="The operator's public key (hex): submissions it attests through "
         "the REST API are accepted; none is accepted without it.",

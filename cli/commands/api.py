@@ -6,10 +6,11 @@ import argparse
 
 from prometheus_client import CollectorRegistry
 
+from api.settings import ApiSettings
 from cli.exceptions import UsageError
 from cli.serve import add_metrics_port, serve, with_metrics_port
 from speechstream.exceptions import KeyFileError
-from speechstream.settings import ApiSettings, DatabaseSettings, KafkaSettings
+from speechstream.settings import DatabaseSettings, KafkaSettings
 
 DESCRIPTION = """\
 Serve the original system's HTTP surface from PostgreSQL (what the sink materialized):

@@ -12,8 +12,9 @@ from prometheus_client import CollectorRegistry
 
 from cli.exceptions import CommandError, UsageError
 from cli.serve import add_metrics_port, serve, with_metrics_port
+from consumers.settings import AuditSettings
 from sinks.queries import AuditSummaryRow, audit_summary
-from speechstream.settings import AuditSettings, DatabaseSettings, KafkaSettings, ScoringSettings
+from speechstream.settings import DatabaseSettings, KafkaSettings, ScoringSettings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -13,7 +13,8 @@ from consumers.evaluator import Evaluator
 from consumers.exceptions import ScorerLoadError
 from consumers.metrics import EvaluatorMetrics
 from consumers.scorers import load_scorer
-from speechstream.settings import EvaluatorSettings, KafkaSettings, ScoringSettings
+from consumers.settings import EvaluatorSettings
+from speechstream.settings import KafkaSettings, ScoringSettings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import psycopg
 
 from cli.exceptions import CommandError, UsageError
+from consumers.settings import EvaluatorSettings
 from scoring.cache import KEEP_RECENT_S, cache_section
 from sinks.maintenance import (
     dead_letter_groups,
@@ -19,12 +20,7 @@ from sinks.maintenance import (
 from speechstream.exceptions import SpeechstreamError
 from speechstream.kafka.admin import describe_group, group_lag
 from speechstream.maintenance import Report, parse_duration
-from speechstream.settings import (
-    DatabaseSettings,
-    EvaluatorSettings,
-    KafkaSettings,
-    ScoringSettings,
-)
+from speechstream.settings import DatabaseSettings, KafkaSettings, ScoringSettings
 
 DESCRIPTION = """\
 List what needs a hand, one section each; with --apply, fix what can safely be fixed from

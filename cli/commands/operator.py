@@ -9,9 +9,10 @@ from pathlib import Path
 from cli.exceptions import UsageError
 from producers.miner import publish
 from producers.operator import uid_reassignment
+from producers.settings import OperatorSettings
 from speechstream.exceptions import KeyFileError, SpeechstreamError
 from speechstream.keys import create_key_file, load_key_file
-from speechstream.settings import KafkaSettings, OperatorSettings
+from speechstream.settings import KafkaSettings
 
 KEYGEN = "speechstream operator keygen"
 HOTKEY = re.compile(r"^[0-9a-f]{64}$")

@@ -18,9 +18,10 @@ from sinks.migrate import apply_migrations
 from sinks.postgres import PostgresWriter
 from sinks.rebuild import Rebuild
 from sinks.runner import SinkService, tune_interpreter
+from sinks.settings import SinkSettings
 from speechstream.exceptions import SpeechstreamError
 from speechstream.service import stop_on_signals
-from speechstream.settings import DatabaseSettings, KafkaSettings, SinkSettings
+from speechstream.settings import DatabaseSettings, KafkaSettings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -9,8 +9,9 @@ from prometheus_client import CollectorRegistry
 
 from cli.exceptions import CommandError
 from cli.serve import add_metrics_port, serve, with_metrics_port
+from consumers.settings import ValidatorSettings
 from schemas.events import WeightsComputed
-from speechstream.settings import KafkaSettings, ValidatorSettings
+from speechstream.settings import KafkaSettings
 
 SETTINGS = ("Settings: SPEECHSTREAM_VALIDATOR_VALIDATOR_ID (default: the host name), "
             "_EPOCH_BLOCKS (100), _SCORING_VERSION (v2), _GROUP_ID, _METRICS_PORT.")

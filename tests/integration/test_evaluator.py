@@ -23,12 +23,13 @@ from prometheus_client import CollectorRegistry
 from consumers.base import Scorer
 from consumers.evaluator import Evaluator, producer_config
 from consumers.metrics import EvaluatorMetrics
+from consumers.settings import EvaluatorSettings
 from schemas.codec import decode
 from schemas.envelope import Envelope, new_envelope
 from schemas.events import DeadLetter, EvaluationRequested, EvaluationStatusChanged, ScoreComputed
 from schemas.hashing import submission_hash
 from speechstream.kafka.producer import EventProducer
-from speechstream.settings import EvaluatorSettings, KafkaSettings
+from speechstream.settings import KafkaSettings
 from tests.scorers import SLOW_FILE_ENV, DeterministicScorer, FailingScorer
 
 pytestmark = pytest.mark.integration

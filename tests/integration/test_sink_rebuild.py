@@ -22,8 +22,8 @@ from sinks.compare import checksum_query
 from sinks.exceptions import RebuildInterrupted
 from sinks.postgres import PostgresWriter
 from sinks.rebuild import Rebuild
+from sinks.settings import SinkSettings
 from sinks.tables import TABLES
-from speechstream.settings import SinkSettings
 
 pytestmark = pytest.mark.integration
 

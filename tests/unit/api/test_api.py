@@ -23,8 +23,8 @@ from api.models import (
     SubmissionDetails,
     Weights,
 )
+from api.settings import ApiSettings
 from schemas.hashing import submission_hash
-from speechstream.settings import ApiSettings
 
 HK = "ab" * 32
 H = submission_hash("alice", "tts-1", "default", HK)

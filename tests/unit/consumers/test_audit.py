@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 
 from consumers.audit import Auditor, judge, manifest_differences, selected, submission_of
+from consumers.settings import AuditSettings
 from schemas.envelope import new_envelope
 from schemas.events import ScoreComputed, ScoreManifest
 from scoring.types import ScoringResult, Submission
-from speechstream.settings import AuditSettings, KafkaSettings, ScoringSettings
+from speechstream.settings import KafkaSettings, ScoringSettings
 
 H = "1234567890"
 

@@ -18,6 +18,7 @@ from consumers.evaluator import (
     transactional_id,
 )
 from consumers.metrics import EvaluatorMetrics
+from consumers.settings import EvaluatorSettings
 from schemas.envelope import derived_event_id, new_envelope
 from schemas.events import (
     DeadLetter,
@@ -27,7 +28,7 @@ from schemas.events import (
     SubmissionFailed,
 )
 from speechstream.exceptions import ConsumeError, FencedError, TransactionAbortedError
-from speechstream.settings import EvaluatorSettings, KafkaSettings
+from speechstream.settings import KafkaSettings
 from tests.scorers import DeterministicScorer, FailingScorer, deterministic_outcome
 from tests.unit.consumers.fakes import (
     HASH,

@@ -20,10 +20,11 @@ from sinks.exceptions import SinkError
 from sinks.metrics import SinkMetrics
 from sinks.postgres import PostgresWriter
 from sinks.runner import SinkService, consumer_overrides
+from sinks.settings import SinkSettings
 from speechstream.exceptions import ConsumeError
 from speechstream.kafka.producer import EventProducer
 from speechstream.monitoring import Health
-from speechstream.settings import KafkaSettings, SinkSettings
+from speechstream.settings import KafkaSettings
 from tests.unit.consumers.fakes import FakeMessage, request_envelope, request_message
 
 LOST = psycopg.OperationalError("consuming input failed: server closed the connection "

@@ -1,0 +1,71 @@
+"""The consumers' settings: an evaluator (``SPEECHSTREAM_EVALUATOR_*``), an auditor
+(``SPEECHSTREAM_AUDIT_*``), a validator (``SPEECHSTREAM_VALIDATOR_*``)."""
+
+from __future__ import annotations
+
+import socket
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from schemas.fields import DEFAULT_SCORING_VERSION
+from speechstream.settings import ServiceSettings
+
+
+class EvaluatorSettings(ServiceSettings):
+    """One evaluator consumer process (one per device)."""
+
+    model_config = SettingsConfigDict(env_prefix="SPEECHSTREAM_EVALUATOR_", extra="ignore")
+
+    device: str = "cpu"
+    group_id: str = "speechstream-evaluators"
+    evaluator_id: str = Field(default_factory=socket.gethostname)
+    transaction_timeout_ms: int = 900_000
+    session_timeout_ms: int = Field(
+        45_000, ge=6_000, description="How long a stopped evaluator's partitions wait for it "
+        "(a static member) before they go to the other evaluators of its group.",
+    )
+    poll_timeout_s: float = 1.0
+
+
+class AuditSettings(ServiceSettings):
+    """An auditor: re-scores a deterministic sample of the scores on its own device.
+
+    A score is audited when ``sha256("audit:<hash>:<version>")`` falls in the first
+    ``sample_rate`` of the hash space, so every auditor picks the same scores. Totals within
+    ``tolerance`` agree; without one, 1e-6 on CPU and 1e-3 on a GPU.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="SPEECHSTREAM_AUDIT_", extra="ignore")
+
+    sample_rate: float = Field(0.05, ge=0.0, le=1.0)
+    device: str = "cpu"
+    tolerance: float | None = Field(None, ge=0.0)
+    auditor_id: str = Field(default_factory=socket.gethostname, min_length=1, max_length=128)
+    group_id: str = "speechstream-audit"
+    niceness: int = Field(10, ge=0, le=19, description="Added to the auditor's CPU niceness "
+                          "(its evaluation children inherit it): the lowest priority.")
+    poll_timeout_s: float = 1.0
+
+    def tolerance_for_device(self) -> float:
+        """The tolerance set, else 1e-6 on CPU and 1e-3 on a GPU."""
+        if self.tolerance is not None:
+            return self.tolerance
+        return 1e-6 if self.device == "cpu" else 1e-3
+
+
+class ValidatorSettings(ServiceSettings):
+    """A validator: weights from the score topic at every epoch (SPEC §5).
+
+    ``validator_id`` names its vectors on the weights topic; ``epoch_blocks`` is how many
+    chain blocks an epoch lasts; scores of ``scoring_version`` count until a version is
+    activated on ``scoring.active`` (``speechstream scoring activate``).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="SPEECHSTREAM_VALIDATOR_", extra="ignore")
+
+    validator_id: str = Field(default_factory=socket.gethostname, min_length=1, max_length=128)
+    epoch_blocks: int = Field(100, ge=1)
+    scoring_version: str = DEFAULT_SCORING_VERSION
+    group_id: str = "speechstream-validator"
+    poll_timeout_s: float = 0.5
