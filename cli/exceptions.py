@@ -16,6 +16,11 @@ class DemoTimeoutError(SpeechstreamError):
     """The demo's submissions did not all finish in time; the service logs say where it stuck."""
 
 
+class ServiceNotReadyError(SpeechstreamError):
+    """A service the demo started did not answer as ready (or at all); the message names it and
+    its log file, which says why."""
+
+
 class CommandError(SpeechstreamError):
     """A command could not do what it was asked; the message says why. ``speechstream`` prints
     it as ``error: …`` and exits with ``exit_status`` (1 unless the command documents another)."""

@@ -1,0 +1,93 @@
+"""The demo twice in a row on one stack (the session's broker and database): each run has a
+topic prefix and a database of its own, so the second ends exactly like the first."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from cli.demo import MINERS, DemoOptions, DemoResult, remove_earlier_runs, run_demo
+from speechstream.kafka.admin import delete_topics, describe_topics
+from speechstream.settings import DatabaseSettings, DevSettings, KafkaSettings
+from tests.conftest import Infrastructure
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
+
+
+def _databases(database_url: str) -> set[str]:
+    with psycopg.connect(database_url) as conn:
+        return {row[0] for row in conn.execute("SELECT datname FROM pg_database").fetchall()}
+
+
+def _recorder(lines: list[str]):  # noqa: ANN202 - a say() callback
+    def say(line: str) -> None:
+        lines.append(line)
+        print(line)  # shown by pytest when the test fails
+
+    return say
+
+
+def _statuses(result: DemoResult) -> dict[str | None, str]:
+    return {row.repo: row.status for row in result.leaderboard}
+
+
+def test_the_demo_twice_in_a_row_on_one_stack(
+    infrastructure: Infrastructure, database_url: str, tmp_path: Path
+) -> None:
+    # The demo's stack is the session's: DevStack.up starts nothing for an external broker
+    # and database, and the demo's runs live beside the other tests' topics and databases.
+    dev = DevSettings(
+        state_dir=tmp_path / "dev",
+        external_bootstrap_servers=infrastructure.bootstrap_servers,
+        external_database_url=database_url,
+    )
+    kafka = KafkaSettings().model_copy(update={
+        "bootstrap_servers": infrastructure.bootstrap_servers,
+        "topic_prefix": f"t{uuid.uuid4().hex[:12]}.",
+    })
+    options = DemoOptions(state_dir=tmp_path / "demo", samples=2, timeout_s=600.0)
+    said: list[list[str]] = [[], []]
+    try:
+        first = run_demo(options, kafka, DatabaseSettings(), dev, say=_recorder(said[0]))
+        second = run_demo(options, kafka, DatabaseSettings(), dev, say=_recorder(said[1]))
+
+        # Each run on its own prefix and database, both named in what it said.
+        assert first.run.topic_prefix != second.run.topic_prefix
+        assert first.run.database != second.run.database
+        for run, lines in ((first.run, said[0]), (second.run, said[1])):
+            assert run.topic_prefix.startswith(f"{kafka.topic_prefix}demo-")
+            assert any(run.topic_prefix in line and run.database in line for line in lines)
+            assert any("api: ready" in line for line in lines)
+        # The second removed the first (nobody was connected to it any more), kept its own.
+        assert any(f"removed 1 earlier run(s) (topics, database, files): {first.run.run_id}"
+                   in line for line in said[1])
+        databases = _databases(database_url)
+        assert first.run.database not in databases
+        assert second.run.database in databases
+        assert describe_topics(kafka, prefix=first.run.topic_prefix) == []
+        assert describe_topics(kafka, prefix=second.run.topic_prefix) != []
+        assert not (options.state_dir / "runs" / first.run.run_id).exists()
+
+        # The same kind of result: statuses per miner, the epoch's weights, the API's answer.
+        statuses = _statuses(first)
+        assert statuses == _statuses(second)
+        assert statuses == {
+            f"{m.name}/{m.repo_name}": "REJECTED" if m.bad_hash else "COMPLETED"
+            for m in MINERS
+        }
+        for result in (first, second):
+            assert result.weights.epoch == 51
+            assert [e.uid for e in result.weights.entries] == [m.uid for m in MINERS]
+            assert sum(e.weight for e in result.weights.entries) == pytest.approx(1.0)
+            assert result.api_answer is not None
+            assert result.api_answer["status"] == "COMPLETED"
+        # Same keys, same models, deterministic scoring: the very same numbers.
+        assert [e.weight for e in first.weights.entries] == pytest.approx(
+            [e.weight for e in second.weights.entries])
+        assert first.api_answer["score"] == second.api_answer["score"]
+    finally:
+        remove_earlier_runs(database_url, kafka, options.state_dir)
+        delete_topics(kafka, [t.name for t in describe_topics(kafka, prefix=kafka.topic_prefix)])
