@@ -8,16 +8,26 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.fields import (
     DEFAULT_SCORING_VERSION,
+    MAX_SAMPLES,
+    MAX_UIDS,
+    NO_NUL,
     AuditVerdict,
+    Block,
     EvaluationStatus,
+    EventId,
     FinalStatus,
     HashStr,
     Hotkey,
+    LongText,
+    Name,
     RejectionCode,
     RepoPart,
     Signature,
     Status,
     SubmissionType,
+    Text,
+    Uid,
+    Version,
 )
 from schemas.hashing import submission_hash
 
@@ -39,9 +49,9 @@ class MinerRegistered(_Signed):
 
     type: Literal["miner.registered"] = "miner.registered"
     hotkey: Hotkey
-    uid: Annotated[int, Field(ge=0)]
-    coldkey: str | None = None
-    block: Annotated[int, Field(ge=0)]
+    uid: Uid
+    coldkey: Name | None = None
+    block: Block
     signature: Signature
 
 
@@ -50,11 +60,11 @@ class _Submission(_Signed):
 
     repo_namespace: RepoPart
     repo_name: RepoPart
-    revision: Annotated[str, Field(max_length=64)] | None = None
-    config_template: Annotated[str, Field(min_length=1, max_length=64)] = "default"
-    competition_id: Annotated[str, Field(min_length=1, max_length=32)] = "d1"
+    revision: Annotated[str, Field(min_length=1, max_length=64, pattern=NO_NUL)] | None = None
+    config_template: Annotated[str, Field(min_length=1, max_length=64, pattern=NO_NUL)] = "default"
+    competition_id: Annotated[str, Field(min_length=1, max_length=32, pattern=NO_NUL)] = "d1"
     hotkey: Hotkey
-    block: Annotated[int, Field(ge=0)]
+    block: Block
     hash: HashStr
 
     @property
@@ -94,10 +104,10 @@ class UidReassigned(_Signed):
     The intake worker accepts it only from the operator's configured key."""
 
     type: Literal["uid.reassigned"] = "uid.reassigned"
-    uid: Annotated[int, Field(ge=0)]
+    uid: Uid
     hotkey: Hotkey
     """The hotkey the uid is handed to."""
-    block: Annotated[int, Field(ge=0)]
+    block: Block
     """Chain height of the handover."""
     operator: Hotkey
     signature: Signature
@@ -110,11 +120,11 @@ class UidHandover(_Event):
     new hotkey has the uid, it is the new hotkey's entry in the miner registry."""
 
     type: Literal["uid.handover"] = "uid.handover"
-    uid: Annotated[int, Field(ge=0)]
+    uid: Uid
     hotkey: Hotkey
     previous: Hotkey | None = None
-    block: Annotated[int, Field(ge=0)]
-    source_event_id: str
+    block: Block
+    source_event_id: EventId
     """The ``uid.reassigned`` event."""
 
 
@@ -124,10 +134,10 @@ class UidRevoked(_Event):
 
     type: Literal["uid.revoked"] = "uid.revoked"
     hotkey: Hotkey
-    uid: Annotated[int, Field(ge=0)]
+    uid: Uid
     to: Hotkey
-    block: Annotated[int, Field(ge=0)]
-    source_event_id: str
+    block: Block
+    source_event_id: EventId
     """The ``uid.reassigned`` event."""
 
 
@@ -136,16 +146,16 @@ class SubmissionRejected(_Event):
 
     type: Literal["submission.rejected"] = "submission.rejected"
     code: RejectionCode
-    message: str
-    source_event_id: str
+    message: Text
+    source_event_id: EventId
     source_type: Literal["miner.registered", "submission.published", "submission.attested",
                          "uid.reassigned"]
-    hotkey: str | None = None
-    uid: int | None = None
-    hash: str | None = None
-    repo_namespace: str | None = None
-    repo_name: str | None = None
-    block: int | None = None
+    hotkey: Name | None = None
+    uid: Uid | None = None
+    hash: HashStr | None = None
+    repo_namespace: Name | None = None
+    repo_name: Name | None = None
+    block: Block | None = None
 
 
 class EvaluationRequested(_Event):
@@ -154,17 +164,17 @@ class EvaluationRequested(_Event):
     type: Literal["evaluation.requested"] = "evaluation.requested"
     hash: HashStr
     hotkey: Hotkey
-    uid: Annotated[int, Field(ge=0)]
+    uid: Uid
     repo_namespace: RepoPart
     repo_name: RepoPart
-    revision: str | None = None
-    config_template: str = "default"
-    competition_id: str = "d1"
-    block: Annotated[int, Field(ge=0)]
-    scoring_version: str = DEFAULT_SCORING_VERSION
-    source_event_id: str
+    revision: Name | None = None
+    config_template: Name = "default"
+    competition_id: Name = "d1"
+    block: Block
+    scoring_version: Version = DEFAULT_SCORING_VERSION
+    source_event_id: EventId
     source_type: SubmissionType = "submission.published"
-    rescore_of: str | None = None
+    rescore_of: EventId | None = None
     """Set on a re-score (``speechstream rescore``): the event id of the accepted request it
     re-emits for another scoring version. A re-score is the submission's evaluation again, not
     a new submission: a FAILED re-score frees no rate-limit window."""
@@ -179,16 +189,16 @@ class EvaluationCancelled(_Event):
 
     type: Literal["evaluation.cancelled"] = "evaluation.cancelled"
     hash: HashStr
-    request_event_id: str
+    request_event_id: EventId
     """The withdrawn ``evaluation.requested`` (on ``evaluation.requests``); a re-score names it
     in ``rescore_of``."""
     hotkey: Hotkey
-    uid: Annotated[int, Field(ge=0)] | None = None
-    block: Annotated[int, Field(ge=0)]
+    uid: Uid | None = None
+    block: Block
     code: RejectionCode
-    reason: str
+    reason: Text
     """E.g. ``duplicate of ns/name submitted earlier at block B (hash H)``."""
-    displaced_by: str
+    displaced_by: EventId
     """The displacing submission's event id (the miner's, or the REST API's attested one)."""
     displaced_by_hash: HashStr
 
@@ -201,10 +211,10 @@ class EvaluationStatusChanged(_Event):
     type: Literal["evaluation.status"] = "evaluation.status"
     hash: HashStr
     status: EvaluationStatus
-    scoring_version: str = DEFAULT_SCORING_VERSION
-    evaluator: str | None = None
-    note: str | None = None
-    rescore_of: str | None = None
+    scoring_version: Version = DEFAULT_SCORING_VERSION
+    evaluator: Name | None = None
+    note: Text | None = None
+    rescore_of: EventId | None = None
     """Set on a re-score's status: the accepted request it re-scores (it leaves the
     submission's own status alone)."""
 
@@ -212,15 +222,15 @@ class EvaluationStatusChanged(_Event):
 class SampleResult(_Event):
     """One scored sample: its inputs, CE, WER, transcription, or the error that stopped it."""
 
-    index: Annotated[int, Field(ge=0)]
-    text: str
-    speaker: str | None = None
+    index: Annotated[int, Field(ge=0, lt=MAX_SAMPLES)]
+    text: LongText
+    speaker: Name | None = None
     ce: float | None = None
     wer: float | None = None
-    transcription: str | None = None
+    transcription: LongText | None = None
     score: float | None = None
-    error: str | None = None
-    note: str | None = None
+    error: Text | None = None
+    note: Text | None = None
     """How the sample was scored when a rule applied (a non-finite CE counted as term 0)."""
 
 
@@ -228,36 +238,38 @@ class ScoreManifest(_Event):
     """What reproduces a score: the model as evaluated, the draw, the reference voice and ASR,
     the software and the device. Scores written before manifests existed have none."""
 
-    repo_namespace: str
-    repo_name: str
-    config_template: str = "default"
-    model_revision: str | None = None
+    repo_namespace: Name
+    repo_name: Name
+    config_template: Name = "default"
+    model_revision: Name | None = None
     """The revision actually evaluated (a commit on a hub; ``local`` for a local model)."""
-    content_hash: str | None = None
+    content_hash: Name | None = None
     """sha256 of the safetensors weights as evaluated."""
-    scoring_version: str
-    draw_seed: int
+    scoring_version: Version
+    draw_seed: Annotated[int, Field(ge=0, lt=2**64)]
     """The 64-bit seed of the draw, from ``(hash, scoring_version)``."""
-    prompt_ids: list[int] = Field(default_factory=list)
+    prompt_ids: list[Annotated[int, Field(ge=0, lt=2**31)]] = Field(
+        default_factory=list, max_length=MAX_SAMPLES)
     """Each drawn sample's prompt: its position in the prompt set."""
-    speakers: list[str] = Field(default_factory=list)
+    speakers: list[Name] = Field(default_factory=list, max_length=MAX_SAMPLES)
     """Each drawn sample's speaker, by name."""
-    prompt_set_hash: str
+    prompt_set_hash: Name
     """sha256 of the shipped prompt set and speakers."""
-    reference_voice: str | None = None
+    reference_voice: Name | None = None
     """Name and version of the reference voice, e.g. ``flite 2.2 (slt)``."""
-    asr: str | None = None
+    asr: Name | None = None
     """Name and version of the transcriber, e.g. ``pocketsphinx 5.0.4 (en-us)``."""
-    generation: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    generation: dict[Name, Name | int | float | bool] = Field(default_factory=dict,
+                                                                  max_length=64)
     """Generation settings: decoding, seed, samples, audio length cap, batch size…"""
-    torch: str
-    transformers: str | None = None
-    cuda: str | None = None
-    device: str
-    dtype: str | None = None
+    torch: Name
+    transformers: Name | None = None
+    cuda: Name | None = None
+    device: Name
+    dtype: Name | None = None
     deterministic: bool = False
     """Whether torch ran with deterministic algorithms."""
-    evaluator: str | None = None
+    evaluator: Name | None = None
 
 
 class ScoreComputed(_Event):
@@ -265,20 +277,20 @@ class ScoreComputed(_Event):
 
     type: Literal["score.computed"] = "score.computed"
     hash: HashStr
-    scoring_version: str = DEFAULT_SCORING_VERSION
+    scoring_version: Version = DEFAULT_SCORING_VERSION
     status: FinalStatus
     total_score: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
-    reason: str | None = None
-    samples: list[SampleResult] = Field(default_factory=list)
-    timings: dict[str, float] = Field(default_factory=dict)
-    revision: str | None = None
-    content_hash: str | None = None
+    reason: Text | None = None
+    samples: list[SampleResult] = Field(default_factory=list, max_length=MAX_SAMPLES)
+    timings: dict[Name, float] = Field(default_factory=dict, max_length=64)
+    revision: Name | None = None
+    content_hash: Name | None = None
     """sha256 of the safetensors weights as evaluated (byte-identical weights share it)."""
-    evaluator: str
-    request_event_id: str
+    evaluator: Name
+    request_event_id: EventId
     manifest: ScoreManifest | None = None
     """What reproduces this score; None in scores written before manifests existed."""
-    rescore_of: str | None = None
+    rescore_of: EventId | None = None
     """Set on a re-score's score: the accepted request it re-scores (it lives beside the
     submission's own score, in ``scores``, and never moves the submission's row)."""
 
@@ -291,10 +303,10 @@ class SubmissionFailed(_Event):
     type: Literal["submission.failed"] = "submission.failed"
     hash: HashStr
     hotkey: Hotkey
-    block: Annotated[int, Field(ge=0)]
-    scoring_version: str
-    reason: str | None = None
-    score_event_id: str
+    block: Block
+    scoring_version: Version
+    reason: Text | None = None
+    score_event_id: EventId
 
 
 class ScoreAudited(_Event):
@@ -305,20 +317,20 @@ class ScoreAudited(_Event):
 
     type: Literal["score.audited"] = "score.audited"
     hash: HashStr
-    scoring_version: str
+    scoring_version: Version
     verdict: AuditVerdict
-    score_event_id: str
+    score_event_id: EventId
     """The audited ``score.computed`` event."""
-    evaluator: str
+    evaluator: Name
     """The evaluator that produced the audited score."""
-    auditor: str
+    auditor: Name
     scored_status: FinalStatus
     scored_total: float | None = None
     audited_status: FinalStatus | None = None
     audited_total: float | None = None
     tolerance: Annotated[float, Field(ge=0.0)]
-    reason: str | None = None
-    differences: dict[str, list[Any]] = Field(default_factory=dict)
+    reason: Text | None = None
+    differences: dict[Name, list[Any]] = Field(default_factory=dict, max_length=64)
     """Manifest fields that differ: field → ``[scored, audited]``."""
     manifest: ScoreManifest | None = None
     """The audit's own manifest."""
@@ -342,23 +354,23 @@ class ChainBlock(_Event):
     """The chain's head block, as a chain adapter (or ``speechstream chain tick``) saw it."""
 
     type: Literal["chain.block"] = "chain.block"
-    block: Annotated[int, Field(ge=0)]
+    block: Block
 
 
 class WeightEntry(_Event):
     """One uid in a weights vector: the submission that counted for it and how it fared."""
 
-    uid: Annotated[int, Field(ge=0)]
-    hotkey: str | None = None
-    hash: str | None = None
-    repo: str | None = None
-    block: int | None = None
+    uid: Uid
+    hotkey: Name | None = None
+    hash: HashStr | None = None
+    repo: Text | None = None
+    block: Block | None = None
     status: Status | None = None
     score: float | None = None
-    content_hash: str | None = None
+    content_hash: Name | None = None
     win_rate: float | None = None
     """Wins over the other uids, divided by their number; None when invalid (``-inf``)."""
-    invalid: str | None = None
+    invalid: Text | None = None
     """Why the uid does not compete this epoch; None when it does."""
     weight: Annotated[float, Field(ge=0.0, le=1.0)]
 
@@ -370,12 +382,12 @@ class WeightsComputed(_Event):
 
     type: Literal["weights.computed"] = "weights.computed"
     validator: Annotated[str, Field(min_length=1, max_length=128)]
-    epoch: Annotated[int, Field(ge=0)]
-    block: Annotated[int, Field(ge=0)]
+    epoch: Block
+    block: Block
     """The head block that ran the epoch; submissions after it do not count."""
-    uids: list[int]
-    weights: list[float]
-    entries: list[WeightEntry]
+    uids: list[Uid] = Field(max_length=MAX_UIDS)
+    weights: list[float] = Field(max_length=MAX_UIDS)
+    entries: list[WeightEntry] = Field(max_length=MAX_UIDS)
 
     @model_validator(mode="after")
     def _entries_match(self) -> WeightsComputed:
@@ -399,9 +411,9 @@ class MinerboardUpdated(_Event):
 
     type: Literal["minerboard.updated"] = "minerboard.updated"
     hash: HashStr
-    uid: Annotated[int, Field(ge=0)]
+    uid: Uid
     hotkey: Annotated[str, Field(min_length=1, max_length=128)]
-    block: Annotated[int, Field(ge=0)]
+    block: Block
 
 
 class ScoringActivated(_Event):
@@ -410,8 +422,8 @@ class ScoringActivated(_Event):
     ``scoring.active`` holds (``speechstream scoring activate``)."""
 
     type: Literal["scoring.activated"] = "scoring.activated"
-    scoring_version: Annotated[str, Field(min_length=1, max_length=32)]
-    reason: str | None = None
+    scoring_version: Version
+    reason: Text | None = None
 
 
 Event = Annotated[

@@ -7,6 +7,31 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
+MAX_UIDS = 4096
+"""No subnet holds more uids; the intake holds each registration to the subnet's own size (a
+setting, ``SUBNET_SIZE`` by default)."""
+SUBNET_SIZE = 256
+"""The uids of a subnet, by default: 0 ≤ uid < 256 (SPEC §3)."""
+MAX_BLOCK = 2**32
+"""Blocks beyond it are no chain height (at 12 s a block, 1,600 years): bounded so that every
+block fits PostgreSQL's bigint and no reader trusts an absurd number."""
+MAX_SAMPLES = 1000
+"""Samples of one evaluation (40 by default)."""
+NO_NUL = r"^[^\x00]*$"  # PostgreSQL's text holds no NUL: one in a record would stop the sink
+
+Uid = Annotated[int, Field(ge=0, lt=MAX_UIDS)]
+Block = Annotated[int, Field(ge=0, lt=MAX_BLOCK)]
+EventId = Annotated[str, Field(min_length=1, max_length=64, pattern=NO_NUL)]
+"""An event id as events name one (a source, a request, a score)."""
+Name = Annotated[str, Field(min_length=1, max_length=128, pattern=NO_NUL)]
+"""A short name: an evaluator, a device, a library version, a content hash."""
+Version = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9._-]+$")]
+"""A scoring version."""
+Text = Annotated[str, Field(max_length=2000, pattern=NO_NUL)]
+"""A reason, a note, a message."""
+LongText = Annotated[str, Field(max_length=10_000, pattern=NO_NUL)]
+"""A sample's text or transcription."""
+
 Hotkey = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="ed25519 public key, hex")]
 Signature = Annotated[str, Field(pattern=r"^[0-9a-f]{128}$", description="ed25519 signature, hex")]
 HashStr = Annotated[str, Field(pattern=r"^[0-9]{1,20}$", description="submission hash, decimal")]
@@ -50,6 +75,8 @@ class RejectionCode(StrEnum):
     INVALID_REPO = "INVALID_REPO"
     BLOCK_OUT_OF_RANGE = "BLOCK_OUT_OF_RANGE"
     UID_REASSIGNED = "UID_REASSIGNED"
+    UID_OUT_OF_RANGE = "UID_OUT_OF_RANGE"
+    EVENT_ID_MISMATCH = "EVENT_ID_MISMATCH"
 
 
 DEFAULT_SCORING_VERSION = "v2"

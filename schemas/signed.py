@@ -11,8 +11,22 @@ from typing import Any
 from pydantic import BaseModel
 
 from schemas.envelope import Envelope, derived_event_id, new_envelope
+from schemas.events import MinerRegistered, SubmissionAttested, SubmissionPublished, UidReassigned
 from schemas.hashing import submission_hash
 from schemas.signing import sign
+
+SIGNER: dict[type[BaseModel], str] = {
+    MinerRegistered: "miner", SubmissionPublished: "miner",
+    SubmissionAttested: "operator", UidReassigned: "operator",
+}
+"""Who signs each signed event: its id is derived from the signature and the signer."""
+
+
+def signed_event_id(event: MinerRegistered | SubmissionPublished | SubmissionAttested
+                    | UidReassigned) -> str:
+    """The one event id of a signed event: derived from its signature, so the same signed
+    content is the same event whatever envelope it comes in."""
+    return derived_event_id(event.signature, SIGNER[type(event)])
 
 
 def submission_fields(
@@ -52,7 +66,11 @@ def signed_envelope(
     signer: str,
 ) -> Envelope:
     """``event_type`` of ``fields`` signed with ``private_key``, in an envelope whose id is
-    derived from the signature (``signer`` names who signed: ``miner``, ``operator``)."""
+    derived from the signature (``signer`` names who signed: ``miner``, ``operator``, as
+    :data:`SIGNER` says for the type)."""
     event = event_type(**fields, signature=sign(private_key, fields))
-    event_id = derived_event_id(event.signature, signer)  # type: ignore[attr-defined]
-    return new_envelope(event, key=key, producer=producer, event_id=event_id)
+    if SIGNER.get(event_type) != signer:
+        raise ValueError(f"{event_type.__name__} is signed by {SIGNER.get(event_type)}, "
+                         f"not {signer}")
+    return new_envelope(event, key=key, producer=producer,
+                        event_id=signed_event_id(event))  # type: ignore[arg-type]

@@ -50,6 +50,23 @@ FATAL_CONNECT_MESSAGES = (
 )
 
 
+POISON_SQLSTATE_CLASSES = ("22", "23", "54")
+"""Data exceptions, integrity violations, program limits: what one record's values can cause."""
+
+
+def is_poison(exc: BaseException) -> bool:
+    """Whether ``exc`` is what a record's own values cause (a value PostgreSQL cannot hold, a
+    number out of range, a NUL byte in text): writing it again fails again, whatever the
+    database's state, so the record is set aside instead of retried."""
+    for cause in _chain(exc):
+        if isinstance(cause, OverflowError):
+            return True
+        if isinstance(cause, psycopg.Error):
+            state = cause.sqlstate
+            return state is not None and state[:2] in POISON_SQLSTATE_CLASSES
+    return False
+
+
 def classify(exc: BaseException) -> Fault:
     """The fault of ``exc``, after the first psycopg or Kafka error among it and its causes
     (``raise … from``); an error with neither underneath is fatal."""

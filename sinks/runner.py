@@ -18,10 +18,11 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 
-from sinks.base import SinkWriter
-from sinks.faults import Backoff, Fault, classify
+from schemas.codec import dead_letter
+from sinks.base import Prepared, SinkWriter
+from sinks.faults import Backoff, Fault, classify, is_poison
 from sinks.metrics import SinkMetrics
 from sinks.settings import SinkSettings
 from speechstream.exceptions import ConsumeError, SpeechstreamError
@@ -32,6 +33,7 @@ from speechstream.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 CONSUMER_NAME = "speechstream-sink"
+MAX_REASON = 1000
 T = TypeVar("T")
 GC_THRESHOLDS = (100_000, 50, 100)
 SWITCH_INTERVAL_S = 0.0005
@@ -211,10 +213,59 @@ class SinkService:
         write = None
         if envelopes or batch.dead_letters:
             prepared = self._writer.prepare(envelopes, [m.offset() for m in batch.messages])
-            write = pool.submit(self._retrying, "write",
-                                lambda: self._writer.write_prepared(prepared), stop)
+            write = pool.submit(self._write, prepared, batch, stop)
         self._flight = _Flight(batch, write, time.perf_counter())
         return bool(envelopes or batch.dead_letters)
+
+    def _write(self, prepared: Prepared, batch: Batch, stop: threading.Event
+               ) -> dict[str, int]:
+        """Write the batch (retrying transient faults); when a record's own values make it
+        fail (:func:`sinks.faults.is_poison`), write it in halves instead, down to the poison
+        records, which go to the dead letters with the reason: the batch's other rows land,
+        in log order, and no record stops the sink."""
+        try:
+            return self._retrying("write", lambda: self._writer.write_prepared(prepared), stop)
+        except SpeechstreamError as exc:
+            if not is_poison(exc):
+                raise
+            log.warning("%s: a batch of %d records cannot be written (%s); writing it in parts "
+                        "to set the poison records aside", self.name, len(batch.envelopes), exc)
+        rows: dict[str, int] = {}
+        pending = [list(zip(batch.envelopes, batch.messages, strict=True))]
+        while pending:
+            part = pending.pop()
+            try:
+                written = self._retrying("write", lambda part=part: self._writer.write_batch(
+                    [env for env, _ in part], [msg.offset() for _, msg in part]), stop)
+            except SpeechstreamError as exc:
+                if not is_poison(exc):
+                    raise
+                if len(part) > 1:
+                    half = len(part) // 2
+                    pending += [part[half:], part[:half]]  # the first half first: log order
+                else:
+                    self._set_aside(part[0][1], exc, batch)
+                continue
+            for table, n in written.items():
+                rows[table] = rows.get(table, 0) + n
+        return rows
+
+    def _set_aside(self, msg: Message, exc: SpeechstreamError, batch: Batch) -> None:
+        """A record the database cannot hold: to the dead letters with the reason (one of the
+        dead-letter topic itself stays where it is, logged)."""
+        reason = f"the sink cannot store it: {exc}"
+        if msg.topic() == self._kafka.topics.deadletter:
+            log.error("%s: dead letter %s@%s kept in place: %s", self.name, msg.partition(),
+                      msg.offset(), reason)
+            self._metrics.dead_letters.inc()
+            return
+        log.error("%s: %s/%s@%s set aside: %s", self.name, msg.topic(), msg.partition(),
+                  msg.offset(), reason)
+        letter = dead_letter(msg.value() or b"", reason[:MAX_REASON], topic=msg.topic(),
+                             partition=msg.partition(), offset=msg.offset(),
+                             consumer=CONSUMER_NAME)
+        self._dead_letters.send(self._kafka.topics.deadletter, letter, key=msg.key())
+        batch.dead_letters.append((msg, letter))
 
     def _settle(self, stop: threading.Event) -> None:
         """Wait for the batch being written (a write's error is raised here), then flush its

@@ -16,6 +16,7 @@ from schemas.events import (
     UidReassigned,
 )
 from schemas.fields import RejectionCode, repo_part_problem
+from schemas.signed import signed_event_id
 from schemas.signing import signature_is_valid
 
 RATE_LIMIT_BLOCKS = 28_800
@@ -66,6 +67,26 @@ def check_signature(
     return Rejection(
         RejectionCode.BAD_SIGNATURE, f"signature does not verify for key {signer[:16]}…"
     )
+
+
+def check_event_id(envelope: Envelope) -> Rejection | None:
+    """A signed event's id is the one its signature gives (:func:`schemas.signed.
+    signed_event_id`): the same signed content re-sent under another id is refused, never a
+    new event (it would displace its own original and free its rate-limit window)."""
+    expected = signed_event_id(envelope.payload)  # type: ignore[arg-type]
+    if envelope.event_id != expected:
+        return Rejection(RejectionCode.EVENT_ID_MISMATCH,
+                         f"event id {envelope.event_id[:40]} is not {expected}, the one its "
+                         "signature gives: the same signed content is the same event")
+    return None
+
+
+def check_uid(event: MinerRegistered | UidReassigned, subnet_size: int) -> Rejection | None:
+    """A uid lies within the subnet: 0 ≤ uid < ``subnet_size`` (SPEC §3)."""
+    if event.uid >= subnet_size:
+        return Rejection(RejectionCode.UID_OUT_OF_RANGE,
+                         f"uid {event.uid} is not in this subnet (0 to {subnet_size - 1})")
+    return None
 
 
 def check_registration(event: MinerRegistered, uid_owner: str | None) -> Rejection | None:

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from schemas.fields import DEFAULT_SCORING_VERSION
+from schemas.fields import DEFAULT_SCORING_VERSION, MAX_UIDS, SUBNET_SIZE
 from speechstream.settings import ServiceSettings
 from streams.rules import RATE_LIMIT_BLOCKS
 
@@ -25,6 +25,10 @@ class StreamsSettings(ServiceSettings):
     rate_limit_blocks: int = Field(
         RATE_LIMIT_BLOCKS, ge=1, description="A hotkey's submissions lie at least this many "
         "blocks apart (SPEC §3).",
+    )
+    subnet_size: int = Field(
+        SUBNET_SIZE, ge=1, le=MAX_UIDS, description="The subnet's uids: 0 ≤ uid < subnet_size "
+        "(a registration or handover of another uid is refused, UID_OUT_OF_RANGE).",
     )
     data_dir: str = ".speechstream/streams"
     web_port: int = 6066

@@ -35,7 +35,8 @@ def build_app(
     are requested for (without it, ``streams.scoring_version``)."""
     app = create_app(kafka, streams)
     declared = declare(app, kafka, streams)
-    registrations.register_agents(app, declared, metrics, streams.operator_key)
+    registrations.register_agents(app, declared, metrics, streams.operator_key,
+                                  streams.subnet_size)
     submissions.register_agents(app, declared, metrics, streams.rate_limit_blocks,
                                 streams.operator_key, streams.scoring_version, chain,
                                 active)

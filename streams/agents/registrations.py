@@ -24,15 +24,18 @@ import faust
 from schemas.codec import encode
 from schemas.envelope import Envelope
 from schemas.events import MinerRegistered, UidHandover, UidReassigned, UidRevoked
+from schemas.fields import SUBNET_SIZE
 from streams.agents.emit import emit, reject
 from streams.deadletter import decode_or_dead_letter
 from streams.metrics import StreamsMetrics
 from streams.rules import (
     Rejection,
+    check_event_id,
     check_handover,
     check_hotkey,
     check_registration,
     check_signature,
+    check_uid,
     plan_handover,
     revocation_applies,
 )
@@ -40,10 +43,11 @@ from streams.topics import Streams
 
 
 def register_agents(
-    app: faust.App, s: Streams, metrics: StreamsMetrics, operator_key: str | None = None
+    app: faust.App, s: Streams, metrics: StreamsMetrics, operator_key: str | None = None,
+    subnet_size: int = SUBNET_SIZE,
 ) -> None:
     """Attach the registration agents to ``app``; ``operator_key`` (the operator's public key)
-    is the only key whose uid handovers are accepted."""
+    is the only key whose uid handovers are accepted; a uid lies below ``subnet_size``."""
 
     def forget_reassigned(hotkey: str) -> None:
         """A hotkey that gets a uid again is no longer one whose uid was handed away."""
@@ -53,7 +57,8 @@ def register_agents(
     async def claim_handover(env: Envelope, p: UidReassigned) -> None:
         """On the uid's partition: the operator's key, then the uid claimed for the new hotkey
         and the handover sent on to it (again, for a record delivered again)."""
-        rejection = check_signature(p, operator_key)
+        rejection = (check_signature(p, operator_key) or check_event_id(env)
+                     or check_uid(p, subnet_size))
         if rejection is not None:
             await reject(s.rejected, env, rejection, metrics)
             return
@@ -91,7 +96,8 @@ def register_agents(
                 metrics.seconds.observe(time.perf_counter() - started)
                 continue
             uid_key = str(p.uid)
-            rejection = check_signature(p) or check_registration(p, s.uid_owner.get(uid_key))
+            rejection = (check_signature(p) or check_event_id(env) or check_uid(p, subnet_size)
+                         or check_registration(p, s.uid_owner.get(uid_key)))
             if rejection is not None:
                 await reject(s.rejected, env, rejection, metrics)
                 continue

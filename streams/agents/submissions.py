@@ -26,6 +26,7 @@ from streams.rules import (
     FREES_THE_WINDOW,
     REQUESTED,
     Rejection,
+    check_event_id,
     check_signature,
     check_submission,
     dedupe,
@@ -68,7 +69,7 @@ def register_agents(
             p = env.payload
             hotkey = p.hotkey
             head = chain.refresh() if chain is not None else None
-            verdict = check_signature(p, operator_key) or check(p, head)
+            verdict = check_signature(p, operator_key) or check_event_id(env) or check(p, head)
             if (chain is not None and isinstance(verdict, Rejection)
                     and verdict.code is RejectionCode.BLOCK_OUT_OF_RANGE
                     and head is not None and p.block > head):

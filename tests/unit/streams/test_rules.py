@@ -216,3 +216,29 @@ def test_a_hotkey_holds_one_uid(key) -> None:
     other = check_hotkey(registration(key, uid=99, block=9).payload, 4)
     assert other is not None and other.code is RejectionCode.HOTKEY_HAS_OTHER_UID
     assert "already holds uid 4" in other.message
+
+
+def test_a_uid_outside_the_subnet_is_refused() -> None:
+    from schemas.events import MinerRegistered
+    from streams.rules import check_uid
+
+    def reg(uid: int) -> MinerRegistered:
+        return MinerRegistered(hotkey="a" * 64, uid=uid, block=1, signature="b" * 128)
+
+    assert check_uid(reg(255), 256) is None
+    refused = check_uid(reg(256), 256)
+    assert refused is not None and refused.code == "UID_OUT_OF_RANGE"
+    assert refused.message == "uid 256 is not in this subnet (0 to 255)"
+
+
+def test_signed_content_under_another_event_id_is_refused() -> None:
+    from producers.miner import submission
+    from streams.rules import check_event_id
+
+    key = Hotkey(*generate_key())
+    original = submission(key, repo_namespace="ns", repo_name="m", block=100)
+    assert check_event_id(original) is None
+    replayed = original.model_copy(update={"event_id": "another-id"})
+    refused = check_event_id(replayed)
+    assert refused is not None and refused.code == "EVENT_ID_MISMATCH"
+    assert original.event_id in refused.message
