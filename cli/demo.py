@@ -202,7 +202,7 @@ def _run(
         # worker's group and changelog topics are its app id under the prefix.
         "SPEECHSTREAM_EVALUATOR_GROUP_ID": f"{prefix}evaluators",
         "SPEECHSTREAM_SINK_GROUP_ID": f"{prefix}sink",
-        "SPEECHSTREAM_VALIDATOR_GROUP_ID": f"{prefix}validator",
+        "SPEECHSTREAM_VALIDATOR_CLIENT_NAME": f"{prefix}validator",
         "SPEECHSTREAM_VALIDATOR_VALIDATOR_ID": VALIDATOR_ID,
         "SPEECHSTREAM_VALIDATOR_EPOCH_BLOCKS": str(EPOCH_BLOCKS),
     }

@@ -8,7 +8,6 @@ import socket
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from schemas.fields import DEFAULT_SCORING_VERSION
 from speechstream.settings import ServiceSettings
 
 
@@ -58,14 +57,14 @@ class ValidatorSettings(ServiceSettings):
     """A validator: weights from the score topic at every epoch (SPEC §5).
 
     ``validator_id`` names its vectors on the weights topic; ``epoch_blocks`` is how many
-    chain blocks an epoch lasts; scores of ``scoring_version`` count until a version is
-    activated on ``scoring.active`` (``speechstream scoring activate``).
+    chain blocks an epoch lasts; ``client_name`` names its readers (it joins no group: it
+    reads every topic whole). Which scores count is the ledger's rule: those of the version
+    activated on ``scoring.active``, before any each submission's own.
     """
 
     model_config = SettingsConfigDict(env_prefix="SPEECHSTREAM_VALIDATOR_", extra="ignore")
 
     validator_id: str = Field(default_factory=socket.gethostname, min_length=1, max_length=128)
     epoch_blocks: int = Field(100, ge=1)
-    scoring_version: str = DEFAULT_SCORING_VERSION
-    group_id: str = "speechstream-validator"
+    client_name: str = "speechstream-validator"
     poll_timeout_s: float = 0.5

@@ -88,7 +88,7 @@ class Validator:
         self._metrics = metrics
         self.ledger = Ledger()
         self._reader = LogReader(kafka, ledger_topics(kafka), self.ledger.apply,
-                                 name=settings.group_id, logger=log, partition_eof=True)
+                                 name=settings.client_name, logger=log, partition_eof=True)
         self._producer = producer or EventProducer(kafka)
         self.last: WeightsComputed | None = None
         """The latest vector this validator published (or found on the weights topic)."""
