@@ -18,6 +18,7 @@ from schemas import (
     new_envelope,
 )
 from schemas.envelope import Envelope
+from schemas.events import ScoreAudited
 from sinks.compare import checksum_query
 from sinks.exceptions import RebuildInterrupted
 from sinks.postgres import PostgresWriter
@@ -169,12 +170,18 @@ def test_a_rebuild_that_fails_half_way_leaves_the_live_tables_as_they_were(pipel
     assert _rebuild_schemas(pipeline) == []
     assert _state(pipeline.conninfo) == before
 
-    # A registration the database refuses (uid out of integer range) fails the replay.
-    poison = MinerRegistered(hotkey="ef" * 32, uid=2**40, block=1, signature="cd" * 64)
-    pipeline.send(pipeline.kafka.topics.miners, new_envelope(poison, key=poison.hotkey,
-                                                             producer="t"))
-    failed = pipeline.cli("sink", "rebuild", SPEECHSTREAM_SINK_BATCH_SIZE="50")
-    assert failed.returncode == 1, failed.stdout + failed.stderr
-    assert "out of range" in failed.stderr
+    # A record the database refuses (jsonb holds no NUL) no longer fails the replay: the
+    # rebuild sets it aside as a dead letter, with the reason, and swaps.
+    poison = ScoreAudited(hash="7", scoring_version="v2", verdict="disagree",
+                          score_event_id="s", evaluator="e", auditor="a",
+                          scored_status="COMPLETED", tolerance=0.01,
+                          differences={"torch": ["2.5\u0000", "2.6"]})
+    pipeline.send(pipeline.kafka.topics.audits, new_envelope(poison, key="7", producer="t"))
+    done = pipeline.cli("sink", "rebuild", SPEECHSTREAM_SINK_BATCH_SIZE="50")
+    assert done.returncode == 0, done.stdout + done.stderr
     assert _rebuild_schemas(pipeline) == []
-    assert _state(pipeline.conninfo) == before
+    assert pipeline.query("SELECT count(*) FROM audits WHERE hash = '7'")[0][0] == 0
+    letters = "SELECT error FROM dead_letters WHERE topic = %s"
+    audits = (pipeline.kafka.topics.audits,)
+    pipeline.wait(lambda: len(pipeline.query(letters, audits)) == 1, "the poison set aside")
+    assert pipeline.query(letters, audits)[0][0].startswith("the sink cannot store it: ")
