@@ -1,22 +1,42 @@
-"""The FastAPI app: its routers, the store and publisher opened in its lifespan, its errors."""
+"""The FastAPI app: its routers, the store and publisher opened in its lifespan, its errors,
+the limit on request bodies."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
 
 from api import routes
 from api.exceptions import NoOperatorKeyError, StoreUnavailableError
+from api.guards import BodyLimit
 from api.metrics import ApiMetrics
 from api.publisher import Publisher
 from api.settings import ApiSettings
 from api.store import Store
 from speechstream.exceptions import DeliveryError
+
+
+class _AsciiJSON(JSONResponse):
+    """JSON escaped to ASCII: a lone surrogate in a message cannot fail the answer."""
+
+    def render(self, content: object) -> bytes:
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode()
+
+
+async def invalid(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's 422, less the input it echoes (which may hold what JSON cannot carry: a lone
+    surrogate, a NaN): each error's type, field and message."""
+    assert isinstance(exc, RequestValidationError)
+    errors = [{k: v for k, v in e.items() if k != "input"} for e in exc.errors()]
+    return _AsciiJSON(status_code=422, content={"detail": jsonable_encoder(errors)})
 
 
 def create_app(
@@ -51,7 +71,11 @@ def create_app(
 
     for error in (StoreUnavailableError, NoOperatorKeyError, DeliveryError):
         app.add_exception_handler(error, unavailable)
+    app.add_exception_handler(RequestValidationError, invalid)
 
+    # Inside the measuring middleware (added after it): its 413 is raised in the route, as
+    # the body is read, and answered like any HTTPException.
+    app.add_middleware(BodyLimit)
     metrics = ApiMetrics.create(registry)
 
     @app.middleware("http")

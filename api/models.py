@@ -5,12 +5,55 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
-from schemas.fields import Hotkey, Status
+from schemas.fields import NO_NUL, Block, Hotkey, RepoPart, Status, Uid
+from schemas.hashing import submission_hash
 
-HashField = Annotated[str, Field(pattern=r"^0*[0-9]{1,20}$", description="submission hash")]
-"""A submission hash as clients send it: leading zeros allowed (compared as integers)."""
+EXAMPLE_HOTKEY = "ab" * 32
+EXAMPLE_HASH = submission_hash("alice", "tts-1", "default", EXAMPLE_HOTKEY)
+"""The OpenAPI document's example: the SPEC hash of alice/tts-1 by hotkey ``abab…``."""
+
+
+def _canonical_hash(value: str) -> str:
+    return str(int(value))
+
+
+def _utf8(value: str) -> str:
+    value.encode("utf-8")  # a lone surrogate (JSON allows "\ud800") is a ValueError: 422
+    return value
+
+
+def _json_integer(value: object) -> object:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be a JSON integer")  # pydantic would take true or "5"
+    return value
+
+
+HashField = Annotated[
+    str, Field(pattern=r"^[0-9]{1,20}$", description="submission hash, 1 to 20 decimal digits "
+               "(leading zeros allowed: compared as integers)"),
+    AfterValidator(_canonical_hash),
+]
+"""A submission hash as clients send it, read as the pipeline writes it (no leading zeros)."""
+Template = Annotated[str, Field(min_length=1, max_length=64, pattern=NO_NUL),
+                     AfterValidator(_utf8)]
+"""A chat template type, as a submission event's ``config_template`` holds it."""
+Revision = Annotated[str, Field(min_length=1, max_length=64, pattern=NO_NUL),
+                     AfterValidator(_utf8)]
+"""A repo revision, as a submission event's ``revision`` holds it."""
+StrictBlock = Annotated[Block, BeforeValidator(_json_integer)]
+"""A block as a JSON integer (``5`` or ``5.0``, not ``true`` or ``"5"``), 0 ≤ block < 2^32."""
+StrictUid = Annotated[Uid, BeforeValidator(_json_integer)]
+"""A uid as a JSON integer, 0 ≤ uid < 4096."""
+ValidatorId = Annotated[str, Field(min_length=1, max_length=128, pattern=NO_NUL)]
+"""A validator's id, as a weights event's ``validator`` holds it."""
+
+
+class Problem(BaseModel):
+    """An error the API answers (every status but 422): what to fix, or why it failed."""
+
+    detail: str
 
 
 class Score(BaseModel):
@@ -55,29 +98,33 @@ class Queued(BaseModel):
 
 
 class EnsureModelRequest(BaseModel):
-    """``POST /ensure_model``'s body (the original's field names)."""
+    """``POST /ensure_model``'s body (the original's field names), bounded as the
+    ``submission.attested`` event it becomes."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [{
+        "repo_namespace": "alice", "repo_name": "tts-1", "hash": EXAMPLE_HASH,
+        "chat_template_type": "default", "block": 5000, "hotkey": EXAMPLE_HOTKEY}]})
 
-    repo_namespace: Annotated[str, Field(min_length=1, max_length=96,
-                                         pattern=r"^[A-Za-z0-9._-]+$")]
-    repo_name: Annotated[str, Field(min_length=1, max_length=96, pattern=r"^[A-Za-z0-9._-]+$")]
+    repo_namespace: RepoPart
+    repo_name: RepoPart
     hash: HashField
-    chat_template_type: Annotated[str, Field(min_length=1, max_length=64)] = "default"
-    block: Annotated[int, Field(ge=0)]
+    chat_template_type: Template = "default"
+    block: StrictBlock
     hotkey: Hotkey
-    revision: Annotated[str, Field(max_length=64)] | None = None
+    revision: Revision | None = None
 
 
 class MinerboardRequest(BaseModel):
-    """``POST /minerboard_update``'s body."""
+    """``POST /minerboard_update``'s body, bounded as the ``minerboard.updated`` event it
+    becomes."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [{
+        "hash": EXAMPLE_HASH, "uid": 0, "hotkey": EXAMPLE_HOTKEY, "block": 5000}]})
 
     hash: HashField
-    uid: Annotated[int, Field(ge=0)]
-    hotkey: Annotated[str, Field(min_length=1, max_length=128)]
-    block: Annotated[int, Field(ge=0)]
+    uid: StrictUid
+    hotkey: Hotkey
+    block: StrictBlock
 
 
 class MinerboardEntry(BaseModel):

@@ -2,36 +2,54 @@
 
 from __future__ import annotations
 
-import hmac
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, Security
-from fastapi.security import APIKeyHeader
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from api.guards import MAX_BODY_BYTES, AdminKeyFirst, require_admin
 from api.models import (
+    EXAMPLE_HASH,
+    EXAMPLE_HOTKEY,
     EnsureModelRequest,
     Entry,
+    HashField,
     HealthCheck,
     MinerboardEntry,
     MinerboardRequest,
+    Problem,
     Queued,
     RecentEntry,
     SubmissionDetails,
+    Template,
+    ValidatorId,
     Weights,
 )
 from api.publisher import Publisher
 from api.store import Store
+from schemas.fields import Hotkey, RepoPart
 from schemas.hashing import submission_hash
 
 HASH_MISMATCH = "Hash does not match the model details"
-BAD_ADMIN_KEY = "Invalid or missing admin key"
 
-submissions = APIRouter(tags=["submissions"])
-minerboard = APIRouter(tags=["minerboard"])
-entries = APIRouter(tags=["entries"])
-weights = APIRouter(tags=["weights"])
-service = APIRouter(tags=["service"])
+submissions = APIRouter(tags=["submissions"], route_class=AdminKeyFirst)
+minerboard = APIRouter(tags=["minerboard"], route_class=AdminKeyFirst)
+entries = APIRouter(tags=["entries"], route_class=AdminKeyFirst)
+weights = APIRouter(tags=["weights"], route_class=AdminKeyFirst)
+service = APIRouter(tags=["service"], route_class=AdminKeyFirst)
+
+_WHY = {
+    400: "The hash is not the SPEC hash of the model details",
+    403: "Invalid or missing admin key",
+    404: "Nothing to answer yet",
+    413: f"The request body is over {MAX_BODY_BYTES} bytes",
+    503: "PostgreSQL or the broker did not answer, or the API has no operator key",
+}
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The error statuses a route answers besides 422, for the OpenAPI document."""
+    return {code: {"model": Problem, "description": _WHY[code]} for code in codes}
 
 
 def get_store(request: Request) -> Store:
@@ -44,39 +62,26 @@ def get_publisher(request: Request) -> Publisher:
     return request.app.state.publisher
 
 
-def require_admin(
-    request: Request,
-    key: Annotated[str | None, Security(APIKeyHeader(name="admin-key", auto_error=False))],
-) -> None:
-    """The ``admin-key`` header must be the configured admin key (compared in constant time);
-    without a configured key every admin call is refused."""
-    expected = request.app.state.settings.admin_key
-    if expected is None or key is None or not hmac.compare_digest(
-        key.encode(), expected.get_secret_value().encode()
-    ):
-        raise HTTPException(status_code=403, detail=BAD_ADMIN_KEY)
-
-
 def _check_hash(hash_: str, namespace: str, name: str, template: str, hotkey: str) -> str:
-    """The hash as the pipeline writes it; 400 when it is not the SPEC hash of the fields
-    (compared as integers: a leading zero is no mismatch)."""
-    if int(hash_) != int(submission_hash(namespace, name, template, hotkey)):
+    """``hash_`` (canonical: :data:`HashField` drops leading zeros); 400 when it is not the
+    SPEC hash of the fields."""
+    if hash_ != submission_hash(namespace, name, template, hotkey):
         raise HTTPException(status_code=400, detail=HASH_MISMATCH)
-    return str(int(hash_))
+    return hash_
 
 
 StoreDep = Annotated[Store, Depends(get_store)]
-Repo = Query(min_length=1, max_length=96)
 
 
-@submissions.get("/model_submission_details", response_model=SubmissionDetails | None)
+@submissions.get("/model_submission_details", response_model=SubmissionDetails | None,
+                 responses=errors(400, 503))
 def model_submission_details(
     store: StoreDep,
-    repo_namespace: Annotated[str, Repo],
-    repo_name: Annotated[str, Repo],
-    hash_: Annotated[str, Query(alias="hash", pattern=r"^0*[0-9]{1,20}$")],
-    hotkey: Annotated[str, Query(min_length=1, max_length=128)],
-    chat_template_type: Annotated[str, Query(min_length=1, max_length=64)] = "default",
+    repo_namespace: Annotated[RepoPart, Query(examples=["alice"])],
+    repo_name: Annotated[RepoPart, Query(examples=["tts-1"])],
+    hash_: Annotated[HashField, Query(alias="hash", examples=[EXAMPLE_HASH])],
+    hotkey: Annotated[Hotkey, Query(examples=[EXAMPLE_HOTKEY])],
+    chat_template_type: Annotated[Template, Query()] = "default",
 ) -> SubmissionDetails | None:
     """A submission's status and score; ``null`` when the pipeline does not know it."""
     canonical = _check_hash(hash_, repo_namespace, repo_name, chat_template_type, hotkey)
@@ -84,7 +89,7 @@ def model_submission_details(
 
 
 @submissions.post("/ensure_model", response_model=Entry | Queued,
-                  dependencies=[Depends(require_admin)])
+                  dependencies=[Depends(require_admin)], responses=errors(400, 403, 413, 503))
 def ensure_model(
     body: EnsureModelRequest, store: StoreDep,
     publisher: Annotated[Publisher, Depends(get_publisher)],
@@ -100,14 +105,16 @@ def ensure_model(
     return Queued()
 
 
-@minerboard.get("/minerboard", response_model=list[MinerboardEntry])
+@minerboard.get("/minerboard", response_model=list[MinerboardEntry], responses=errors(503))
 def get_minerboard(store: StoreDep) -> list[MinerboardEntry]:
     """Each uid's submission on the minerboard, with its status and score."""
     return store.minerboard()
 
 
 @minerboard.post("/minerboard_update", dependencies=[Depends(require_admin)],
-                 response_class=Response)
+                 response_class=Response, responses={
+                     200: {"description": "Published (an empty body)"},
+                     **errors(403, 413, 503)})
 def minerboard_update(
     body: MinerboardRequest, publisher: Annotated[Publisher, Depends(get_publisher)]
 ) -> Response:
@@ -116,15 +123,15 @@ def minerboard_update(
     return Response(status_code=200)
 
 
-@entries.get("/recent_entries", response_model=list[RecentEntry])
+@entries.get("/recent_entries", response_model=list[RecentEntry], responses=errors(503))
 def recent_entries(request: Request, store: StoreDep) -> list[RecentEntry]:
     """The newest submissions (256 by default), rejected ones as FAILED with their reason."""
     return store.recent_entries(request.app.state.settings.recent_entries)
 
 
-@weights.get("/weights", response_model=Weights)
+@weights.get("/weights", response_model=Weights, responses=errors(404, 503))
 def latest_weights(
-    store: StoreDep, validator: Annotated[str | None, Query(max_length=128)] = None
+    store: StoreDep, validator: Annotated[ValidatorId | None, Query()] = None
 ) -> Weights:
     """The latest weights vector (of ``validator`` when given)."""
     found = store.latest_weights(validator)
@@ -146,7 +153,9 @@ def root() -> dict[str, bool]:
     return {"g": True, "k": False}
 
 
-@service.get("/metrics", response_class=Response)
+@service.get("/metrics", response_class=Response, responses={
+    200: {"description": "Prometheus' text format",
+          "content": {"text/plain": {"schema": {"type": "string"}}}}})
 def metrics(request: Request) -> Response:
     """Prometheus metrics of the API."""
     return Response(generate_latest(request.app.state.registry), media_type=CONTENT_TYPE_LATEST)

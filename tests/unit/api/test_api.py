@@ -23,8 +23,11 @@ from api.models import (
     SubmissionDetails,
     Weights,
 )
+from api.publisher import KafkaPublisher
 from api.settings import ApiSettings
 from schemas.hashing import submission_hash
+from speechstream.keys import create_key_file
+from speechstream.settings import KafkaSettings
 
 HK = "ab" * 32
 H = submission_hash("alice", "tts-1", "default", HK)
@@ -117,9 +120,16 @@ def test_details_of_a_known_submission(client, parts) -> None:
 
 def test_unknown_is_null_and_a_leading_zero_is_no_mismatch(client, parts) -> None:
     assert client.get("/model_submission_details", params=_details()).json() is None
-    _known(parts[0], status="FAILED", score=None, notes="DUPLICATE_REPO: duplicate of …")
-    found = client.get("/model_submission_details", params=_details(hash="0" + H)).json()
-    assert (found["hash"], found["status"]) == (H, "FAILED")
+    # A hotkey whose hash has fewer than 20 digits, so that a zero-padded one has 20.
+    hotkey = next(k for k in (f"{i:064x}" for i in range(100))
+                  if len(submission_hash("alice", "tts-1", "default", k)) < 20)
+    short = submission_hash("alice", "tts-1", "default", hotkey)
+    parts[0].entries[short] = SubmissionDetails(
+        hash=short, status="FAILED", score=Score(), details=Details(),
+        notes="DUPLICATE_REPO: duplicate of …")
+    found = client.get("/model_submission_details",
+                       params=_details(hash=short.zfill(20), hotkey=hotkey)).json()
+    assert (found["hash"], found["status"]) == (short, "FAILED")
     assert found["notes"].startswith("DUPLICATE_REPO")
 
 
@@ -131,7 +141,14 @@ def test_a_wrong_hash_is_400(client) -> None:
 
 @pytest.mark.parametrize(("params", "field_name"), [
     ({"hash": "not-a-number"}, "hash"),
+    ({"hash": "0" + H}, "hash"),  # 21 digits
+    ({"hash": H.zfill(5001)}, "hash"),  # over Python's int() digit limit: never parsed
     ({"repo_namespace": ""}, "repo_namespace"),
+    ({"repo_name": "a/b"}, "repo_name"),
+    ({"repo_name": "x" * 97}, "repo_name"),
+    ({"hotkey": "5Fss58"}, "hotkey"),
+    ({"chat_template_type": "de\x00fault"}, "chat_template_type"),
+    ({"chat_template_type": "t" * 65}, "chat_template_type"),
 ])
 def test_malformed_or_missing_parameters_are_422_with_the_field(client, params, field_name):
     response = client.get("/model_submission_details", params=_details(**params))
@@ -192,7 +209,24 @@ def test_minerboard_update_publishes_and_answers_empty(client, parts) -> None:
                            json={"hash": H, "uid": 7, "hotkey": HK, "block": 55,
                                  "admin_key": "ignored"})
     assert response.status_code == 200 and response.content == b""
-    assert [(b.uid, b.hash, b.block) for b in parts[1].boards] == [(7, H, 55)]
+    zero_padded = client.post("/minerboard_update", headers=ADMIN,
+                              json={"hash": "000042", "uid": 4095, "hotkey": HK,
+                                    "block": 2**32 - 1})
+    assert zero_padded.status_code == 200
+    assert [(b.uid, b.hash, b.block) for b in parts[1].boards] == [
+        (7, H, 55), (4095, "42", 2**32 - 1)]
+
+
+@pytest.mark.parametrize("field_value", [
+    {"uid": 2**31}, {"uid": 4096}, {"uid": -1}, {"block": 2**32}, {"block": 10**4000},
+    {"uid": 1.5}, {"uid": True}, {"block": "5"}, {"hash": "1" * 21}, {"hotkey": "x" * 64},
+    {"hotkey": HK.upper()},
+])
+def test_minerboard_update_out_of_the_events_bounds_is_422(client, parts, field_value) -> None:
+    body = {"hash": H, "uid": 7, "hotkey": HK, "block": 55, **field_value}
+    response = client.post("/minerboard_update", headers=ADMIN, json=body)
+    assert response.status_code == 422, response.text
+    assert parts[1].boards == []
 
 
 def test_lists_and_health(client, parts) -> None:
@@ -219,6 +253,101 @@ def test_lists_and_health(client, parts) -> None:
     metrics = client.get("/metrics")
     assert metrics.status_code == 200
     assert 'speechstream_api_requests_total{code="404",route="/weights"} 1.0' in metrics.text
+
+
+def test_a_nul_byte_is_422_and_reaches_no_query(client, parts) -> None:
+    parts[0].vector = Weights(validator="v", epoch=2, block=200, uids=[], weights=[],
+                              entries=[])
+    response = client.get("/weights", params={"validator": "v\x00"})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["query", "validator"]
+    body = {**_details(chat_template_type="a\x00"), "block": 1}
+    assert client.post("/ensure_model", json=body, headers=ADMIN).status_code == 422
+    surrogate = b'{"chat_template_type": "\\ud800"}'
+    assert client.post("/ensure_model", content=surrogate, headers={
+        **ADMIN, "content-type": "application/json"}).status_code == 422
+    assert parts[1].submitted == []
+
+
+def test_the_admin_key_is_checked_before_the_body_is_read(client, parts) -> None:
+    """10 MB of bad JSON without the key: 403, its body never read; with the key: 413."""
+    app = client.app
+    reads = []
+
+    async def receive() -> dict:
+        reads.append(1)
+        return {"type": "http.request", "body": b"{" * (10 * 2**20), "more_body": False}
+
+    sent: list[dict] = []
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    def call(headers: list[tuple[bytes, bytes]]) -> int:
+        scope = {"type": "http", "method": "POST", "path": "/ensure_model", "headers": [
+            (b"content-type", b"application/json"), *headers], "query_string": b"",
+            "http_version": "1.1", "scheme": "http", "server": ("t", 80), "root_path": "",
+            "client": ("c", 1), "app": app}
+        sent.clear()
+        client.portal.call(app, scope, receive, send)
+        return sent[0]["status"]
+
+    assert call([]) == 403 and reads == []
+    assert call([(b"admin-key", b"wrong")]) == 403 and reads == []
+    assert call([(b"admin-key", b"s3cret")]) == 413
+    declared = client.post("/ensure_model", content=b"x" * (64 * 1024 + 1), headers={
+        **ADMIN, "content-type": "application/json"})
+    assert declared.status_code == 413
+    assert declared.json() == {"detail": "request body over 65536 bytes"}
+    assert client.post("/ensure_model", content=b"x" * (64 * 1024 + 1)).status_code == 403
+
+
+@pytest.mark.parametrize("body", [
+    b"{not json", b'{"uid": ' + b"9" * 5001 + b"}", b"[" * 60_000, b"\xff\xfe{}",
+])
+def test_a_body_that_does_not_parse_is_422(client, body) -> None:
+    response = client.post("/minerboard_update", content=body,
+                           headers={**ADMIN, "content-type": "application/json"})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["type"] == "json_invalid"
+
+
+def test_the_openapi_document_lists_every_status(client) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    statuses = {(method.upper(), path): set(op["responses"])
+                for path, ops in paths.items() for method, op in ops.items()}
+    assert statuses[("GET", "/model_submission_details")] == {"200", "400", "422", "503"}
+    assert statuses[("POST", "/ensure_model")] == {"200", "400", "403", "413", "422", "503"}
+    assert statuses[("POST", "/minerboard_update")] == {"200", "403", "413", "422", "503"}
+    assert statuses[("GET", "/weights")] == {"200", "404", "422", "503"}
+    assert statuses[("GET", "/minerboard")] == statuses[("GET", "/recent_entries")] == {
+        "200", "503"}
+    problem = paths["/weights"]["get"]["responses"]["404"]["content"]["application/json"]
+    assert problem["schema"] == {"$ref": "#/components/schemas/Problem"}
+
+
+def test_every_event_the_publisher_builds_is_valid_at_the_bounds(tmp_path) -> None:
+    """The requests' bounds are the events' own: a request the API takes is an event."""
+    sent = []
+
+    class Producer:
+        def send(self, topic: str, envelope: object) -> None:
+            sent.append(envelope)
+
+        def flush(self) -> None: ...
+
+    operator = create_key_file(tmp_path / "operator.json")
+    publisher = KafkaPublisher(KafkaSettings(), operator, producer=Producer())
+    hotkey = "f" * 64
+    for namespace, name, template, revision in (("a", "b", "t", None),
+                                                ("n" * 96, "m" * 96, "é" * 64, "r" * 64)):
+        publisher.submit(EnsureModelRequest(
+            repo_namespace=namespace, repo_name=name, chat_template_type=template,
+            revision=revision, hotkey=hotkey, block=2**32 - 1,
+            hash=submission_hash(namespace, name, template, hotkey)))
+    publisher.minerboard(MinerboardRequest(hash="9" * 20, uid=4095, hotkey=hotkey,
+                                           block=2**32 - 1))
+    assert len(sent) == 3
 
 
 def test_a_database_outage_is_503_with_the_reason(client, parts) -> None:
