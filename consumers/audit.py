@@ -3,15 +3,17 @@
 It reads the score topic in a consumer group of its own, picks a score when
 ``sha256("audit:<hash>:<version>")`` falls in the first ``sample_rate`` of the hash space
 (every auditor picks the same ones), scores the model again as the score's manifest describes
-it (the revision actually evaluated, the same scoring version), and publishes
-``score.audited``:
+it (the revision actually evaluated, the same scoring version) through the evaluator's
+``Scorer`` contract (``consumers.scorers.score_submission``; the TTS scorer by default: an
+isolated evaluation process on the auditor's device), and publishes ``score.audited``:
 
 - ``agree`` when both totals lie within the tolerance;
 - ``disagree`` when they do not, or when the audit fails where the score completed (a model
   that cannot be loaded or produces no sample);
 - ``unavailable`` when the model cannot be scored again as it was: gone from its source, its
   weights changed since (another content hash), a score without a manifest (written before
-  manifests existed), or the auditor's own limits (time, memory, a missing environment).
+  manifests existed), or the auditor's own limits (time, memory, a missing environment, a
+  scoring version it does not compute, its scorer raising).
 
 Only COMPLETED scores are audited: a FAILED score pays nothing. Each audit's event id derives
 from the score's event id and the auditor's id, and the offset is committed after the audit
@@ -24,19 +26,20 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import Consumer
 from prometheus_client import CollectorRegistry
 
+from consumers.base import Scorer
 from consumers.metrics import AuditMetrics
+from consumers.scorers import score_submission
 from consumers.settings import AuditSettings
+from consumers.tts import TTSScorer
 from schemas.envelope import Envelope, derived_event_id, new_envelope
 from schemas.events import ScoreAudited, ScoreComputed, ScoreManifest
 from schemas.fields import AuditVerdict
-from scoring.isolation import run_isolated
-from scoring.types import ScoringResult, Submission
+from scoring.types import ScoringResult, Submission, silent
 from speechstream.kafka.consumer import EventConsumer
 from speechstream.kafka.producer import EventProducer
 from speechstream.monitoring import Health
@@ -49,8 +52,6 @@ AUDITOR_LIMITS = frozenset({"TIME_LIMIT", "OUT_OF_MEMORY", "CRASHED", "ARCHITECT
                             "METHOD_UNAVAILABLE"})
 """Failure codes of the auditor's own limits: they say nothing of the score."""
 IGNORED_DIFFERENCES = frozenset({"evaluator"})
-
-Rescore = Callable[[Submission], ScoringResult]
 
 
 def selected(hash_: str, scoring_version: str, sample_rate: float) -> bool:
@@ -87,12 +88,14 @@ def judge(score: ScoreComputed, result: ScoringResult | None, tolerance: float
     if manifest is None or result is None:
         return "unavailable", "the score has no manifest (written before manifests existed)"
     if result.status == "FAILED":
-        code = result.failure_code or "FAILED"
+        # Without a code the engine never judged the model (a version this auditor does not
+        # compute, its scorer raising): the auditor's limit, not the score's.
+        code = result.failure_code
         if code in GONE:
-            return "unavailable", f"the model is gone from its source: {code}: {result.reason}"
-        if code in AUDITOR_LIMITS:
-            return "unavailable", f"the auditor could not score it: {code}: {result.reason}"
-        return "disagree", f"the audit FAILED where the score COMPLETED: {code}: {result.reason}"
+            return "unavailable", f"the model is gone from its source: {result.full_reason}"
+        if code is None or code in AUDITOR_LIMITS:
+            return "unavailable", f"the auditor could not score it: {result.full_reason}"
+        return "disagree", f"the audit FAILED where the score COMPLETED: {result.full_reason}"
     if (manifest.content_hash and result.content_hash
             and manifest.content_hash != result.content_hash):
         return "unavailable", (f"the weights changed at the source (content hash "
@@ -106,9 +109,9 @@ def judge(score: ScoreComputed, result: ScoringResult | None, tolerance: float
 
 
 class Auditor:
-    """The audit service (module docstring). ``rescore`` scores a submission on the auditor's
-    device (default: an isolated evaluation process, as the evaluator runs it); ``consumer``
-    and ``producer`` replace the Kafka clients (tests)."""
+    """The audit service (module docstring). ``scorer`` scores a submission on the auditor's
+    device (default: the TTS scorer, an isolated evaluation process, as the evaluator runs it);
+    ``consumer`` and ``producer`` replace the Kafka clients (tests)."""
 
     name = "auditor"
 
@@ -119,17 +122,16 @@ class Auditor:
         scoring: ScoringSettings,
         *,
         metrics: AuditMetrics | None = None,
-        rescore: Rescore | None = None,
+        scorer: Scorer | None = None,
         consumer: Consumer | None = None,
         producer: EventProducer | None = None,
         logger: logging.Logger | None = None,
     ) -> None:
         self._kafka = kafka
         self._settings = settings
-        self._scoring = scoring
         self._metrics = metrics or AuditMetrics.create(CollectorRegistry())
         self._log = logger or logging.getLogger(__name__)
-        self._rescore = rescore or self._isolated
+        self._scorer = scorer or TTSScorer(scoring, device=settings.device)
         self.tolerance = settings.tolerance_for_device()
         self._consumer = EventConsumer(
             kafka, name=PRODUCER_NAME, topics=[kafka.topics.scores],
@@ -143,8 +145,9 @@ class Auditor:
         self._auditing: str | None = None
 
     def start(self) -> None:
-        """Connect the producer, subscribe to the score topic."""
+        """Connect the producer, set up the scorer, subscribe to the score topic."""
         self._producer.start()
+        self._scorer.setup()
         self._consumer.start()
         self._log.info("auditor %s on %s: sample rate %g, tolerance %g, group %s",
                        self._settings.auditor_id, self._settings.device,
@@ -168,11 +171,14 @@ class Auditor:
             self._consumer.commit()
 
     def close(self) -> None:
-        """Close the consumer, flush and close the producer."""
+        """Close the consumer, flush and close the producer, close the scorer."""
         try:
             self._consumer.close()
         finally:
-            self._producer.close()
+            try:
+                self._producer.close()
+            finally:
+                self._scorer.close()
 
     def health(self) -> Health:
         """Healthy while the last poll is recent, or an audit (which blocks polls) runs."""
@@ -201,7 +207,8 @@ class Auditor:
         if score.manifest is not None:
             self._auditing = score.hash
             try:
-                result = self._rescore(submission_of(score.hash, score.manifest))
+                result = score_submission(self._scorer, submission_of(score.hash, score.manifest),
+                                          silent, self._log)
             finally:
                 self._auditing = None
         verdict, reason = judge(score, result, self.tolerance)
@@ -231,10 +238,6 @@ class Auditor:
                            f" ({reason})" if reason else "", elapsed)
         event_id = derived_event_id(score_env.event_id, f"audit:{self._settings.auditor_id}")
         return new_envelope(event, key=score.hash, producer=PRODUCER_NAME, event_id=event_id)
-
-    def _isolated(self, submission: Submission) -> ScoringResult:
-        return run_isolated(self._scoring, submission, self._settings.device,
-                            lambda status, note: None)
 
 
 def submission_of(hash_: str, manifest: ScoreManifest) -> Submission:

@@ -1,42 +1,25 @@
-"""Contracts of the consumers package: the Scorer an evaluator calls, and what it returns."""
+"""Contract of the consumers package: the Scorer that the evaluator and the auditor call."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Literal, Protocol
+from typing import Protocol
 
-from pydantic import BaseModel, Field
-
-from schemas.events import EvaluationRequested, SampleResult, ScoreManifest
-
-StatusReporter = Callable[[Literal["PRECHECK", "RUNNING"], str | None], None]
-"""Called by a scorer as it moves through PRECHECK and RUNNING (status, optional note)."""
-
-
-class ScoreOutcome(BaseModel):
-    """What a scorer found: COMPLETED with a total, or FAILED with a human-readable reason."""
-
-    status: Literal["COMPLETED", "FAILED"]
-    total_score: float | None = None
-    reason: str | None = None
-    samples: list[SampleResult] = Field(default_factory=list)
-    timings: dict[str, float] = Field(default_factory=dict)
-    revision: str | None = None
-    content_hash: str | None = None
-    """The safetensors content hash of the weights evaluated (duplicates share it)."""
-    manifest: ScoreManifest | None = None
-    """What reproduces the score; the evaluator adds its id."""
+from scoring.types import Report, ScoringResult, Submission
 
 
 class Scorer(Protocol):
-    """Scores one evaluation request; setup once, score many times, close once.
+    """Scores one submission; setup once, score many times, close once.
 
-    ``score`` should return FAILED outcomes for failures it understands; an exception it
-    raises is turned into a FAILED score event by the evaluator, never a crash loop.
+    ``score`` returns the engine's ``ScoringResult``: COMPLETED with a total in [0, 1], or FAILED
+    with a reason. It reports RUNNING through ``report`` when the model passed its prechecks
+    (PRECHECK is the evaluator's own). It is called through
+    ``consumers.scorers.score_submission``, which refuses a scoring version the engine does not
+    compute before it runs, and turns an exception it raises into a FAILED result, never a
+    crash loop.
     """
 
     def setup(self) -> None: ...
 
-    def score(self, request: EvaluationRequested, report: StatusReporter) -> ScoreOutcome: ...
+    def score(self, submission: Submission, report: Report) -> ScoringResult: ...
 
     def close(self) -> None: ...

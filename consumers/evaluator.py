@@ -4,8 +4,9 @@ Delivery semantics (exactly one visible score per request):
 
 - PRECHECK and RUNNING are each published in a small transaction of their own, committed at
   once, so a user sees them while the evaluation runs. The evaluator publishes PRECHECK when it
-  picks a request up; the scorer reports RUNNING (and may report PRECHECK) through the
-  ``StatusReporter``. Each status is published at most once per evaluation, never backwards.
+  picks a request up; the scorer reports RUNNING through the status callback
+  (``scoring.types.Report``). Each status is published at most once per evaluation, never
+  backwards.
 - The score event (or the dead letter of an undecodable request) and the consumed offset are
   committed together in one transaction. A process killed mid-way commits nothing: after a
   restart the request is evaluated again, and read_committed consumers see exactly one score.
@@ -31,6 +32,10 @@ Two lanes (``speechstream.kafka.lanes``): new submissions (``evaluation.requests
 re-scores (``evaluation.rescores``, ``speechstream rescore``) only while no new submission
 waits. A FAILED re-score frees no rate-limit window: it is not the submission failing.
 
+One shape from the engine to the event: the scorer returns the engine's ``ScoringResult``
+(``consumers.scorers.score_submission``), and ``Evaluator.score_envelope`` turns it into
+``score.computed``, the one place it changes shape.
+
 The consume loop and the transactions are the floor's (``speechstream.kafka``); this module is
 what an evaluator does with one request.
 """
@@ -40,15 +45,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Literal
+from typing import Any
 
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
-from consumers.base import ScoreOutcome, Scorer
+from consumers.base import Scorer
 from consumers.metrics import EvaluatorMetrics
 from consumers.scored import Scored, ScoredIndex
+from consumers.scorers import failure_reason, score_submission
 from consumers.settings import EvaluatorSettings
 from schemas.envelope import Envelope, derived_event_id, new_envelope
 from schemas.events import (
@@ -58,8 +64,8 @@ from schemas.events import (
     SubmissionFailed,
 )
 from schemas.fields import STATUS_RANK
-from scoring.versions import known_versions, scoring_version
-from speechstream.exceptions import TransactionAbortedError, TransactionError
+from scoring.types import ScoringResult, Step, Submission
+from speechstream.exceptions import TransactionAbortedError
 from speechstream.kafka.consumer import Batch, EventConsumer, position_after
 from speechstream.kafka.lanes import Lanes
 from speechstream.kafka.transactions import (
@@ -72,7 +78,6 @@ from speechstream.settings import KafkaSettings
 
 PRODUCER_NAME = "speechstream-evaluator"
 RETRY_BACKOFF_S = 1.0
-Step = Literal["PRECHECK", "RUNNING"]
 
 
 def evaluator_id(settings: EvaluatorSettings) -> str:
@@ -117,10 +122,13 @@ def _consumer_overrides(settings: EvaluatorSettings) -> dict[str, Any]:
     }
 
 
-def failure_reason(exc: BaseException) -> str:
-    """The human-readable reason of a scorer exception: its type and message."""
-    message = str(exc).strip()
-    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+def to_submission(request: EvaluationRequested) -> Submission:
+    """The scoring engine's view of an evaluation request."""
+    return Submission(
+        hash=request.hash, repo_namespace=request.repo_namespace, repo_name=request.repo_name,
+        revision=request.revision, config_template=request.config_template,
+        scoring_version=request.scoring_version,
+    )
 
 
 class Evaluator:
@@ -271,14 +279,16 @@ class Evaluator:
         self._metrics.in_progress.inc()
         started = time.perf_counter()
         try:
-            outcome = self._evaluate(request_env.event_id, request)
+            result = self._evaluate(request_env.event_id, request)
         finally:
             self._metrics.in_progress.dec()
             self._evaluating = None
         elapsed = time.perf_counter() - started
-        score_env = self.score_envelope(request_env, outcome, elapsed)
+        score_env = self.score_envelope(request_env, result, elapsed)
         outgoing: list[Outgoing] = [(self._kafka.topics.scores, request.hash, score_env)]
-        status = score_env.payload.status  # type: ignore[union-attr]  # a ScoreComputed
+        score = score_env.payload
+        assert isinstance(score, ScoreComputed)
+        status = score.status
         if status == "FAILED" and request.rescore_of is None:
             # In the same transaction: a failed submission frees its hotkey's window (a failed
             # re-score is not the submission failing: it frees nothing).
@@ -289,11 +299,13 @@ class Evaluator:
         self._metrics.evaluations.labels(status).inc()
         self._metrics.evaluation_seconds.observe(elapsed)
         self._log.info("scored %s in %.1fs: %s %s", request.hash, elapsed, status,
-                       outcome.total_score if status == "COMPLETED" else outcome.reason)
+                       score.total_score if status == "COMPLETED" else score.reason)
 
-    def score_envelope(self, request_env: Envelope, outcome: ScoreOutcome,
+    def score_envelope(self, request_env: Envelope, result: ScoringResult,
                        elapsed_s: float) -> Envelope:
-        """The score event of ``outcome``; an outcome no event can hold becomes FAILED."""
+        """The score event of ``result``: where the engine's result becomes ``score.computed``
+        (a failure's reason prefixed with its code, the evaluator's id in the manifest, the
+        evaluation's wall time in the timings). A result no event can hold becomes FAILED."""
         request = request_env.payload
         assert isinstance(request, EvaluationRequested)
         common = {
@@ -303,22 +315,22 @@ class Evaluator:
             "request_event_id": request_env.event_id,
             "rescore_of": request.rescore_of,
         }
-        timings = {**outcome.timings, "evaluation_s": round(elapsed_s, 3)}
-        manifest = outcome.manifest
+        timings = {**result.timings, "evaluation_s": round(elapsed_s, 3)}
+        manifest = result.manifest
         if manifest is not None:
             manifest = manifest.model_copy(update={"evaluator": self.evaluator_id})
         try:
             event = ScoreComputed(
-                status=outcome.status, total_score=outcome.total_score, reason=outcome.reason,
-                samples=outcome.samples, timings=timings, revision=outcome.revision,
-                content_hash=outcome.content_hash, manifest=manifest, **common,
+                status=result.status, total_score=result.total_score, reason=result.full_reason,
+                samples=result.samples, timings=timings, revision=result.revision,
+                content_hash=result.content_hash, manifest=manifest, **common,
             )
         except ValidationError as exc:
             self._log.error("scorer returned an invalid outcome for %s: %s", request.hash, exc)
             event = ScoreComputed(
                 status="FAILED", reason=f"invalid scorer outcome: {failure_reason(exc)}",
-                timings=timings, revision=outcome.revision,
-                content_hash=outcome.content_hash, manifest=manifest, **common,
+                timings=timings, revision=result.revision,
+                content_hash=result.content_hash, manifest=manifest, **common,
             )
         event_id = derived_event_id(request_env.event_id, f"score:{request.scoring_version}")
         return new_envelope(event, key=request.hash, producer=PRODUCER_NAME, event_id=event_id)
@@ -347,43 +359,23 @@ class Evaluator:
         event_id = derived_event_id(request_env_id, f"status:{status}")
         return new_envelope(event, key=request.hash, producer=PRODUCER_NAME, event_id=event_id)
 
-    def _evaluate(self, request_event_id: str, request: EvaluationRequested) -> ScoreOutcome:
-        """Run the scorer; its exception is a FAILED outcome, a Kafka failure is not."""
-        reported: list[str] = []
-        kafka_failure: list[TransactionError] = []
+    def _evaluate(self, request_event_id: str, request: EvaluationRequested) -> ScoringResult:
+        """Publish PRECHECK, then run the scorer; a Kafka failure while publishing a status is
+        raised (the request is evaluated again), not a FAILED result."""
+        reported: list[Step] = []
 
         def report(status: Step, note: str | None) -> None:
-            if kafka_failure:
-                raise kafka_failure[0]
             if reported and STATUS_RANK[status] <= STATUS_RANK[reported[-1]]:
                 return  # each status once per evaluation, never backwards
             env = self.status_envelope(request_event_id, request, status, note)
-            try:
-                self._transact(
-                    [(self._kafka.topics.evaluation_status, request.hash, env)], offsets_of=None
-                )
-            except TransactionError as exc:
-                kafka_failure.append(exc)
-                raise
+            self._transact(
+                [(self._kafka.topics.evaluation_status, request.hash, env)], offsets_of=None
+            )
             reported.append(status)
 
         report("PRECHECK", f"{request.repo_namespace}/{request.repo_name} picked up by "
                f"{self.evaluator_id}")
-        if scoring_version(request.scoring_version) is None:
-            # Not retried: no evaluator of this engine computes it.
-            return ScoreOutcome(status="FAILED", reason=(
-                f"unknown scoring version {request.scoring_version!r}: this engine computes "
-                f"{', '.join(known_versions())}"))
-        try:
-            outcome = self._scorer.score(request, report)
-        except Exception as exc:  # noqa: BLE001 - a scorer failure is a FAILED score
-            if kafka_failure:
-                raise kafka_failure[0] from exc
-            self._log.exception("scorer failed on %s", request.hash)
-            return ScoreOutcome(status="FAILED", reason=failure_reason(exc))
-        if kafka_failure:  # the scorer swallowed it: the statuses are incomplete, go again
-            raise kafka_failure[0]
-        return outcome
+        return score_submission(self._scorer, to_submission(request), report, self._log)
 
     # -- transactions ----------------------------------------------------------------------
 

@@ -12,7 +12,6 @@ from typing import Any
 
 _EXPORTS = {
     "PrecheckError": "scoring.exceptions",
-    "SampleScore": "scoring.types",
     "ScoringEngine": "scoring.engine",
     "ScoringError": "scoring.exceptions",
     "ScoringResult": "scoring.types",

@@ -1,46 +1,44 @@
-"""The evaluation child process: ``python -m scoring.child`` reads one JSON job on stdin, scores
-it, and writes JSON lines on stdout (statuses, then the result); logs go to stderr."""
+"""The evaluation child process: ``python -m scoring.child`` reads one ``Job`` on stdin, scores
+it, and writes ``scoring.protocol`` lines on stdout (statuses, then the result); logs go to
+stderr. One evaluation per process."""
 
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import resource
 import signal
 import sys
-from typing import IO, Any
+from typing import IO
 
-from scoring.types import ScoringResult, Submission
+from scoring.protocol import PARENT_PID_ENV, Job, ResultLine, StatusLine, write_line
+from scoring.types import ScoringResult, Step
 from speechstream.settings import ScoringSettings
 
 
-def _send(channel: IO[str], message: dict[str, Any]) -> None:
-    channel.write(json.dumps(message) + "\n")
+def _send(channel: IO[str], message: StatusLine | ResultLine) -> None:
+    channel.write(write_line(message))
     channel.flush()
 
 
-def run_job(job: dict[str, Any], channel: IO[str]) -> ScoringResult:
+def run_job(job: Job, channel: IO[str]) -> ScoringResult:
     """Score the job's submission, streaming statuses to ``channel``; never raises."""
-    settings = ScoringSettings(**job["settings"])
-    submission = Submission.model_validate(job["submission"])
-    device = str(job.get("device", "cpu"))
+    settings = ScoringSettings(**job.settings)
+
+    def report(status: Step, note: str | None) -> None:
+        _send(channel, StatusLine(status=status, note=note))
+
     try:
         # The engine (torch, transformers) is imported before the memory limit is set: the
         # limit bounds the evaluation, and mapping torch's libraries under it fails.
         from scoring.engine import ScoringEngine
 
-        if settings.memory_limit_bytes and device == "cpu":
+        if settings.memory_limit_bytes and job.device == "cpu":
             limit = settings.memory_limit_bytes
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-        engine = ScoringEngine(settings, device)
+        engine = ScoringEngine(settings, job.device)
         try:
-            return engine.score(
-                submission,
-                lambda status, note: _send(
-                    channel, {"kind": "status", "status": status, "note": note}
-                ),
-            )
+            return engine.score(job.submission, report)
         finally:
             engine.close()
     except MemoryError as exc:
@@ -52,7 +50,6 @@ def run_job(job: dict[str, Any], channel: IO[str]) -> ScoringResult:
         return ScoringResult.failed("CRASHED", f"{type(exc).__name__}: {exc}"[:500])
 
 
-PARENT_PID_ENV = "SPEECHSTREAM_EVALUATION_PARENT_PID"
 PR_SET_PDEATHSIG = 1
 
 
@@ -78,9 +75,8 @@ def main() -> int:
     die_with_parent()
     channel = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    job = json.loads(sys.stdin.read())
-    result = run_job(job, channel)
-    _send(channel, {"kind": "result", "result": result.model_dump(mode="json")})
+    job = Job.model_validate_json(sys.stdin.read())
+    _send(channel, ResultLine(result=run_job(job, channel)))
     channel.close()
     return 0
 

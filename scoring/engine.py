@@ -6,7 +6,6 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -31,13 +30,11 @@ from scoring.prompts import clean_text, draw_samples, draw_seed, prompt_set_hash
 from scoring.reference import make_reference_voice
 from scoring.source import HubSource, LocalSource, ResolvedModel, make_source
 from scoring.templates import get_template
-from scoring.types import Sample, SampleScore, ScoringResult, Submission
-from scoring.versions import ScoringVersion
-from scoring.versions import scoring_version as version_of
-from scoring.wer import word_error_rate
+from scoring.types import Report, Sample, ScoringResult, Submission, silent
+from scoring.versions import VERSIONS, ScoringVersion
+from scoring.wer import clip01, word_error_rate
 from speechstream.settings import ScoringSettings
 
-Report = Callable[[str, str | None], None]
 log = logging.getLogger(__name__)
 
 
@@ -113,11 +110,16 @@ class ScoringEngine:
                 part.close()
         self._reference = self._transcriber = None
 
-    def score(self, submission: Submission, report: Report | None = None) -> ScoringResult:
-        """Score one submission; every understood failure is a FAILED result with its reason."""
+    def score(self, submission: Submission, report: Report = silent) -> ScoringResult:
+        """Score one submission; every understood failure is a FAILED result with its reason.
+
+        Its scoring version is one this engine computes (``scoring.versions.unknown_version``
+        is checked before an evaluation starts). ``report`` gets RUNNING once the model passed
+        its prechecks; PRECHECK is the evaluator's, sent when it picked the request up.
+        """
         self.setup()
         started = time.monotonic()
-        result = self._score(submission, report or (lambda status, note: None), started)
+        result = self._score(submission, report, started)
         result.timings["total_s"] = time.monotonic() - started
         return result
 
@@ -128,11 +130,10 @@ class ScoringEngine:
         model: TTSModel | None = None
         manifest: ScoreManifest | None = None
         try:
-            report("PRECHECK", f"checking {submission.repo_id}")
             template = get_template(submission.config_template)
-            methods = methods_for(self.settings, submission.scoring_version)
-            version = version_of(submission.scoring_version)
-            assert version is not None and self._source is not None
+            methods = methods_for(self.settings)
+            version = VERSIONS[submission.scoring_version]
+            assert self._source is not None
             resolved = self._source.resolve(submission)
             timings["precheck_s"] = time.monotonic() - started
             report("RUNNING", f"evaluating {resolved.architecture}")
@@ -151,14 +152,14 @@ class ScoringEngine:
                 if value is not None:
                     totals[method.name] = value
             extra = {
-                "samples": [r.score for r in runs],
+                "samples": [r.result() for r in runs],
                 "timings": timings,
                 "revision": resolved.revision,
                 "content_hash": resolved.content_hash,
                 "manifest": manifest,
             }
             if "ce_wer" not in totals:
-                errors = {r.score.error for r in runs if r.score.error}
+                errors = {r.error for r in runs if r.error}
                 return ScoringResult.failed(
                     "NO_SAMPLE_SUCCEEDED",
                     f"no sample succeeded; errors: {'; '.join(sorted(errors))[:400]}",
@@ -167,7 +168,7 @@ class ScoringEngine:
             weights = {m.name: m.weight for m in methods}
             return ScoringResult(
                 status="COMPLETED",
-                total_score=combine(totals, weights),
+                total_score=clip01(combine(totals, weights)),
                 method_scores=totals,
                 **extra,
             )
@@ -246,9 +247,7 @@ class ScoringEngine:
             s.index: s.text if version.wer_reference == "cleaned" else d.text
             for s, d in zip(samples, drawn, strict=True)
         }
-        runs = [
-            SampleRun(SampleScore(index=s.index, text=s.text, speaker=s.speaker)) for s in samples
-        ]
+        runs = [SampleRun(s.index, s.text, s.speaker) for s in samples]
         max_len = int(settings.max_audio_s * model.sample_rate)
 
         t = time.monotonic()
@@ -260,7 +259,7 @@ class ScoringEngine:
                 wave, sr = self._reference.synthesize(s.text)
                 references[s.index] = resample(wave, sr, model.sample_rate)[:max_len]
             except ScoringError as exc:
-                runs[s.index].score.error = f"reference voice: {_error(exc)}"
+                runs[s.index].error = f"reference voice: {_error(exc)}"
         timings["reference_s"] = time.monotonic() - t
 
         n_frames = {
@@ -287,23 +286,23 @@ class ScoringEngine:
         )
         for s, ce in zip(with_ref, ces, strict=True):
             if isinstance(ce, BaseException):
-                runs[s.index].score.error = f"cross-entropy: {_error(ce)}"
+                runs[s.index].error = f"cross-entropy: {_error(ce)}"
             elif not math.isfinite(ce) and version.nonfinite_ce == "drop":
-                runs[s.index].score.error = f"cross-entropy is not finite ({ce})"
+                runs[s.index].error = f"cross-entropy is not finite ({ce})"
             elif not math.isfinite(ce):
                 runs[s.index].ce_not_finite = True
-                runs[s.index].score.note = (
+                runs[s.index].note = (
                     f"cross-entropy is not finite ({ce}): its CE term counts as 0 "
                     f"({version.name})"
                 )
             else:
-                runs[s.index].score.ce = float(ce)
+                runs[s.index].ce = float(ce)
         timings["ce_s"] = time.monotonic() - t
 
         t = time.monotonic()
         seed = generation_seed(submission)
         todo = sorted(
-            (s for s in samples if runs[s.index].score.error is None),
+            (s for s in samples if runs[s.index].error is None),
             key=lambda s: (n_frames[s.index], s.index),
         )
         for frames in sorted({n_frames[s.index] for s in todo}):
@@ -319,7 +318,7 @@ class ScoringEngine:
             )
             for s, out in zip(group, outs, strict=True):
                 if isinstance(out, BaseException):
-                    runs[s.index].score.error = f"generation: {_error(out)}"
+                    runs[s.index].error = f"generation: {_error(out)}"
                 else:
                     runs[s.index].wave, runs[s.index].sample_rate = out.wave, out.sample_rate
         timings["generate_s"] = time.monotonic() - t
@@ -327,16 +326,14 @@ class ScoringEngine:
         t = time.monotonic()
         assert self._transcriber is not None
         for run in runs:
-            if run.wave is None or run.score.error is not None:
+            if run.wave is None or run.error is not None:
                 continue
             check_time()
             try:
                 text = self._transcriber.transcribe(run.wave, run.sample_rate or model.sample_rate)
-                run.score.transcription = text
-                run.score.wer = word_error_rate(
-                    wer_reference[run.score.index], text, version.wer_normalization
-                )
+                run.transcription = text
+                run.wer = word_error_rate(wer_reference[run.index], text, version.wer_normalization)
             except ScoringError as exc:
-                run.score.error = f"transcription: {_error(exc)}"
+                run.error = f"transcription: {_error(exc)}"
         timings["asr_s"] = time.monotonic() - t
         return runs

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import queue
@@ -12,15 +11,13 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
-from scoring.child import PARENT_PID_ENV
-from scoring.types import ScoringResult, Submission
+from scoring.protocol import PARENT_PID_ENV, Job, ResultLine, read_line
+from scoring.types import Report, ScoringResult, Submission, silent
 from speechstream.settings import PARLER_SETUP, ScoringSettings
 
-Report = Callable[[str, str | None], None]
 STARTUP_GRACE_S = 120.0
 """Added to the engine's own time limit for interpreter start, imports and model loading."""
 _STDERR_TAIL = 30
@@ -65,11 +62,7 @@ def run_child(
     ``-P`` keeps the working directory off the child's ``sys.path``: the child imports only its
     own environment's packages (each environment has this project installed).
     """
-    job = {
-        "settings": settings.child_payload(),
-        "submission": submission.model_dump(mode="json"),
-        "device": device,
-    }
+    job = Job(settings=settings.child_payload(), submission=submission, device=device)
     started = time.monotonic()
     process = subprocess.Popen(
         [str(python), "-P", "-m", "scoring.child"],
@@ -90,10 +83,10 @@ def run_child(
     ]
     for reader in readers:
         reader.start()
-    result: dict[str, Any] | None = None
+    result: ScoringResult | None = None
     try:
         try:
-            process.stdin.write(json.dumps(job))
+            process.stdin.write(job.model_dump_json())
             process.stdin.close()
         except BrokenPipeError:
             pass  # the child died at start; its exit code says why below
@@ -112,12 +105,12 @@ def run_child(
                 for reader in readers:
                     reader.join(1)
                 return ScoringResult.failed(*_death_reason(process.returncode, tail))
-            message = json.loads(line)
-            if message["kind"] == "status":
-                report(message["status"], message.get("note"))
+            message = read_line(line)
+            if isinstance(message, ResultLine):
+                result = message.result
             else:
-                result = message["result"]
-        return ScoringResult.model_validate(result)
+                report(message.status, message.note)
+        return result
     finally:
         if process.poll() is None:
             try:
@@ -138,19 +131,13 @@ def run_isolated(
 
     The child starts in this environment; when its prechecks find an architecture that another
     evaluator environment runs (Parler-TTS), the evaluation is run again, within the same time
-    limit, with that environment's interpreter.
+    limit, with that environment's interpreter (the first child stopped at its prechecks, before
+    reporting RUNNING). ``report`` gets each status the engine reports, as it reports it.
     """
-    report = report or (lambda status, note: None)
-    last: list[str] = []
-
-    def forward(status: str, note: str | None) -> None:
-        if not last or last[-1] != status:
-            last.append(status)
-            report(status, note)
-
+    report = report or silent
     limit = time_limit_s if time_limit_s is not None else settings.time_limit_s + STARTUP_GRACE_S
     started = time.monotonic()
-    result = run_child(sys.executable, settings, submission, device, forward, limit)
+    result = run_child(sys.executable, settings, submission, device, report, limit)
     if result.failure_code != "ARCHITECTURE_ELSEWHERE" or result.environment is None:
         return result
     python = settings.interpreter(result.environment)
@@ -163,4 +150,4 @@ def run_isolated(
         )
     log.info("hash %s runs in the %s environment (%s)", submission.hash, result.environment, python)
     remaining = max(1.0, limit - (time.monotonic() - started))
-    return run_child(python, settings, submission, device, forward, remaining)
+    return run_child(python, settings, submission, device, report, remaining)

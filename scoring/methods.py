@@ -9,23 +9,38 @@ from typing import Protocol
 
 import numpy as np
 
+from schemas.events import SampleResult
 from scoring.exceptions import MethodUnavailableError
-from scoring.types import SampleScore
-from scoring.versions import known_versions
-from scoring.versions import scoring_version as version_of
 from scoring.wer import sample_score, total_score
 from speechstream.settings import ScoringSettings
 
 
 @dataclass
 class SampleRun:
-    """What the engine produced for one sample, handed to every method."""
+    """One sample as the engine works on it, handed to every method; ``result()`` is what the
+    score carries of it."""
 
-    score: SampleScore
+    index: int
+    text: str
+    speaker: str | None = None
+    ce: float | None = None
+    wer: float | None = None
+    transcription: str | None = None
+    score: float | None = None
+    error: str | None = None
+    note: str | None = None
+    """How the sample was scored when a version's rule applied (a non-finite CE)."""
     wave: np.ndarray | None = None
     sample_rate: int | None = None
     ce_not_finite: bool = False
     """The CE was not finite and the version keeps the sample (its CE term is 0)."""
+
+    def result(self) -> SampleResult:
+        """The sample as the score event carries it."""
+        return SampleResult(
+            index=self.index, text=self.text, speaker=self.speaker, ce=self.ce, wer=self.wer,
+            transcription=self.transcription, score=self.score, error=self.error, note=self.note,
+        )
 
 
 class ScoringMethod(Protocol):
@@ -53,11 +68,10 @@ class CeWerMethod:
         """Fill each successful sample's score and return the mean over them."""
         scores = []
         for run in runs:
-            s = run.score
-            ce = math.inf if run.ce_not_finite else s.ce
-            if s.error is None and ce is not None and s.wer is not None:
-                s.score = sample_score(ce, s.wer, self.k)
-                scores.append(s.score)
+            ce = math.inf if run.ce_not_finite else run.ce
+            if run.error is None and ce is not None and run.wer is not None:
+                run.score = sample_score(ce, run.wer, self.k)
+                scores.append(run.score)
         return total_score(scores)
 
 
@@ -84,14 +98,9 @@ class HumanLikenessMethod:
         )
 
 
-def methods_for(settings: ScoringSettings, scoring_version: str) -> list[ScoringMethod]:
-    """The methods of a scoring version (``v1`` and ``v2`` share them; they differ in how the
-    engine measures WER and keeps samples); unknown versions are refused."""
-    if version_of(scoring_version) is None:
-        raise MethodUnavailableError(
-            f"unknown scoring version {scoring_version!r}; this engine computes "
-            f"{', '.join(known_versions())}"
-        )
+def methods_for(settings: ScoringSettings) -> list[ScoringMethod]:
+    """The scoring methods (every scoring version shares them; versions differ in how the
+    engine measures WER and keeps samples: ``scoring.versions``)."""
     methods: list[ScoringMethod] = [CeWerMethod(1.0, settings.ce_k)]
     if settings.human_likeness_weights is not None and settings.human_likeness_weight > 0:
         methods.append(

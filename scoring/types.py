@@ -1,13 +1,28 @@
-"""Value types of the scoring engine: what goes in (a submission) and what comes out."""
+"""Value types of the scoring engine: what goes in (a submission), what comes out (a result),
+and how an evaluation reports its progress (a status callback)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.events import ScoreManifest
+from schemas.events import SampleResult, ScoreManifest
+from schemas.fields import FinalStatus
 from scoring.versions import DEFAULT_SCORING_VERSION
+
+Step = Literal["PRECHECK", "RUNNING"]
+"""A status an evaluation passes through before its result."""
+
+Report = Callable[[Step, str | None], None]
+"""The status callback, ``report(status, note)``: the evaluator publishes PRECHECK when it picks
+a request up; the engine reports RUNNING once the model passed its prechecks. It may raise (the
+evaluator's Kafka transaction): that is not the model failing, and ends the evaluation."""
+
+
+def silent(status: Step, note: str | None) -> None:
+    """A status callback that publishes nothing (the auditor, the benchmarks, tests)."""
 
 
 class Submission(BaseModel):
@@ -42,37 +57,27 @@ class Sample(BaseModel):
     description: str
 
 
-class SampleScore(BaseModel):
-    """What one sample scored, or the error that stopped it."""
-
-    index: int
-    text: str
-    speaker: str | None = None
-    ce: float | None = None
-    wer: float | None = None
-    transcription: str | None = None
-    score: float | None = None
-    error: str | None = None
-    note: str | None = None
-    """How the sample was scored when a version's rule applied (a non-finite CE)."""
-
-    @property
-    def ok(self) -> bool:
-        """True when the sample produced a score."""
-        return self.error is None and self.score is not None
-
-
 class ScoringResult(BaseModel):
-    """The outcome of one submission: COMPLETED with a total in [0, 1], or FAILED with a reason."""
+    """The result of one submission, from the engine to the score event in this one shape:
+    COMPLETED with a total in [0, 1], or FAILED with a reason.
 
-    status: Literal["COMPLETED", "FAILED"]
+    The evaluation child writes it on its stdout as is (``scoring.protocol``), every ``Scorer``
+    returns it, and the evaluator turns it into ``score.computed`` in one place
+    (``consumers.evaluator.Evaluator.score_envelope``). Its samples are the event's own
+    ``SampleResult``.
+    """
+
+    status: FinalStatus
     total_score: float | None = None
     reason: str | None = None
     failure_code: str | None = None
-    samples: list[SampleScore] = Field(default_factory=list)
+    """The engine's code of a failure (``REPO_NOT_FOUND``, ``TIME_LIMIT``…); None where the
+    engine never judged the model (an unknown scoring version, a scorer that raised)."""
+    samples: list[SampleResult] = Field(default_factory=list)
     timings: dict[str, float] = Field(default_factory=dict)
     revision: str | None = None
     content_hash: str | None = None
+    """The safetensors content hash of the weights evaluated (duplicates share it)."""
     method_scores: dict[str, float] = Field(default_factory=dict)
     manifest: ScoreManifest | None = Field(
         None, description="What reproduces the score (the evaluator id is the caller's to add)."
@@ -82,6 +87,14 @@ class ScoringResult(BaseModel):
     )
 
     @classmethod
-    def failed(cls, code: str, reason: str, **extra: object) -> ScoringResult:
+    def failed(cls, code: str | None, reason: str, **extra: object) -> ScoringResult:
         """A FAILED result with a machine-readable code and a human-readable reason."""
         return cls(status="FAILED", failure_code=code, reason=reason, **extra)  # type: ignore[arg-type]
+
+    @property
+    def full_reason(self) -> str | None:
+        """The reason as people read it (the score event's): a FAILED result's prefixed with its
+        code, ``<code>: <reason>``; otherwise the reason as it is."""
+        if self.status == "FAILED" and self.failure_code:
+            return f"{self.failure_code}: {self.reason or 'no detail'}"
+        return self.reason

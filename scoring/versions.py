@@ -20,7 +20,7 @@ from typing import Literal
 from schemas.fields import DEFAULT_SCORING_VERSION
 
 __all__ = ["DEFAULT_SCORING_VERSION", "VERSIONS", "ScoringVersion", "known_versions",
-           "scoring_version"]
+           "scoring_version", "unknown_version"]
 
 
 @dataclass(frozen=True)
@@ -53,3 +53,12 @@ def known_versions() -> list[str]:
 def scoring_version(name: str) -> ScoringVersion | None:
     """The version called ``name``; None when this engine does not know it."""
     return VERSIONS.get(name)
+
+
+def unknown_version(name: str) -> str | None:
+    """Why this engine cannot score under the version called ``name``; None when it can. The
+    one check of a submission's version, before any scorer runs
+    (``consumers.scorers.score_submission``)."""
+    if name in VERSIONS:
+        return None
+    return f"unknown scoring version {name!r}: this engine computes {', '.join(known_versions())}"

@@ -9,8 +9,8 @@ import hashlib
 import os
 import time
 
-from consumers.base import ScoreOutcome, StatusReporter
-from schemas.events import EvaluationRequested, SampleResult
+from schemas.events import SampleResult
+from scoring.types import Report, ScoringResult, Submission
 
 SLOW_SECONDS_ENV = "SPEECHSTREAM_TEST_SLOW_SECONDS"
 SLOW_FILE_ENV = "SPEECHSTREAM_TEST_SLOW_FILE"
@@ -22,26 +22,26 @@ def sample_score(ce: float, wer: float, k: float = 1.0) -> float:
     return min(1.0, max(0.0, 0.5 / (1 + k * ce) + 0.5 * (1 - wer)))
 
 
-def deterministic_outcome(request: EvaluationRequested) -> ScoreOutcome:
-    """A COMPLETED outcome whose samples (and so total) depend only on the hash."""
-    seed = int(request.hash)
+def deterministic_result(submission: Submission) -> ScoringResult:
+    """A COMPLETED result whose samples (and so total) depend only on the hash."""
+    seed = int(submission.hash)
     samples = []
     for index in range(SAMPLES):
         ce = ((seed >> (8 * index)) % 400) / 100  # 0.00 … 3.99
         wer = ((seed >> (8 * index + 4)) % 100) / 100  # 0.00 … 0.99
         samples.append(SampleResult(
-            index=index, text=f"sample {index} of {request.hash}", speaker="test",
+            index=index, text=f"sample {index} of {submission.hash}", speaker="test",
             ce=ce, wer=wer, transcription=f"sample {index}", score=sample_score(ce, wer),
         ))
     total = sum(s.score or 0.0 for s in samples) / len(samples)
-    weights = hashlib.sha256(f"{request.repo_namespace}/{request.repo_name}".encode())
-    return ScoreOutcome(status="COMPLETED", total_score=total, samples=samples,
-                        revision=request.revision or "main", timings={"test_s": 0.0},
-                        content_hash=weights.hexdigest())
+    weights = hashlib.sha256(submission.repo_id.encode())
+    return ScoringResult(status="COMPLETED", total_score=total, samples=samples,
+                         revision=submission.revision or "main", timings={"test_s": 0.0},
+                         content_hash=weights.hexdigest())
 
 
 class DeterministicScorer:
-    """Reports PRECHECK and RUNNING, then scores from the hash alone."""
+    """Reports RUNNING, then scores from the hash alone."""
 
     def __init__(self) -> None:
         self.scored: list[str] = []
@@ -49,12 +49,11 @@ class DeterministicScorer:
     def setup(self) -> None:
         """Nothing to load."""
 
-    def score(self, request: EvaluationRequested, report: StatusReporter) -> ScoreOutcome:
-        """The deterministic outcome of ``request``."""
-        report("PRECHECK", "test precheck")
+    def score(self, submission: Submission, report: Report) -> ScoringResult:
+        """The deterministic result of ``submission``."""
         report("RUNNING", "test scoring")
-        self.scored.append(request.hash)
-        return deterministic_outcome(request)
+        self.scored.append(submission.hash)
+        return deterministic_result(submission)
 
     def close(self) -> None:
         """Nothing to release."""
@@ -67,16 +66,16 @@ class FailingScorer(DeterministicScorer):
         super().__init__()
         self.fail_hashes = fail_hashes
 
-    def score(self, request: EvaluationRequested, report: StatusReporter) -> ScoreOutcome:
+    def score(self, submission: Submission, report: Report) -> ScoringResult:
         """Report RUNNING, then raise (or score deterministically)."""
-        if self.fail_hashes is None or request.hash in self.fail_hashes:
+        if self.fail_hashes is None or submission.hash in self.fail_hashes:
             report("RUNNING", "about to fail")
-            raise RuntimeError(f"model exploded on {request.hash}")
-        return super().score(request, report)
+            raise RuntimeError(f"model exploded on {submission.hash}")
+        return super().score(submission, report)
 
 
 class SlowScorer(DeterministicScorer):
-    """Reports PRECHECK and RUNNING, sleeps, then scores deterministically.
+    """Reports RUNNING, sleeps, then scores deterministically.
 
     The sleep is read per request: the number in the file named by ``SPEECHSTREAM_TEST_SLOW_FILE``
     if set and present, else ``SPEECHSTREAM_TEST_SLOW_SECONDS`` (default 30), so a test can
@@ -91,13 +90,12 @@ class SlowScorer(DeterministicScorer):
                 return float(handle.read().strip() or 0)
         return float(os.environ.get(SLOW_SECONDS_ENV, "30"))
 
-    def score(self, request: EvaluationRequested, report: StatusReporter) -> ScoreOutcome:
-        """Report PRECHECK and RUNNING, sleep, score."""
-        report("PRECHECK", "slow test precheck")
+    def score(self, submission: Submission, report: Report) -> ScoringResult:
+        """Report RUNNING, sleep, score."""
         report("RUNNING", "slow test scoring")
         time.sleep(self.sleep_seconds())
-        self.scored.append(request.hash)
-        return deterministic_outcome(request)
+        self.scored.append(submission.hash)
+        return deterministic_result(submission)
 
 
 PERTURBATION = 0.05
@@ -117,14 +115,14 @@ class PerturbedTTSScorer:
         """The real scorer's setup."""
         self._inner.setup()
 
-    def score(self, request: EvaluationRequested, report: StatusReporter) -> ScoreOutcome:
-        """The real outcome, its total moved up (down when that would pass 1)."""
-        outcome = self._inner.score(request, report)
-        if outcome.status != "COMPLETED" or outcome.total_score is None:
-            return outcome
-        total = outcome.total_score
+    def score(self, submission: Submission, report: Report) -> ScoringResult:
+        """The real result, its total moved up (down when that would pass 1)."""
+        result = self._inner.score(submission, report)
+        if result.status != "COMPLETED" or result.total_score is None:
+            return result
+        total = result.total_score
         moved = total + PERTURBATION if total + PERTURBATION <= 1.0 else total - PERTURBATION
-        return outcome.model_copy(update={"total_score": moved})
+        return result.model_copy(update={"total_score": moved})
 
     def close(self) -> None:
         """The real scorer's close."""

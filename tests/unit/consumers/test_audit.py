@@ -8,7 +8,7 @@ from consumers.audit import Auditor, judge, manifest_differences, selected, subm
 from consumers.settings import AuditSettings
 from schemas.envelope import new_envelope
 from schemas.events import ScoreComputed, ScoreManifest
-from scoring.types import ScoringResult, Submission
+from scoring.types import Report, ScoringResult, Submission
 from speechstream.settings import KafkaSettings, ScoringSettings
 
 H = "1234567890"
@@ -82,15 +82,35 @@ def test_manifest_differences_leave_out_the_evaluator() -> None:
     assert manifest_differences(scored, scored) == {}
 
 
+class _Scorer:
+    """A scorer that records what it is asked and answers ``total`` (or raises)."""
+
+    def __init__(self, total: float = 0.25, *, raises: bool = False) -> None:
+        self.asked: list[Submission] = []
+        self.total, self.raises = total, raises
+
+    def setup(self) -> None:
+        """Nothing to load."""
+
+    def score(self, submission: Submission, report: Report) -> ScoringResult:
+        self.asked.append(submission)
+        if self.raises:
+            raise RuntimeError("the auditor's GPU fell off")
+        return _result(self.total)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def _auditor(scorer: _Scorer) -> Auditor:
+    return Auditor(KafkaSettings(), AuditSettings(sample_rate=1.0, auditor_id="aud"),
+                   ScoringSettings(), scorer=scorer)
+
+
 def test_the_audit_rescores_what_the_manifest_names() -> None:
-    asked: list[Submission] = []
-
-    def rescore(submission: Submission) -> ScoringResult:
-        asked.append(submission)
-        return _result(0.25)
-
-    auditor = Auditor(KafkaSettings(), AuditSettings(sample_rate=1.0, auditor_id="aud"),
-                      ScoringSettings(), rescore=rescore)
+    scorer = _Scorer(0.25)
+    asked = scorer.asked
+    auditor = _auditor(scorer)
     env = new_envelope(_score(0.5, _manifest()), key=H, producer="t")
     audit = auditor.audit(env)
     assert audit is not None and asked == [submission_of(H, _manifest())]
@@ -102,3 +122,17 @@ def test_the_audit_rescores_what_the_manifest_names() -> None:
     assert audit.event_id == auditor.audit(env).event_id  # one id per (score, auditor)
     failed = new_envelope(_score(status="FAILED", manifest=_manifest()), key=H, producer="t")
     assert auditor.audit(failed) is None and len(asked) == 2
+
+
+def test_a_version_the_auditor_does_not_compute_or_a_raising_scorer_is_unavailable() -> None:
+    scorer = _Scorer(raises=True)
+    auditor = _auditor(scorer)
+    audit = auditor.audit(new_envelope(_score(0.5, _manifest()), key=H, producer="t"))
+    assert audit is not None and len(scorer.asked) == 1
+    assert audit.payload.verdict == "unavailable"  # type: ignore[union-attr]
+    assert "RuntimeError: the auditor's GPU fell off" in audit.payload.reason  # type: ignore
+    newer = _score(0.5, _manifest(scoring_version="v9"))
+    audit = auditor.audit(new_envelope(newer, key=H, producer="t"))
+    assert audit is not None and len(scorer.asked) == 1  # refused before the scorer ran
+    assert audit.payload.verdict == "unavailable"  # type: ignore[union-attr]
+    assert "unknown scoring version 'v9'" in audit.payload.reason  # type: ignore

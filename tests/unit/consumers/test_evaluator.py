@@ -9,27 +9,27 @@ import pytest
 from confluent_kafka import KafkaError
 from prometheus_client import CollectorRegistry
 
-from consumers.base import ScoreOutcome, StatusReporter
 from consumers.evaluator import (
     Evaluator,
     consumer_config,
-    failure_reason,
     producer_config,
+    to_submission,
     transactional_id,
 )
 from consumers.metrics import EvaluatorMetrics
+from consumers.scorers import failure_reason
 from consumers.settings import EvaluatorSettings
 from schemas.envelope import derived_event_id, new_envelope
 from schemas.events import (
     DeadLetter,
-    EvaluationRequested,
     EvaluationStatusChanged,
     ScoreComputed,
     SubmissionFailed,
 )
+from scoring.types import Report, ScoringResult, Submission
 from speechstream.exceptions import ConsumeError, FencedError, TransactionAbortedError
 from speechstream.settings import KafkaSettings
-from tests.scorers import DeterministicScorer, FailingScorer, deterministic_outcome
+from tests.scorers import DeterministicScorer, FailingScorer, deterministic_result
 from tests.unit.consumers.fakes import (
     HASH,
     HOTKEY,
@@ -100,7 +100,7 @@ def test_request_gives_statuses_then_score_with_offset_in_one_transaction() -> N
     score = env.payload
     assert isinstance(score, ScoreComputed)
     assert env.event_id == derived_event_id("req-1", "score:v1")
-    expected = deterministic_outcome(request_envelope().payload)  # type: ignore[arg-type]
+    expected = deterministic_result(to_submission(request_envelope().payload))  # type: ignore[arg-type]
     assert (score.status, score.total_score) == ("COMPLETED", expected.total_score)
     assert (score.evaluator, score.request_event_id) == ("box-cuda:1", "req-1")
     assert len(score.samples) == 3 and "evaluation_s" in score.timings
@@ -154,8 +154,8 @@ def test_a_valid_event_of_another_type_is_dead_lettered() -> None:
 
 
 class _OutOfRangeScorer(DeterministicScorer):
-    def score(self, request: EvaluationRequested, report: StatusReporter) -> ScoreOutcome:
-        return ScoreOutcome(status="COMPLETED", total_score=7.5)
+    def score(self, submission: Submission, report: Report) -> ScoringResult:
+        return ScoringResult(status="COMPLETED", total_score=7.5)
 
 
 def test_an_outcome_no_event_can_hold_is_failed_not_a_crash() -> None:
@@ -167,10 +167,10 @@ def test_an_outcome_no_event_can_hold_is_failed_not_a_crash() -> None:
 
 
 class _ChattyScorer(DeterministicScorer):
-    def score(self, request: EvaluationRequested, report: StatusReporter) -> ScoreOutcome:
+    def score(self, submission: Submission, report: Report) -> ScoringResult:
         for status in ("PRECHECK", "RUNNING", "PRECHECK", "RUNNING"):
             report(status, None)  # type: ignore[arg-type]
-        return super().score(request, report)
+        return super().score(submission, report)
 
 
 def test_each_status_is_published_once_and_never_backwards() -> None:
@@ -207,6 +207,31 @@ def test_kafka_failure_while_reporting_is_not_a_failed_score() -> None:
     with pytest.raises(TransactionAbortedError):
         evaluator.handle(request_message())
     assert producer.events("scores") == []
+
+
+class _SwallowingScorer(DeterministicScorer):
+    """Breaks the producer, then swallows the failure of reporting RUNNING."""
+
+    producer: FakeProducer
+
+    def score(self, submission: Submission, report: Report) -> ScoringResult:
+        self.producer.fail["commit_transaction"] = [abortable(), abortable()]
+        try:
+            report("RUNNING", None)
+        except Exception:  # noqa: BLE001, S110 - what a careless scorer does
+            pass
+        return deterministic_result(submission)
+
+
+def test_a_kafka_failure_the_scorer_swallowed_is_raised_not_scored() -> None:
+    scorer = _SwallowingScorer()
+    evaluator, producer, _, _ = make(scorer)
+    scorer.producer = producer
+    with pytest.raises(TransactionAbortedError):
+        evaluator.handle(request_message())
+    assert producer.events("scores") == []
+    assert [e.payload.status for e in producer.events("evaluation.status")] == [  # type: ignore
+        "PRECHECK"]
 
 
 def test_retriable_commit_is_retried() -> None:

@@ -103,7 +103,6 @@ def test_different_models_score_differently(models_root: Path, batched_result) -
     [
         ({"config_template": "chatml"}, "UNKNOWN_TEMPLATE"),
         ({"repo_name": "missing"}, "REPO_NOT_FOUND"),
-        ({"scoring_version": "v9"}, "METHOD_UNAVAILABLE"),
     ],
 )
 def test_failures_carry_a_code_and_reason(models_root: Path, update: dict, code: str) -> None:
