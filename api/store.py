@@ -30,7 +30,8 @@ SELECT * FROM (
     SELECT r.hash, 'FAILED', NULL::double precision, NULL, r.code || ': ' || r.message,
            NULL::jsonb, NULL::jsonb
       FROM rejections r
-     WHERE r.hash = %(hash)s AND NOT EXISTS (SELECT 1 FROM submissions WHERE hash = %(hash)s)
+     WHERE r.hash = %(hash)s
+       AND NOT EXISTS (SELECT 1 FROM submission_standing WHERE hash = %(hash)s)
      ORDER BY r.time DESC LIMIT 1
 ) rejected
 """
@@ -61,7 +62,7 @@ LIMIT %(limit)s
 _LATEST_VECTOR = """
 SELECT validator, epoch, block FROM weights
  WHERE %(validator)s::text IS NULL OR validator = %(validator)s
- ORDER BY computed_at DESC, epoch DESC LIMIT 1
+ ORDER BY position DESC NULLS LAST, computed_at DESC, epoch DESC LIMIT 1
 """
 _VECTOR_ENTRIES = """
 SELECT uid, weight, hotkey, hash, repo, status, score, win_rate, invalid

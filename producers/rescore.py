@@ -206,14 +206,14 @@ class ScoreWatch:
 def coverage(kafka: KafkaSettings) -> tuple[str | None, int, dict[str, dict[str, int]]]:
     """From the log: the activated version (None before any), how many submissions are
     accepted, and per scoring version how many of them have a COMPLETED or FAILED score
-    (the ledger's: the first committed of each hash and version)."""
+    (the ledger's: the first committed of each hash and version, when it answers a request)."""
     t = kafka.topics
     ledger = read_ledger(kafka, [t.scoring_active, t.evaluation_requests, t.cancellations,
                                  t.scores], name=f"{PRODUCER_NAME}-coverage")
     accepted = ledger.accepted_requests()
     per: dict[str, dict[str, int]] = {}
     for (hash_, version), (_, score) in ledger.scores.items():
-        if hash_ in accepted:
+        if hash_ in accepted and ledger.answers_a_request(score):
             counts = per.setdefault(version, {"COMPLETED": 0, "FAILED": 0})
             counts[score.status] += 1
     return ledger.activated, len(accepted), per

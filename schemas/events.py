@@ -11,6 +11,7 @@ from schemas.fields import (
     MAX_SAMPLES,
     MAX_UIDS,
     NO_NUL,
+    ActiveVersion,
     AuditVerdict,
     Block,
     EvaluationStatus,
@@ -422,7 +423,7 @@ class ScoringActivated(_Event):
     ``scoring.active`` holds (``speechstream scoring activate``)."""
 
     type: Literal["scoring.activated"] = "scoring.activated"
-    scoring_version: Version
+    scoring_version: ActiveVersion
     reason: Text | None = None
 
 

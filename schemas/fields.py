@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import Field
 
@@ -26,7 +26,13 @@ EventId = Annotated[str, Field(min_length=1, max_length=64, pattern=NO_NUL)]
 Name = Annotated[str, Field(min_length=1, max_length=128, pattern=NO_NUL)]
 """A short name: an evaluator, a device, a library version, a content hash."""
 Version = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9._-]+$")]
-"""A scoring version."""
+"""A scoring version (a request or a score may name one no engine computes: it is FAILED)."""
+ActiveVersion = Literal["v1", "v2"]
+"""A version the engines compute, the only kind a ``scoring.activated`` may name: an activation
+of any other does not decode (a dead letter), so no reader counts a version no engine computes.
+``scoring.versions.VERSIONS`` defines each (a test checks that both list the same)."""
+SCORING_VERSIONS: tuple[str, ...] = get_args(ActiveVersion)
+"""The names of :data:`ActiveVersion`, oldest first."""
 Text = Annotated[str, Field(max_length=2000, pattern=NO_NUL)]
 """A reason, a note, a message."""
 LongText = Annotated[str, Field(max_length=10_000, pattern=NO_NUL)]
@@ -74,6 +80,7 @@ class RejectionCode(StrEnum):
     DUPLICATE_HASH = "DUPLICATE_HASH"
     INVALID_REPO = "INVALID_REPO"
     BLOCK_OUT_OF_RANGE = "BLOCK_OUT_OF_RANGE"
+    BLOCK_TOO_OLD = "BLOCK_TOO_OLD"
     UID_REASSIGNED = "UID_REASSIGNED"
     UID_OUT_OF_RANGE = "UID_OUT_OF_RANGE"
     EVENT_ID_MISMATCH = "EVENT_ID_MISMATCH"

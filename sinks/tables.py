@@ -309,6 +309,7 @@ DEAD_LETTERS = Table("dead_letters", ("event_id",), (
 WEIGHTS = Table("weights", ("validator", "epoch"), (
     Column("validator", "text"), Column("epoch", "bigint"), Column("block", "bigint"),
     Column("event_id", "text"), Column("computed_at", "timestamptz"),
+    Column("position", "bigint"),
 ))
 WEIGHT_ENTRIES = Table("weight_entries", ("validator", "epoch", "uid"), (
     Column("validator", "text"), Column("epoch", "bigint"), Column("uid", "integer"),
@@ -490,9 +491,11 @@ FEEDS: tuple[Feed, ...] = (
         InsertNew(), event=DeadLetter,
     ),
     Feed(
+        # Every vector; the latest in the log is the latest (the API orders them by their
+        # offset on the one-partition topic, never by the time their writer put on them).
         "weights", WEIGHTS,
         (*_payload("validator", "epoch", "block"), Source("event_id", "event_id"),
-         Source("computed_at", "time")),
+         Source("computed_at", "time"), Source("position", "log.offset")),
         InsertNew(), event=WeightsComputed,
     ),
     Feed(

@@ -14,7 +14,11 @@ random logs). Each rule is written once, here, with its reason:
   (they share the hash's partition).
 - **The score of (hash, scoring version)** is the first one committed, in log order (a hash's
   scores share a partition): evaluators never compute a second one, and a late duplicate
-  changes nothing.
+  changes nothing. It counts only when it answers a request of its hash (its request, or the
+  request it re-scores, is one read for that hash): a score for a hash never requested, or
+  naming a request it does not answer, shows nowhere. Its key stays taken all the same (a
+  later score of the pair is still a late duplicate), so the rule is the same whatever order
+  the topics are read in.
 - **The active scoring version** is the latest ``scoring.activated`` in log order (one
   partition). Before any, each submission counts under the version it was requested for (and
   new requests get the reader's setting).
@@ -194,13 +198,23 @@ class Ledger:
                 or (request.rescore_of is not None and request.rescore_of in self.withdrawals))
 
     def has_score(self, hash_: str, scoring_version: str) -> bool:
-        """Whether ``(hash, version)`` has a committed score: it needs no evaluation."""
+        """Whether ``(hash, version)`` has a committed score (the pair's key is taken: another
+        evaluation of it would change nothing)."""
         return (hash_, scoring_version) in self.scores
 
+    def answers_a_request(self, score: ScoreComputed) -> bool:
+        """Whether ``score`` answers a request of its hash: its request, or the request it
+        re-scores, is one read for that hash."""
+        return any(r.event_id in (score.request_event_id, score.rescore_of)
+                   for r in self.requests.get(score.hash, ()))
+
     def score(self, hash_: str, scoring_version: str) -> ScoreComputed | None:
-        """The score that counts for ``(hash, version)``: the first committed."""
+        """The score that counts for ``(hash, version)``: the first committed, when it answers
+        a request of the hash."""
         found = self.scores.get((hash_, scoring_version))
-        return None if found is None else found[1]
+        if found is None or not self.answers_a_request(found[1]):
+            return None
+        return found[1]
 
     def accepted(self, hash_: str) -> Request | None:
         """The request that holds the hash's place (module docstring), or None."""

@@ -28,7 +28,7 @@ from schemas.events import (
     UidHandover,
     UidRevoked,
 )
-from schemas.fields import RejectionCode
+from schemas.fields import SCORING_VERSIONS, RejectionCode
 from schemas.topics import ALL_TOPICS
 
 VERSIONS = ("v1", "v2", "v3")
@@ -178,19 +178,23 @@ def random_log(seed: int, size: int = 200) -> Log:
     def score() -> None:
         event_id, known = rng.choice(requests)
         completed = rng.random() < 0.8
-        log.append("scores", known.hash, env(ScoreComputed(
-            hash=known.hash, scoring_version=rng.choice((known.scoring_version, *VERSIONS)),
+        # One in ten answers no request of its hash: a made-up request id, or another hash's.
+        forged = rng.random() < 0.1
+        hash_ = rng.choice(requests)[1].hash if forged and rng.random() < 0.5 else known.hash
+        answers = _id(rng) if forged and hash_ == known.hash else event_id
+        log.append("scores", hash_, env(ScoreComputed(
+            hash=hash_, scoring_version=rng.choice((known.scoring_version, *VERSIONS)),
             status="COMPLETED" if completed else "FAILED",
             total_score=rng.choice((0.0, 1.0, rng.random(), round(rng.random(), 5)))
             if completed else None,
             reason=None if completed else rng.choice(("out of memory", "no safetensors")),
             content_hash=rng.choice((None, "w1", "w2", f"w{rng.randrange(100)}")),
-            evaluator=rng.choice(("e0", "e1")), request_event_id=event_id,
-            rescore_of=event_id if rng.random() < 0.2 else None), known.hash))
+            evaluator=rng.choice(("e0", "e1")), request_event_id=answers,
+            rescore_of=answers if rng.random() < 0.2 else None), hash_))
 
     def activate() -> None:
         log.append("scoring.active", "active",
-                   env(ScoringActivated(scoring_version=rng.choice(VERSIONS)), "active"))
+                   env(ScoringActivated(scoring_version=rng.choice(SCORING_VERSIONS)), "active"))
 
     for _ in range(rng.randint(2, 8)):
         register()

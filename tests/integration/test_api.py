@@ -49,10 +49,11 @@ def test_the_original_clients_over_the_real_sink(pipeline, tmp_path) -> None:
     requested = EvaluationRequested(hash=scored, hotkey=alice.hotkey, uid=0,
                                     repo_namespace="alice", repo_name="good", block=10,
                                     source_event_id="s0")
-    pipeline.send(t.evaluation_requests, new_envelope(requested, key=scored, producer="t"))
+    pipeline.send(t.evaluation_requests, new_envelope(requested, key=scored, producer="t",
+                                                      event_id="r0"))
     pipeline.send(t.scores, new_envelope(ScoreComputed(
         hash=scored, status="COMPLETED", total_score=0.625, evaluator="e",
-        request_event_id="r", content_hash="c" * 64), key=scored, producer="t"))
+        request_event_id="r0", content_hash="c" * 64), key=scored, producer="t"))
     dup = submission_hash("bob", "copy", "default", bob.hotkey)
     pipeline.send(t.rejected, new_envelope(SubmissionRejected(
         code=RejectionCode.DUPLICATE_REPO, message="duplicate of alice/good",

@@ -48,13 +48,14 @@ def _events(n: int):
         out.append(("evaluation_status",
                     new_envelope(EvaluationStatusChanged(hash=h, status="RUNNING"), key=h,
                                  producer="t")))  # status before its request
-        out.append(("evaluation_requests", new_envelope(req, key=h, producer="t")))
+        out.append(("evaluation_requests", new_envelope(req, key=h, producer="t",
+                                                        event_id=f"r{h}")))
         out.append(("evaluation_status",
                     new_envelope(EvaluationStatusChanged(hash=h, status="QUEUED"), key=h,
                                  producer="t")))
         if i % 2 == 0:
             score = ScoreComputed(hash=h, status="COMPLETED", total_score=0.5, evaluator="e",
-                                  request_event_id="r", samples=[
+                                  request_event_id=f"r{h}", samples=[
                                       SampleResult(index=0, text="x", ce=1.0, wer=0.0, score=0.75)])
             out.append(("scores", new_envelope(score, key=h, producer="t")))
     return out
@@ -153,7 +154,7 @@ def test_the_leaderboard_orders_by_status_then_score(db_conninfo) -> None:
         return new_envelope(EvaluationRequested(
             hash=h, hotkey="ab" * 32, uid=int(h), repo_namespace="ns", repo_name=f"m{h}",
             block=10, source_event_id=f"s{h}"),
-            key=h, producer="t")
+            key=h, producer="t", event_id=f"r{h}")
 
     def status(h: str, s: str):
         return new_envelope(EvaluationStatusChanged(hash=h, status=s), key=h, producer="t")
@@ -161,7 +162,7 @@ def test_the_leaderboard_orders_by_status_then_score(db_conninfo) -> None:
     def score(h: str, total: float | None):
         done = ScoreComputed(hash=h, status="COMPLETED" if total is not None else "FAILED",
                              total_score=total, reason=None if total is not None else "no",
-                             evaluator="e", request_event_id="r")
+                             evaluator="e", request_event_id=f"r{h}")
         return new_envelope(done, key=h, producer="t")
 
     rejected = SubmissionRejected(code=RejectionCode.HASH_MISMATCH, message="m",
@@ -206,7 +207,8 @@ def test_a_rescore_lives_beside_the_score_and_never_moves_the_submission_row(db_
     def score(version: str, total: float, rescore_of: str | None):
         return new_envelope(ScoreComputed(hash=h, scoring_version=version, status="COMPLETED",
                                           total_score=total, evaluator="e",
-                                          request_event_id="r", rescore_of=rescore_of),
+                                          request_event_id="rescore" if rescore_of else "req",
+                                          rescore_of=rescore_of),
                             key=h, producer="t")
 
     batch = [status("RUNNING", "v1", "req"), score("v1", 0.9, "req"),

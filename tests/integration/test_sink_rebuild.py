@@ -36,12 +36,12 @@ def _submission(n: int) -> list[tuple[str, Envelope]]:
     h = str(n)
     req = EvaluationRequested(hash=h, hotkey=HK, uid=n % 200, repo_namespace="ns",
                               repo_name=f"m{n}", block=n, source_event_id=f"s{n}")
-    out = [("evaluation_requests", new_envelope(req, key=h, producer="t"))]
+    out = [("evaluation_requests", new_envelope(req, key=h, producer="t", event_id=f"r{h}"))]
     out += [("evaluation_status", new_envelope(EvaluationStatusChanged(hash=h, status=s), key=h,
                                                producer="t")) for s in ("QUEUED", "RUNNING")]
     if n % 2 == 0:
         score = ScoreComputed(hash=h, status="COMPLETED", total_score=(n % 997) / 1000,
-                              evaluator="e", request_event_id="r", samples=[
+                              evaluator="e", request_event_id=f"r{h}", samples=[
                                   SampleResult(index=0, text="x", ce=1.0, wer=0.0, score=0.5)])
         out.append(("scores", new_envelope(score, key=h, producer="t")))
     miner = MinerRegistered(hotkey=f"{n % 50:064x}", uid=n % 50, block=n, signature="cd" * 64)

@@ -13,7 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
+from schemas.codec import decode, encode
+from schemas.envelope import new_envelope
+from schemas.events import ScoringActivated
+from schemas.fields import SCORING_VERSIONS
 from scoring import engine as engine_module
 from scoring.engine import ScoringEngine, generation_seed
 from scoring.models.musicgen import MusicgenTTS
@@ -76,6 +81,17 @@ def test_versions_are_known_and_v2_is_the_default() -> None:
     assert known_versions() == ["v1", "v2"]
     assert DEFAULT_SCORING_VERSION == "v2"
     assert VERSIONS["v1"].nonfinite_ce == "drop" and VERSIONS["v2"].nonfinite_ce == "zero_term"
+
+
+def test_an_activation_names_only_a_version_the_engine_computes() -> None:
+    assert tuple(known_versions()) == SCORING_VERSIONS
+    assert ScoringActivated(scoring_version="v1").scoring_version == "v1"
+    with pytest.raises(ValidationError):
+        ScoringActivated(scoring_version="v9")
+    forged = new_envelope(ScoringActivated(scoring_version="v2"), key="active", producer="t")
+    raw = encode(forged).replace(b'"v2"', b'"v9"')
+    with pytest.raises(ValueError, match="scoring_version"):
+        decode(raw)
 
 
 # -- the engine: which text is compared, non-finite CE, the manifest ---------------------------

@@ -42,7 +42,7 @@ def _req(hotkey: int, uid: int, h: str, block: int, repo: str = "m", version: st
                                             repo_namespace="ns", repo_name=repo, block=block,
                                             scoring_version=version,
                                             source_event_id=f"s{h}{block}"),
-                        key=h, producer="t")
+                        key=h, producer="t", event_id=f"r{h}-{block}")
 
 
 def test_each_uid_competes_with_its_holders_latest_submission() -> None:
@@ -57,10 +57,10 @@ def test_each_uid_competes_with_its_holders_latest_submission() -> None:
         new_envelope(EvaluationStatusChanged(hash="11", status="PRECHECK"), key="11",
                      producer="t"),  # late, lower: ignored
         new_envelope(ScoreComputed(hash="20", status="COMPLETED", total_score=0.7,
-                                   evaluator="e", request_event_id="r", content_hash="w"),
+                                   evaluator="e", request_event_id="r20-50", content_hash="w"),
                      key="20", producer="t"),
         new_envelope(ScoreComputed(hash="20", scoring_version="v2", status="COMPLETED",
-                                   total_score=0.1, evaluator="e", request_event_id="r"),
+                                   total_score=0.1, evaluator="e", request_event_id="r20-50"),
                      key="20", producer="t"),  # another scoring version: not this one
         new_envelope(ChainBlock(block=300), key=None, producer="t"),
         new_envelope(ChainBlock(block=250), key=None, producer="t"),  # the head never goes back
@@ -91,7 +91,7 @@ def test_an_activated_scoring_version_decides_which_scores_count() -> None:
     for version, total in (("v2", 0.4), ("v1", 0.9)):
         state.apply(new_envelope(ScoreComputed(hash="10", scoring_version=version,
                                                status="COMPLETED", total_score=total,
-                                               evaluator="e", request_event_id="r"),
+                                               evaluator="e", request_event_id="r10-100"),
                                  key="10", producer="t"))
     assert state.active_version == "v2"  # what new requests get
     assert candidates(state)[0].score == 0.9  # before any activation: its own version's
@@ -99,11 +99,9 @@ def test_an_activated_scoring_version_decides_which_scores_count() -> None:
                              producer="t"))
     assert state.active_version == "v1"
     assert candidates(state)[0].score == 0.9
-    # Activated with no score of it yet: the submission counts as not scored.
-    state.apply(new_envelope(ScoringActivated(scoring_version="v3"), key="active",
+    state.apply(new_envelope(ScoringActivated(scoring_version="v2"), key="active",
                              producer="t"))
-    only = candidates(state)[0]
-    assert (only.score, only.status) == (None, "QUEUED")
+    assert candidates(state)[0].score == 0.4
 
 
 def test_a_handed_over_uid_counts_for_the_new_hotkey() -> None:
@@ -180,7 +178,8 @@ def test_the_first_score_and_the_first_cancellation_in_log_order_count() -> None
     for total in (0.3, 0.9):
         ledger.apply(new_envelope(ScoreComputed(hash="10", status="COMPLETED",
                                                 total_score=total, evaluator="e",
-                                                request_event_id="r"), key="10", producer="t"))
+                                                request_event_id="r10-100"),
+                                  key="10", producer="t"))
     assert ledger.standing("10").score == 0.3
     assert ledger.has_score("10", "v2") and not ledger.has_score("10", "v1")
 
@@ -200,13 +199,35 @@ def test_a_submission_awaiting_the_active_version_names_what_its_own_gave() -> N
     ledger = Ledger(default_version="v1")
     ledger.apply(_req(1, 0, "10", 100))
     ledger.apply(new_envelope(ScoreComputed(hash="10", status="COMPLETED", total_score=0.61235,
-                                            evaluator="e", request_event_id="r"),
+                                            evaluator="e", request_event_id="r10-100"),
                               key="10", producer="t"))
-    ledger.apply(new_envelope(ScoringActivated(scoring_version="v9"), key="active",
+    ledger.apply(new_envelope(ScoringActivated(scoring_version="v1"), key="active",
                               producer="t"))
     standing = ledger.standing("10")
-    assert (standing.scoring_version, standing.status, standing.score) == ("v9", "QUEUED", None)
-    assert standing.notes == "awaiting its v9 score (v2: COMPLETED 0.6124)"
+    assert (standing.scoring_version, standing.status, standing.score) == ("v1", "QUEUED", None)
+    assert standing.notes == "awaiting its v1 score (v2: COMPLETED 0.6124)"
+
+
+def test_a_score_that_answers_no_request_of_its_hash_shows_nowhere() -> None:
+    ledger = Ledger()
+    ledger.apply(_req(1, 0, "10", 100))
+    ledger.apply(_req(2, 1, "20", 100))
+
+    def score(h: str, answers: str, rescore_of: str | None = None, total: float = 0.9):
+        return new_envelope(ScoreComputed(hash=h, status="COMPLETED", total_score=total,
+                                          evaluator="e", request_event_id=answers,
+                                          rescore_of=rescore_of), key=h, producer="t")
+
+    # Hash 10: a score naming another hash's request; then the real one, a late duplicate.
+    ledger.apply(score("10", "r20-100"))
+    ledger.apply(score("10", "r10-100", total=0.2))
+    # Hash 30 was never requested; hash 20's score names its request as the one it re-scores.
+    ledger.apply(score("30", "r30"))
+    ledger.apply(score("20", "rescore", rescore_of="r20-100", total=0.5))
+    assert ledger.score("10", "v2") is None and ledger.has_score("10", "v2")
+    assert (ledger.standing("10").status, ledger.standing("10").score) == ("QUEUED", None)
+    assert ledger.standing("30") is None and ledger.score("30", "v2") is None
+    assert ledger.standing("20").score == 0.5
 
 
 def test_scores_print_as_postgresql_rounds_them() -> None:
@@ -230,9 +251,9 @@ def test_a_uid_handed_to_another_hotkey_starts_its_average_from_zero() -> None:
     for hotkey, uid, h in ((new, 0, "20"), (_hk(1), 1, "21")):
         ledger.apply(new_envelope(EvaluationRequested(
             hash=h, hotkey=hotkey, uid=uid, repo_namespace="ns", repo_name=h, block=100,
-            source_event_id=f"s{h}"), key=h, producer="t"))
+            source_event_id=f"s{h}"), key=h, producer="t", event_id=f"r{h}"))
         ledger.apply(new_envelope(ScoreComputed(hash=h, status="COMPLETED", total_score=0.5,
-                                                evaluator="e", request_event_id="r"),
+                                                evaluator="e", request_event_id=f"r{h}"),
                                   key=h, producer="t"))
     now = candidates(ledger)
     assert carried_over(last, now) == {0: 0.0, 1: 0.3}
