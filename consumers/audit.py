@@ -18,6 +18,10 @@ isolated evaluation process on the auditor's device), and publishes ``score.audi
 Only COMPLETED scores are audited: a FAILED score pays nothing. Each audit's event id derives
 from the score's event id and the auditor's id, and the offset is committed after the audit
 is delivered: a restart audits a score again at most, and the sink keeps one row.
+
+A score that does not decode, or whose audit raises anything but a Kafka error (a COMPLETED
+score without a total, manifests whose differences no audit event can hold), goes to the
+dead-letter topic with the reason, and the offset moves past it: no score stops the auditor.
 """
 
 from __future__ import annotations
@@ -42,6 +46,11 @@ from schemas.fields import AuditVerdict
 from scoring.types import ScoringResult, Submission, silent
 from speechstream.kafka.consumer import EventConsumer
 from speechstream.kafka.producer import EventProducer
+from speechstream.kafka.records import (
+    caused_by_kafka,
+    unprocessable_letter,
+    unprocessable_reason,
+)
 from speechstream.monitoring import Health
 from speechstream.settings import KafkaSettings, ScoringSettings
 
@@ -160,14 +169,26 @@ class Auditor:
             self._last_poll = time.monotonic()
             if not len(batch):
                 continue
-            for _msg, letter in batch.dead_letters:
-                self._producer.send(self._kafka.topics.deadletter, letter, key=_msg.key())
-            for env in batch.envelopes:
-                audit = self.audit(env)
+            letters = list(batch.dead_letters)
+            for msg, env in zip(batch.messages, batch.envelopes, strict=True):
+                try:
+                    audit = self.audit(env)
+                except Exception as exc:
+                    if caused_by_kafka(exc):
+                        raise
+                    reason = unprocessable_reason(exc, consumer=PRODUCER_NAME)
+                    self._log.error("score %s/%s@%s set aside: %s", msg.topic(),
+                                    msg.partition(), msg.offset(), reason, exc_info=exc)
+                    letters.append((msg, unprocessable_letter(msg, reason,
+                                                              consumer=PRODUCER_NAME)))
+                    continue
                 if audit is not None:
                     self._producer.send(self._kafka.topics.audits, audit,
                                         key=audit.payload.hash)  # type: ignore[union-attr]
+            for msg, letter in letters:
+                self._producer.send(self._kafka.topics.deadletter, letter, key=msg.key())
             self._producer.flush()
+            self._metrics.dead_letters.inc(len(letters))
             self._consumer.commit()
 
     def close(self) -> None:

@@ -27,6 +27,12 @@ Delivery semantics (exactly one visible score per request):
   restarted evaluator fences its zombie and aborts whatever transaction it left open.
 - An aborted transaction (rebalance, broker hiccup) rewinds the consumer to the request, which
   is evaluated again; a fatal producer error (fenced) stops the evaluator.
+- A request that decodes but cannot be processed (anything its handling raises that is not a
+  Kafka or transaction error: a status or score no event can hold, a value the code does not
+  expect) goes to the dead-letter topic with the reason, its offset in the same transaction,
+  as an undecodable request does: no request makes the evaluator crash, or loop. A scorer's
+  outcome no score event can hold, or one over ``MAX_EVENT_BYTES`` encoded, is a FAILED score
+  with the reason instead (samples and manifest left out).
 
 Two lanes (``speechstream.kafka.lanes``): new submissions (``evaluation.requests``) first;
 re-scores (``evaluation.rescores``, ``speechstream rescore``) only while no new submission
@@ -56,11 +62,13 @@ from consumers.metrics import EvaluatorMetrics
 from consumers.scored import Scored, ScoredIndex
 from consumers.scorers import failure_reason, score_submission
 from consumers.settings import EvaluatorSettings
+from schemas.codec import MAX_EVENT_BYTES, encode
 from schemas.envelope import Envelope, derived_event_id, new_envelope
 from schemas.events import (
     EvaluationRequested,
     EvaluationStatusChanged,
     ScoreComputed,
+    ScoreManifest,
     SubmissionFailed,
 )
 from schemas.fields import STATUS_RANK
@@ -68,6 +76,11 @@ from scoring.types import ScoringResult, Step, Submission
 from speechstream.exceptions import TransactionAbortedError
 from speechstream.kafka.consumer import Batch, EventConsumer, position_after
 from speechstream.kafka.lanes import Lanes
+from speechstream.kafka.records import (
+    caused_by_kafka,
+    unprocessable_letter,
+    unprocessable_reason,
+)
 from speechstream.kafka.transactions import (
     Outgoing,
     TransactionalProducer,
@@ -78,6 +91,8 @@ from speechstream.settings import KafkaSettings
 
 PRODUCER_NAME = "speechstream-evaluator"
 RETRY_BACKOFF_S = 1.0
+MAX_REASON = 2000
+"""A score's reason holds at most this many characters (``schemas.fields.Text``)."""
 
 
 def evaluator_id(settings: EvaluatorSettings) -> str:
@@ -120,6 +135,20 @@ def _consumer_overrides(settings: EvaluatorSettings) -> dict[str, Any]:
         "max.poll.interval.ms": settings.transaction_timeout_ms + 60_000,
         "session.timeout.ms": settings.session_timeout_ms,
     }
+
+
+def _failed_score(reason: str, result: ScoringResult, manifest: ScoreManifest | None,
+                  timings: dict[str, float], common: dict[str, Any]) -> ScoreComputed:
+    """A FAILED score with ``reason`` (cut to fit) for an outcome no score event can hold: with
+    the result's revision, content hash, ``manifest`` and ``timings`` when they fit, else
+    without them."""
+    reason = reason if len(reason) <= MAX_REASON else reason[:MAX_REASON - 1] + "…"
+    try:
+        return ScoreComputed(status="FAILED", reason=reason, timings=timings,
+                             revision=result.revision, content_hash=result.content_hash,
+                             manifest=manifest, **common)
+    except ValidationError:
+        return ScoreComputed(status="FAILED", reason=reason, **common)
 
 
 def to_submission(request: EvaluationRequested) -> Submission:
@@ -248,12 +277,26 @@ class Evaluator:
 
     def process(self, batch: Batch) -> None:
         """Commit each dead letter with its offset; evaluate each request and commit its score
-        with its offset (the evaluator polls one record at a time)."""
+        with its offset (the evaluator polls one record at a time). A request whose handling
+        raises anything but a Kafka or transaction error is dead-lettered with its offset."""
         for msg, letter in batch.dead_letters:
-            self._transact([(self._kafka.topics.deadletter, msg.key(), letter)], offsets_of=msg)
-            self._metrics.dead_letters.inc()
+            self._dead_letter(msg, letter)
         for msg, request_env in zip(batch.messages, batch.envelopes, strict=True):
-            self._evaluate_one(msg, request_env)
+            try:
+                self._evaluate_one(msg, request_env)
+            except Exception as exc:
+                if caused_by_kafka(exc):
+                    raise
+                reason = unprocessable_reason(exc, consumer=PRODUCER_NAME)
+                self._log.error("request %s/%s@%s set aside: %s", msg.topic(), msg.partition(),
+                                msg.offset(), reason, exc_info=exc)
+                self._dead_letter(msg, unprocessable_letter(msg, reason,
+                                                            consumer=PRODUCER_NAME))
+
+    def _dead_letter(self, msg: Message, letter: Envelope) -> None:
+        """Commit ``letter`` to the dead-letter topic with ``msg``'s offset."""
+        self._transact([(self._kafka.topics.deadletter, msg.key(), letter)], offsets_of=msg)
+        self._metrics.dead_letters.inc()
 
     def _evaluate_one(self, msg: Message, request_env: Envelope) -> None:
         request = request_env.payload
@@ -319,6 +362,7 @@ class Evaluator:
         manifest = result.manifest
         if manifest is not None:
             manifest = manifest.model_copy(update={"evaluator": self.evaluator_id})
+        event_id = derived_event_id(request_env.event_id, f"score:{request.scoring_version}")
         try:
             event = ScoreComputed(
                 status=result.status, total_score=result.total_score, reason=result.full_reason,
@@ -327,13 +371,18 @@ class Evaluator:
             )
         except ValidationError as exc:
             self._log.error("scorer returned an invalid outcome for %s: %s", request.hash, exc)
-            event = ScoreComputed(
-                status="FAILED", reason=f"invalid scorer outcome: {failure_reason(exc)}",
-                timings=timings, revision=result.revision,
-                content_hash=result.content_hash, manifest=manifest, **common,
-            )
-        event_id = derived_event_id(request_env.event_id, f"score:{request.scoring_version}")
-        return new_envelope(event, key=request.hash, producer=PRODUCER_NAME, event_id=event_id)
+            event = _failed_score(f"invalid scorer outcome: {failure_reason(exc)}", result,
+                                  manifest, timings, common)
+        env = new_envelope(event, key=request.hash, producer=PRODUCER_NAME, event_id=event_id)
+        size = len(encode(env))
+        if size > MAX_EVENT_BYTES:  # no reader would decode it
+            self._log.error("the score of %s is %d bytes encoded: FAILED", request.hash, size)
+            event = _failed_score(
+                f"score event of {size} bytes, over the limit of {MAX_EVENT_BYTES}", result,
+                None, {"evaluation_s": timings["evaluation_s"]}, common)
+            env = new_envelope(event, key=request.hash, producer=PRODUCER_NAME,
+                               event_id=event_id)
+        return env
 
     def failed_envelope(self, request_env: Envelope, score_env: Envelope) -> Envelope:
         """The ``submission.failed`` of a FAILED score, keyed by the hotkey; its id is derived

@@ -24,7 +24,8 @@ class EvaluatorMetrics(MetricsBundle):
     in_progress: Gauge = metric(Gauge, "speechstream_evaluations_in_progress",
                                 "Evaluations running now")
     dead_letters: Counter = metric(Counter, "speechstream_evaluator_dead_letters_total",
-                                   "Undecodable requests sent to the dead-letter topic")
+                                   "Requests sent to the dead-letter topic: undecodable, or their "
+                                   "handling raised")
     transactions_aborted: Counter = metric(
         Counter, "speechstream_evaluator_transactions_aborted_total",
         "Transactions aborted (their request is evaluated again)",
@@ -47,7 +48,8 @@ class EvaluatorMetrics(MetricsBundle):
 
 @dataclass(frozen=True)
 class ValidatorMetrics(MetricsBundle):
-    """Epochs run and their durations, the latest epoch, the chain head, undecodable records."""
+    """Epochs run, failed and their durations, the latest epoch, the chain head, skipped
+    records and their dead letters."""
 
     epochs: Counter = metric(Counter, "speechstream_validator_epochs_total",
                              "Weights vectors computed and published")
@@ -60,13 +62,26 @@ class ValidatorMetrics(MetricsBundle):
                                "The latest epoch published")
     head_block: Gauge = metric(Gauge, "speechstream_validator_head_block",
                                "The chain's head block as last read")
-    undecodable: Counter = metric(Counter, "speechstream_validator_undecodable_total",
-                                  "Records read that did not decode (left to the sink)")
+    undecodable: Counter = metric(
+        Counter, "speechstream_validator_undecodable_total",
+        "Records skipped: they did not decode, do not belong on their topic, or the ledger "
+        "could not take them")
+    dead_letters: Counter = metric(Counter, "speechstream_validator_dead_letters_total",
+                                   "Dead letters of skipped records published")
+    dead_letter_failures: Counter = metric(
+        Counter, "speechstream_validator_dead_letter_failures_total",
+        "Dead letters not delivered (given again at the next start)")
+    failed_epochs: Counter = metric(
+        Counter, "speechstream_validator_failed_epochs_total",
+        "Epochs whose vector could not be computed or published (tried again at the next "
+        "epoch), or whose minerboard entries were not delivered, by step",
+        labels=("step",))
 
 
 @dataclass(frozen=True)
 class AuditMetrics(MetricsBundle):
-    """Audits by verdict and audited evaluator, disagreements per evaluator, their durations."""
+    """Audits by verdict and audited evaluator, disagreements per evaluator, their durations,
+    scores skipped or dead-lettered."""
 
     audits: Counter = metric(Counter, "speechstream_audits_total",
                              "Scores audited, by verdict and by the evaluator that scored them",
@@ -82,3 +97,6 @@ class AuditMetrics(MetricsBundle):
     )
     skipped: Counter = metric(Counter, "speechstream_audit_skipped_total",
                               "Scores read and not audited (outside the sample, or FAILED)")
+    dead_letters: Counter = metric(
+        Counter, "speechstream_audit_dead_letters_total",
+        "Scores sent to the dead-letter topic: undecodable, or their audit raised")

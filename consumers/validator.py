@@ -14,6 +14,14 @@ the cutoff block, and publishes the vector
 average starts from this validator's latest vector on the ``weights`` topic, so a restart
 neither forgets it nor recomputes an epoch already published; a uid whose hotkey changed since
 that vector starts from 0 (:func:`consumers.weights.carried_over`).
+
+No record stops it. A record that does not decode, does not belong on its topic, or that the
+ledger cannot take is skipped, and its dead letter (the reason, the raw bytes, where they came
+from) is published to the dead-letter topic; the same record read again after a restart gives
+the same dead letter (its event id derives from the topic, partition and offset). An epoch
+whose vector cannot be computed or published (the broker refusing it, or away) is logged and
+counted (``speechstream_validator_failed_epochs_total``), and the next epoch tries again; the
+vector is at most ``schemas.codec.MAX_VECTOR_BYTES``, which its topic and this producer allow.
 """
 
 from __future__ import annotations
@@ -21,19 +29,29 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Any
+
+from confluent_kafka import Consumer, Message
 
 from consumers.metrics import ValidatorMetrics
 from consumers.settings import ValidatorSettings
 from consumers.weights import Candidate, carried_over, compute_weights
+from schemas.codec import MAX_VECTOR_BYTES
 from schemas.envelope import Envelope, derived_event_id, new_envelope
 from schemas.events import MinerboardUpdated, WeightsComputed
+from schemas.topics import RECORD_OVERHEAD_BYTES
+from speechstream.exceptions import DeliveryError
 from speechstream.kafka.producer import EventProducer
-from speechstream.kafka.reader import LogReader, ledger_topics, read_log
+from speechstream.kafka.reader import LogReader, ledger_expected, read_log
+from speechstream.kafka.records import caused_by_kafka
 from speechstream.ledger import Ledger
 from speechstream.monitoring import Health
 from speechstream.settings import KafkaSettings
 
 PRODUCER_NAME = "speechstream-validator"
+PRODUCER_CONFIG: dict[str, Any] = {"message.max.bytes": MAX_VECTOR_BYTES + RECORD_OVERHEAD_BYTES}
+"""The validator's producer sends a vector of up to ``MAX_VECTOR_BYTES`` (librdkafka's
+default stops at 1 MB: 4,500 uids of a sybil flood would not fit)."""
 log = logging.getLogger(__name__)
 
 
@@ -54,14 +72,14 @@ def candidates(ledger: Ledger) -> list[Candidate]:
 
 
 def latest_vector(kafka: KafkaSettings, validator_id: str) -> WeightsComputed | None:
-    """This validator's latest vector on the ``weights`` topic (read whole)."""
+    """This validator's latest vector on the ``weights`` topic (read whole): the last in the log
+    (one partition), whatever epoch or time its writer put on it."""
     found: WeightsComputed | None = None
 
     def keep(env: Envelope) -> None:
         nonlocal found
         p = env.payload
-        if (isinstance(p, WeightsComputed) and p.validator == validator_id
-                and (found is None or found.epoch < p.epoch)):
+        if isinstance(p, WeightsComputed) and p.validator == validator_id:
             found = p
 
     read_log(kafka, [kafka.topics.weights], keep, name=f"{PRODUCER_NAME}-restore",
@@ -70,8 +88,8 @@ def latest_vector(kafka: KafkaSettings, validator_id: str) -> WeightsComputed | 
 
 
 class Validator:
-    """The validator service (module docstring). ``producer`` replaces the event producer
-    (tests)."""
+    """The validator service (module docstring). ``producer`` replaces the event producer,
+    ``consumer`` the confluent consumer of the log (tests)."""
 
     name = "validator"
 
@@ -82,16 +100,24 @@ class Validator:
         *,
         metrics: ValidatorMetrics,
         producer: EventProducer | None = None,
+        consumer: Consumer | None = None,
     ) -> None:
         self._kafka = kafka
         self._settings = settings
         self._metrics = metrics
         self.ledger = Ledger()
-        self._reader = LogReader(kafka, ledger_topics(kafka), self.ledger.apply,
-                                 name=settings.client_name, logger=log, partition_eof=True)
-        self._producer = producer or EventProducer(kafka)
+        expected = ledger_expected(kafka)
+        self._reader = LogReader(kafka, list(expected), self.ledger.apply,
+                                 name=settings.client_name, expected=expected, logger=log,
+                                 partition_eof=True, on_dead_letter=self._dead_letter,
+                                 client=consumer)
+        self._producer = producer or EventProducer(kafka, **PRODUCER_CONFIG)
         self.last: WeightsComputed | None = None
         """The latest vector this validator published (or found on the weights topic)."""
+        self.failed_epoch: int | None = None
+        """The latest epoch whose vector could not be computed or published (tried again at
+        the next epoch, not before)."""
+        self._letters: list[tuple[Message, Envelope]] = []
         self._last_poll: float | None = None
 
     def start(self) -> None:
@@ -106,47 +132,90 @@ class Validator:
     def run(self, stop: threading.Event) -> None:
         """Read and run each epoch as the head reaches it, until ``stop`` is set."""
         while not stop.is_set():
-            skipped = self._reader.undecodable
+            skipped = self._reader.undecodable + self._reader.unprocessable
             self._reader.read_new(self._settings.poll_timeout_s)
             self._last_poll = time.monotonic()
-            if self._reader.undecodable > skipped:  # the validator writes no dead letters
-                self._metrics.undecodable.inc(self._reader.undecodable - skipped)
+            now_skipped = self._reader.undecodable + self._reader.unprocessable
+            if now_skipped > skipped:
+                self._metrics.undecodable.inc(now_skipped - skipped)
+            self.send_dead_letters()
             if self.ledger.head is not None:
                 self._metrics.head_block.set(self.ledger.head)
-            if self._due() and self._reader.drained() and self._reader.caught_up():
+            if self.due() and self._reader.drained() and self._reader.caught_up():
                 self.run_epoch()
 
-    def _due(self) -> bool:
+    def _dead_letter(self, msg: Message, letter: Envelope) -> None:
+        self._letters.append((msg, letter))
+
+    def send_dead_letters(self) -> None:
+        """Publish the dead letters of the records skipped since the last call. A delivery
+        failure is logged and counted: the next start reads those records again and gives the
+        same dead letters (the same event ids)."""
+        if not self._letters:
+            return
+        letters, self._letters = self._letters, []
+        try:
+            for msg, letter in letters:
+                self._producer.send(self._kafka.topics.deadletter, letter, key=msg.key())
+            self._producer.flush()
+        except DeliveryError as exc:
+            log.error("%d dead letter(s) not delivered: %s", len(letters), exc)
+            self._metrics.dead_letter_failures.inc(len(letters))
+            return
+        self._metrics.dead_letters.inc(len(letters))
+
+    def due(self) -> bool:
+        """Whether the head has reached an epoch to run: one after the latest vector, and
+        after the latest that failed."""
         head = self.ledger.head
         if head is None:
             return False
         epoch = head // self._settings.epoch_blocks
+        if self.failed_epoch is not None and epoch <= self.failed_epoch:
+            return False
         return self.last is None or epoch > self.last.epoch
 
-    def run_epoch(self) -> WeightsComputed:
-        """Compute and publish the vector of the head's epoch (and the minerboard entries)."""
+    def run_epoch(self) -> WeightsComputed | None:
+        """Compute and publish the vector of the head's epoch (and the minerboard entries); the
+        vector, or None when it could not be computed or published (logged, counted, and tried
+        again at the next epoch)."""
         assert self.ledger.head is not None, "no head block yet"
         started = time.perf_counter()
         head, settings = self.ledger.head, self._settings
-        now = candidates(self.ledger)
-        entries = compute_weights(now, cutoff_block=head, previous=carried_over(self.last, now))
-        vector = WeightsComputed.of(settings.validator_id, head // settings.epoch_blocks, head,
-                                    entries)
+        epoch = head // settings.epoch_blocks
+        try:
+            now = candidates(self.ledger)
+            entries = compute_weights(now, cutoff_block=head,
+                                      previous=carried_over(self.last, now))
+            vector = WeightsComputed.of(settings.validator_id, epoch, head, entries)
+        except Exception as exc:  # noqa: BLE001 - what the log holds: next epoch, again
+            if caused_by_kafka(exc):
+                raise
+            return self._failed(epoch, "compute", exc)
         source = f"{vector.validator}:{vector.epoch}"
         t = self._kafka.topics
-        self._producer.send(t.weights, new_envelope(
-            vector, key=vector.validator, producer=PRODUCER_NAME,
-            event_id=derived_event_id(source, "weights"),
-        ))
-        for e in entries:
-            if e.hash is not None and e.hotkey is not None and e.block is not None:
-                board = MinerboardUpdated(hash=e.hash, uid=e.uid, hotkey=e.hotkey, block=e.block)
-                self._producer.send(t.minerboard, new_envelope(
-                    board, key=str(e.uid), producer=PRODUCER_NAME,
-                    event_id=derived_event_id(f"{source}:{e.uid}", "minerboard"),
-                ))
-        self._producer.flush()
+        try:
+            self._producer.send(t.weights, new_envelope(
+                vector, key=vector.validator, producer=PRODUCER_NAME,
+                event_id=derived_event_id(source, "weights"),
+            ))
+            self._producer.flush()
+        except DeliveryError as exc:
+            return self._failed(epoch, "publish", exc)
         self.last = vector
+        try:
+            for e in entries:
+                if e.hash is not None and e.hotkey is not None and e.block is not None:
+                    board = MinerboardUpdated(hash=e.hash, uid=e.uid, hotkey=e.hotkey,
+                                              block=e.block)
+                    self._producer.send(t.minerboard, new_envelope(
+                        board, key=str(e.uid), producer=PRODUCER_NAME,
+                        event_id=derived_event_id(f"{source}:{e.uid}", "minerboard"),
+                    ))
+            self._producer.flush()
+        except DeliveryError as exc:  # the vector is out; the board is sent again next epoch
+            log.error("epoch %d: minerboard entries not delivered: %s", epoch, exc)
+            self._metrics.failed_epochs.labels("minerboard").inc()
         elapsed = time.perf_counter() - started
         self._metrics.epochs.inc()
         self._metrics.epoch_seconds.observe(elapsed)
@@ -154,6 +223,13 @@ class Validator:
         log.info("epoch %d at block %d: %d uids, %d valid, in %.3fs", vector.epoch, head,
                  len(entries), sum(e.invalid is None for e in entries), elapsed)
         return vector
+
+    def _failed(self, epoch: int, step: str, exc: Exception) -> None:
+        self.failed_epoch = epoch
+        self._metrics.failed_epochs.labels(step).inc()
+        log.error("epoch %d: the vector could not be %s; the next epoch tries again: %s",
+                  epoch, "computed" if step == "compute" else "published", exc,
+                  exc_info=step == "compute")
 
     def close(self) -> None:
         """Flush and close the producer, close the consumer."""
@@ -170,5 +246,5 @@ class Validator:
         healthy = age < max(30.0, 10 * self._settings.poll_timeout_s)
         return Health(healthy, "ok" if healthy else "stalled", {
             "head": self.ledger.head, "last_epoch": self.last.epoch if self.last else None,
-            "uids": len(self.ledger.registry),
+            "failed_epoch": self.failed_epoch, "uids": len(self.ledger.registry),
         })

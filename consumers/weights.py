@@ -8,7 +8,7 @@ registered uid and the previous vector, and returns one entry per uid, in uid or
    RUNNING); or it duplicates an earlier submission of another uid (same repo, same hash, or
    byte-identical weights: the same safetensors content hash), the later block losing; or its
    evaluation was withdrawn because an earlier duplicate displaced it at intake (whatever
-   its score).
+   its score). The reason an entry gives is cut to :data:`MAX_INVALID` characters.
 2. Its score: COMPLETED → the total score; FAILED → 0; invalid → 0.
 3. ``iswin(i, j)``: the later block's score is multiplied by ``1 - 0.03``; i wins if its
    adjusted score is strictly greater. ``win_rate(i) = wins / (number of uids - 1)``; an
@@ -37,6 +37,10 @@ LATER_BLOCK_PENALTY = 0.03
 """The later of two submissions competes with its score times ``1 - LATER_BLOCK_PENALTY``."""
 NO_BLOCK = sys.maxsize
 """The block of a uid without a submission (it never wins, but others compare to it)."""
+MAX_INVALID = 256
+"""An entry's ``invalid`` reason is cut to this many characters: a cancellation's reason (up to
+2,000) no longer breaks the entry, and a vector of 4,096 uids stays within
+``schemas.codec.MAX_VECTOR_BYTES``."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,11 @@ class Candidate:
     content_hash: str | None = None
     withdrawn: str | None = None
     """Why its evaluation request was withdrawn (a duplicate of an earlier submission)."""
+
+
+def clip(text: str, limit: int = MAX_INVALID) -> str:
+    """``text``, cut to ``limit`` characters (the last one ``…``) when it is longer."""
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def iswin(score_i: float, score_j: float, block_i: int, block_j: int) -> bool:
@@ -76,7 +85,7 @@ def invalid_reasons(candidates: Sequence[Candidate], cutoff_block: int) -> dict[
         else:
             submitted.append(c)
             if c.withdrawn is not None:
-                reasons[c.uid] = f"withdrawn: {c.withdrawn}"
+                reasons[c.uid] = clip(f"withdrawn: {c.withdrawn}")
             elif c.status is None or STATUS_RANK[c.status] < FINAL_RANK:
                 reasons[c.uid] = f"not evaluated yet ({c.status or 'unknown'})"
     for later in submitted:

@@ -15,6 +15,13 @@ from schemas.envelope import SCHEMA_VERSION, Envelope, derived_event_id, new_env
 from schemas.events import DeadLetter
 
 MAX_EVENT_BYTES = 256 * 1024
+# A weights vector names every uid of the subnet (up to 4,096, each with its submission and
+# why it does not compete): 1.9 MB for 4,096 uids each with a submission under the longest
+# repo name, 11.1 MB at most (every field the validator copies at its source's longest, each
+# free-text character one that JSON escapes to six bytes:
+# tests/unit/consumers/test_vector_size.py). Its topic (max.message.bytes: schemas.topics),
+# the validator's producer and every reader of the topic allow MAX_VECTOR_BYTES.
+MAX_VECTOR_BYTES = 16 * 1024 * 1024
 # A dead letter carries the raw bytes (base64) of what failed, so it may be larger than an
 # event; past DEAD_LETTER_RAW_BYTES only a prefix is kept (the whole record stays in its
 # source topic, at the topic/partition/offset the dead letter names).

@@ -5,7 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from schemas.codec import MAX_VECTOR_BYTES
+
 INFINITE = -1
+RECORD_OVERHEAD_BYTES = 64 * 1024
+"""Room for a record batch's framing, the key and headers around one event's value."""
 
 
 @dataclass(frozen=True)
@@ -19,12 +23,16 @@ class TopicSpec:
     cleanup_policy: Literal["delete", "compact"] = "delete"
     retention_ms: int = INFINITE
     description: str = ""
+    max_message_bytes: int | None = None
+    """The largest record batch the broker accepts on it; None: the broker's default (1 MiB)."""
 
     def config(self) -> dict[str, str]:
         """Topic-level broker configuration."""
         cfg = {"cleanup.policy": self.cleanup_policy}
         if self.cleanup_policy == "delete":
             cfg["retention.ms"] = str(self.retention_ms)
+        if self.max_message_bytes is not None:
+            cfg["max.message.bytes"] = str(self.max_message_bytes)
         return cfg
 
 
@@ -96,6 +104,7 @@ CHAIN_BLOCKS = TopicSpec(
 WEIGHTS = TopicSpec(
     "weights", 1, "validator id", ("weights.computed",),
     description="each validator's weights vector, one event an epoch",
+    max_message_bytes=MAX_VECTOR_BYTES + RECORD_OVERHEAD_BYTES,
 )
 MINERBOARD = TopicSpec(
     "minerboard", 4, "uid", ("minerboard.updated",), cleanup_policy="compact",

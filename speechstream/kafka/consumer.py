@@ -25,7 +25,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
-from schemas.codec import MAX_DEAD_LETTER_BYTES, MAX_EVENT_BYTES
+from schemas.codec import MAX_DEAD_LETTER_BYTES, MAX_EVENT_BYTES, MAX_VECTOR_BYTES
 from schemas.envelope import Envelope
 from speechstream.exceptions import ConsumeError, DecodeError
 from speechstream.kafka.records import Expected, dead_letter_for, decode_record
@@ -93,8 +93,10 @@ class EventConsumer:
         self._unanswered = False  # the last caught_up() could not ask the broker
         self._log = logger or logging.getLogger(__name__)
         self._deadletter_topic = kafka.topics.deadletter
-        # Dead letters carry raw bytes, so theirs may be larger than an event.
-        self._max_bytes = {self._deadletter_topic: MAX_DEAD_LETTER_BYTES}
+        # Dead letters carry raw bytes, so theirs may be larger than an event; a weights vector
+        # names every uid of the subnet.
+        self._max_bytes = {self._deadletter_topic: MAX_DEAD_LETTER_BYTES,
+                           kafka.topics.weights: MAX_VECTOR_BYTES}
         self.at_end: set[tuple[str, int]] = set()
         """Partitions read to their end (with ``enable.partition.eof``) and not past it since."""
 

@@ -7,8 +7,11 @@ then takes what has arrived whenever it needs a fresh answer: :meth:`LogReader.c
 until it has everything published so far, :meth:`LogReader.read_new` takes only what has
 already arrived. A one-off command reads once with :func:`read_log`.
 
-Records that do not decode are not this reader's to dead-letter (the sink does that for every
-topic it materializes): they are counted in :attr:`LogReader.undecodable` and skipped.
+Records that do not decode, and records whose ``apply`` raises (``apply`` does no I/O: what it
+raises is the record's fault), are skipped and counted (:attr:`LogReader.undecodable`,
+:attr:`LogReader.unprocessable`); a reader given ``on_dead_letter`` hands it the dead letter of
+each (the validator publishes them), others leave them to the sink, which dead-letters every
+undecodable record of the topics it materializes.
 """
 
 from __future__ import annotations
@@ -17,10 +20,28 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 
+from confluent_kafka import Consumer, Message
+
 from schemas.envelope import Envelope
+from schemas.events import (
+    ChainBlock,
+    EvaluationCancelled,
+    EvaluationRequested,
+    EvaluationStatusChanged,
+    MinerRegistered,
+    ScoreComputed,
+    ScoringActivated,
+    UidHandover,
+    UidRevoked,
+)
 from speechstream.exceptions import ConsumeError
 from speechstream.kafka.consumer import Batch, EventConsumer
-from speechstream.kafka.records import Expected
+from speechstream.kafka.records import (
+    Expected,
+    caused_by_kafka,
+    unprocessable_letter,
+    unprocessable_reason,
+)
 from speechstream.settings import KafkaSettings
 
 CATCH_UP_LIMIT_S = 30.0
@@ -29,13 +50,16 @@ READ_LIMIT_S = 600.0
 """How long a one-off read may take before it fails."""
 
 Apply = Callable[[Envelope], None]
+OnDeadLetter = Callable[[Message, Envelope], None]
+"""Takes a skipped record's message and its dead letter."""
 
 
 class LogReader:
     """Reads ``topics`` whole and hands each envelope to ``apply`` (module docstring).
     ``expected`` maps a topic to the payload class(es) it may carry (others are skipped as
-    undecodable); ``name`` names the client in logs and metrics. Nothing connects before
-    :meth:`start`."""
+    undecodable); ``name`` names the client in logs, metrics and dead letters;
+    ``on_dead_letter`` gets the dead letter of every record skipped; ``client`` replaces the
+    confluent consumer (tests). Nothing connects before :meth:`start`."""
 
     def __init__(
         self,
@@ -47,19 +71,25 @@ class LogReader:
         expected: Mapping[str, Expected] | Expected | None = None,
         logger: logging.Logger | None = None,
         partition_eof: bool = False,
+        on_dead_letter: OnDeadLetter | None = None,
+        client: Consumer | None = None,
     ) -> None:
         self._apply = apply
+        self._name = name
+        self._on_dead_letter = on_dead_letter
         self._log = logger or logging.getLogger(__name__)
         config = {"group.id": name, "enable.auto.commit": False,
                   "isolation.level": "read_committed"}
         if partition_eof:
             config["enable.partition.eof"] = True
         self.consumer = EventConsumer(kafka, name=name, topics=topics, config=config,
-                                      expected=expected, logger=self._log)
+                                      expected=expected, client=client, logger=self._log)
         self.undecodable = 0
         """Records skipped because they did not decode (or do not belong on their topic)."""
         self.applied = 0
         """Envelopes handed to ``apply``."""
+        self.unprocessable = 0
+        """Envelopes skipped because ``apply`` raised on them."""
 
     def start(self, limit_s: float = CATCH_UP_LIMIT_S) -> bool:
         """Assign every partition from its first offset and read to the end; whether it got
@@ -87,12 +117,30 @@ class LogReader:
         return self.consumer.drained()
 
     def _take(self, batch: Batch) -> None:
-        for env in batch.envelopes:
-            self._apply(env)
+        apply = self._apply
+        for msg, env in zip(batch.messages, batch.envelopes, strict=True):
+            try:
+                apply(env)
+            except Exception as exc:
+                if caused_by_kafka(exc):
+                    raise
+                self._skip(msg, exc)
         self.applied += len(batch.envelopes)
         skipped = len(batch.dead_letters) + batch.kept
         if skipped:
             self.undecodable += skipped
+            if self._on_dead_letter is not None:
+                for msg, letter in batch.dead_letters:
+                    self._on_dead_letter(msg, letter)
+
+    def _skip(self, msg: Message, exc: Exception) -> None:
+        """A record ``apply`` raised on: logged, counted, its dead letter handed on."""
+        self.unprocessable += 1
+        reason = unprocessable_reason(exc, consumer=self._name)
+        self._log.error("%s: %s/%s@%s skipped: %s", self._name, msg.topic(), msg.partition(),
+                        msg.offset(), reason, exc_info=exc)
+        if self._on_dead_letter is not None:
+            self._on_dead_letter(msg, unprocessable_letter(msg, reason, consumer=self._name))
 
     def close(self) -> None:
         """Close the consumer."""
@@ -131,6 +179,19 @@ def read_log(
 
 def ledger_topics(kafka: KafkaSettings) -> list[str]:
     """The topics a :class:`~speechstream.ledger.Ledger` reads for the whole picture."""
+    return list(ledger_expected(kafka))
+
+
+def ledger_expected(kafka: KafkaSettings) -> dict[str, Expected]:
+    """Each of :func:`ledger_topics` with the events that belong on it (``schemas.topics``):
+    a reader refuses any other (a head block on the miner registry moves no head)."""
     t = kafka.topics
-    return [t.miners, t.evaluation_requests, t.evaluation_status, t.scores, t.cancellations,
-            t.chain_blocks, t.scoring_active]
+    return {
+        t.miners: (MinerRegistered, UidHandover, UidRevoked),
+        t.evaluation_requests: EvaluationRequested,
+        t.evaluation_status: EvaluationStatusChanged,
+        t.scores: ScoreComputed,
+        t.cancellations: EvaluationCancelled,
+        t.chain_blocks: ChainBlock,
+        t.scoring_active: ScoringActivated,
+    }

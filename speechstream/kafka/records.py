@@ -2,14 +2,24 @@
 
 The one place where "decode, check the type, else dead-letter" is written; the confluent
 consume loop (``speechstream.kafka.consumer``) and the Faust agents (``streams.deadletter``)
-both call it.
+both call it. A record that decodes but that a service cannot process (its handling raises)
+becomes a dead letter of the same shape (:func:`unprocessable_letter`), unless what was raised
+is a Kafka or transaction error (:func:`caused_by_kafka`): that one is never the record's.
 """
 
 from __future__ import annotations
 
+from confluent_kafka import KafkaException, Message
+
 from schemas.codec import MAX_EVENT_BYTES, dead_letter, decode
 from schemas.envelope import Envelope
-from speechstream.exceptions import DecodeError
+from speechstream.exceptions import (
+    ConsumeError,
+    DecodeError,
+    DeliveryError,
+    TopicAdminError,
+    TransactionError,
+)
 
 Expected = type | tuple[type, ...]
 """The payload class (or classes) a topic may carry."""
@@ -53,3 +63,41 @@ def dead_letter_for(error: DecodeError, *, consumer: str) -> Envelope:
 def _names(expected: Expected) -> str:
     classes = expected if isinstance(expected, tuple) else (expected,)
     return " or ".join(cls.model_fields["type"].default for cls in classes)
+
+
+KAFKA_FAILURES: tuple[type[BaseException], ...] = (
+    KafkaException, TransactionError, DeliveryError, ConsumeError, TopicAdminError,
+)
+"""What the broker or a Kafka client raises: never a record's fault."""
+MAX_REASON = 1000
+"""A dead letter's reason is cut to this many characters."""
+
+
+def caused_by_kafka(exc: BaseException) -> bool:
+    """Whether ``exc``, or an exception it was raised from or while handling, is a Kafka or
+    transaction error (:data:`KAFKA_FAILURES`): such an error is retried or stops the service,
+    never set aside as a record's fault."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KAFKA_FAILURES):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def unprocessable_reason(exc: BaseException, *, consumer: str) -> str:
+    """The reason a dead letter gives for a record that decoded but could not be processed:
+    who could not, and the exception's type and first line."""
+    lines = str(exc).strip().splitlines()
+    detail = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    return f"{consumer} cannot process it: {detail}"[:MAX_REASON]
+
+
+def unprocessable_letter(msg: Message, reason: str, *, consumer: str) -> Envelope:
+    """The dead-letter envelope of a consumed record that decoded but could not be processed
+    (its raw bytes and where they came from, with ``reason``; the same deterministic event id
+    as a record that did not decode)."""
+    return dead_letter(msg.value() or b"", reason[:MAX_REASON], topic=msg.topic(),
+                       partition=msg.partition(), offset=msg.offset(), consumer=consumer)

@@ -143,6 +143,12 @@ class TransactionalProducer:
             elif self.in_transaction:
                 self.abort(str(error))
             raise TransactionAbortedError(f"transaction aborted: {error}") from exc
+        except Exception as exc:
+            # Not the broker's (an event that cannot be encoded): nothing of it is committed,
+            # and the next transaction starts clean.
+            if self.in_transaction:
+                self.abort(f"{type(exc).__name__}: {exc}")
+            raise
 
     def _send_offsets(
         self, producer: Producer, offsets: list[TopicPartition], group_metadata: Any
