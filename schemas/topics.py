@@ -22,6 +22,10 @@ class TopicSpec:
     events: tuple[str, ...]
     cleanup_policy: Literal["delete", "compact"] = "delete"
     retention_ms: int = INFINITE
+    log_append_time: bool = False
+    """Records stamped by the broker when appended (``message.timestamp.type=LogAppendTime``),
+    a time no client can choose: the intake judges a claimed block by the chain's head at that
+    time."""
     description: str = ""
     max_message_bytes: int | None = None
     """The largest record batch the broker accepts on it; None: the broker's default (1 MiB)."""
@@ -29,6 +33,8 @@ class TopicSpec:
     def config(self) -> dict[str, str]:
         """Topic-level broker configuration."""
         cfg = {"cleanup.policy": self.cleanup_policy}
+        if self.log_append_time:
+            cfg["message.timestamp.type"] = "LogAppendTime"
         if self.cleanup_policy == "delete":
             cfg["retention.ms"] = str(self.retention_ms)
         if self.max_message_bytes is not None:
@@ -40,6 +46,7 @@ REGISTRATIONS = TopicSpec(
     "registrations", 4, "uid", ("miner.registered", "uid.reassigned"),
     description="signed registrations published by miners, and the operator's signed uid "
     "handovers",
+    log_append_time=True,
 )
 CLAIMED = TopicSpec(
     "registrations.claimed", 4, "hotkey", ("miner.registered", "uid.handover", "uid.revoked"),
@@ -58,6 +65,7 @@ MINERS = TopicSpec(
 SUBMISSIONS = TopicSpec(
     "submissions", 4, "hotkey", ("submission.published", "submission.attested"),
     description="submissions signed by miners, or attested by the operator (REST API)",
+    log_append_time=True,
 )
 ACCEPTED = TopicSpec(
     "submissions.accepted", 4, "repo", ("evaluation.requested",),
@@ -100,6 +108,7 @@ AUDITS = TopicSpec(
 CHAIN_BLOCKS = TopicSpec(
     "chain.blocks", 1, "none", ("chain.block",),
     description="the chain's head block, from a chain adapter or `speechstream chain tick`",
+    log_append_time=True,
 )
 WEIGHTS = TopicSpec(
     "weights", 1, "validator id", ("weights.computed",),

@@ -11,7 +11,8 @@ from speechstream.metrics import MetricsBundle, metric
 
 @dataclass(frozen=True)
 class StreamsMetrics(MetricsBundle):
-    """Validated, rejected (by code), replayed and dead-lettered events; processing time."""
+    """Validated, rejected (by code), replayed and dead-lettered events; chain heads refused;
+    processing time."""
 
     validated: Counter = metric(Counter, "speechstream_streams_validated_total",
                                 "Events that passed validation", labels=("type",))
@@ -26,6 +27,11 @@ class StreamsMetrics(MetricsBundle):
     withdrawn: Counter = metric(
         Counter, "speechstream_streams_evaluations_withdrawn_total",
         "Evaluation requests withdrawn: their submission was displaced by an earlier duplicate",
+    )
+    heads_refused: Counter = metric(
+        Counter, "speechstream_streams_chain_heads_refused_total",
+        "Heads on chain.blocks ignored: they passed the previous head further than the time "
+        "between them allows",
     )
     dead_letters: Counter = metric(Counter, "speechstream_streams_dead_letters_total",
                                    "Undecodable records sent to the dead-letter topic")

@@ -168,13 +168,34 @@ def reassigned_message(hotkey: str, reassigned: dict[str, Any]) -> str:
 HISTORY = 32  # accepted submissions remembered per hotkey
 
 
-def check_block(block: int, registered_block: int | None, head: int | None) -> Rejection | None:
-    """A submission's claimed block lies between its hotkey's registration block and the
-    chain's head (each bound where it is known)."""
+BLOCK_WINDOW = 25
+"""How far behind the chain's head a claimed block may lie, in blocks (the intake worker's
+default, ``SPEECHSTREAM_STREAMS_BLOCK_WINDOW``): five minutes of 12-second blocks. An honest
+miner signs at the head its node shows (a block or two behind the chain at worst) and the
+record reaches the broker within seconds (a miner's producer gives a delivery up after 30 s);
+five minutes leave room for a retry by hand, and a backdate of five minutes displaces no
+submission older than that."""
+
+
+def check_block(
+    block: int, registered_block: int | None, head: int | None, *,
+    head_then: int | None = None, window: int | None = None,
+) -> Rejection | None:
+    """A claimed block lies between its hotkey's registration block and the chain's ``head``
+    (``BLOCK_OUT_OF_RANGE``), and at most ``window`` blocks behind ``head_then``, the head as
+    it stood when the claim reached the broker (``BLOCK_TOO_OLD``); each bound where it is
+    known."""
     if registered_block is not None and block < registered_block:
         return Rejection(
             RejectionCode.BLOCK_OUT_OF_RANGE,
             f"block {block} is before the hotkey's registration at block {registered_block}",
+        )
+    if window is not None and head_then is not None and block < head_then - window:
+        return Rejection(
+            RejectionCode.BLOCK_TOO_OLD,
+            f"block {block} is more than {window} blocks behind the chain's head when it "
+            f"reached the broker (block {head_then}); a claimed block lies within {window} "
+            "blocks of the head",
         )
     if head is not None and block > head:
         return Rejection(
@@ -193,10 +214,13 @@ def check_submission(
     registered_block: int | None = None,
     head: int | None = None,
     reassigned: dict[str, Any] | None = None,
+    head_then: int | None = None,
+    block_window: int | None = None,
 ) -> Rejection | Literal["replay"] | None:
     """Hash, the repo's name (the Hub's rules), registration, the claimed block (between the
-    hotkey's registration and the chain's head) and rate limit; ``"replay"`` for a commitment
-    already accepted.
+    hotkey's registration and the chain's ``head``, and at most ``block_window`` blocks behind
+    ``head_then``: :func:`check_block`) and rate limit; ``"replay"`` for a commitment already
+    accepted.
 
     ``accepted`` is the hotkey's accepted submissions as ``[block, hash]`` pairs. The rate
     limit refuses a submission within ``window`` blocks of any of them, before or after: a
@@ -226,7 +250,8 @@ def check_submission(
     history = accepted or []
     if [event.block, event.hash] in history:
         return "replay"
-    out_of_range = check_block(event.block, registered_block, head)
+    out_of_range = check_block(event.block, registered_block, head, head_then=head_then,
+                               window=block_window)
     if out_of_range is not None:
         return out_of_range
     close = [block for block, _ in history if abs(event.block - block) < window]

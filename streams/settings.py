@@ -8,8 +8,9 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from schemas.fields import DEFAULT_SCORING_VERSION, MAX_UIDS, SUBNET_SIZE
+from speechstream.chainhead import JUMP_SLACK_BLOCKS
 from speechstream.settings import ServiceSettings
-from streams.rules import RATE_LIMIT_BLOCKS
+from streams.rules import BLOCK_WINDOW, RATE_LIMIT_BLOCKS
 
 
 class StreamsSettings(ServiceSettings):
@@ -25,6 +26,16 @@ class StreamsSettings(ServiceSettings):
     rate_limit_blocks: int = Field(
         RATE_LIMIT_BLOCKS, ge=1, description="A hotkey's submissions lie at least this many "
         "blocks apart (SPEC §3).",
+    )
+    block_window: int = Field(
+        BLOCK_WINDOW, ge=0, description="A registration's or submission's claimed block lies "
+        "at most this many blocks behind the chain's head as it stood when the record reached "
+        "the broker (BLOCK_TOO_OLD otherwise); no bound before a head is published.",
+    )
+    chain_jump_blocks: int = Field(
+        JUMP_SLACK_BLOCKS, ge=0, description="A head on chain.blocks may pass the previous "
+        "accepted head by this many blocks plus two per 12 s between their records; one that "
+        "jumps further is ignored.",
     )
     subnet_size: int = Field(
         SUBNET_SIZE, ge=1, le=MAX_UIDS, description="The subnet's uids: 0 ≤ uid < subnet_size "

@@ -11,6 +11,7 @@ from typing import Any
 import faust
 
 from schemas.topics import changelog_specs
+from speechstream.chainhead import JumpLimit
 from speechstream.kafka.active import ActiveScoringVersion
 from speechstream.kafka.admin import create_topics
 from speechstream.monitoring import Health
@@ -31,15 +32,15 @@ def build_app(
     chain: ChainHead | None = None, active: ActiveScoringVersion | None = None,
 ) -> faust.App:
     """The Faust app with every topic, table and agent of the intake worker; ``chain`` bounds
-    the blocks submissions may claim; ``active`` says which scoring version new submissions
-    are requested for (without it, ``streams.scoring_version``)."""
+    the blocks registrations and submissions may claim; ``active`` says which scoring version
+    new submissions are requested for (without it, ``streams.scoring_version``)."""
     app = create_app(kafka, streams)
     declared = declare(app, kafka, streams)
     registrations.register_agents(app, declared, metrics, streams.operator_key,
-                                  streams.subnet_size)
+                                  streams.subnet_size, chain, streams.block_window)
     submissions.register_agents(app, declared, metrics, streams.rate_limit_blocks,
                                 streams.operator_key, streams.scoring_version, chain,
-                                active)
+                                active, streams.block_window)
     return app
 
 
@@ -83,7 +84,9 @@ class IntakeWorker:
         # Faust would create its changelogs itself, lazily and without waiting for them: a table
         # written before the broker has their partitions fails with PartitionsMismatch.
         create_topics(self._kafka, changelog_specs(self._settings.app_id))
-        self._chain = ChainHead(self._kafka)
+        self._chain = ChainHead(
+            self._kafka, limit=JumpLimit(self._settings.chain_jump_blocks),
+            on_refused=lambda _block: self._metrics.heads_refused.inc())
         self._chain.start()
         self._active = ActiveScoringVersion(self._kafka, self._settings.scoring_version,
                                             name=ACTIVE_VERSION_READER)

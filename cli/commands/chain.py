@@ -20,7 +20,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "tick", help="publish one head-block event to chain.blocks",
         description="Publish the chain's head block to the chain.blocks topic. Validators run "
         "an epoch whenever the head reaches a new one; a chain adapter publishes the same "
-        "events in production. Publishing a block twice is the same event.",
+        "events in production. Publishing a block twice is the same event. The intake worker "
+        "judges claimed blocks by the head (within $SPEECHSTREAM_STREAMS_BLOCK_WINDOW blocks "
+        "behind it) and ignores a head that jumps too far past the previous one "
+        "($SPEECHSTREAM_STREAMS_CHAIN_JUMP_BLOCKS).",
     )
     tick.add_argument("--block", type=int, required=True, help="the head block (≥ 0)")
     tick.set_defaults(func=_tick)

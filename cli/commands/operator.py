@@ -99,10 +99,13 @@ def _reassign_uid(args: argparse.Namespace) -> int:
 
 
 def _head(kafka: KafkaSettings) -> int:
-    """The chain's head on ``chain.blocks``; an error when none was published."""
+    """The chain's head on ``chain.blocks`` as the intake worker reads it (a head that jumped
+    too far ignored); an error when none was published."""
+    from speechstream.chainhead import JumpLimit
     from streams.chain import ChainHead
+    from streams.settings import StreamsSettings
 
-    chain = ChainHead(kafka)
+    chain = ChainHead(kafka, limit=JumpLimit(StreamsSettings().chain_jump_blocks))
     try:
         chain.start()
         head = chain.head

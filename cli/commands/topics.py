@@ -23,7 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Create every topic of the registry with its partitions and cleanup "
         "policy, and the changelogs of the intake worker's tables (app id "
         "$SPEECHSTREAM_STREAMS_APP_ID, default 'speechstream-intake'). Topics that exist "
-        "are left as they are.",
+        "are left as they are, except that the miners' entry topics and chain.blocks get "
+        "message.timestamp.type=LogAppendTime (the broker's time, which the intake's block "
+        "window reads).",
     )
     create.set_defaults(func=_create)
     listing = sub.add_parser("list", help="topics under the prefix with their partitions")

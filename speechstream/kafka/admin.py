@@ -15,7 +15,15 @@ from confluent_kafka import (
     KafkaException,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewTopic,
+    OffsetSpec,
+    ResourceType,
+)
 
 from schemas.topics import ALL_TOPICS, TopicSpec
 from speechstream.exceptions import TopicAdminError
@@ -138,8 +146,11 @@ def create_topics(
     """Create the registry's topics under ``settings.topic_prefix``; idempotent.
 
     Partitions and configs come from each ``TopicSpec``; a replication factor of -1 uses the
-    broker's default. Returns the names created by this call (empty when all existed), after
-    every topic is visible in the broker's metadata with its partitions.
+    broker's default. A topic that existed already and whose spec stamps records with the
+    broker's append time gets that setting (:func:`_stamp_appends`: a topic created before
+    the registry asked for it); nothing else of an existing topic changes. Returns the names
+    created by this call (empty when all existed), after every topic is visible in the
+    broker's metadata with its partitions.
     """
     wanted = {settings.topics.name(spec): spec for spec in specs}
     admin = admin_client(settings)
@@ -162,6 +173,8 @@ def create_topics(
         except TimeoutError as exc:
             raise TopicAdminError(f"creating topic {name}: no answer in {timeout_s:.0f}s") from exc
     _wait_visible(admin, {n: s.partitions for n, s in wanted.items()}, timeout_s)
+    _stamp_appends(admin, [n for n, spec in wanted.items()
+                           if spec.log_append_time and n not in created], timeout_s)
     for info in describe_topics(settings, names=list(wanted)):
         if not info.matches_registry:
             log.warning(
@@ -169,6 +182,31 @@ def create_topics(
                 info.name, info.partitions, info.spec.partitions if info.spec else 0,
             )
     return sorted(created)
+
+
+TIMESTAMP_TYPE = "message.timestamp.type"
+
+
+def _stamp_appends(admin: AdminClient, names: list[str], timeout_s: float) -> None:
+    """Set ``message.timestamp.type=LogAppendTime`` on existing topics ``names`` (idempotent):
+    the records appended from then on carry the broker's time; those before keep their
+    producer's (the intake judges those by the head it knows now, docs/architecture.md)."""
+    if not names:
+        return
+    entry = ConfigEntry(TIMESTAMP_TYPE, "LogAppendTime",
+                        incremental_operation=AlterConfigOpType.SET)
+    resources = [ConfigResource(ResourceType.TOPIC, name, incremental_configs=[entry])
+                 for name in names]
+    futures = admin.incremental_alter_configs(resources, request_timeout=timeout_s)
+    for resource, future in futures.items():
+        try:
+            future.result(timeout=timeout_s)
+        except KafkaException as exc:
+            raise TopicAdminError(f"setting {TIMESTAMP_TYPE} on topic {resource.name} failed: "
+                                  f"{exc.args[0]}") from exc
+        except TimeoutError as exc:
+            raise TopicAdminError(f"setting {TIMESTAMP_TYPE} on topic {resource.name}: no "
+                                  f"answer in {timeout_s:.0f}s") from exc
 
 
 def _wait_visible(admin: AdminClient, partitions: dict[str, int], timeout_s: float) -> None:

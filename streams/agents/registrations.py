@@ -18,6 +18,7 @@ forgets its uid and remembers it in ``hotkey_reassigned``.
 from __future__ import annotations
 
 import time
+from functools import partial
 
 import faust
 
@@ -26,10 +27,12 @@ from schemas.envelope import Envelope
 from schemas.events import MinerRegistered, UidHandover, UidReassigned, UidRevoked
 from schemas.fields import SUBNET_SIZE
 from streams.agents.emit import emit, reject
+from streams.chain import ChainHead, appended_ms, judge_claim
 from streams.deadletter import decode_or_dead_letter
 from streams.metrics import StreamsMetrics
 from streams.rules import (
     Rejection,
+    check_block,
     check_event_id,
     check_handover,
     check_hotkey,
@@ -44,10 +47,18 @@ from streams.topics import Streams
 
 def register_agents(
     app: faust.App, s: Streams, metrics: StreamsMetrics, operator_key: str | None = None,
-    subnet_size: int = SUBNET_SIZE,
+    subnet_size: int = SUBNET_SIZE, chain: ChainHead | None = None,
+    block_window: int | None = None,
 ) -> None:
     """Attach the registration agents to ``app``; ``operator_key`` (the operator's public key)
-    is the only key whose uid handovers are accepted; a uid lies below ``subnet_size``."""
+    is the only key whose uid handovers are accepted; a uid lies below ``subnet_size``; a
+    registration's block lies at most ``block_window`` blocks behind the head ``chain`` knew
+    when it reached the broker, and not ahead of the head (without ``chain``, or before a head
+    is published, no bound). A handover's block is the operator's word: not bounded."""
+
+    def check_claimed(p: MinerRegistered, head: int | None,
+                      head_then: int | None) -> Rejection | None:
+        return check_block(p.block, None, head, head_then=head_then, window=block_window)
 
     def forget_reassigned(hotkey: str) -> None:
         """A hotkey that gets a uid again is no longer one whose uid was handed away."""
@@ -98,6 +109,9 @@ def register_agents(
             uid_key = str(p.uid)
             rejection = (check_signature(p) or check_event_id(env) or check_uid(p, subnet_size)
                          or check_registration(p, s.uid_owner.get(uid_key)))
+            if rejection is None:
+                appended = appended_ms(event.message.timestamp, event.message.timestamp_type)
+                rejection = judge_claim(chain, p.block, appended, partial(check_claimed, p))
             if rejection is not None:
                 await reject(s.rejected, env, rejection, metrics)
                 continue

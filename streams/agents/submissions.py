@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Any, Literal
 
 import faust
@@ -19,7 +20,7 @@ from schemas.events import (
 from schemas.fields import DEFAULT_SCORING_VERSION, RejectionCode
 from speechstream.kafka.active import ActiveScoringVersion
 from streams.agents.emit import emit, reject
-from streams.chain import ChainHead
+from streams.chain import ChainHead, appended_ms, judge_claim
 from streams.deadletter import decode_or_dead_letter
 from streams.metrics import StreamsMetrics
 from streams.rules import (
@@ -41,21 +42,24 @@ def register_agents(
     app: faust.App, s: Streams, metrics: StreamsMetrics, rate_limit_blocks: int,
     operator_key: str | None = None, scoring_version: str = DEFAULT_SCORING_VERSION,
     chain: ChainHead | None = None, active: ActiveScoringVersion | None = None,
+    block_window: int | None = None,
 ) -> None:
     """Attach the submission agents to ``app``; ``operator_key`` (the operator's public key)
     is the only key whose attested submissions (from the REST API) are accepted; accepted
     submissions are requested for the version ``active`` says (without it,
     ``scoring_version``); ``chain`` knows the chain's head, the
-    latest block a submission may claim (without it, or before a head is published, no upper
-    bound applies)."""
+    latest block a submission may claim, and the head when each submission reached the broker,
+    which the claimed block may lag by at most ``block_window`` blocks (without ``chain``, or
+    before a head is published, no chain bound applies)."""
 
-    def check(p: SubmissionPublished | SubmissionAttested,
-              head: int | None) -> Rejection | Literal["replay"] | None:
+    def check(p: SubmissionPublished | SubmissionAttested, head: int | None,
+              head_then: int | None) -> Rejection | Literal["replay"] | None:
         hotkey = p.hotkey
         return check_submission(
             p, s.hotkey_uid.get(hotkey), s.last_accepted.get(hotkey), rate_limit_blocks,
             registered_block=s.hotkey_registered.get(hotkey), head=head,
-            reassigned=s.hotkey_reassigned.get(hotkey),
+            reassigned=s.hotkey_reassigned.get(hotkey), head_then=head_then,
+            block_window=block_window,
         )
 
     @app.agent(s.submissions, name="validate_submission")
@@ -68,13 +72,10 @@ def register_agents(
                 continue
             p = env.payload
             hotkey = p.hotkey
-            head = chain.refresh() if chain is not None else None
-            verdict = check_signature(p, operator_key) or check_event_id(env) or check(p, head)
-            if (chain is not None and isinstance(verdict, Rejection)
-                    and verdict.code is RejectionCode.BLOCK_OUT_OF_RANGE
-                    and head is not None and p.block > head):
-                # The head it was signed at may have been published a moment ago.
-                verdict = check(p, chain.catch_up())
+            verdict = check_signature(p, operator_key) or check_event_id(env)
+            if verdict is None:
+                appended = appended_ms(event.message.timestamp, event.message.timestamp_type)
+                verdict = judge_claim(chain, p.block, appended, partial(check, p))
             if isinstance(verdict, Rejection):
                 await reject(s.rejected, env, verdict, metrics)
                 continue

@@ -149,30 +149,31 @@ def test_a_duplicate_holds_no_window_and_bent_names_are_turned_away(pipeline, tm
 def test_a_claimed_block_lies_between_registration_and_the_chain_head(
     pipeline, tmp_path
 ) -> None:
+    # The head first: the worker reads chain.blocks to its end before it starts.
+    assert pipeline.cli("chain", "tick", "--block", "6000").returncode == 0
     pipeline.start("streams", ["streams", "worker"])
     pipeline.start("sink", ["sink", "run"])
     alice, bob = (create_key_file(tmp_path / f"{n}.json") for n in ("alice", "bob"))
     t = pipeline.kafka.topics
-    pipeline.send(t.registrations, registration(alice, uid=0, block=100),
-                  registration(bob, uid=1, block=100))
+    pipeline.send(t.registrations, registration(alice, uid=0, block=5990),
+                  registration(bob, uid=1, block=5995))
     pipeline.wait(lambda: _count(pipeline, "miners") == 2, "2 registered miners")
-    assert pipeline.cli("chain", "tick", "--block", "6000").returncode == 0
     pipeline.send(t.submissions, submission(alice, repo_namespace="alice", repo_name="a1",
-                                            block=5000))
+                                            block=5996))
     pipeline.wait(lambda: _count(pipeline, "submissions") == 1, "alice's submission")
     # bob takes alice's repo by claiming a block before his own registration: refused.
     pipeline.send(t.submissions,
-                  submission(bob, repo_namespace="alice", repo_name="a1", block=50),
+                  submission(bob, repo_namespace="alice", repo_name="a1", block=5991),
                   submission(bob, repo_namespace="bob", repo_name="b1", block=9000))
     pipeline.wait(lambda: _count(pipeline, "rejections") == 2, "two refused blocks")
     # The head moves on (published just before the submission): bob's block is now in range.
-    assert pipeline.cli("chain", "tick", "--block", "9500").returncode == 0
+    assert pipeline.cli("chain", "tick", "--block", "6250").returncode == 0
     pipeline.send(t.submissions, submission(bob, repo_namespace="bob", repo_name="b1",
-                                            block=9400))
+                                            block=6240))
     pipeline.wait(lambda: _count(pipeline, "submissions") == 2, "bob's submission")
     messages = sorted(r[0] for r in pipeline.query(
         "SELECT message FROM rejections WHERE code = 'BLOCK_OUT_OF_RANGE'"))
-    assert messages == ["block 50 is before the hotkey's registration at block 100",
+    assert messages == ["block 5991 is before the hotkey's registration at block 5995",
                         "block 9000 is ahead of the chain's head (block 6000)"]
     holders = pipeline.query("SELECT repo_namespace || '/' || repo_name, hotkey FROM "
                              "submissions ORDER BY 1")

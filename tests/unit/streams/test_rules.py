@@ -210,6 +210,32 @@ def test_the_claimed_block_lies_between_registration_and_head(key) -> None:
     assert check_submission(_sub(key, 7000), 1, accepted, head=6000) == "replay"
 
 
+def test_a_claimed_block_lies_within_the_window_behind_the_head_of_its_time(key) -> None:
+    def verdict(block: int, head_then: int | None, head: int | None = 2_000_000,
+                registered: int | None = 100):  # noqa: ANN202
+        return check_submission(_sub(key, block), 1, None, registered_block=registered,
+                                head=head, head_then=head_then, block_window=25)
+
+    # The attack: registered at 100, a claim at 200 while the head stood at 2,000,000.
+    refused = verdict(200, 2_000_000)
+    assert isinstance(refused, Rejection) and refused.code is RejectionCode.BLOCK_TOO_OLD
+    assert refused.message == (
+        "block 200 is more than 25 blocks behind the chain's head when it reached the broker "
+        "(block 2000000); a claimed block lies within 25 blocks of the head")
+    assert verdict(1_999_975, 2_000_000) is None  # exactly the window behind: held
+    assert verdict(1_999_974, 2_000_000).code is RejectionCode.BLOCK_TOO_OLD
+    # Judged by the head of its own time (a backlog): the head has moved on since.
+    assert verdict(1_000, 1_010, head=2_000_000) is None
+    # No head then (appended before the first head): no lower bound but the registration's.
+    assert verdict(200, None) is None
+    assert verdict(50, None).code is RejectionCode.BLOCK_OUT_OF_RANGE
+    # No window given: the bound of before.
+    assert check_block(200, 100, 2_000_000, head_then=2_000_000) is None
+    # The upper bound is the head now, whatever the window.
+    ahead = check_block(2_000_001, None, 2_000_000, head_then=2_000_000, window=25)
+    assert ahead is not None and ahead.code is RejectionCode.BLOCK_OUT_OF_RANGE
+
+
 def test_a_hotkey_holds_one_uid(key) -> None:
     assert check_hotkey(registration(key, uid=4, block=1).payload, None) is None
     assert check_hotkey(registration(key, uid=4, block=9).payload, 4) is None  # again: fine
