@@ -8,12 +8,16 @@ than the time since the previous one allows is ignored.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, Consumer, TopicPartition
+from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
 
 from producers.miner import registration, submission
 from schemas.envelope import new_envelope
 from schemas.events import ChainBlock
+from speechstream.kafka.admin import TIMESTAMP_TYPE, admin_client, create_topics
 from speechstream.keys import create_key_file
 from tests.integration.pipeline import Pipeline
 
@@ -164,3 +168,35 @@ def _timestamp_types(pipe: Pipeline, topic: str) -> set[int]:
         return types
     finally:
         consumer.close()
+
+
+def test_topics_create_stamps_existing_entry_topics_with_the_broker_s_time(
+    kafka_settings,
+) -> None:
+    t = kafka_settings.topics
+    entry = [t.registrations, t.submissions, t.chain_blocks]
+    admin = admin_client(kafka_settings)
+
+    def stamps(expected: str) -> None:
+        """Wait until the broker describes every entry topic with ``expected`` (a change of
+        configuration reaches the broker's view within moments)."""
+        deadline = time.monotonic() + 15
+        while True:
+            found = admin.describe_configs([ConfigResource(ResourceType.TOPIC, n) for n in entry])
+            seen = {f.result(timeout=10)[TIMESTAMP_TYPE].value for f in found.values()}
+            if seen == {expected}:
+                return
+            assert time.monotonic() < deadline, seen
+            time.sleep(0.2)
+
+    stamps("LogAppendTime")  # created so
+    # Topics created before the registry asked for it (the producer's time).
+    create_time = ConfigEntry(TIMESTAMP_TYPE, "CreateTime",
+                              incremental_operation=AlterConfigOpType.SET)
+    for future in admin.incremental_alter_configs(
+            [ConfigResource(ResourceType.TOPIC, n, incremental_configs=[create_time])
+             for n in entry]).values():
+        future.result(timeout=10)
+    stamps("CreateTime")
+    assert create_topics(kafka_settings) == []  # nothing new...
+    stamps("LogAppendTime")  # ...and the broker's time again
