@@ -28,10 +28,13 @@ def _registered(uid: int):
 
 
 def _request(uid: int, block: int, repo: str, h: str | None = None):
+    # The event id _score names: a score counts only where it answers a request of its hash.
+    event_id = f"r{uid}" if h is None else f"r{h}"
     h = h or str(1000 + uid)
     return new_envelope(EvaluationRequested(
         hash=h, hotkey=_hotkey(uid), uid=uid, repo_namespace="ns", repo_name=repo, block=block,
-        source_event_id=f"s{uid}", scoring_version="v2"), key=h, producer="t")
+        source_event_id=f"s{uid}", scoring_version="v2"), key=h, producer="t",
+        event_id=event_id)
 
 
 def _score(uid: int, total: float | None, weights: str):
