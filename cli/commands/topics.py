@@ -25,7 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "$SPEECHSTREAM_STREAMS_APP_ID, default 'speechstream-intake'). Topics that exist "
         "are left as they are, except that the miners' entry topics and chain.blocks get "
         "message.timestamp.type=LogAppendTime (the broker's time, which the intake's block "
-        "window reads).",
+        "window reads) and the weights topic gets max.message.bytes=16842752 (a vector of "
+        "4,096 uids).",
     )
     create.set_defaults(func=_create)
     listing = sub.add_parser("list", help="topics under the prefix with their partitions")

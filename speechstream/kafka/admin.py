@@ -146,11 +146,12 @@ def create_topics(
     """Create the registry's topics under ``settings.topic_prefix``; idempotent.
 
     Partitions and configs come from each ``TopicSpec``; a replication factor of -1 uses the
-    broker's default. A topic that existed already and whose spec stamps records with the
-    broker's append time gets that setting (:func:`_stamp_appends`: a topic created before
-    the registry asked for it); nothing else of an existing topic changes. Returns the names
-    created by this call (empty when all existed), after every topic is visible in the
-    broker's metadata with its partitions.
+    broker's default. A topic that existed already gets the settings its spec cannot do
+    without (:func:`_set_on_existing`: a topic created before the registry asked for them):
+    the broker's append time where the spec stamps records with it, and the spec's
+    ``max.message.bytes`` (the weights topic's 16 MiB); nothing else of an existing topic
+    changes. Returns the names created by this call (empty when all existed), after every
+    topic is visible in the broker's metadata with its partitions.
     """
     wanted = {settings.topics.name(spec): spec for spec in specs}
     admin = admin_client(settings)
@@ -173,8 +174,9 @@ def create_topics(
         except TimeoutError as exc:
             raise TopicAdminError(f"creating topic {name}: no answer in {timeout_s:.0f}s") from exc
     _wait_visible(admin, {n: s.partitions for n, s in wanted.items()}, timeout_s)
-    _stamp_appends(admin, [n for n, spec in wanted.items()
-                           if spec.log_append_time and n not in created], timeout_s)
+    _set_on_existing(admin, {n: required for n, spec in wanted.items()
+                             if n not in created and (required := required_settings(spec))},
+                     timeout_s)
     for info in describe_topics(settings, names=list(wanted)):
         if not info.matches_registry:
             log.warning(
@@ -185,27 +187,40 @@ def create_topics(
 
 
 TIMESTAMP_TYPE = "message.timestamp.type"
+MAX_MESSAGE_BYTES = "max.message.bytes"
 
 
-def _stamp_appends(admin: AdminClient, names: list[str], timeout_s: float) -> None:
-    """Set ``message.timestamp.type=LogAppendTime`` on existing topics ``names`` (idempotent):
-    the records appended from then on carry the broker's time; those before keep their
-    producer's (the intake judges those by the head it knows now, docs/architecture.md)."""
-    if not names:
+def required_settings(spec: TopicSpec) -> dict[str, str]:
+    """What an existing topic of ``spec`` is given too (:func:`create_topics`): the broker's
+    append time where the spec asks for it, and the spec's largest record."""
+    config = spec.config()
+    return {name: config[name] for name in (TIMESTAMP_TYPE, MAX_MESSAGE_BYTES) if name in config}
+
+
+def _set_on_existing(admin: AdminClient, settings: dict[str, dict[str, str]],
+                     timeout_s: float) -> None:
+    """Set each topic's ``settings`` (topic → name → value) on the existing topics
+    (idempotent). The records appended before ``message.timestamp.type=LogAppendTime`` keep
+    their producer's time (the intake judges those by the head it knows now,
+    docs/architecture.md)."""
+    if not settings:
         return
-    entry = ConfigEntry(TIMESTAMP_TYPE, "LogAppendTime",
-                        incremental_operation=AlterConfigOpType.SET)
-    resources = [ConfigResource(ResourceType.TOPIC, name, incremental_configs=[entry])
-                 for name in names]
+    resources = [
+        ConfigResource(ResourceType.TOPIC, name, incremental_configs=[
+            ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET)
+            for key, value in wanted.items()])
+        for name, wanted in settings.items()
+    ]
     futures = admin.incremental_alter_configs(resources, request_timeout=timeout_s)
     for resource, future in futures.items():
+        what = ", ".join(settings[resource.name])
         try:
             future.result(timeout=timeout_s)
         except KafkaException as exc:
-            raise TopicAdminError(f"setting {TIMESTAMP_TYPE} on topic {resource.name} failed: "
+            raise TopicAdminError(f"setting {what} on topic {resource.name} failed: "
                                   f"{exc.args[0]}") from exc
         except TimeoutError as exc:
-            raise TopicAdminError(f"setting {TIMESTAMP_TYPE} on topic {resource.name}: no "
+            raise TopicAdminError(f"setting {what} on topic {resource.name}: no "
                                   f"answer in {timeout_s:.0f}s") from exc
 
 

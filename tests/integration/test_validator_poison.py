@@ -1,5 +1,6 @@
 """No record stops the validator, and no subnet is too large for its vector (a real broker, a
-real database, the validator and the sink as child processes)."""
+real database, the validator and the sink as child processes); `topics create` gives an
+existing weights topic the limit the vector needs."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ import uuid
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
 
 from consumers.weights import MAX_INVALID
 from schemas import EvaluationRequested, MinerRegistered, ScoreComputed, new_envelope
 from schemas.codec import MAX_VECTOR_BYTES, decode, encode
 from schemas.events import ChainBlock, DeadLetter, EvaluationCancelled, WeightsComputed
 from schemas.fields import MAX_UIDS, RejectionCode
+from speechstream.kafka.admin import admin_client, create_topics
 from tests.integration.pipeline import Pipeline
 
 pytestmark = pytest.mark.integration
@@ -163,3 +166,30 @@ def test_a_vector_of_every_uid_the_subnet_may_hold_publishes_and_the_sink_stores
     assert pipeline.query("SELECT count(*) FROM weights")[0][0] == 1
     assert pipeline.query("SELECT count(*) FROM dead_letters")[0][0] == 0
     pipeline.check()
+
+
+def test_topics_create_gives_an_existing_weights_topic_its_limit(kafka_settings) -> None:
+    topic = kafka_settings.topics.weights
+    admin = admin_client(kafka_settings)
+
+    def limit() -> str:
+        (future,) = admin.describe_configs([ConfigResource(ResourceType.TOPIC, topic)]).values()
+        return future.result(timeout=10)["max.message.bytes"].value
+
+    def becomes(expected: str) -> None:
+        deadline = time.monotonic() + 15
+        while limit() != expected:
+            assert time.monotonic() < deadline, limit()
+            time.sleep(0.2)
+
+    wanted = str(MAX_VECTOR_BYTES + 64 * 1024)
+    becomes(wanted)  # created so
+    # A topic created before the registry asked for it: the broker's default.
+    default = ConfigEntry("max.message.bytes", "1048588",
+                          incremental_operation=AlterConfigOpType.SET)
+    (future,) = admin.incremental_alter_configs(
+        [ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[default])]).values()
+    future.result(timeout=10)
+    becomes("1048588")
+    assert create_topics(kafka_settings) == []  # nothing created ...
+    becomes(wanted)  # ... and the limit set again

@@ -9,10 +9,12 @@ from dataclasses import dataclass, field
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
-from schemas.codec import encode
+from schemas.codec import MAX_VECTOR_BYTES, encode
 from schemas.envelope import Envelope, new_envelope
 from schemas.events import ChainBlock, DeadLetter, MinerRegistered
+from schemas.topics import SCORES, SUBMISSIONS, WEIGHTS
 from speechstream.exceptions import DeliveryError, TransactionAbortedError
+from speechstream.kafka.admin import required_settings
 from speechstream.kafka.reader import LogReader, ledger_expected
 from speechstream.kafka.records import caused_by_kafka, unprocessable_reason
 from speechstream.kafka.transactions import TransactionalProducer
@@ -149,3 +151,9 @@ def test_a_transaction_that_fails_on_its_own_event_is_aborted_and_the_next_start
     assert client.aborted == 1 and not producer.in_transaction
     producer.transact([("t.x", None, registered(1))])
     assert len(client.committed) == 1
+
+
+def test_an_existing_topic_is_given_what_its_spec_cannot_do_without() -> None:
+    assert required_settings(WEIGHTS) == {"max.message.bytes": str(MAX_VECTOR_BYTES + 65536)}
+    assert required_settings(SUBMISSIONS) == {"message.timestamp.type": "LogAppendTime"}
+    assert required_settings(SCORES) == {}  # its retention and policy stay as they are
