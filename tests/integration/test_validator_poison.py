@@ -11,6 +11,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
 
+from api.store import PostgresStore
 from consumers.weights import MAX_INVALID
 from schemas import EvaluationRequested, MinerRegistered, ScoreComputed, new_envelope
 from schemas.codec import MAX_VECTOR_BYTES, decode, encode
@@ -165,6 +166,13 @@ def test_a_vector_of_every_uid_the_subnet_may_hold_publishes_and_the_sink_stores
     )[0][0] == MAX_UIDS, "4,096 weight entries in PostgreSQL", timeout_s=120)
     assert pipeline.query("SELECT count(*) FROM weights")[0][0] == 1
     assert pipeline.query("SELECT count(*) FROM dead_letters")[0][0] == 0
+    store = PostgresStore(pipeline.conninfo)  # what GET /weights answers
+    store.start()
+    try:
+        served = store.latest_weights("val-p")
+    finally:
+        store.close()
+    assert served is not None and served.epoch == 50 and served.uids == list(range(MAX_UIDS))
     pipeline.check()
 
 
