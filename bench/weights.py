@@ -70,30 +70,32 @@ def compute_only(n: int, runs: int) -> dict[str, float]:
 
 
 def service_epoch(kafka: KafkaSettings, n: int, runs: int) -> dict[str, float]:
-    """The validator's ``run_epoch``: candidates from its state, the weights, and publishing
+    """The validator's ``run_epoch``: candidates from its ledger, the weights, and publishing
     the vector and ``n`` minerboard entries (flushed to the broker)."""
     settings = ValidatorSettings(validator_id=f"bench-{uuid.uuid4().hex[:6]}", epoch_blocks=100)
     validator = Validator(kafka, settings, metrics=ValidatorMetrics.create(CollectorRegistry()))
     validator.start()
     for c in candidates(n):
         hotkey = f"{c.uid:064x}"
-        validator.state.apply(new_envelope(MinerRegistered(
+        validator.ledger.apply(new_envelope(MinerRegistered(
             hotkey=hotkey, uid=c.uid, block=1, signature="cd" * 64), key=None, producer="b"))
         if c.hash is None:
             continue
         namespace, name = (c.repo or "ns/m").split("/")
-        validator.state.apply(new_envelope(EvaluationRequested(
+        validator.ledger.apply(new_envelope(EvaluationRequested(
             hash=c.hash, hotkey=hotkey, uid=c.uid, repo_namespace=namespace, repo_name=name,
-            block=c.block or 1, source_event_id=f"s{c.uid}"), key=c.hash, producer="b"))
+            block=c.block or 1, source_event_id=f"s{c.uid}"), key=c.hash, producer="b",
+            event_id=f"r{c.hash}"))
         if c.status in ("COMPLETED", "FAILED"):
-            validator.state.apply(new_envelope(ScoreComputed(
+            validator.ledger.apply(new_envelope(ScoreComputed(
                 hash=c.hash, status=c.status, total_score=c.score,
                 reason=None if c.status == "COMPLETED" else "x", evaluator="b",
-                request_event_id="r", content_hash=c.content_hash), key=c.hash, producer="b"))
+                request_event_id=f"r{c.hash}", content_hash=c.content_hash), key=c.hash,
+                producer="b"))
     times = []
     try:
         for epoch in range(1, runs + 1):
-            validator.state.apply(new_envelope(ChainBlock(block=10_000 + 100 * epoch), key=None,
+            validator.ledger.apply(new_envelope(ChainBlock(block=10_000 + 100 * epoch), key=None,
                                                producer="b"))
             started = time.perf_counter()
             validator.run_epoch()

@@ -154,9 +154,9 @@ class Auditor:
         self._auditing: str | None = None
 
     def start(self) -> None:
-        """Connect the producer, set up the scorer, subscribe to the score topic."""
+        """Connect the producer, start the scorer, subscribe to the score topic."""
         self._producer.start()
-        self._scorer.setup()
+        self._scorer.start()
         self._consumer.start()
         self._log.info("auditor %s on %s: sample rate %g, tolerance %g, group %s",
                        self._settings.auditor_id, self._settings.device,

@@ -8,7 +8,7 @@ from scoring.types import Report, ScoringResult, Submission
 
 
 class Scorer(Protocol):
-    """Scores one submission; setup once, score many times, close once.
+    """Scores one submission; start once, score many times, close once.
 
     ``score`` returns the engine's ``ScoringResult``: COMPLETED with a total in [0, 1], or FAILED
     with a reason. It reports RUNNING through ``report`` when the model passed its prechecks
@@ -18,7 +18,7 @@ class Scorer(Protocol):
     crash loop.
     """
 
-    def setup(self) -> None: ...
+    def start(self) -> None: ...
 
     def score(self, submission: Submission, report: Report) -> ScoringResult: ...
 

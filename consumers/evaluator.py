@@ -215,7 +215,7 @@ class Evaluator:
         scorer, subscribe."""
         self._producer.start()
         self._scored.start()
-        self._scorer.setup()
+        self._scorer.start()
         self._consumer.start(on_revoke=self._on_revoke, on_assign=self._lanes.on_assign)
         self._log.info(
             "evaluator %s on %s consuming %s, then %s while it is empty (transactional id %s)",

@@ -30,7 +30,7 @@ class TTSScorer:
         self.device = device
         self.time_limit_s = time_limit_s
 
-    def setup(self) -> None:
+    def start(self) -> None:
         """Nothing to load up front: models are loaded per submission, in the child process."""
 
     def score(self, submission: Submission, report: Report) -> ScoringResult:

@@ -26,7 +26,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from schemas.events import WeightEntry, WeightsComputed
+from schemas.events import MAX_INVALID_REASON, WeightEntry, WeightsComputed
 from schemas.fields import FINAL_RANK, STATUS_RANK
 
 ALPHA = 0.9
@@ -37,10 +37,10 @@ LATER_BLOCK_PENALTY = 0.03
 """The later of two submissions competes with its score times ``1 - LATER_BLOCK_PENALTY``."""
 NO_BLOCK = sys.maxsize
 """The block of a uid without a submission (it never wins, but others compare to it)."""
-MAX_INVALID = 256
-"""An entry's ``invalid`` reason is cut to this many characters: a cancellation's reason (up to
-2,000) no longer breaks the entry, and a vector of 4,096 uids stays within
-``schemas.codec.MAX_VECTOR_BYTES``."""
+MAX_INVALID = MAX_INVALID_REASON
+"""An entry's ``invalid`` reason is cut to this many characters (the most ``WeightEntry``
+holds): a cancellation's reason (up to 2,000) no longer breaks the entry, and a vector of 4,096
+uids stays within ``schemas.codec.MAX_VECTOR_BYTES``."""
 
 
 @dataclass(frozen=True)

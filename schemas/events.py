@@ -358,20 +358,28 @@ class ChainBlock(_Event):
     block: Block
 
 
+MAX_INVALID_REASON = 256
+"""The longest ``invalid`` reason an entry holds (the validator cuts a longer one): with every
+other field bounded by its source's schema, a vector of 4,096 entries stays within
+``schemas.codec.MAX_VECTOR_BYTES`` (``tests/unit/consumers/test_vector_size.py``)."""
+
+
 class WeightEntry(_Event):
     """One uid in a weights vector: the submission that counted for it and how it fared."""
 
     uid: Uid
     hotkey: Name | None = None
     hash: HashStr | None = None
-    repo: Text | None = None
+    repo: Annotated[str, Field(
+        max_length=193, pattern=r"^[A-Za-z0-9._-]{1,96}/[A-Za-z0-9._-]{1,96}$")] | None = None
+    """``namespace/name``, each a ``RepoPart``."""
     block: Block | None = None
     status: Status | None = None
     score: float | None = None
     content_hash: Name | None = None
     win_rate: float | None = None
     """Wins over the other uids, divided by their number; None when invalid (``-inf``)."""
-    invalid: Text | None = None
+    invalid: Annotated[str, Field(max_length=MAX_INVALID_REASON, pattern=NO_NUL)] | None = None
     """Why the uid does not compete this epoch; None when it does."""
     weight: Annotated[float, Field(ge=0.0, le=1.0)]
 

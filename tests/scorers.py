@@ -46,7 +46,7 @@ class DeterministicScorer:
     def __init__(self) -> None:
         self.scored: list[str] = []
 
-    def setup(self) -> None:
+    def start(self) -> None:
         """Nothing to load."""
 
     def score(self, submission: Submission, report: Report) -> ScoringResult:
@@ -111,9 +111,9 @@ class PerturbedTTSScorer:
 
         self._inner = TTSScorer(ScoringSettings(), device=device)
 
-    def setup(self) -> None:
-        """The real scorer's setup."""
-        self._inner.setup()
+    def start(self) -> None:
+        """The real scorer's start."""
+        self._inner.start()
 
     def score(self, submission: Submission, report: Report) -> ScoringResult:
         """The real result, its total moved up (down when that would pass 1)."""

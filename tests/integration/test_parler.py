@@ -54,7 +54,7 @@ def test_parler_model_is_scored_in_the_parler_environment(parler_root: Path) -> 
     settings = ScoringSettings(models_root=parler_root, n_samples=2, max_audio_s=1.0,
                                parler_python=PARLER_PYTHON)
     scorer = TTSScorer(settings)
-    scorer.setup()
+    scorer.start()
     totals: list[float | None] = []
     for _ in range(2):
         statuses: list[str] = []

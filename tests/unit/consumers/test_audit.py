@@ -89,7 +89,7 @@ class _Scorer:
         self.asked: list[Submission] = []
         self.total, self.raises = total, raises
 
-    def setup(self) -> None:
+    def start(self) -> None:
         """Nothing to load."""
 
     def score(self, submission: Submission, report: Report) -> ScoringResult:

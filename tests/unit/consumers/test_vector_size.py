@@ -8,7 +8,7 @@ from consumers.validator import PRODUCER_CONFIG, PRODUCER_NAME
 from consumers.weights import Candidate, compute_weights
 from schemas.codec import MAX_EVENT_BYTES, MAX_VECTOR_BYTES, encode
 from schemas.envelope import Envelope, derived_event_id, new_envelope
-from schemas.events import WeightsComputed
+from schemas.events import MAX_INVALID_REASON, WeightEntry, WeightsComputed
 from schemas.fields import MAX_BLOCK, MAX_UIDS
 from schemas.topics import RECORD_OVERHEAD_BYTES, WEIGHTS
 from speechstream.kafka.consumer import EventConsumer
@@ -56,6 +56,20 @@ def test_the_largest_vector_fits_the_limit_its_topic_and_its_producer() -> None:
     topic_limit = int(WEIGHTS.config()["max.message.bytes"])
     assert size + RECORD_OVERHEAD_BYTES <= topic_limit
     assert PRODUCER_CONFIG["message.max.bytes"] >= topic_limit
+
+
+def test_a_vector_any_writer_can_make_fits_too() -> None:
+    # Not only the validator's: every field of every entry at the longest the schema allows.
+    entries = [WeightEntry(uid=uid, hotkey=ESCAPED * 128, hash=f"{uid:020d}",
+                           repo="n" * 96 + "/" + "m" * 96, block=MAX_BLOCK - 1,
+                           status="COMPLETED", score=0.12345678901234567,
+                           content_hash=ESCAPED * 128, win_rate=0.12345678901234567,
+                           invalid=ESCAPED * MAX_INVALID_REASON, weight=0.12345678901234567)
+               for uid in range(MAX_UIDS)]
+    vector = WeightsComputed.of(ESCAPED * 128, MAX_BLOCK - 1, MAX_BLOCK - 1, entries)
+    size = len(encode(new_envelope(vector, key=None, producer=PRODUCER_NAME)))
+    assert size > 14_000_000  # 14.4 MB at the schema's limits: not a small vector
+    assert size + RECORD_OVERHEAD_BYTES <= int(WEIGHTS.config()["max.message.bytes"])
 
 
 def test_a_sybil_flood_is_over_the_old_limits() -> None:

@@ -15,7 +15,7 @@ def _submission(namespace: str, name: str) -> Submission:
 
 def test_missing_repo_is_failed_with_reason(models_root: Path) -> None:
     scorer = TTSScorer(fast_settings(models_root))
-    scorer.setup()
+    scorer.start()
     statuses: list[str] = []
     result = scorer.score(_submission("nobody", "nothing"), lambda s, n: statuses.append(s))
     scorer.close()
