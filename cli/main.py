@@ -18,6 +18,7 @@ from speechstream.exceptions import SpeechstreamError
 COMMAND_MODULES: tuple[str, ...] = (
     "cli.commands.dev",
     "cli.commands.topics",
+    "cli.commands.acl",
     "cli.commands.schemas",
     "cli.commands.miner",
     "cli.commands.operator",

@@ -8,6 +8,16 @@ from typing import Literal
 from schemas.codec import MAX_VECTOR_BYTES
 
 INFINITE = -1
+
+Role = Literal[
+    "miner", "intake", "evaluator", "auditor", "sink", "validator", "api", "operator", "chain",
+]
+ROLES: tuple[Role, ...] = (
+    "miner", "intake", "evaluator", "auditor", "sink", "validator", "api", "operator", "chain",
+)
+"""Who talks to the log: the miners, the intake worker (Faust), the evaluators, the auditors,
+the PostgreSQL sink, the validators, the REST API, the operator's commands (``rescore``,
+``scoring activate``, ``operator reassign-uid``) and the chain adapter (``chain tick``)."""
 RECORD_OVERHEAD_BYTES = 64 * 1024
 """Room for a record batch's framing, the key and headers around one event's value."""
 
@@ -29,6 +39,10 @@ class TopicSpec:
     description: str = ""
     max_message_bytes: int | None = None
     """The largest record batch the broker accepts on it; None: the broker's default (1 MiB)."""
+    writers: tuple[Role, ...] = ()
+    """The roles that produce to it (the ACLs of ``speechstream acl plan`` follow from it)."""
+    readers: tuple[Role, ...] = ()
+    """The roles that consume it (in a group or reading it whole)."""
 
     def config(self) -> dict[str, str]:
         """Topic-level broker configuration."""
@@ -47,85 +61,104 @@ REGISTRATIONS = TopicSpec(
     description="signed registrations published by miners, and the operator's signed uid "
     "handovers",
     log_append_time=True,
+    writers=("miner", "operator"), readers=("intake",),
 )
 CLAIMED = TopicSpec(
     "registrations.claimed", 4, "hotkey", ("miner.registered", "uid.handover", "uid.revoked"),
     description="internal: registrations and handovers that claimed their uid, re-keyed by "
     "the hotkey that gets it; the hotkey a handover takes it from",
+    writers=("intake",), readers=("intake",),
 )
 RELEASED = TopicSpec(
     "registrations.released", 4, "uid", ("miner.registered", "uid.handover"),
     description="internal: claims a hotkey check refused, handed back to the uid's owner table",
+    writers=("intake",), readers=("intake",),
 )
 MINERS = TopicSpec(
     "miners", 4, "hotkey", ("miner.registered", "uid.handover", "uid.revoked"),
     cleanup_policy="compact",
     description="the validated miner registry (hotkey → uid; a revoked hotkey holds none)",
+    writers=("intake",), readers=("sink", "validator"),
 )
 SUBMISSIONS = TopicSpec(
     "submissions", 4, "hotkey", ("submission.published", "submission.attested"),
     description="submissions signed by miners, or attested by the operator (REST API)",
     log_append_time=True,
+    writers=("miner", "api"), readers=("intake",),
 )
 ACCEPTED = TopicSpec(
     "submissions.accepted", 4, "repo", ("evaluation.requested",),
     description="internal: submissions past the per-hotkey checks, re-keyed by repo",
+    writers=("intake",), readers=("intake",),
 )
 REJECTED = TopicSpec(
     "submissions.rejected", 4, "hotkey", ("submission.rejected",),
     description="every rejected registration or submission, with its reason",
+    writers=("intake",), readers=("intake", "sink"),
 )
 EVALUATION_REQUESTS = TopicSpec(
     "evaluation.requests", 4, "hash", ("evaluation.requested",),
     description="valid work for the evaluators",
+    writers=("intake",), readers=("evaluator", "sink", "validator", "operator"),
 )
 RESCORES = TopicSpec(
     "evaluation.rescores", 4, "hash", ("evaluation.requested",),
     description="re-scores of accepted requests for another scoring version "
     "(`speechstream rescore`): the evaluators' lower-priority lane",
+    writers=("operator",), readers=("evaluator", "operator"),
 )
 CANCELLATIONS = TopicSpec(
     "evaluation.cancellations", 4, "hash", ("evaluation.cancelled",),
     description="evaluation requests withdrawn: displaced by an earlier duplicate; "
     "evaluators read it whole to skip them",
+    writers=("intake",), readers=("evaluator", "sink", "validator", "operator"),
 )
 EVALUATION_STATUS = TopicSpec(
     "evaluation.status", 4, "hash", ("evaluation.status",),
     description="PRECHECK and RUNNING (a routed request is its submission's QUEUED status)",
+    writers=("intake", "evaluator"), readers=("sink", "validator"),
 )
 SCORES = TopicSpec(
     "scores", 4, "hash", ("score.computed",),
     description="COMPLETED or FAILED evaluations, written transactionally by the evaluators",
+    writers=("evaluator",), readers=("evaluator", "auditor", "sink", "validator", "operator"),
 )
 FAILED = TopicSpec(
     "submissions.failed", 4, "hotkey", ("submission.failed",),
     description="FAILED evaluations, keyed by hotkey: they free the rate-limit window",
+    writers=("evaluator",), readers=("intake",),
 )
 AUDITS = TopicSpec(
     "scores.audited", 4, "hash", ("score.audited",),
     description="audits: re-scores of a sample of the scores on an auditor's device",
+    writers=("auditor",), readers=("sink",),
 )
 CHAIN_BLOCKS = TopicSpec(
     "chain.blocks", 1, "none", ("chain.block",),
     description="the chain's head block, from a chain adapter or `speechstream chain tick`",
     log_append_time=True,
+    writers=("chain",), readers=("intake", "validator", "operator"),
 )
 WEIGHTS = TopicSpec(
     "weights", 1, "validator id", ("weights.computed",),
     description="each validator's weights vector, one event an epoch",
     max_message_bytes=MAX_VECTOR_BYTES + RECORD_OVERHEAD_BYTES,
+    writers=("validator",), readers=("validator", "sink"),
 )
 MINERBOARD = TopicSpec(
     "minerboard", 4, "uid", ("minerboard.updated",), cleanup_policy="compact",
     description="which submission stands for each uid on the minerboard",
+    writers=("validator", "api"), readers=("sink",),
 )
 SCORING_ACTIVE = TopicSpec(
     "scoring.active", 1, "\"active\"", ("scoring.activated",), cleanup_policy="compact",
     description="the scoring version whose scores count (`speechstream scoring activate`)",
+    writers=("operator",), readers=("intake", "sink", "validator", "operator"),
 )
 DEADLETTER = TopicSpec(
     "deadletter", 1, "original key", ("deadletter",),
     description="records no service could decode, with the reason",
+    writers=("intake", "evaluator", "auditor", "sink", "validator"), readers=("sink",),
 )
 
 # The intake worker's Faust tables (the sink's PostgreSQL tables are sinks.tables.TABLES).
@@ -154,12 +187,23 @@ def changelog_spec(app_id: str, table: str) -> TopicSpec:
         f"{app_id}-{table}-changelog", TABLE_PARTITIONS, "table key", ("table entry",),
         cleanup_policy="compact",
         description=f"changelog of table {table}: {INTAKE_TABLES[table]}",
+        writers=("intake",), readers=("intake",),
     )
 
 
 def changelog_specs(app_id: str) -> tuple[TopicSpec, ...]:
     """The changelog topics of every table of the worker ``app_id``."""
     return tuple(changelog_spec(app_id, table) for table in INTAKE_TABLES)
+
+
+def topics_written_by(role: Role) -> tuple[TopicSpec, ...]:
+    """The registry's topics ``role`` produces to."""
+    return tuple(spec for spec in ALL_TOPICS if role in spec.writers)
+
+
+def topics_read_by(role: Role) -> tuple[TopicSpec, ...]:
+    """The registry's topics ``role`` consumes."""
+    return tuple(spec for spec in ALL_TOPICS if role in spec.readers)
 
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (
@@ -274,6 +318,11 @@ class TopicRegistry:
     def changelog(self, app_id: str, table: str) -> str:
         """The full name of ``table``'s changelog for the worker ``app_id``."""
         return self.name(changelog_spec(app_id, table))
+
+    def internal_prefix(self, app_id: str) -> str:
+        """The prefix of every topic Faust names after the worker ``app_id`` (its tables'
+        changelogs, its repartition and assignor topics)."""
+        return f"{self.prefix}{app_id}-"
 
     def all(self) -> list[tuple[str, TopicSpec]]:
         """Every ``(full name, spec)``."""

@@ -40,6 +40,11 @@ class TopicAdminError(SpeechstreamError):
     (check KAFKA_BOOTSTRAP_SERVERS and the broker's permissions)."""
 
 
+class AclError(SpeechstreamError):
+    """A principals mapping that does not parse, or ACLs the broker refused or did not list
+    (check KAFKA_BOOTSTRAP_SERVERS and that the credentials are a super user's)."""
+
+
 class DeliveryError(SpeechstreamError):
     """The broker did not accept an event; check KAFKA_BOOTSTRAP_SERVERS and the broker's log."""
 

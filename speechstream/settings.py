@@ -114,6 +114,16 @@ class KafkaSettings(BaseSettings):
         return ";".join(f"kafka://{h}" for h in hosts)
 
 
+class AclSettings(BaseSettings):
+    """``speechstream acl plan | apply``: which principals hold each role
+    (``SPEECHSTREAM_ACL_PRINCIPALS_FILE``, a JSON object role → principals; without it, one
+    principal a role, ``User:<role>``)."""
+
+    model_config = SettingsConfigDict(env_prefix="SPEECHSTREAM_ACL_", extra="ignore")
+
+    principals_file: Path | None = None
+
+
 class DatabaseSettings(BaseSettings):
     """Where PostgreSQL is."""
 

@@ -107,3 +107,29 @@ def test_operator_reassign_uid_requires_uid_and_hotkey(
         main(["operator", "reassign-uid", "--uid", "1"])
     assert exc.value.code == 2
     assert "--hotkey" in capsys.readouterr().err
+
+
+def test_acl_plan_prints_the_registry_acls_of_the_environment(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+) -> None:
+    monkeypatch.setenv("SPEECHSTREAM_TOPIC_PREFIX", "t1.")
+    monkeypatch.setenv("SPEECHSTREAM_EVALUATOR_GROUP_ID", "evals")
+    monkeypatch.delenv("SPEECHSTREAM_ACL_PRINCIPALS_FILE", raising=False)
+    assert main(["acl", "plan", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    miner = {(r["name"], r["operation"]) for r in rows if r["principal"] == "User:miner"}
+    assert ("t1.submissions", "WRITE") in miner
+    assert ("t1.scores", "WRITE") not in miner
+    assert {r["name"] for r in rows if r["resource"] == "transactional_id"} == {"evals."}
+    assert ("t1.speechstream-intake", "READ") in {
+        (r["name"], r["operation"]) for r in rows if r["resource"] == "group"}
+
+    principals = tmp_path / "principals.json"
+    principals.write_text(json.dumps({"evaluator": [{"principal": "User:e1", "id": "h1"}]}))
+    monkeypatch.setenv("SPEECHSTREAM_ACL_PRINCIPALS_FILE", str(principals))
+    assert main(["acl", "plan"]) == 0
+    out = capsys.readouterr().out
+    assert "evals.h1-" in out and "User:miner" not in out
+    principals.write_text(json.dumps({"wizard": ["User:x"]}))
+    assert main(["acl", "plan"]) == 2
+    assert "unknown role" in capsys.readouterr().err
