@@ -5,11 +5,15 @@ from __future__ import annotations
 import base64
 import fcntl
 import logging
+import os
+import re
+import secrets
 import shutil
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
@@ -38,6 +42,97 @@ SCALA_VERSION = "2.13"
 LOG4J_VERSION = "2.24.3"
 SLF4J_VERSION = "2.0.16"
 KAFKA_MAIN_CLASS = "kafka.Kafka"
+SCRAM = "SCRAM-SHA-512"
+STANDARD_AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+_SAFE_CREDENTIAL = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def new_password() -> str:
+    """A random password of letters and digits (it travels in JAAS and ``--add-scram``)."""
+    return secrets.token_hex(16)
+
+
+@dataclass(frozen=True)
+class SaslUser:
+    """A SCRAM user of the broker; its principal is ``User:<name>``."""
+
+    name: str
+    password: str = field(default_factory=new_password, repr=False)
+
+    def __post_init__(self) -> None:
+        for value in (self.name, self.password):
+            if not _SAFE_CREDENTIAL.match(value):
+                raise ValueError(f"SCRAM user {self.name!r}: names and passwords are letters, "
+                                 "digits, '_', '.' and '-'")
+
+    @property
+    def principal(self) -> str:
+        return f"User:{self.name}"
+
+
+@dataclass(frozen=True)
+class BrokerSecurity:
+    """An authenticating, authorizing broker (opt-in): clients log in with SCRAM-SHA-512 over
+    SASL_PLAINTEXT (no TLS yet), KRaft's StandardAuthorizer denies what no ACL allows, and
+    ``admin`` is the only super user (it also logs the node into its own listeners). ``users``
+    are created at format time, with the admin."""
+
+    admin: SaslUser = field(default_factory=lambda: SaslUser("admin"))
+    users: tuple[SaslUser, ...] = ()
+
+    def user(self, name: str) -> SaslUser:
+        """The user called ``name``."""
+        for user in (self.admin, *self.users):
+            if user.name == name:
+                return user
+        raise KeyError(name)
+
+    def client_config(self, user: SaslUser | None = None) -> dict[str, str]:
+        """librdkafka's settings to log in as ``user`` (the admin by default)."""
+        user = user or self.admin
+        return {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": SCRAM,
+                "sasl.username": user.name, "sasl.password": user.password}
+
+    def client_environment(self, user: SaslUser | None = None) -> dict[str, str]:
+        """The same as ``KafkaSettings``' environment variables."""
+        user = user or self.admin
+        return {"KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "KAFKA_SASL_MECHANISM": SCRAM,
+                "KAFKA_SASL_USERNAME": user.name, "KAFKA_SASL_PASSWORD": user.password}
+
+    def format_arguments(self) -> list[str]:
+        """``kafka-storage format`` arguments that create every SCRAM user."""
+        args: list[str] = []
+        for user in (self.admin, *self.users):
+            args += ["--add-scram", f"{SCRAM}=[name={user.name},password={user.password}]"]
+        return args
+
+    def properties(self, *, port: int, controller_port: int) -> dict[str, str]:
+        """The ``server.properties`` entries of the SASL listener and the authorizer."""
+        admin = self.admin
+        return {
+            "listeners": f"SASL_PLAINTEXT://{LOOPBACK}:{port},"
+                         f"CONTROLLER://{LOOPBACK}:{controller_port}",
+            "advertised.listeners": f"SASL_PLAINTEXT://{LOOPBACK}:{port}",
+            "inter.broker.listener.name": "SASL_PLAINTEXT",
+            "listener.security.protocol.map":
+                "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
+            "sasl.enabled.mechanisms": SCRAM,
+            "sasl.mechanism.inter.broker.protocol": SCRAM,
+            f"listener.name.sasl_plaintext.{SCRAM.lower()}.sasl.jaas.config":
+                "org.apache.kafka.common.security.scram.ScramLoginModule required "
+                f'username="{admin.name}" password="{admin.password}";',
+            # The controller listener cannot take SCRAM (its users live in the metadata the
+            # controller serves): PLAIN, with the admin alone, on the loopback interface.
+            "sasl.mechanism.controller.protocol": "PLAIN",
+            "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+            "listener.name.controller.plain.sasl.jaas.config":
+                "org.apache.kafka.common.security.plain.PlainLoginModule required "
+                f'username="{admin.name}" password="{admin.password}" '
+                f'user_{admin.name}="{admin.password}";',
+            "authorizer.class.name": STANDARD_AUTHORIZER,
+            "allow.everyone.if.no.acl.found": "false",
+            "super.users": admin.principal,
+        }
 
 
 def render_pom() -> str:
@@ -64,8 +159,11 @@ def render_pom() -> str:
     )
 
 
-def render_server_properties(*, port: int, controller_port: int, data_dir: Path) -> str:
-    """``server.properties`` of a combined broker+controller node on the loopback interface."""
+def render_server_properties(
+    *, port: int, controller_port: int, data_dir: Path, security: BrokerSecurity | None = None,
+) -> str:
+    """``server.properties`` of a combined broker+controller node on the loopback interface;
+    with ``security``, SASL/SCRAM listeners and ACLs (``BrokerSecurity``)."""
     props = {
         "process.roles": "broker,controller",
         "node.id": "1",
@@ -84,6 +182,8 @@ def render_server_properties(*, port: int, controller_port: int, data_dir: Path)
         "transaction.state.log.num.partitions": "10",
         "group.initial.rebalance.delay.ms": "0",
     }
+    if security is not None:
+        props.update(security.properties(port=port, controller_port=controller_port))
     return "".join(f"{k}={v}\n" for k, v in props.items())
 
 
@@ -170,6 +270,8 @@ class KafkaNode:
     port: int
     controller_port: int
     heap: str = "1g"
+    security: BrokerSecurity | None = None
+    """None: PLAINTEXT, no authorizer (the default); else SASL/SCRAM and ACLs."""
 
     @property
     def bootstrap_servers(self) -> str:
@@ -216,17 +318,23 @@ class KafkaNode:
         """Fetch the jars, write the configuration and format the data dir (once)."""
         libs = fetch_jars(self.cache_dir, install=install)
         self.base_dir.mkdir(parents=True, exist_ok=True)
-        self.properties_file.write_text(
-            render_server_properties(
-                port=self.port, controller_port=self.controller_port, data_dir=self.data_dir
-            )
+        properties = render_server_properties(
+            port=self.port, controller_port=self.controller_port, data_dir=self.data_dir,
+            security=self.security,
         )
+        if self.security is not None:  # it holds the admin's password
+            fd = os.open(self.properties_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(properties)
+        else:
+            self.properties_file.write_text(properties)
         (self.base_dir / "log4j2.yaml").write_text(render_log4j2())
         if not (self.data_dir / "meta.properties").exists():
             java = require_tool(JAVA, install=install)
             run_command(
                 [java, "-cp", f"{libs}/*", "kafka.tools.StorageTool", "format",
-                 "-t", new_cluster_id(), "-c", str(self.properties_file)],
+                 "-t", new_cluster_id(), "-c", str(self.properties_file),
+                 *(self.security.format_arguments() if self.security else [])],
                 what="formatting the Kafka data directory",
                 timeout=180,
             )
@@ -258,7 +366,10 @@ class KafkaNode:
                 raise StartupError(
                     f"kafka exited during startup; see {self.log_file}:\n{log_tail(self.log_file)}"
                 )
-            if port_open(self.port) and broker_answers(self.bootstrap_servers, timeout_s=2.0):
+            if port_open(self.port) and broker_answers(
+                self.bootstrap_servers, timeout_s=2.0,
+                config=self.security.client_config() if self.security else None,
+            ):
                 return
             time.sleep(0.3)
         raise StartupError(
@@ -276,9 +387,13 @@ class KafkaNode:
         return True
 
 
-def broker_answers(bootstrap_servers: str, *, timeout_s: float = 5.0) -> bool:
-    """Whether a broker at ``bootstrap_servers`` answers a metadata request."""
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 0})
+def broker_answers(
+    bootstrap_servers: str, *, timeout_s: float = 5.0, config: dict[str, Any] | None = None,
+) -> bool:
+    """Whether a broker at ``bootstrap_servers`` answers a metadata request (``config``: a
+    client's credentials)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 0,
+                         **(config or {})})
     try:
         metadata = admin.list_topics(timeout=timeout_s)
     except KafkaException:

@@ -17,12 +17,14 @@
   (``<prefix><app id>-``: its tables' changelogs, Faust's repartition and assignor topics).
 
 ``apply_acls`` creates them with the AdminClient; the broker keeps one copy of each, so
-applying the same plan twice changes nothing.
+applying the same plan twice changes nothing, and it returns once the broker lists (and so
+enforces) what it created.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -220,8 +222,9 @@ def existing_acls(kafka: KafkaSettings, timeout_s: float = 30.0) -> set[tuple[st
     patterns = {v: k for k, v in _PATTERNS.items()}
     query = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None,
                              AclOperation.ANY, AclPermissionType.ANY)
+    admin = admin_client(kafka)  # kept until the answer: a destroyed handle answers nothing
     try:
-        bindings = admin_client(kafka).describe_acls(query, request_timeout=timeout_s).result(
+        bindings = admin.describe_acls(query, request_timeout=timeout_s).result(
             timeout=timeout_s)
     except KafkaException as exc:
         raise AclError(f"cannot list the broker's ACLs: {exc.args[0]}") from exc
@@ -243,8 +246,8 @@ def apply_acls(kafka: KafkaSettings, acls: Sequence[Acl], timeout_s: float = 30.
     missing = [acl for acl in acls if acl.key() not in held]
     if not missing:
         return []
-    futures = admin_client(kafka).create_acls([acl.binding() for acl in missing],
-                                              request_timeout=timeout_s)
+    admin = admin_client(kafka)
+    futures = admin.create_acls([acl.binding() for acl in missing], request_timeout=timeout_s)
     errors: list[str] = []
     for binding, future in futures.items():
         try:
@@ -253,4 +256,11 @@ def apply_acls(kafka: KafkaSettings, acls: Sequence[Acl], timeout_s: float = 30.
             errors.append(f"{binding}: {exc.args[0]}")
     if errors:
         raise AclError(f"the broker refused {len(errors)} ACLs: " + "; ".join(errors[:5]))
+    # The controller has them; the broker enforces them once it has applied the metadata.
+    deadline = time.monotonic() + timeout_s
+    while not {acl.key() for acl in missing} <= existing_acls(kafka, timeout_s):
+        if time.monotonic() > deadline:
+            raise AclError(f"the broker does not list the {len(missing)} ACLs created within "
+                           f"{timeout_s:.0f}s")
+        time.sleep(0.2)
     return missing

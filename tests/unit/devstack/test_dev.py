@@ -12,7 +12,9 @@ from devstack import exceptions
 from devstack.host import port_open, process_alive, read_pid
 from devstack.kafka import (
     KAFKA_VERSION,
+    BrokerSecurity,
     KafkaNode,
+    SaslUser,
     jar_version,
     new_cluster_id,
     render_pom,
@@ -41,6 +43,32 @@ def test_server_properties_are_a_loopback_kraft_combined_node(tmp_path: Path) ->
     assert props["transaction.state.log.replication.factor"] == "1"
     assert props["transaction.state.log.min.isr"] == "1"
     assert props["group.initial.rebalance.delay.ms"] == "0"
+    assert "authorizer.class.name" not in props  # plaintext, no ACLs: the default
+
+
+def test_a_secure_node_authenticates_with_scram_and_denies_what_no_acl_allows(
+    tmp_path: Path,
+) -> None:
+    security = BrokerSecurity(SaslUser("admin", "adminpw"), (SaslUser("miner", "minerpw"),))
+    props = _props(render_server_properties(port=41001, controller_port=41002,
+                                            data_dir=tmp_path, security=security))
+    assert props["listeners"] == ("SASL_PLAINTEXT://127.0.0.1:41001,"
+                                  "CONTROLLER://127.0.0.1:41002")
+    assert props["sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
+    assert props["authorizer.class.name"] == (
+        "org.apache.kafka.metadata.authorizer.StandardAuthorizer")
+    assert props["allow.everyone.if.no.acl.found"] == "false"
+    assert props["super.users"] == "User:admin"
+    assert security.format_arguments() == [
+        "--add-scram", "SCRAM-SHA-512=[name=admin,password=adminpw]",
+        "--add-scram", "SCRAM-SHA-512=[name=miner,password=minerpw]",
+    ]
+    assert security.client_environment(security.user("miner"))["KAFKA_SASL_USERNAME"] == "miner"
+    assert "minerpw" not in repr(security)
+    with pytest.raises(ValueError):
+        SaslUser("a,b")
+    node = KafkaNode(tmp_path / "k", tmp_path / "c", 41001, 41002, security=security)
+    assert node.security is security
 
 
 def test_pom_pins_the_kafka_release() -> None:

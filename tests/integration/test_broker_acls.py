@@ -1,0 +1,129 @@
+"""A broker that authenticates (SASL/SCRAM-SHA-512) and authorizes (StandardAuthorizer, deny
+what no ACL allows) enforces the ACLs `speechstream acl apply` derives from the registry.
+
+Its own broker (devstack.kafka.KafkaNode with BrokerSecurity), not the session's plaintext one.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient
+
+from devstack.kafka import BrokerSecurity, KafkaNode, SaslUser, broker_answers
+from schemas.topics import ALL_TOPICS
+from speechstream.kafka.acl import AclContext, apply_acls, derive_acls, parse_principals
+from speechstream.kafka.admin import create_topics
+from speechstream.settings import DevSettings, KafkaSettings
+from tests.conftest import pick_ports
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+
+PREFIX = "acl."
+EVALUATOR_GROUP = "speechstream-evaluators"
+USERS = ("miner", "evaluator-1", "evaluator-2", "nobody")
+
+
+@dataclass(frozen=True)
+class SecureBroker:
+    node: KafkaNode
+    security: BrokerSecurity
+
+    def settings(self, user: str) -> KafkaSettings:
+        env = self.security.client_environment(self.security.user(user))
+        return KafkaSettings(KAFKA_BOOTSTRAP_SERVERS=self.node.bootstrap_servers,
+                             SPEECHSTREAM_TOPIC_PREFIX=PREFIX, **env)
+
+    def config(self, user: str, **extra: object) -> dict[str, object]:
+        return self.settings(user).producer_config(**{"log_level": 0, **extra})
+
+
+@pytest.fixture(scope="module")
+def broker() -> Iterator[SecureBroker]:
+    base = Path(tempfile.mkdtemp(prefix="speechstream-acl-"))
+    port, controller_port = pick_ports(2)
+    security = BrokerSecurity(users=tuple(SaslUser(name) for name in USERS))
+    node = KafkaNode(base, DevSettings().cache_dir, port, controller_port, heap="512m",
+                     security=security)
+    try:
+        node.start()
+        node.wait_ready(90)
+        secure = SecureBroker(node, security)
+        create_topics(secure.settings("admin"))
+        principals = parse_principals({
+            "miner": ["User:miner"],
+            "evaluator": [{"principal": "User:evaluator-1", "id": "e1"},
+                          {"principal": "User:evaluator-2", "id": "e2"}],
+        })
+        acls = derive_acls(principals, AclContext(topic_prefix=PREFIX,
+                                                  evaluator_group=EVALUATOR_GROUP))
+        assert len(apply_acls(secure.settings("admin"), acls)) == len(acls)
+        assert apply_acls(secure.settings("admin"), acls) == []  # idempotent
+        yield secure
+    finally:
+        node.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def produce(config: dict[str, object], topic: str) -> KafkaError | None:
+    """Send one record; the delivery's error (None: the broker took it)."""
+    errors: list[KafkaError | None] = []
+    producer = Producer({**config, "message.timeout.ms": 15_000})
+    producer.produce(topic, b"{}", key=b"k", on_delivery=lambda err, _msg: errors.append(err))
+    producer.flush(30)
+    assert errors, f"no delivery report for {topic}"
+    return errors[0]
+
+
+def test_a_miner_writes_its_topics_and_nothing_else(broker: SecureBroker) -> None:
+    miner = broker.config("miner", **{"enable.idempotence": True})
+    assert produce(miner, f"{PREFIX}submissions") is None
+    assert produce(miner, f"{PREFIX}registrations") is None
+    for topic in ("scores", "scoring.active", "weights", "evaluation.requests"):
+        err = produce(broker.config("miner"), f"{PREFIX}{topic}")
+        assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, topic
+
+
+def test_a_principal_without_acls_can_do_nothing(broker: SecureBroker) -> None:
+    nobody = broker.config("nobody")
+    err = produce(nobody, f"{PREFIX}submissions")
+    assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    # It sees no topic, and cannot create one.
+    admin = AdminClient(nobody)
+    assert not [t for t in admin.list_topics(timeout=10).topics if t.startswith(PREFIX)]
+    assert {spec.name for spec in ALL_TOPICS}  # the registry's topics exist, unseen
+
+
+def test_an_evaluator_writes_scores_under_its_own_transactional_ids_only(
+    broker: SecureBroker,
+) -> None:
+    own = Producer(broker.config("evaluator-1", **{
+        "transactional.id": f"{EVALUATOR_GROUP}.e1-cpu", "transaction.timeout.ms": 30_000}))
+    own.init_transactions(30)
+    own.begin_transaction()
+    own.produce(f"{PREFIX}scores", b"{}", key=b"h")
+    own.commit_transaction(30)
+
+    other = Producer(broker.config("evaluator-1", **{
+        "transactional.id": f"{EVALUATOR_GROUP}.e2-cpu", "transaction.timeout.ms": 30_000}))
+    with pytest.raises(KafkaException) as refused:
+        other.init_transactions(30)
+    assert refused.value.args[0].code() == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+    # An evaluator may not write what the validators or the operator write.
+    err = produce(broker.config("evaluator-2"), f"{PREFIX}weights")
+    assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+
+
+def test_unauthenticated_clients_are_refused(broker: SecureBroker) -> None:
+    bootstrap = broker.node.bootstrap_servers
+    assert broker_answers(bootstrap, timeout_s=10, config=broker.security.client_config())
+    assert not broker_answers(bootstrap, timeout_s=5)  # PLAINTEXT
+    wrong = {**broker.security.client_config(broker.security.user("miner")),
+             "sasl.password": "not-the-password"}
+    assert not broker_answers(bootstrap, timeout_s=5, config=wrong)
