@@ -6,20 +6,25 @@ Its own broker (devstack.kafka.KafkaNode with BrokerSecurity), not the session's
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
+from cli.commands.acl import context as acl_context
+from cli.main import main
 from devstack.kafka import BrokerSecurity, KafkaNode, SaslUser, broker_answers
 from schemas.topics import ALL_TOPICS
-from speechstream.kafka.acl import AclContext, apply_acls, derive_acls, parse_principals
+from speechstream.exceptions import ConsumeError
+from speechstream.kafka.acl import apply_acls, derive_acls, parse_principals
 from speechstream.kafka.admin import create_topics
+from speechstream.kafka.reader import ledger_topics, read_log
 from speechstream.settings import DevSettings, KafkaSettings
 from tests.conftest import pick_ports
 
@@ -27,7 +32,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 PREFIX = "acl."
 EVALUATOR_GROUP = "speechstream-evaluators"
-USERS = ("miner", "evaluator-1", "evaluator-2", "nobody")
+USERS = ("miner", "evaluator-1", "evaluator-2", "validator-1", "nobody")
 
 
 @dataclass(frozen=True)
@@ -60,9 +65,11 @@ def broker() -> Iterator[SecureBroker]:
             "miner": ["User:miner"],
             "evaluator": [{"principal": "User:evaluator-1", "id": "e1"},
                           {"principal": "User:evaluator-2", "id": "e2"}],
+            "validator": [{"principal": "User:validator-1", "id": "v1"}],
         })
-        acls = derive_acls(principals, AclContext(topic_prefix=PREFIX,
-                                                  evaluator_group=EVALUATOR_GROUP))
+        # The groups and transactional ids of the services' settings, as `acl plan` has them.
+        context = replace(acl_context(secure.settings("admin")), evaluator_group=EVALUATOR_GROUP)
+        acls = derive_acls(principals, context)
         assert len(apply_acls(secure.settings("admin"), acls)) == len(acls)
         assert apply_acls(secure.settings("admin"), acls) == []  # idempotent
         yield secure
@@ -127,3 +134,37 @@ def test_unauthenticated_clients_are_refused(broker: SecureBroker) -> None:
     wrong = {**broker.security.client_config(broker.security.user("miner")),
              "sasl.password": "not-the-password"}
     assert not broker_answers(bootstrap, timeout_s=5, config=wrong)
+
+
+def test_a_validator_reads_the_ledger_topics_whole_under_its_group_name(
+    broker: SecureBroker, caplog: pytest.LogCaptureFixture,
+) -> None:
+    validator = broker.settings("validator-1")
+    read_log(validator, ledger_topics(validator), lambda _env: None,
+             name="speechstream-validator", limit_s=30)
+    assert "AUTHORIZATION_FAILED" not in caplog.text
+    # Under a group.id outside its ACLs it still reads (it joins no group), but librdkafka
+    # looks the group up and the broker refuses: what the group ACL is for.
+    read_log(validator, [validator.topics.scores], lambda _env: None,
+             name="someone-else", limit_s=30)
+    assert "GROUP_AUTHORIZATION_FAILED" in caplog.text
+    with pytest.raises(ConsumeError):  # a miner reads nothing
+        read_log(broker.settings("miner"), [validator.topics.scores], lambda _env: None,
+                 name="speechstream-validator", limit_s=10)
+
+
+def test_acl_apply_command_creates_only_what_is_missing(
+    broker: SecureBroker, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for key, value in broker.security.client_environment().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", broker.node.bootstrap_servers)
+    monkeypatch.setenv("SPEECHSTREAM_TOPIC_PREFIX", PREFIX)
+    principals = tmp_path / "principals.json"
+    principals.write_text(json.dumps({"miner": ["User:miner"], "chain": ["User:chain"]}))
+    assert main(["acl", "apply", "--principals", str(principals)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("3 ACLs created, 5 held already (8 in the plan)"), out
+    assert main(["acl", "apply", "--principals", str(principals)]) == 0
+    assert capsys.readouterr().out.startswith("0 ACLs created, 8 held already")
