@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import fcntl
+import json
 import logging
 import os
 import re
@@ -157,6 +158,23 @@ def render_pom() -> str:
         f"  <dependencies>\n{body}\n  </dependencies>\n"
         "</project>\n"
     )
+
+
+def load_security(path: Path, user_names: tuple[str, ...]) -> BrokerSecurity:
+    """The broker's SCRAM users kept in ``path`` (JSON, mode 0600): read when it exists (a
+    formatted broker knows only those), else created with new passwords and written."""
+    if path.exists():
+        data = json.loads(path.read_text())
+        users = tuple(SaslUser(name, password) for name, password in data["users"].items())
+        return BrokerSecurity(SaslUser(data["admin"]["name"], data["admin"]["password"]),
+                              users)
+    security = BrokerSecurity(users=tuple(SaslUser(name) for name in user_names))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump({"admin": {"name": security.admin.name, "password": security.admin.password},
+                   "users": {u.name: u.password for u in security.users}}, out, indent=2)
+    return security
 
 
 def render_server_properties(

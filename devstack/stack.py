@@ -13,11 +13,13 @@ from typing import Literal
 
 import psycopg
 from confluent_kafka import KafkaException
+from pydantic import SecretStr
 
 from devstack.exceptions import MissingToolError
 from devstack.host import LOOPBACK
-from devstack.kafka import KAFKA_VERSION, KafkaNode, broker_answers
+from devstack.kafka import KAFKA_VERSION, BrokerSecurity, KafkaNode, broker_answers, load_security
 from devstack.postgres import PostgresNode, database_info, find_bin_dir, require_bin_dir
+from schemas.topics import ROLES
 from sinks.migrate import applied_migrations, apply_migrations
 from speechstream.exceptions import TopicAdminError
 from speechstream.kafka.admin import TopicInfo, admin_client, create_topics, describe_topics
@@ -61,13 +63,16 @@ class UpResult:
     services: tuple[ServiceState, ...]
     topics_created: tuple[str, ...] = ()
     migrations_applied: tuple[str, ...] = ()
+    client_env: tuple[tuple[str, str], ...] = ()
+    """The admin's credentials on a broker with SASL (``kafka_sasl``); none otherwise."""
 
     def env_lines(self) -> list[str]:
-        """``KAFKA_BOOTSTRAP_SERVERS=…`` and ``DATABASE_URL=…``, shell-quoted for ``eval``."""
+        """``KAFKA_BOOTSTRAP_SERVERS=…`` and ``DATABASE_URL=…`` (and, on a broker with SASL,
+        the admin's ``KAFKA_SASL_*``), shell-quoted for ``eval``."""
         return [
             f"KAFKA_BOOTSTRAP_SERVERS={shlex.quote(self.bootstrap_servers)}",
             f"DATABASE_URL={shlex.quote(self.database_url)}",
-        ]
+        ] + [f"{key}={shlex.quote(value)}" for key, value in self.client_env]
 
 
 @dataclass(frozen=True)
@@ -123,14 +128,39 @@ class DevStack:
 
     @property
     def kafka(self) -> KafkaNode:
+        """The local broker: PLAINTEXT, or with ``kafka_sasl`` SASL/SCRAM and ACLs (its own
+        files, so the two never share a data directory)."""
+        return self._node(sasl=self.settings.kafka_sasl)
+
+    def _node(self, *, sasl: bool) -> KafkaNode:
         s = self.settings
+        base_dir = self.state_dir / ("kafka-sasl" if sasl else "kafka")
+        security = self._security(base_dir) if sasl else None
         return KafkaNode(
-            base_dir=self.state_dir / "kafka",
+            base_dir=base_dir,
             cache_dir=s.cache_dir.expanduser(),
             port=s.kafka_port,
             controller_port=s.kafka_controller_port,
             heap=s.kafka_heap,
+            security=security,
         )
+
+    @staticmethod
+    def _security(base_dir: Path) -> BrokerSecurity:
+        """The admin and one SCRAM user a role (``User:<role>``, the principals of
+        ``speechstream acl plan`` without a principals file)."""
+        return load_security(base_dir / "credentials.json", ROLES)
+
+    def _admin_settings(self, kafka_settings: KafkaSettings, bootstrap: str) -> KafkaSettings:
+        """``kafka_settings`` on ``bootstrap``, logged in as the local broker's admin when it
+        runs with SASL."""
+        update: dict[str, object] = {"bootstrap_servers": bootstrap}
+        security = self.kafka.security
+        if security is not None and self.external_bootstrap is None:
+            update.update(security_protocol="SASL_PLAINTEXT", sasl_mechanism="SCRAM-SHA-512",
+                          sasl_username=security.admin.name,
+                          sasl_password=SecretStr(security.admin.password))
+        return kafka_settings.model_copy(update=update)
 
     def postgres(self, *, install: bool = False) -> PostgresNode:
         """The cluster node; finds (or, with ``install``, installs) the server binaries."""
@@ -195,9 +225,12 @@ class DevStack:
             if kafka_wait or self.external_bootstrap is None:
                 self.kafka.wait_ready(timeout if kafka_wait else 15.0)
             migrations = apply_migrations(database_url)
-            kafka = kafka_settings.model_copy(update={"bootstrap_servers": bootstrap})
+            kafka = self._admin_settings(kafka_settings, bootstrap)
             created = create_topics(kafka)
-        return UpResult(bootstrap, database_url, tuple(services), tuple(created), tuple(migrations))
+            security = self.kafka.security if self.external_bootstrap is None else None
+            client_env = tuple(security.client_environment().items()) if security else ()
+        return UpResult(bootstrap, database_url, tuple(services), tuple(created),
+                        tuple(migrations), client_env)
 
     def down(self) -> tuple[ServiceState, ...]:
         """Stop the broker and the cluster this state dir's ``up`` started; nothing else."""
@@ -205,6 +238,11 @@ class DevStack:
             node = self.kafka
             pid = node.running_pid()
             node.stop()
+            other_sasl = not self.settings.kafka_sasl
+            if pid is None and (not other_sasl or (self.state_dir / "kafka-sasl").exists()):
+                other = self._node(sasl=other_sasl)  # the other kind, if that one runs
+                pid = other.running_pid()
+                other.stop()
             kafka = ServiceState(
                 "kafka", "stopped" if pid else "not running", node.bootstrap_servers, pid
             )
@@ -233,9 +271,11 @@ class DevStack:
             node = self.kafka
             source, bootstrap, pid = "local", node.bootstrap_servers, node.running_pid()
             version = node.running_version() or (KAFKA_VERSION if pid else None)
-        if not broker_answers(bootstrap, timeout_s=3.0):
+        settings = self._admin_settings(kafka_settings, bootstrap)
+        if not broker_answers(bootstrap, timeout_s=3.0,
+                              config=settings.to_librdkafka() if settings.sasl_mechanism
+                              else None):
             return KafkaStatus(bootstrap, source, False, pid, version, error="no answer")
-        settings = kafka_settings.model_copy(update={"bootstrap_servers": bootstrap})
         try:
             admin = admin_client(settings)  # keep a reference until the future resolves
             cluster = admin.describe_cluster(request_timeout=5).result(timeout=10)

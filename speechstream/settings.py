@@ -162,6 +162,12 @@ class DevSettings(BaseSettings):
     kafka_port: int = DEV_KAFKA_PORT
     kafka_controller_port: int = DEV_KAFKA_PORT + 1
     kafka_heap: str = "1g"
+    kafka_sasl: bool = Field(
+        False, description="Run the local broker with SASL/SCRAM-SHA-512 (no TLS yet) and "
+        "ACLs (StandardAuthorizer, deny what no ACL allows): a super user `admin` and one "
+        "SCRAM user a role, their passwords in <state_dir>/kafka-sasl/credentials.json. Off: "
+        "PLAINTEXT, no authorization (the default).",
+    )
     postgres_port: int = DEV_POSTGRES_PORT
     postgres_bin_dir: Path | None = None
     start_timeout_s: float = 90.0

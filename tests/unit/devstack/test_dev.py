@@ -23,7 +23,7 @@ from devstack.kafka import (
 from devstack.postgres import conninfo, render_conf
 from devstack.stack import DevStack, ServiceState, UpResult, _redact
 from speechstream.exceptions import SpeechstreamError
-from speechstream.settings import DevSettings
+from speechstream.settings import DevSettings, KafkaSettings
 
 pytestmark = pytest.mark.filterwarnings("error")
 
@@ -171,3 +171,35 @@ def test_port_open_sees_a_listener() -> None:
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         assert port_open(sock.getsockname()[1])
+
+
+def test_the_sasl_stack_keeps_its_users_and_prints_the_admins_credentials(
+    tmp_path: Path,
+) -> None:
+    plain = DevStack(DevSettings(state_dir=tmp_path, external_bootstrap_servers=None))
+    assert plain.kafka.security is None
+    assert plain.kafka.base_dir == tmp_path.resolve() / "kafka"
+    assert not (tmp_path / "kafka-sasl").exists()
+
+    stack = DevStack(DevSettings(state_dir=tmp_path, kafka_sasl=True,
+                                 external_bootstrap_servers=None))
+    node = stack.kafka
+    assert node.base_dir == tmp_path.resolve() / "kafka-sasl"
+    assert node.security is not None
+    assert {u.name for u in node.security.users} == {
+        "miner", "intake", "evaluator", "auditor", "sink", "validator", "api", "operator",
+        "chain"}
+    credentials = tmp_path / "kafka-sasl" / "credentials.json"
+    assert credentials.stat().st_mode & 0o777 == 0o600
+    assert stack.kafka.security == node.security  # read back: the formatted broker's users
+    settings = stack._admin_settings(KafkaSettings(), node.bootstrap_servers)
+    assert settings.sasl_username == "admin"
+    assert settings.to_librdkafka()["security.protocol"] == "SASL_PLAINTEXT"
+
+    result = UpResult("127.0.0.1:1", "postgresql://u@h:2/d", (),
+                      client_env=tuple(node.security.client_environment().items()))
+    lines = result.env_lines()
+    assert "KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT" in lines
+    assert "KAFKA_SASL_USERNAME=admin" in lines
+    assert UpResult("127.0.0.1:1", "postgresql://u@h:2/d", ()).env_lines() == [
+        "KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:1", "DATABASE_URL=postgresql://u@h:2/d"]
