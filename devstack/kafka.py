@@ -35,6 +35,7 @@ from devstack.host import (
     spawn_daemon,
     stop_process,
 )
+from devstack.tls import TlsFiles
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +75,19 @@ class SaslUser:
 @dataclass(frozen=True)
 class BrokerSecurity:
     """An authenticating, authorizing broker (opt-in): clients log in with SCRAM-SHA-512 over
-    SASL_PLAINTEXT (no TLS yet), KRaft's StandardAuthorizer denies what no ACL allows, and
-    ``admin`` is the only super user (it also logs the node into its own listeners). ``users``
-    are created at format time, with the admin."""
+    SASL_PLAINTEXT, or SASL_SSL with ``tls`` (a local CA's certificate, ``devstack.tls``);
+    KRaft's StandardAuthorizer denies what no ACL allows, and ``admin`` is the only super user
+    (it also logs the node into its own listeners). ``users`` are created at format time, with
+    the admin."""
 
     admin: SaslUser = field(default_factory=lambda: SaslUser("admin"))
     users: tuple[SaslUser, ...] = ()
+    tls: TlsFiles | None = None
+
+    @property
+    def protocol(self) -> str:
+        """The clients' ``security.protocol``."""
+        return "SASL_SSL" if self.tls is not None else "SASL_PLAINTEXT"
 
     def user(self, name: str) -> SaslUser:
         """The user called ``name``."""
@@ -91,14 +99,20 @@ class BrokerSecurity:
     def client_config(self, user: SaslUser | None = None) -> dict[str, str]:
         """librdkafka's settings to log in as ``user`` (the admin by default)."""
         user = user or self.admin
-        return {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": SCRAM,
-                "sasl.username": user.name, "sasl.password": user.password}
+        config = {"security.protocol": self.protocol, "sasl.mechanism": SCRAM,
+                  "sasl.username": user.name, "sasl.password": user.password}
+        if self.tls is not None:
+            config["ssl.ca.location"] = str(self.tls.ca)
+        return config
 
     def client_environment(self, user: SaslUser | None = None) -> dict[str, str]:
         """The same as ``KafkaSettings``' environment variables."""
         user = user or self.admin
-        return {"KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "KAFKA_SASL_MECHANISM": SCRAM,
-                "KAFKA_SASL_USERNAME": user.name, "KAFKA_SASL_PASSWORD": user.password}
+        env = {"KAFKA_SECURITY_PROTOCOL": self.protocol, "KAFKA_SASL_MECHANISM": SCRAM,
+               "KAFKA_SASL_USERNAME": user.name, "KAFKA_SASL_PASSWORD": user.password}
+        if self.tls is not None:
+            env["KAFKA_SSL_CA_LOCATION"] = str(self.tls.ca)
+        return env
 
     def format_arguments(self) -> list[str]:
         """``kafka-storage format`` arguments that create every SCRAM user."""
@@ -110,16 +124,22 @@ class BrokerSecurity:
     def properties(self, *, port: int, controller_port: int) -> dict[str, str]:
         """The ``server.properties`` entries of the SASL listener and the authorizer."""
         admin = self.admin
+        listener = self.protocol
+        tls: dict[str, str] = {}
+        if self.tls is not None:
+            tls = {"ssl.keystore.type": "PEM", "ssl.keystore.location": str(self.tls.keystore),
+                   "ssl.truststore.type": "PEM", "ssl.truststore.location": str(self.tls.ca)}
         return {
-            "listeners": f"SASL_PLAINTEXT://{LOOPBACK}:{port},"
+            "listeners": f"{listener}://{LOOPBACK}:{port},"
                          f"CONTROLLER://{LOOPBACK}:{controller_port}",
-            "advertised.listeners": f"SASL_PLAINTEXT://{LOOPBACK}:{port}",
-            "inter.broker.listener.name": "SASL_PLAINTEXT",
+            "advertised.listeners": f"{listener}://{LOOPBACK}:{port}",
+            "inter.broker.listener.name": listener,
             "listener.security.protocol.map":
-                "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
+                f"{listener}:{listener},CONTROLLER:SASL_PLAINTEXT",
             "sasl.enabled.mechanisms": SCRAM,
             "sasl.mechanism.inter.broker.protocol": SCRAM,
-            f"listener.name.sasl_plaintext.{SCRAM.lower()}.sasl.jaas.config":
+            **tls,
+            f"listener.name.{listener.lower()}.{SCRAM.lower()}.sasl.jaas.config":
                 "org.apache.kafka.common.security.scram.ScramLoginModule required "
                 f'username="{admin.name}" password="{admin.password}";',
             # The controller listener cannot take SCRAM (its users live in the metadata the

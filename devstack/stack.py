@@ -7,7 +7,7 @@ import logging
 import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -19,6 +19,7 @@ from devstack.exceptions import MissingToolError
 from devstack.host import LOOPBACK
 from devstack.kafka import KAFKA_VERSION, BrokerSecurity, KafkaNode, broker_answers, load_security
 from devstack.postgres import PostgresNode, database_info, find_bin_dir, require_bin_dir
+from devstack.tls import generate_tls
 from schemas.topics import ROLES
 from sinks.migrate import applied_migrations, apply_migrations
 from speechstream.exceptions import TopicAdminError
@@ -148,8 +149,9 @@ class DevStack:
     @staticmethod
     def _security(base_dir: Path) -> BrokerSecurity:
         """The admin and one SCRAM user a role (``User:<role>``, the principals of
-        ``speechstream acl plan`` without a principals file)."""
-        return load_security(base_dir / "credentials.json", ROLES)
+        ``speechstream acl plan`` without a principals file), over TLS with a local CA."""
+        security = load_security(base_dir / "credentials.json", ROLES)
+        return replace(security, tls=generate_tls(base_dir / "tls"))
 
     def _admin_settings(self, kafka_settings: KafkaSettings, bootstrap: str) -> KafkaSettings:
         """``kafka_settings`` on ``bootstrap``, logged in as the local broker's admin when it
@@ -157,9 +159,10 @@ class DevStack:
         update: dict[str, object] = {"bootstrap_servers": bootstrap}
         security = self.kafka.security
         if security is not None and self.external_bootstrap is None:
-            update.update(security_protocol="SASL_PLAINTEXT", sasl_mechanism="SCRAM-SHA-512",
+            update.update(security_protocol=security.protocol, sasl_mechanism="SCRAM-SHA-512",
                           sasl_username=security.admin.name,
-                          sasl_password=SecretStr(security.admin.password))
+                          sasl_password=SecretStr(security.admin.password),
+                          ssl_ca_location=security.tls.ca if security.tls else None)
         return kafka_settings.model_copy(update=update)
 
     def postgres(self, *, install: bool = False) -> PostgresNode:

@@ -163,10 +163,11 @@ class DevSettings(BaseSettings):
     kafka_controller_port: int = DEV_KAFKA_PORT + 1
     kafka_heap: str = "1g"
     kafka_sasl: bool = Field(
-        False, description="Run the local broker with SASL/SCRAM-SHA-512 (no TLS yet) and "
-        "ACLs (StandardAuthorizer, deny what no ACL allows): a super user `admin` and one "
-        "SCRAM user a role, their passwords in <state_dir>/kafka-sasl/credentials.json. Off: "
-        "PLAINTEXT, no authorization (the default).",
+        False, description="Run the local broker with SASL/SCRAM-SHA-512 over TLS (SASL_SSL, "
+        "a local CA in <state_dir>/kafka-sasl/tls) and ACLs (StandardAuthorizer, deny what "
+        "no ACL allows): a super user `admin` and one SCRAM user a role, their passwords in "
+        "<state_dir>/kafka-sasl/credentials.json. Off: PLAINTEXT, no authorization (the "
+        "default).",
     )
     postgres_port: int = DEV_POSTGRES_PORT
     postgres_bin_dir: Path | None = None

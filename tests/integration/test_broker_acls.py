@@ -1,5 +1,6 @@
-"""A broker that authenticates (SASL/SCRAM-SHA-512) and authorizes (StandardAuthorizer, deny
-what no ACL allows) enforces the ACLs `speechstream acl apply` derives from the registry.
+"""A broker that authenticates (SASL/SCRAM-SHA-512, over plaintext and over TLS) and
+authorizes (StandardAuthorizer, deny what no ACL allows) enforces the ACLs `speechstream acl
+apply` derives from the registry.
 
 Its own broker (devstack.kafka.KafkaNode with BrokerSecurity), not the session's plaintext one.
 """
@@ -20,6 +21,7 @@ from confluent_kafka.admin import AdminClient
 from cli.commands.acl import context as acl_context
 from cli.main import main
 from devstack.kafka import BrokerSecurity, KafkaNode, SaslUser, broker_answers
+from devstack.tls import generate_tls
 from schemas.topics import ALL_TOPICS
 from speechstream.exceptions import ConsumeError
 from speechstream.kafka.acl import apply_acls, derive_acls, parse_principals
@@ -49,11 +51,12 @@ class SecureBroker:
         return self.settings(user).producer_config(**{"log_level": 0, **extra})
 
 
-@pytest.fixture(scope="module")
-def broker() -> Iterator[SecureBroker]:
+@pytest.fixture(scope="module", params=["SASL_PLAINTEXT", "SASL_SSL"])
+def broker(request: pytest.FixtureRequest) -> Iterator[SecureBroker]:
     base = Path(tempfile.mkdtemp(prefix="speechstream-acl-"))
     port, controller_port = pick_ports(2)
-    security = BrokerSecurity(users=tuple(SaslUser(name) for name in USERS))
+    tls = generate_tls(base / "tls") if request.param == "SASL_SSL" else None
+    security = BrokerSecurity(users=tuple(SaslUser(name) for name in USERS), tls=tls)
     node = KafkaNode(base, DevSettings().cache_dir, port, controller_port, heap="512m",
                      security=security)
     try:
@@ -134,6 +137,10 @@ def test_unauthenticated_clients_are_refused(broker: SecureBroker) -> None:
     wrong = {**broker.security.client_config(broker.security.user("miner")),
              "sasl.password": "not-the-password"}
     assert not broker_answers(bootstrap, timeout_s=5, config=wrong)
+    if broker.security.tls is not None:  # TLS: a client that does not trust the local CA
+        untrusting = {k: v for k, v in broker.security.client_config().items()
+                      if k != "ssl.ca.location"}
+        assert not broker_answers(bootstrap, timeout_s=5, config=untrusting)
 
 
 def test_a_validator_reads_the_ledger_topics_whole_under_its_group_name(

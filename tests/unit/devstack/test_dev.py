@@ -194,12 +194,45 @@ def test_the_sasl_stack_keeps_its_users_and_prints_the_admins_credentials(
     assert stack.kafka.security == node.security  # read back: the formatted broker's users
     settings = stack._admin_settings(KafkaSettings(), node.bootstrap_servers)
     assert settings.sasl_username == "admin"
-    assert settings.to_librdkafka()["security.protocol"] == "SASL_PLAINTEXT"
+    assert settings.to_librdkafka()["security.protocol"] == "SASL_SSL"
+    assert settings.ssl_context() is not None  # Faust trusts the local CA too
 
     result = UpResult("127.0.0.1:1", "postgresql://u@h:2/d", (),
                       client_env=tuple(node.security.client_environment().items()))
     lines = result.env_lines()
-    assert "KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT" in lines
+    assert "KAFKA_SECURITY_PROTOCOL=SASL_SSL" in lines
+    assert any(line.startswith("KAFKA_SSL_CA_LOCATION=") for line in lines)
     assert "KAFKA_SASL_USERNAME=admin" in lines
     assert UpResult("127.0.0.1:1", "postgresql://u@h:2/d", ()).env_lines() == [
         "KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:1", "DATABASE_URL=postgresql://u@h:2/d"]
+
+
+def test_the_local_ca_signs_a_broker_certificate_for_the_loopback_address(
+    tmp_path: Path,
+) -> None:
+    import ipaddress
+
+    from cryptography import x509
+
+    from devstack.tls import generate_tls
+
+    files = generate_tls(tmp_path / "tls")
+    assert files.keystore.stat().st_mode & 0o777 == 0o600
+    keystore = files.keystore.read_text()
+    assert keystore.startswith("-----BEGIN PRIVATE KEY-----")  # PKCS#8, as Kafka's PEM wants
+    chain = x509.load_pem_x509_certificates(keystore.encode())
+    ca = x509.load_pem_x509_certificate(files.ca.read_bytes())
+    assert chain[1] == ca
+    chain[0].verify_directly_issued_by(ca)
+    names = chain[0].extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert ipaddress.ip_address("127.0.0.1") in names.get_values_for_type(x509.IPAddress)
+    assert generate_tls(tmp_path / "tls") == files
+    assert x509.load_pem_x509_certificate(files.ca.read_bytes()) == ca  # kept, not made again
+
+    security = BrokerSecurity(SaslUser("admin", "pw"), tls=files)
+    props = _props(render_server_properties(port=41001, controller_port=41002,
+                                            data_dir=tmp_path, security=security))
+    assert props["listeners"].startswith("SASL_SSL://127.0.0.1:41001,")
+    assert props["ssl.keystore.type"] == "PEM"
+    assert props["ssl.keystore.location"] == str(files.keystore)
+    assert security.client_config()["ssl.ca.location"] == str(files.ca)
