@@ -106,13 +106,10 @@ class BrokerSecurity:
         return config
 
     def client_environment(self, user: SaslUser | None = None) -> dict[str, str]:
-        """The same as ``KafkaSettings``' environment variables."""
-        user = user or self.admin
-        env = {"KAFKA_SECURITY_PROTOCOL": self.protocol, "KAFKA_SASL_MECHANISM": SCRAM,
-               "KAFKA_SASL_USERNAME": user.name, "KAFKA_SASL_PASSWORD": user.password}
-        if self.tls is not None:
-            env["KAFKA_SSL_CA_LOCATION"] = str(self.tls.ca)
-        return env
+        """The same as ``KafkaSettings``' environment variables (``security.protocol`` is
+        ``KAFKA_SECURITY_PROTOCOL``, and so on)."""
+        return {"KAFKA_" + key.upper().replace(".", "_"): value
+                for key, value in self.client_config(user).items()}
 
     def format_arguments(self) -> list[str]:
         """``kafka-storage format`` arguments that create every SCRAM user."""
