@@ -9,13 +9,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.events import Event
+from schemas.fields import Hotkey, Signature
 
 SCHEMA_VERSION = 1
 _NAMESPACE = uuid.UUID("5b1f3c1e-6a53-4c1f-9a0e-7f3f1d2b9c10")
 
 
 class Envelope(BaseModel):
-    """Event id, type, schema version, key, time and producer around one event payload."""
+    """Event id, type, schema version, key, time and producer around one event payload, and the
+    signature of who says it."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -26,6 +28,12 @@ class Envelope(BaseModel):
     time: datetime
     producer: str = Field(min_length=1, max_length=128)
     payload: Event
+    signer: Hotkey | None = None
+    """The public key that signed this envelope (``schemas.trust``): a key the operator trusts
+    for the role that may say this event; None on a miner's own payload-signed event."""
+    signature: Signature | None = None
+    """ed25519 signature of ``signer`` over every other field as written on the wire
+    (``schemas.trust.signing_bytes``)."""
 
     @model_validator(mode="after")
     def _type_matches_payload(self) -> Envelope:

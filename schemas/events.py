@@ -435,6 +435,39 @@ class ScoringActivated(_Event):
     reason: Text | None = None
 
 
+TRUST_ROLES = ("intake", "evaluator", "auditor", "sink", "validator", "api", "chain")
+"""The roles that sign with a key the operator trusts (``schemas.topics.Role`` less the miners,
+whose hotkeys sign their own events, and the operator, whose key is the root)."""
+TrustRole = Literal["intake", "evaluator", "auditor", "sink", "validator", "api", "chain"]
+
+
+class TrustedKey(_Event):
+    """One key the operator trusts: its public key, the role it speaks for, and the name it
+    speaks under (an evaluator's, auditor's or validator's id: the events it signs must name
+    it)."""
+
+    key: Hotkey
+    role: TrustRole
+    name: Name
+
+
+class KeysTrusted(_Event):
+    """The operator's whole set of trusted keys, version ``version`` (``speechstream trust``);
+    signed by the operator's root key, the one every service is configured with. The highest
+    version a reader has seen holds: an older set replayed changes nothing."""
+
+    type: Literal["keys.trusted"] = "keys.trusted"
+    version: Annotated[int, Field(ge=1, lt=2**31)]
+    keys: list[TrustedKey] = Field(default_factory=list, max_length=MAX_UIDS)
+    reason: Text | None = None
+
+    @model_validator(mode="after")
+    def _keys_unique(self) -> KeysTrusted:
+        if len({k.key for k in self.keys}) != len(self.keys):
+            raise ValueError("a key is listed twice")
+        return self
+
+
 Event = Annotated[
     MinerRegistered
     | SubmissionPublished
@@ -453,7 +486,8 @@ Event = Annotated[
     | ScoringActivated
     | UidReassigned
     | UidHandover
-    | UidRevoked,
+    | UidRevoked
+    | KeysTrusted,
     Field(discriminator="type"),
 ]
 

@@ -27,8 +27,7 @@ def hotkey_of(private_key_hex: str) -> str:
 
 def sign(private_key_hex: str, fields: dict[str, Any]) -> str:
     """Sign the canonical bytes of ``fields``; return the signature in hex."""
-    key = SigningKey(bytes.fromhex(private_key_hex))
-    return key.sign(canonical_bytes(fields)).signature.hex()
+    return sign_bytes(private_key_hex, canonical_bytes(fields))
 
 
 def signature_is_valid(hotkey: str, fields: dict[str, Any], signature: str) -> bool:
@@ -36,8 +35,18 @@ def signature_is_valid(hotkey: str, fields: dict[str, Any], signature: str) -> b
 
     Malformed keys and signatures (bad hex, wrong length) are simply not valid.
     """
+    return signature_bytes_valid(hotkey, canonical_bytes(fields), signature)
+
+
+def sign_bytes(private_key_hex: str, data: bytes) -> str:
+    """Sign ``data``; return the signature in hex."""
+    return SigningKey(bytes.fromhex(private_key_hex)).sign(data).signature.hex()
+
+
+def signature_bytes_valid(hotkey: str, data: bytes, signature: str) -> bool:
+    """Whether ``signature`` signs ``data`` with ``hotkey`` (malformed input is not valid)."""
     try:
-        VerifyKey(bytes.fromhex(hotkey)).verify(canonical_bytes(fields), bytes.fromhex(signature))
+        VerifyKey(bytes.fromhex(hotkey)).verify(data, bytes.fromhex(signature))
     except (BadSignatureError, CryptoError, ValueError, TypeError):
         return False
     return True

@@ -161,6 +161,14 @@ DEADLETTER = TopicSpec(
     writers=("intake", "evaluator", "auditor", "sink", "validator"), readers=("sink",),
 )
 
+TRUST = TopicSpec(
+    "trust", 1, "\"keys\"", ("keys.trusted",),
+    description="the operator's signed set of trusted keys (`speechstream trust`): every "
+    "reader checks the events it reads against the highest version",
+    writers=("operator",),
+    readers=("intake", "evaluator", "auditor", "sink", "validator", "api", "operator"),
+)
+
 # The intake worker's Faust tables (the sink's PostgreSQL tables are sinks.tables.TABLES).
 # Faust names each changelog ``<app id>-<table>-changelog``
 # (the app id carries the topic prefix); the worker creates them before it starts, compacted
@@ -226,7 +234,10 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     MINERBOARD,
     SCORING_ACTIVE,
     DEADLETTER,
+    TRUST,
 )
+
+_BY_NAME = {spec.name: spec for spec in ALL_TOPICS}
 
 
 @dataclass(frozen=True)
@@ -314,6 +325,17 @@ class TopicRegistry:
     @property
     def deadletter(self) -> str:
         return self.name(DEADLETTER)
+
+    @property
+    def trust(self) -> str:
+        return self.name(TRUST)
+
+    def spec_of(self, topic: str) -> TopicSpec | None:
+        """The spec of the full topic name ``topic`` under this prefix; None for a topic the
+        registry does not define (a worker's changelog, another deployment's)."""
+        if not topic.startswith(self.prefix):
+            return None
+        return _BY_NAME.get(topic[len(self.prefix):])
 
     def changelog(self, app_id: str, table: str) -> str:
         """The full name of ``table``'s changelog for the worker ``app_id``."""

@@ -73,3 +73,9 @@ class ServiceError(SpeechstreamError):
 class KeyFileError(SpeechstreamError):
     """A key file is missing, unreadable, open to others or malformed; create one with
     `speechstream miner keygen` (or `operator keygen`) and keep it at mode 0600."""
+
+
+class TrustError(SpeechstreamError):
+    """A service cannot check or sign what it reads and writes: no operator root key
+    (SPEECHSTREAM_TRUST_OPERATOR_KEY), no key file of its own, or a key the operator's trusted
+    set does not name for its role; `speechstream trust` and docs/security.md say how."""

@@ -144,6 +144,29 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore")
 
     metrics_port: int | None = Field(None, description="Serve /metrics and /health here.")
+    key_file: Path | None = Field(
+        None, description="This service's signing key (`speechstream trust keygen`): every "
+        "event it writes is signed with it; the operator's trusted set must name its public "
+        "key for the service's role (`speechstream trust add`).",
+    )
+
+
+class TrustSettings(BaseSettings):
+    """The root of trust every reader checks events against (``speechstream.trust``): the
+    operator's public key (``SPEECHSTREAM_TRUST_OPERATOR_KEY``, printed by
+    ``speechstream trust init``). Without it a service refuses to start, unless
+    ``SPEECHSTREAM_TRUST_INSECURE=true`` says to believe every event on the log (a development
+    log, or tests of something else)."""
+
+    model_config = SettingsConfigDict(env_prefix="SPEECHSTREAM_TRUST_", extra="ignore")
+
+    operator_key: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    insecure: bool = False
+    refresh_s: float = Field(
+        30.0, gt=0, description="How often a reader looks for a newer trusted set (a revoked "
+        "key stops counting within this time); a key it does not know yet makes it look at "
+        "once (at most once a second).",
+    )
 
 
 class DevSettings(BaseSettings):

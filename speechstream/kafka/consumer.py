@@ -28,7 +28,7 @@ from confluent_kafka.admin import AdminClient, OffsetSpec
 from schemas.codec import MAX_DEAD_LETTER_BYTES, MAX_EVENT_BYTES, MAX_VECTOR_BYTES
 from schemas.envelope import Envelope
 from speechstream.exceptions import ConsumeError, DecodeError
-from speechstream.kafka.records import Expected, dead_letter_for, decode_record
+from speechstream.kafka.records import Expected, Verify, dead_letter_for, decode_record
 from speechstream.settings import KafkaSettings
 
 Rebalance = Callable[[Consumer, list[TopicPartition]], None]
@@ -78,8 +78,10 @@ class EventConsumer:
         expected: Mapping[str, Expected] | Expected | None = None,
         client: Consumer | None = None,
         logger: logging.Logger | None = None,
+        verify: Verify | None = None,
     ) -> None:
         self.name = name
+        self._verify = verify
         self.topics = list(topics)
         self._kafka = kafka
         self._config = dict(config)
@@ -184,6 +186,7 @@ class EventConsumer:
                 envelopes.append(decode_record(
                     msg.value(), topic, partition, offset,
                     expected.get(topic, elsewhere), limits.get(topic, MAX_EVENT_BYTES),
+                    self._verify,
                 ))
             except DecodeError as exc:
                 self._refuse(msg, exc, batch)

@@ -11,6 +11,7 @@ from schemas.codec import encode
 from schemas.envelope import Envelope
 from speechstream.exceptions import DeliveryError
 from speechstream.settings import KafkaSettings
+from speechstream.signer import Signer
 
 log = logging.getLogger(__name__)
 
@@ -25,12 +26,15 @@ replica acknowledges, 5 ms to fill a batch, a delivery given up after 30 s."""
 
 
 class EventProducer:
-    """Sends envelopes with idempotence on; ``flush`` raises if any delivery failed."""
+    """Sends envelopes with idempotence on; ``flush`` raises if any delivery failed. With a
+    ``signer`` every envelope it sends is signed with that key (``speechstream.signer``)."""
 
     def __init__(
-        self, settings: KafkaSettings, *, client: Producer | None = None, **overrides: Any
+        self, settings: KafkaSettings, *, client: Producer | None = None,
+        signer: Signer | None = None, **overrides: Any
     ) -> None:
         self._settings = settings
+        self._signer = signer
         self._overrides = overrides
         self._producer = client
         self._errors: list[str] = []
@@ -59,7 +63,10 @@ class EventProducer:
     def send(
         self, topic: str, envelope: Envelope, *, key: str | bytes | None = None
     ) -> None:
-        """Queue one envelope, keyed by ``key`` or else by its envelope key."""
+        """Queue one envelope (signed, with a signer), keyed by ``key`` or else by its
+        envelope key."""
+        if self._signer is not None:
+            envelope = self._signer.sign(envelope)
         self.send_raw(topic, encode(envelope), key=envelope.key if key is None else key)
 
     def send_raw(self, topic: str, value: bytes, *, key: str | bytes | None = None) -> None:

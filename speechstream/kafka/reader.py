@@ -38,6 +38,7 @@ from speechstream.exceptions import ConsumeError
 from speechstream.kafka.consumer import Batch, EventConsumer
 from speechstream.kafka.records import (
     Expected,
+    Verify,
     caused_by_kafka,
     unprocessable_letter,
     unprocessable_reason,
@@ -58,7 +59,8 @@ class LogReader:
     """Reads ``topics`` whole and hands each envelope to ``apply`` (module docstring).
     ``expected`` maps a topic to the payload class(es) it may carry (others are skipped as
     undecodable); ``name`` names the client in logs, metrics and dead letters;
-    ``on_dead_letter`` gets the dead letter of every record skipped; ``client`` replaces the
+    ``on_dead_letter`` gets the dead letter of every record skipped; ``verify`` refuses the
+    records whose signer may not say them (``speechstream.trust``); ``client`` replaces the
     confluent consumer (tests). Nothing connects before :meth:`start`."""
 
     def __init__(
@@ -73,6 +75,7 @@ class LogReader:
         partition_eof: bool = False,
         on_dead_letter: OnDeadLetter | None = None,
         client: Consumer | None = None,
+        verify: Verify | None = None,
     ) -> None:
         self._apply = apply
         self._name = name
@@ -83,7 +86,8 @@ class LogReader:
         if partition_eof:
             config["enable.partition.eof"] = True
         self.consumer = EventConsumer(kafka, name=name, topics=topics, config=config,
-                                      expected=expected, client=client, logger=self._log)
+                                      expected=expected, client=client, logger=self._log,
+                                      verify=verify)
         self.undecodable = 0
         """Records skipped because they did not decode (or do not belong on their topic)."""
         self.applied = 0
@@ -163,11 +167,13 @@ def read_log(
     expected: Mapping[str, Expected] | Expected | None = None,
     limit_s: float = READ_LIMIT_S,
     logger: logging.Logger | None = None,
+    verify: Verify | None = None,
 ) -> LogReader:
     """Read ``topics`` from their first offsets to their end now, once, handing every envelope
-    to ``apply``; :class:`ConsumeError` when that takes longer than ``limit_s``. Returns the
-    (closed) reader, for its counts."""
-    reader = LogReader(kafka, topics, apply, name=name, expected=expected, logger=logger)
+    ``verify`` lets count to ``apply``; :class:`ConsumeError` when that takes longer than
+    ``limit_s``. Returns the (closed) reader, for its counts."""
+    reader = LogReader(kafka, topics, apply, name=name, expected=expected, logger=logger,
+                       verify=verify)
     try:
         if not reader.start(limit_s):
             raise ConsumeError(f"{name}: could not read {', '.join(topics)} to their end "

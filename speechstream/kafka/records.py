@@ -9,6 +9,8 @@ is a Kafka or transaction error (:func:`caused_by_kafka`): that one is never the
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from confluent_kafka import KafkaException, Message
 
 from schemas.codec import MAX_EVENT_BYTES, dead_letter, decode
@@ -23,6 +25,9 @@ from speechstream.exceptions import (
 
 Expected = type | tuple[type, ...]
 """The payload class (or classes) a topic may carry."""
+Verify = Callable[[Envelope, bytes, str], "str | None"]
+"""Why a decoded record (its envelope, raw bytes and topic) must not count, or None: a
+:class:`~speechstream.trust.TrustStore`'s ``verify``."""
 
 
 def decode_record(
@@ -32,11 +37,13 @@ def decode_record(
     offset: int | None,
     expected: Expected | None = None,
     max_bytes: int = MAX_EVENT_BYTES,
+    verify: Verify | None = None,
 ) -> Envelope:
     """The envelope of one record, or :class:`DecodeError` with the reason and the raw bytes.
 
     A record that decodes to another event type than ``expected`` is refused too: a
-    consumer never acts on an event that does not belong on its topic. (On every record's
+    consumer never acts on an event that does not belong on its topic; so is one that
+    ``verify`` refuses (its signer may not say it: ``schemas.trust``). (On every record's
     path: positional arguments, nothing built unless it fails.)
     """
     try:
@@ -49,6 +56,11 @@ def decode_record(
             f"wrong event type {envelope.type!r} on {topic} (expected {_names(expected)})",
             value or b"", topic=topic, partition=partition, offset=offset,
         )
+    if verify is not None:
+        reason = verify(envelope, value or b"", topic)
+        if reason is not None:
+            raise DecodeError(f"untrusted: {reason}", value or b"", topic=topic,
+                              partition=partition, offset=offset)
     return envelope
 
 

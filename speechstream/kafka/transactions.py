@@ -29,6 +29,7 @@ from schemas.codec import encode
 from schemas.envelope import Envelope
 from speechstream.exceptions import FencedError, TransactionAbortedError, TransactionError
 from speechstream.settings import KafkaSettings
+from speechstream.signer import Signer
 
 BROKER_MAX_TRANSACTION_TIMEOUT_MS = 900_000  # the broker's default transaction.max.timeout.ms
 KAFKA_TIMEOUT_S = 30.0
@@ -70,7 +71,8 @@ class ProducerStuckError(Exception):
 class TransactionalProducer:
     """Produces envelopes, with or without consumed offsets, one committed transaction a call.
 
-    ``client`` replaces the confluent producer (tests) and ``new_client`` how a replacement for
+    ``signer`` signs every envelope it produces (``speechstream.signer``); ``client`` replaces
+    the confluent producer (tests) and ``new_client`` how a replacement for
     a stuck one is made (default: a confluent producer of ``config``); ``on_abort`` is called
     for every aborted transaction, ``on_replace`` for every stuck client replaced (metrics).
     """
@@ -84,8 +86,10 @@ class TransactionalProducer:
         on_abort: Callable[[], None] | None = None,
         on_replace: Callable[[], None] | None = None,
         logger: logging.Logger | None = None,
+        signer: Signer | None = None,
     ) -> None:
         self._config = config
+        self._signer = signer
         self._client = client
         self._new_client = new_client
         self._on_abort = on_abort or (lambda: None)
@@ -121,8 +125,10 @@ class TransactionalProducer:
                 self._needs_init = False
             producer.begin_transaction()
             self.in_transaction = True
+            sign = self._signer.sign if self._signer is not None else None
             for topic, key, env in events:
-                producer.produce(topic, encode(env), key, on_delivery=self._on_delivery)
+                value = encode(sign(env) if sign is not None else env)
+                producer.produce(topic, value, key, on_delivery=self._on_delivery)
                 producer.poll(0)
             if offsets:
                 self._send_offsets(producer, list(offsets), group_metadata)
