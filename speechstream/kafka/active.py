@@ -17,6 +17,7 @@ import time
 from schemas.envelope import Envelope
 from schemas.events import ScoringActivated
 from speechstream.kafka.reader import LogReader
+from speechstream.kafka.records import Verify
 from speechstream.ledger import Ledger
 from speechstream.settings import KafkaSettings
 
@@ -24,14 +25,15 @@ REFRESH_EVERY_S = 0.1
 
 
 class ActiveScoringVersion:
-    """The scoring version whose scores count; ``default`` until one is activated."""
+    """The scoring version whose scores count; ``default`` until one is activated (only an
+    activation ``verify`` lets count: the operator's)."""
 
     def __init__(self, kafka: KafkaSettings, default: str, *, name: str,
-                 logger: logging.Logger | None = None) -> None:
+                 logger: logging.Logger | None = None, verify: Verify | None = None) -> None:
         self._log = logger or logging.getLogger(__name__)
         self._ledger = Ledger(default_version=default)
         self._reader = LogReader(kafka, [kafka.topics.scoring_active], self._apply, name=name,
-                                 expected=ScoringActivated, logger=self._log)
+                                 expected=ScoringActivated, logger=self._log, verify=verify)
         self._refreshed = float("-inf")
 
     @property
