@@ -1,0 +1,76 @@
+"""The operator's trusted keys: read the current set from the ``trust`` topic, and publish the
+next version, signed with the operator's root key (``speechstream trust``)."""
+
+from __future__ import annotations
+
+from schemas.envelope import Envelope, new_envelope
+from schemas.events import KeysTrusted, TrustedKey
+from schemas.trust import TrustSet
+from speechstream.exceptions import TrustError
+from speechstream.kafka.producer import EventProducer
+from speechstream.keys import Hotkey
+from speechstream.settings import KafkaSettings
+from speechstream.signer import Signer
+from speechstream.trust import TrustStore
+
+PRODUCER_NAME = "speechstream-trust"
+
+
+def read_trusted(kafka: KafkaSettings, root: str, *, limit_s: float = 30.0) -> TrustSet:
+    """The highest version of the trusted set signed by ``root`` on the ``trust`` topic
+    (version 0, no keys, before the first)."""
+    store = TrustStore(kafka, root, name=PRODUCER_NAME)
+    try:
+        store.start(limit_s)
+        return store.current
+    finally:
+        store.close()
+
+
+def trusted_set(operator: Hotkey, keys: list[TrustedKey], *, version: int,
+                reason: str | None = None) -> Envelope:
+    """The ``keys.trusted`` envelope of ``keys`` at ``version``, signed with the operator's
+    root key."""
+    event = KeysTrusted(version=version, keys=keys, reason=reason)
+    envelope = new_envelope(event, key="keys", producer=PRODUCER_NAME)
+    return Signer(operator.private_key, operator.hotkey).sign(envelope)
+
+
+def publish_trusted(kafka: KafkaSettings, operator: Hotkey, keys: list[TrustedKey], *,
+                    version: int, reason: str | None = None) -> KeysTrusted:
+    """Publish ``keys`` as the trusted set ``version`` and wait for the broker."""
+    envelope = trusted_set(operator, keys, version=version, reason=reason)
+    with EventProducer(kafka) as producer:
+        producer.send(kafka.topics.trust, envelope)
+        producer.flush()
+    assert isinstance(envelope.payload, KeysTrusted)
+    return envelope.payload
+
+
+def add_key(kafka: KafkaSettings, operator: Hotkey, *, key: str, role: str, name: str,
+            reason: str | None = None) -> KeysTrusted:
+    """Trust ``key`` for ``role`` as ``name`` from the next version on (a key already trusted
+    is given the new role and name). A name may hold several keys: adding a second one and
+    then removing the first rotates it."""
+    current = read_trusted(kafka, operator.hotkey)
+    if key == operator.hotkey:
+        raise TrustError("the operator's root key is trusted already; give each service a key "
+                         "of its own (`speechstream trust keygen`)")
+    keys = [k for k in current.keys.values() if k.key != key]
+    keys.append(TrustedKey(key=key, role=role, name=name))  # type: ignore[arg-type]
+    return publish_trusted(kafka, operator, keys, version=current.version + 1,
+                           reason=reason or f"add {role} {name}")
+
+
+def remove_keys(kafka: KafkaSettings, operator: Hotkey, *, key: str | None = None,
+                name: str | None = None, reason: str | None = None) -> KeysTrusted:
+    """Stop trusting ``key`` (or every key of ``name``) from the next version on: readers
+    refuse what it signs from then on, including, on a rebuild, what it signed before."""
+    current = read_trusted(kafka, operator.hotkey)
+    keys = [k for k in current.keys.values()
+            if not (k.key == key or (name is not None and k.name == name))]
+    if len(keys) == len(current.keys):
+        raise TrustError(f"version {current.version} of the trusted keys has no key "
+                         f"{key or ''}{name or ''}: nothing to remove")
+    return publish_trusted(kafka, operator, keys, version=current.version + 1,
+                           reason=reason or f"remove {key or name}")
