@@ -12,6 +12,10 @@ too) and a database (``speechstream_demo_<run>``, migrated) of its own on the st
 an earlier run left is read. A run removes the earlier runs' topics and databases (and their
 directories under ``runs/``) that no client is connected to; its own stay until the next run.
 The events are deterministic (keys, blocks, event ids), so every run ends the same way.
+
+Every service runs with a key of its own, trusted by the run's operator root key
+(``SPEECHSTREAM_TRUST_OPERATOR_KEY``): every event it writes is signed, and every reader
+refuses what the key that signed it may not say (docs/security.md).
 """
 
 from __future__ import annotations
@@ -35,12 +39,15 @@ from devstack.host import free_port
 from devstack.processes import ServiceProcess
 from devstack.stack import DevStack
 from producers.miner import publish, registration, submission
+from producers.trust import publish_trusted
 from schemas.envelope import derived_event_id, new_envelope
-from schemas.events import ChainBlock, WeightsComputed
+from schemas.events import ChainBlock, TrustedKey, WeightsComputed
 from sinks.queries import LeaderboardRow, leaderboard, registered_hotkeys
 from speechstream.kafka.admin import create_topics, delete_topics, describe_topics
+from speechstream.kafka.producer import EventProducer
 from speechstream.keys import Hotkey, create_key_file, load_key_file
 from speechstream.settings import DatabaseSettings, DevSettings, KafkaSettings
+from speechstream.signer import Signer
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,16 @@ REGISTRATION_BLOCK = 100
 SUBMISSION_BLOCK = 5_000
 EPOCH_BLOCKS = 100
 VALIDATOR_ID = "demo-validator"
+EVALUATOR_ID = "demo-evaluator"
+SERVICE_KEYS = (
+    # (role, the setting of its key file): each service signs what it writes with its own key
+    ("intake", "SPEECHSTREAM_STREAMS_KEY_FILE"),
+    ("evaluator", "SPEECHSTREAM_EVALUATOR_KEY_FILE"),
+    ("sink", "SPEECHSTREAM_SINK_KEY_FILE"),
+    ("validator", "SPEECHSTREAM_VALIDATOR_KEY_FILE"),
+    ("api", "SPEECHSTREAM_API_KEY_FILE"),
+    ("chain", "SPEECHSTREAM_CHAIN_KEY_FILE"),
+)
 RUN_LABEL = "speechstream demo run "
 """How a run's database comment starts: ``speechstream demo run <run id>, topic prefix <p>``."""
 
@@ -190,7 +207,9 @@ def _run(
 
     run_dir = run.directory(options.state_dir).resolve()
     prefix = kafka.topic_prefix
+    trust_env, chain = _trust(run_dir / "keys", kafka, options.device, say)
     env = {
+        **trust_env,
         "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
         "SPEECHSTREAM_TOPIC_PREFIX": prefix,
         "DATABASE_URL": conninfo,
@@ -204,6 +223,7 @@ def _run(
         "SPEECHSTREAM_SINK_GROUP_ID": f"{prefix}sink",
         "SPEECHSTREAM_VALIDATOR_CLIENT_NAME": f"{prefix}validator",
         "SPEECHSTREAM_VALIDATOR_VALIDATOR_ID": VALIDATOR_ID,
+        "SPEECHSTREAM_EVALUATOR_EVALUATOR_ID": EVALUATOR_ID,
         "SPEECHSTREAM_VALIDATOR_EPOCH_BLOCKS": str(EPOCH_BLOCKS),
     }
     api_url = f"http://127.0.0.1:{free_port()}"
@@ -265,10 +285,11 @@ def _run(
         head = SUBMISSION_BLOCK + EPOCH_BLOCKS
         epoch = head // EPOCH_BLOCKS
         say(f"== 6/6 weights: the chain reaches block {head} (epoch {epoch})")
-        publish(kafka, kafka.topics.chain_blocks, [
-            new_envelope(ChainBlock(block=head), key=None, producer="speechstream-demo",
-                         event_id=derived_event_id(str(head), "chain")),
-        ])
+        with EventProducer(kafka, signer=chain) as producer:
+            producer.send(kafka.topics.chain_blocks, new_envelope(
+                ChainBlock(block=head), key=None, producer="speechstream-demo",
+                event_id=derived_event_id(str(head), "chain")))
+            producer.flush()
         _wait(lambda: _has_vector(conn, epoch), services, options.timeout_s,
               f"the validator's weights of epoch {epoch}", logs)
         vector = latest_vector(kafka, VALIDATOR_ID)
@@ -284,6 +305,28 @@ def _run(
             service.stop()
     board = leaderboard(conn)
     return DemoResult(board, vector, api_url, answer, run, conninfo)
+
+
+def _trust(directory: Path, kafka: KafkaSettings, device: str,
+           say: Callable[[str], None]) -> tuple[dict[str, str], Signer]:
+    """The run's root of trust: an operator key, a key per service, their trusted set
+    published on the run's ``trust`` topic; the services' environment and the chain's key."""
+    directory.mkdir(parents=True, exist_ok=True)
+    operator = create_key_file(directory / "operator.json", force=True)
+    names = {"intake": "intake", "evaluator": f"{EVALUATOR_ID}-{device}", "sink": "sink",
+             "validator": VALIDATOR_ID, "api": "api", "chain": "chain"}
+    env = {"SPEECHSTREAM_TRUST_OPERATOR_KEY": operator.hotkey,
+           "SPEECHSTREAM_TRUST_INSECURE": "false"}
+    keys: list[TrustedKey] = []
+    for role, variable in SERVICE_KEYS:
+        path = directory / f"{role}.json"
+        key = create_key_file(path, force=True)
+        keys.append(TrustedKey(key=key.hotkey, role=role, name=names[role]))  # type: ignore[arg-type]
+        env[variable] = str(path)
+    trusted = publish_trusted(kafka, operator, keys, version=1, reason="demo run")
+    say(f"   trust: operator root {operator.hotkey[:16]}…, {len(trusted.keys)} service keys "
+        f"trusted (version {trusted.version}); every reader checks every signature")
+    return env, Signer.from_key_file(directory / "chain.json")
 
 
 def _wait_ready(
