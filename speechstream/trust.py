@@ -28,6 +28,9 @@ from speechstream.kafka.reader import LogReader
 from speechstream.settings import KafkaSettings, ServiceSettings, TrustSettings
 from speechstream.signer import Signer
 
+TRUST_READER = "speechstream-trust"
+"""The ``group.id`` every service's reader of the ``trust`` topic names (it joins no group;
+librdkafka looks the group up all the same, so the broker's ACLs allow it to every reader)."""
 MIN_REFRESH_S = 1.0
 """A record signed by a key this store does not know makes it look for a newer set at most
 this often (a flood of forged signers costs one small read a second)."""
@@ -39,9 +42,10 @@ INSECURE_WARNING = ("SPEECHSTREAM_TRUST_INSECURE=true: no event's signer is chec
 class TrustStore:
     """The operator's trusted keys as last read, and the check of each record against them.
 
-    ``root`` is the operator's public key. ``reader`` (a :class:`LogReader` of the ``trust``
-    topic, built from ``kafka`` when not given) follows the sets; a store built with
-    :meth:`fixed` never looks again (tests, one-off checks).
+    ``root`` is the operator's public key; ``name`` names the service in logs. A
+    :class:`LogReader` of the ``trust`` topic (group id :data:`TRUST_READER`), built from
+    ``kafka``, follows the sets; a store built with :meth:`fixed` never reads (tests, one-off
+    checks).
     """
 
     def __init__(
@@ -61,7 +65,7 @@ class TrustStore:
         self._reader: LogReader | None = None
         if kafka is not None:
             self._reader = LogReader(
-                kafka, [self._registry.trust], self._take, name=f"{name}-trust",
+                kafka, [self._registry.trust], self._take, name=TRUST_READER,
                 expected=KeysTrusted, logger=self._log,
                 verify=lambda env, raw, _topic: root_refusal(env, raw, root),
             )

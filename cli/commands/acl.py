@@ -11,6 +11,7 @@ from cli.exceptions import UsageError
 from consumers.scored import CONSUMER_NAME as EVALUATOR_SCORED_READER
 from consumers.settings import AuditSettings, EvaluatorSettings, ValidatorSettings
 from producers.rescore import PRODUCER_NAME as RESCORE_NAME
+from schemas.topics import TRUST
 from sinks.settings import SinkSettings
 from speechstream.exceptions import AclError
 from speechstream.kafka.acl import (
@@ -26,6 +27,7 @@ from speechstream.kafka.acl import (
     load_principals,
 )
 from speechstream.settings import AclSettings, KafkaSettings
+from speechstream.trust import TRUST_READER
 from streams.chain import CONSUMER_NAME as CHAIN_READER
 from streams.deadletter import CONSUMER_NAME as STREAMS_NAME
 from streams.settings import StreamsSettings
@@ -69,11 +71,13 @@ def context(kafka: KafkaSettings) -> AclContext:
     streams = StreamsSettings()
     evaluator = EvaluatorSettings()
     prefixed = "prefixed"
+    trust = GroupPattern(TRUST_READER)  # every reader of trusted keys (speechstream.trust)
     return AclContext(
         topic_prefix=kafka.topic_prefix,
         intake_app_id=streams.app_id,
         evaluator_group=evaluator.group_id,
-        groups={
+        groups={role: (*patterns, trust) if role in TRUST.readers else patterns
+                for role, patterns in {
             "intake": (GroupPattern(f"{kafka.topic_prefix}{streams.app_id}"),
                        GroupPattern(ACTIVE_VERSION_READER), GroupPattern(CHAIN_READER),
                        GroupPattern(STREAMS_NAME)),
@@ -82,8 +86,9 @@ def context(kafka: KafkaSettings) -> AclContext:
             "auditor": (GroupPattern(AuditSettings().group_id),),
             "sink": (GroupPattern(SinkSettings().group_id, prefixed),),
             "validator": (GroupPattern(ValidatorSettings().client_name, prefixed),),
+            "api": (),
             "operator": (GroupPattern(RESCORE_NAME, prefixed), GroupPattern(CHAIN_READER)),
-        },
+        }.items()},
     )
 
 
