@@ -12,6 +12,10 @@ evaluator also skips a ``(hash, version)`` that has a committed score.
 
 The switch to the new version is a separate step (:func:`activation`), taken once the
 re-scores are done: until then the leaderboard, the API and the weights use the active one.
+
+Every read takes ``verify`` (``speechstream.trust``): a forged request, cancellation or score
+does not decide what is re-scored or counted. Every write takes ``signer``, the operator's
+root key: the re-scores and the activation are the operator's to say.
 """
 
 from __future__ import annotations
@@ -21,14 +25,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from producers.miner import publish as publish_events
 from schemas.envelope import Envelope, derived_event_id, new_envelope
 from schemas.events import EvaluationRequested, ScoreComputed, ScoringActivated
 from speechstream.exceptions import ConsumeError, SpeechstreamError
 from speechstream.kafka.producer import EventProducer
 from speechstream.kafka.reader import LogReader, read_log
+from speechstream.kafka.records import Verify
 from speechstream.ledger import Ledger, Request
 from speechstream.settings import KafkaSettings
+from speechstream.signer import Signer
 
 PRODUCER_NAME = "speechstream-rescore"
 READ_LIMIT_S = 600.0
@@ -89,22 +94,24 @@ class Plan:
 
 
 def read_ledger(kafka: KafkaSettings, topics: list[str], *, name: str,
-                limit_s: float = READ_LIMIT_S) -> Ledger:
-    """A ledger of ``topics`` read whole, now (:class:`RescoreError` when that is too slow)."""
+                limit_s: float = READ_LIMIT_S, verify: Verify | None = None) -> Ledger:
+    """A ledger of ``topics`` read whole, now, of the records ``verify`` lets count
+    (:class:`RescoreError` when that is too slow)."""
     ledger = Ledger()
     try:
-        read_log(kafka, topics, ledger.apply, name=name, limit_s=limit_s, logger=log)
+        read_log(kafka, topics, ledger.apply, name=name, limit_s=limit_s, logger=log,
+                 verify=verify)
     except ConsumeError as exc:
         raise RescoreError(str(exc)) from exc
     return ledger
 
 
-def read_accepted(kafka: KafkaSettings) -> dict[str, Envelope]:
+def read_accepted(kafka: KafkaSettings, verify: Verify | None = None) -> dict[str, Envelope]:
     """hash → its accepted request's envelope, read from the log (the ledger's rule; withdrawn
     requests left out)."""
     t = kafka.topics
     ledger = read_ledger(kafka, [t.evaluation_requests, t.cancellations],
-                         name=f"{PRODUCER_NAME}-read")
+                         name=f"{PRODUCER_NAME}-read", verify=verify)
     return {hash_: _envelope(request)
             for hash_, request in ledger.accepted_requests().items()}
 
@@ -125,10 +132,11 @@ def rescore_envelope(request_env: Envelope, version: str) -> Envelope:
                         event_id=derived_event_id(request_env.event_id, f"rescore:{version}"))
 
 
-def plan(kafka: KafkaSettings, version: str, selection: Selection) -> Plan:
+def plan(kafka: KafkaSettings, version: str, selection: Selection,
+         verify: Verify | None = None) -> Plan:
     """Read the log and work out what to queue; :class:`RescoreError` when a named hash or
     hotkey has no accepted request."""
-    requests = read_accepted(kafka)
+    requests = read_accepted(kafka, verify)
     selected = [env for env in requests.values() if selection.matches(env.payload)]
     missing = [h for h in selection.hashes if h not in requests]
     if missing:
@@ -138,7 +146,7 @@ def plan(kafka: KafkaSettings, version: str, selection: Selection) -> Plan:
                            + (f" at block ≥ {selection.since_block}"
                               if selection.since_block is not None else ""))
     on_lane = set(read_ledger(kafka, [kafka.topics.rescores],
-                              name=f"{PRODUCER_NAME}-lane").rescores)
+                              name=f"{PRODUCER_NAME}-lane", verify=verify).rescores)
     queued = [out for out in (rescore_envelope(env, version) for env in selected)
               if out.event_id not in on_lane]
     selected.sort(key=lambda env: (env.payload.block, env.payload.hash))
@@ -147,10 +155,12 @@ def plan(kafka: KafkaSettings, version: str, selection: Selection) -> Plan:
 
 
 def publish(kafka: KafkaSettings, queued: list[Envelope],
-            on_sent: Callable[[int], None] | None = None) -> int:
-    """Publish the re-scores on the lane (idempotent producer, every delivery confirmed);
-    ``on_sent`` is told how many were handed to the client each time."""
-    with EventProducer(kafka) as producer:
+            on_sent: Callable[[int], None] | None = None, *,
+            signer: Signer | None = None) -> int:
+    """Publish the re-scores on the lane (idempotent producer, every delivery confirmed),
+    each signed by ``signer`` when given; ``on_sent`` is told how many were handed to the
+    client each time."""
+    with EventProducer(kafka, signer=signer) as producer:
         for n, env in enumerate(queued, 1):
             producer.send(kafka.topics.rescores, env)
             if on_sent is not None and (n % 100 == 0 or n == len(queued)):
@@ -162,12 +172,13 @@ def publish(kafka: KafkaSettings, queued: list[Envelope],
 class ScoreWatch:
     """Follows the scores topic: which of ``hashes`` have a committed score of ``version``."""
 
-    def __init__(self, kafka: KafkaSettings, version: str, hashes: set[str]) -> None:
+    def __init__(self, kafka: KafkaSettings, version: str, hashes: set[str],
+                 verify: Verify | None = None) -> None:
         self.version, self.pending = version, set(hashes)
         self.completed = self.failed = 0
         self._reader = LogReader(kafka, [kafka.topics.scores], self._take,
                                  name=f"{PRODUCER_NAME}-watch", expected=ScoreComputed,
-                                 logger=log)
+                                 logger=log, verify=verify)
         self._reader.consumer.start(from_start=True)
 
     @property
@@ -203,13 +214,14 @@ class ScoreWatch:
         self._reader.close()
 
 
-def coverage(kafka: KafkaSettings) -> tuple[str | None, int, dict[str, dict[str, int]]]:
+def coverage(kafka: KafkaSettings, verify: Verify | None = None,
+             ) -> tuple[str | None, int, dict[str, dict[str, int]]]:
     """From the log: the activated version (None before any), how many submissions are
     accepted, and per scoring version how many of them have a COMPLETED or FAILED score
     (the ledger's: the first committed of each hash and version, when it answers a request)."""
     t = kafka.topics
     ledger = read_ledger(kafka, [t.scoring_active, t.evaluation_requests, t.cancellations,
-                                 t.scores], name=f"{PRODUCER_NAME}-coverage")
+                                 t.scores], name=f"{PRODUCER_NAME}-coverage", verify=verify)
     accepted = ledger.accepted_requests()
     per: dict[str, dict[str, int]] = {}
     for (hash_, version), (_, score) in ledger.scores.items():
@@ -219,9 +231,17 @@ def coverage(kafka: KafkaSettings) -> tuple[str | None, int, dict[str, dict[str,
     return ledger.activated, len(accepted), per
 
 
-def activate(kafka: KafkaSettings, version: str, reason: str | None = None) -> None:
-    """Publish the activation of ``version`` on ``scoring.active`` and wait for the broker."""
-    publish_events(kafka, kafka.topics.scoring_active, [activation(version, reason)])
+def activate(kafka: KafkaSettings, version: str, reason: str | None = None, *,
+             signer: Signer | None = None) -> Envelope:
+    """Publish the activation of ``version`` on ``scoring.active``, signed by ``signer``
+    when given, and wait for the broker; the envelope as sent."""
+    envelope = activation(version, reason)
+    if signer is not None:
+        envelope = signer.sign(envelope)
+    with EventProducer(kafka) as producer:
+        producer.send(kafka.topics.scoring_active, envelope)
+        producer.flush()
+    return envelope
 
 
 def activation(version: str, reason: str | None = None) -> Envelope:

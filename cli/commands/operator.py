@@ -1,4 +1,5 @@
-"""`speechstream operator keygen | reassign-uid`: the operator's signed actions."""
+"""`speechstream operator keygen | reassign-uid`: the operator's signed actions, and the
+operator's root key as every operator command loads it (:func:`operator_signer`)."""
 
 from __future__ import annotations
 
@@ -7,19 +8,21 @@ import re
 from pathlib import Path
 
 from cli.exceptions import UsageError
-from producers.miner import publish
 from producers.operator import uid_reassignment
 from producers.settings import OperatorSettings
 from speechstream.exceptions import KeyFileError, SpeechstreamError
-from speechstream.keys import create_key_file, load_key_file
-from speechstream.settings import KafkaSettings
+from speechstream.kafka.producer import EventProducer
+from speechstream.keys import Hotkey, create_key_file, load_key_file
+from speechstream.settings import KafkaSettings, TrustSettings
+from speechstream.signer import Signer
 
 KEYGEN = "speechstream operator keygen"
 HOTKEY = re.compile(r"^[0-9a-f]{64}$")
 
 REASSIGN_HELP = """\
 Hand a uid to another hotkey (what the chain does when it deregisters a miner): publish a
-uid.reassigned event, signed with the operator's key, to the registrations topic. The intake
+uid.reassigned event, signed with the operator's key (the payload, and the envelope as
+every signed event), to the registrations topic. The intake
 worker accepts it only when the key is the one it is configured with
 (SPEECHSTREAM_STREAMS_OPERATOR_KEY); the hotkey that held the uid then loses it, and its later
 submissions are rejected with UID_REASSIGNED. A hotkey that already holds another uid is
@@ -62,8 +65,39 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _key_file(args: argparse.Namespace) -> Path:
-    path = args.key_file if args.key_file is not None else OperatorSettings().key_file
+    return operator_key_path(args.key_file)
+
+
+def operator_key_path(key_file: Path | None = None) -> Path:
+    """``key_file``, else the operator's key file of ``OperatorSettings``."""
+    path = key_file if key_file is not None else OperatorSettings().key_file
     return path.expanduser()
+
+
+def operator_key(key_file: Path | None = None) -> Hotkey:
+    """The operator's key (:func:`operator_key_path`); :class:`UsageError` when the file is
+    missing, open to others or bad."""
+    try:
+        return load_key_file(operator_key_path(key_file), keygen="speechstream trust init")
+    except KeyFileError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def operator_signer(key_file: Path | None = None, *,
+                    trust: TrustSettings | None = None) -> Signer | None:
+    """The operator's root key, to sign what an operator command writes. Where a root of
+    trust is configured (``SPEECHSTREAM_TRUST_OPERATOR_KEY``) the key file is required and
+    must hold that key (readers refuse anything else); without one, the key file when it
+    exists, else None (an unchecked development log: the write goes unsigned)."""
+    root = (trust or TrustSettings()).operator_key
+    if root is None and not operator_key_path(key_file).exists():
+        return None
+    key = operator_key(key_file)
+    if root is not None and key.hotkey != root:
+        raise UsageError(
+            f"{operator_key_path(key_file)} holds key {key.hotkey}, not the root of trust "
+            f"SPEECHSTREAM_TRUST_OPERATOR_KEY={root}: readers would refuse what it signs")
+    return Signer(key.private_key, key.hotkey)
 
 
 def _keygen(args: argparse.Namespace) -> int:
@@ -92,7 +126,9 @@ def _reassign_uid(args: argparse.Namespace) -> int:
     kafka = KafkaSettings()
     block = args.block if args.block is not None else _head(kafka)
     envelope = uid_reassignment(operator, uid=args.uid, hotkey=args.hotkey, block=block)
-    publish(kafka, kafka.topics.registrations, [envelope])
+    with EventProducer(kafka, signer=Signer(operator.private_key, operator.hotkey)) as producer:
+        producer.send(kafka.topics.registrations, envelope)
+        producer.flush()
     print(f"reassigned uid={args.uid} hotkey={args.hotkey} block={block} "
           f"operator={operator.hotkey} event_id={envelope.event_id}")
     return 0

@@ -11,12 +11,15 @@ from typing import Any
 
 from tqdm import tqdm
 
-from cli.commands.scoring import unknown_version
+from cli.commands.operator import operator_signer
+from cli.commands.scoring import checked_reads, unknown_version
 from cli.exceptions import CommandError, UsageError
 from producers import rescore
 from scoring.versions import known_versions
 from speechstream.exceptions import SpeechstreamError
+from speechstream.kafka.records import Verify
 from speechstream.settings import KafkaSettings
+from speechstream.signer import Signer
 
 DEFAULT_WAIT_S = 24 * 3600.0
 
@@ -34,7 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "running it twice queues nothing twice. Scores of every version live side by side; "
         "`speechstream scoring activate` makes the new one count. A version this engine does "
         "not compute, or a hash or hotkey with no accepted request, is refused and nothing is "
-        "published (exit 1).",
+        "published (exit 1). Only requests, cancellations and scores signed by a key the "
+        "operator trusts for them count (SPEECHSTREAM_TRUST_OPERATOR_KEY); the re-scores are "
+        "signed with the operator's root key ($SPEECHSTREAM_OPERATOR_KEY_FILE).",
     )
     p.add_argument("--scoring-version", required=True, metavar="VERSION",
                    help=f"the version to score with ({', '.join(known_versions())})")
@@ -73,10 +78,17 @@ def _rescore(args: argparse.Namespace) -> int:
     problem = unknown_version(args.scoring_version)
     if problem:
         raise CommandError(f"{problem}; nothing published")
+    signer = None if args.dry_run else operator_signer()
+    with checked_reads(rescore.PRODUCER_NAME) as store:
+        return _run(args, selection, store.verify if store else None, signer)
+
+
+def _run(args: argparse.Namespace, selection: rescore.Selection, verify: Verify | None,
+         signer: Signer | None) -> int:
     kafka = KafkaSettings()
     started = time.monotonic()
     try:
-        planned = rescore.plan(kafka, args.scoring_version, selection)
+        planned = rescore.plan(kafka, args.scoring_version, selection, verify)
     except SpeechstreamError as exc:
         raise CommandError(f"{exc}; nothing published") from exc
     out: dict[str, Any] = {
@@ -94,7 +106,7 @@ def _rescore(args: argparse.Namespace) -> int:
                disable=args.json or not planned.queued)
     try:
         out["queued"] = rescore.publish(kafka, planned.queued,
-                                        on_sent=lambda n: bar.update(n - bar.n))
+                                        on_sent=lambda n: bar.update(n - bar.n), signer=signer)
     finally:
         bar.close()
     elapsed = time.monotonic() - started
@@ -106,12 +118,12 @@ def _rescore(args: argparse.Namespace) -> int:
         return _report(args, out, line)
     if not args.json:
         print(line)
-    return _follow(args, kafka, planned, out)
+    return _follow(args, kafka, planned, out, verify)
 
 
 def _follow(args: argparse.Namespace, kafka: KafkaSettings, planned: rescore.Plan,
-            out: dict[str, Any]) -> int:
-    watch = rescore.ScoreWatch(kafka, planned.version, planned.hashes)
+            out: dict[str, Any], verify: Verify | None) -> int:
+    watch = rescore.ScoreWatch(kafka, planned.version, planned.hashes, verify)
     bar = tqdm(total=len(planned.hashes), desc=f"scored ({planned.version})", unit="sub",
                file=sys.stderr, disable=args.json)
     started = time.monotonic()

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
+from cli.commands.operator import operator_signer
 from cli.exceptions import CommandError
 from producers import rescore
 from scoring.versions import known_versions
-from speechstream.settings import KafkaSettings
+from speechstream.settings import KafkaSettings, TrustSettings
+from speechstream.trust import TrustStore, trust_store
+
+log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,7 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "has scored",
         description="Read scoring.active, evaluation.requests and scores from the log and "
         "print the active scoring version and, per version, how many of the accepted "
-        "submissions have a score of it.",
+        "submissions have a score of it. Only events signed by a key the operator trusts "
+        "for them count (SPEECHSTREAM_TRUST_OPERATOR_KEY; docs/security.md).",
     )
     status.add_argument("--json", action="store_true", help="print one JSON object")
     status.set_defaults(func=_status)
@@ -32,7 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "weights use that version's scores from then on, and the intake worker requests new "
         "submissions for it; no service restarts. Refused (exit 1) while an accepted "
         "submission has no score of the version, unless --force: those would count as "
-        "QUEUED until scored.",
+        "QUEUED until scored. Signed with the operator's root key "
+        "($SPEECHSTREAM_OPERATOR_KEY_FILE, default ~/.speechstream/operator.json), which must "
+        "be the key of $SPEECHSTREAM_TRUST_OPERATOR_KEY; readers refuse any other.",
     )
     activate.add_argument("version", help=f"the version ({', '.join(known_versions())})")
     activate.add_argument("--reason", help="recorded with the activation")
@@ -49,9 +59,22 @@ def unknown_version(version: str) -> str | None:
             f"{', '.join(known_versions())}")
 
 
+@contextmanager
+def checked_reads(name: str) -> Iterator[TrustStore | None]:
+    """The started trust store an operator command reads the log through (None on an
+    unchecked development log, ``SPEECHSTREAM_TRUST_INSECURE=true``), closed on exit."""
+    store = trust_store(KafkaSettings(), TrustSettings(), name=name, logger=log)
+    try:
+        yield store
+    finally:
+        if store is not None:
+            store.close()
+
+
 def _status(args: argparse.Namespace) -> int:
     kafka = KafkaSettings()
-    active, total, per = rescore.coverage(kafka)
+    with checked_reads(rescore.PRODUCER_NAME) as store:
+        active, total, per = rescore.coverage(kafka, store.verify if store else None)
     if args.json:
         print(json.dumps({"active": active, "accepted": total, "versions": per}))
         return 0
@@ -70,15 +93,17 @@ def _activate(args: argparse.Namespace) -> int:
     problem = unknown_version(args.version)
     if problem:
         raise CommandError(f"{problem}; not activated")
+    signer = operator_signer()
     kafka = KafkaSettings()
-    active, total, per = rescore.coverage(kafka)
+    with checked_reads(rescore.PRODUCER_NAME) as store:
+        active, total, per = rescore.coverage(kafka, store.verify if store else None)
     c = per.get(args.version, {"COMPLETED": 0, "FAILED": 0})
     missing = total - c["COMPLETED"] - c["FAILED"]
     if missing and not args.force:
         raise CommandError(f"{missing} of {total} accepted submissions have no {args.version} "
                            f"score yet; re-score them (`speechstream rescore --scoring-version "
                            f"{args.version} --all --wait`) or pass --force; not activated")
-    rescore.activate(kafka, args.version, args.reason)
+    rescore.activate(kafka, args.version, args.reason, signer=signer)
     print(f"scoring version {args.version} activated (was {active or 'none'}); "
           f"{total - missing} of {total} accepted submissions have a {args.version} score")
     return 0
