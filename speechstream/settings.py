@@ -117,11 +117,16 @@ class KafkaSettings(BaseSettings):
 class AclSettings(BaseSettings):
     """``speechstream acl plan | apply``: which principals hold each role
     (``SPEECHSTREAM_ACL_PRINCIPALS_FILE``, a JSON object role → principals; without it, one
-    principal a role, ``User:<role>``)."""
+    principal a role, ``User:<role>``); ``speechstream credentials add``: a miner's produce
+    quota."""
 
     model_config = SettingsConfigDict(env_prefix="SPEECHSTREAM_ACL_", extra="ignore")
 
     principals_file: Path | None = None
+    miner_producer_byte_rate: int = Field(
+        16 * 1024, gt=0, description="The produce quota `speechstream credentials add` gives "
+        "a miner, in bytes a second (a registration or a submission is under 1 KiB).",
+    )
 
 
 class DatabaseSettings(BaseSettings):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,7 +25,7 @@ from devstack.kafka import BrokerSecurity, KafkaNode, SaslUser, broker_answers
 from devstack.tls import generate_tls
 from schemas.topics import ALL_TOPICS
 from speechstream.exceptions import ConsumeError
-from speechstream.kafka.acl import apply_acls, derive_acls, parse_principals
+from speechstream.kafka.acl import apply_acls, derive_acls, existing_acls, parse_principals
 from speechstream.kafka.admin import create_topics
 from speechstream.kafka.reader import ledger_topics, read_log
 from speechstream.settings import DevSettings, KafkaSettings
@@ -175,3 +176,53 @@ def test_acl_apply_command_creates_only_what_is_missing(
     assert out.startswith("3 ACLs created, 5 held already (8 in the plan)"), out
     assert main(["acl", "apply", "--principals", str(principals)]) == 0
     assert capsys.readouterr().out.startswith("0 ACLs created, 8 held already")
+
+
+def test_credentials_add_rotate_and_remove_a_miner_with_a_produce_quota(
+    broker: SecureBroker, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    for key, value in broker.security.client_environment().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", broker.node.bootstrap_servers)
+    monkeypatch.setenv("SPEECHSTREAM_TOPIC_PREFIX", PREFIX)
+    name = f"carol-{broker.security.protocol.lower().replace('_', '-')}"
+
+    def login(password: str) -> dict[str, object]:
+        return {**broker.security.client_config(), "sasl.username": name,
+                "sasl.password": password}
+
+    assert main(["credentials", "add", "--role", "miner", "--name", name,
+                 "--producer-byte-rate", "1024"]) == 0
+    out = capsys.readouterr().out
+    assert "ACLs created, produce quota 1024 bytes/s" in out, out
+    password = out.split("KAFKA_SASL_PASSWORD=")[1].split()[0]
+    config = {**login(password), "bootstrap.servers": broker.node.bootstrap_servers,
+              "log_level": 0}
+    assert produce(config, f"{PREFIX}submissions") is None
+    err = produce(config, f"{PREFIX}scores")
+    assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    # Past its quota the broker throttles it.
+    throttled: list[float] = []
+    flooder = Producer({**config, "throttle_cb": lambda e: throttled.append(e.throttle_time)})
+    for _ in range(40):
+        flooder.produce(f"{PREFIX}submissions", b"x" * 4096, key=b"k")
+        flooder.poll(0)
+    flooder.flush(60)
+    deadline = time.monotonic() + 20
+    while not throttled and time.monotonic() < deadline:
+        flooder.produce(f"{PREFIX}submissions", b"x" * 4096, key=b"k")
+        flooder.flush(10)
+    assert throttled and max(throttled) > 0
+
+    assert main(["credentials", "rotate", "--name", name]) == 0
+    rotated = capsys.readouterr().out.split("KAFKA_SASL_PASSWORD=")[1].split()[0]
+    bootstrap = broker.node.bootstrap_servers
+    assert not broker_answers(bootstrap, timeout_s=5, config=login(password))
+    assert broker_answers(bootstrap, timeout_s=10, config=login(rotated))
+    assert name in (main(["credentials", "list"]) == 0 and capsys.readouterr().out)
+
+    assert main(["credentials", "remove", "--name", name]) == 0
+    assert "removed with" in capsys.readouterr().out
+    assert not broker_answers(bootstrap, timeout_s=5, config=login(rotated))
+    assert not [key for key in existing_acls(broker.settings("admin"))
+                if key[0] == f"User:{name}"]
