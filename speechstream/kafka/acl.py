@@ -243,7 +243,9 @@ def apply_acls(kafka: KafkaSettings, acls: Sequence[Acl], timeout_s: float = 30.
     from speechstream.kafka.admin import admin_client
 
     held = existing_acls(kafka, timeout_s)
-    missing = [acl for acl in acls if acl.key() not in held]
+    # One principal in two roles (an operator who is also the chain adapter) needs some
+    # ACLs twice: the broker keeps one.
+    missing = list({acl.key(): acl for acl in acls if acl.key() not in held}.values())
     if not missing:
         return []
     admin = admin_client(kafka)
