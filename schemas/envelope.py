@@ -32,8 +32,9 @@ class Envelope(BaseModel):
     """The public key that signed this envelope (``schemas.trust``): a key the operator trusts
     for the role that may say this event; None on a miner's own payload-signed event."""
     signature: Signature | None = None
-    """ed25519 signature of ``signer`` over every other field as written on the wire
-    (``schemas.trust.signing_bytes``)."""
+    """ed25519 signature of ``signer`` over the record as written on the wire, this field
+    written as null (``schemas.trust.signed_part``); the last field, so the codec writes it
+    last."""
 
     @model_validator(mode="after")
     def _type_matches_payload(self) -> Envelope:

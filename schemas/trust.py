@@ -2,9 +2,10 @@
 one check every reader makes of every record it reads.
 
 - Every event that decides an outcome travels in an envelope signed by the key of the party
-  allowed to say it. The signature covers the envelope exactly as written on the wire, less
-  the signature itself (:func:`signing_bytes`): a topic mirrored to another cluster, or a
-  record read back years later, checks the same.
+  allowed to say it. The signature covers the record's bytes exactly as written on the wire,
+  with ``"signature":null`` where the signature stands (it is the envelope's last field:
+  :func:`signed_part`): a topic mirrored to another cluster byte for byte, or a record read
+  back years later, checks the same, and no reader has to re-serialize anything to check it.
 - The operator's root key (every service is configured with its public half) signs the
   ``keys.trusted`` sets on the ``trust`` topic; each set names every other key the operator
   trusts, with the role it speaks for and the name it speaks under (:class:`TrustSet`).
@@ -19,13 +20,12 @@ one check every reader makes of every record it reads.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from typing import Any
 
+from schemas.codec import encode
 from schemas.envelope import Envelope
 from schemas.events import KeysTrusted, TrustedKey
-from schemas.signing import canonical_bytes, hotkey_of, sign_bytes, signature_bytes_valid
+from schemas.signing import hotkey_of, sign_bytes, signature_bytes_valid
 from schemas.topics import TopicSpec
 
 SAID_BY: dict[str, frozenset[str]] = {
@@ -71,23 +71,30 @@ AUTHOR: dict[str, str] = {
 another's score, one validator another's vector)."""
 
 
-def signing_bytes(doc: dict[str, Any]) -> bytes:
-    """What an envelope's signature covers: the envelope as decoded from the wire (a JSON
-    object), without ``signature``, in canonical form (sorted keys, compact)."""
-    return canonical_bytes({k: v for k, v in doc.items() if k != "signature"})
+_UNSIGNED_TAIL = b',"signature":null}'
+_SIGNATURE_HEAD = b',"signature":"'
 
 
-def _wire_doc(envelope: Envelope) -> dict[str, Any]:
-    doc: dict[str, Any] = json.loads(envelope.model_dump_json(exclude_none=False))
-    return doc
+def signed_part(raw: bytes, signature: str) -> bytes | None:
+    """The bytes ``signature`` signs in the record ``raw``: ``raw`` with its closing
+    ``,"signature":"<hex>"}`` written as ``,"signature":null}``; None when ``raw`` does not end
+    that way (it was not written by :func:`sign_envelope`'s encoding)."""
+    tail = _SIGNATURE_HEAD + signature.encode("ascii") + b'"}'
+    if not raw.endswith(tail):
+        return None
+    return raw[:-len(tail)] + _UNSIGNED_TAIL
 
 
 def sign_envelope(envelope: Envelope, private_key: str, public_key: str | None = None) -> Envelope:
-    """``envelope`` signed with ``private_key`` (its ``signer`` set to the public key)."""
+    """``envelope`` signed with ``private_key`` (its ``signer`` set to the public key): the
+    signature covers its wire encoding with ``"signature":null``, which the codec writes last
+    and byte for byte the same for the signed envelope."""
     public = public_key or hotkey_of(private_key)
     unsigned = envelope.model_copy(update={"signer": public, "signature": None})
-    signature = sign_bytes(private_key, signing_bytes(_wire_doc(unsigned)))
-    return unsigned.model_copy(update={"signature": signature})
+    body = encode(unsigned)
+    if not body.endswith(_UNSIGNED_TAIL):  # the envelope's last field is its signature
+        raise ValueError("the envelope's encoding does not end with its signature")
+    return unsigned.model_copy(update={"signature": sign_bytes(private_key, body)})
 
 
 @dataclass(frozen=True)
@@ -141,12 +148,8 @@ def refusal(envelope: Envelope, raw: bytes, spec: TopicSpec | None, trust: Trust
         if author != name:
             return (f"{etype} names {author_field} {author!r} but is signed by {role} "
                     f"{name!r}")
-    try:
-        doc = json.loads(raw)
-    except ValueError:
-        return "signature: the record is not JSON"
-    if not isinstance(doc, dict) or not signature_bytes_valid(signer, signing_bytes(doc),
-                                                              signature):
+    body = signed_part(raw, signature)
+    if body is None or not signature_bytes_valid(signer, body, signature):
         return f"bad signature on {etype} by {role} {name!r}: the record was altered"
     return None
 
@@ -158,10 +161,7 @@ def root_refusal(envelope: Envelope, raw: bytes, root: str) -> str | None:
         return f"{envelope.type} on trust: only the operator's keys.trusted sets belong there"
     if envelope.signer != root or envelope.signature is None:
         return "keys.trusted not signed by the operator's root key"
-    try:
-        doc = json.loads(raw)
-    except ValueError:
-        return "signature: the record is not JSON"
-    if not signature_bytes_valid(root, signing_bytes(doc), envelope.signature):
+    body = signed_part(raw, envelope.signature)
+    if body is None or not signature_bytes_valid(root, body, envelope.signature):
         return "bad signature on keys.trusted: the record was altered"
     return None
