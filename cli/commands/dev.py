@@ -9,6 +9,7 @@ from pathlib import Path
 
 from devstack.kafka import KAFKA_VERSION, fetch_jars
 from devstack.stack import DevStack, StackStatus
+from devstack.trust import dev_trust
 from speechstream.settings import DevSettings, KafkaSettings
 
 UP_HELP = """\
@@ -106,6 +107,15 @@ def _up(args: argparse.Namespace) -> int:
     for version in result.migrations_applied:
         print(f"  applied {version}")
     for line in result.env_lines():
+        print(line)
+    kafka = KafkaSettings(**{"KAFKA_BOOTSTRAP_SERVERS": result.bootstrap_servers,
+                             "SPEECHSTREAM_TOPIC_PREFIX": KafkaSettings().topic_prefix,
+                             **dict(result.client_env)})
+    trust_dir = stack.state_dir / "trust"
+    lines, version = dev_trust(kafka, trust_dir)
+    print(f"trust: the operator's key and a key per service in {trust_dir}, trusted set "
+          f"version {version}")
+    for line in lines:
         print(line)
     return 0
 

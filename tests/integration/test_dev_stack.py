@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import psycopg
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
 from cli.main import main
 from devstack.kafka import KAFKA_VERSION, broker_answers
+from producers.trust import read_trusted
 from schemas.topics import ALL_TOPICS, MINERS, changelog_specs
 from speechstream.kafka.admin import create_topics, describe_topics
 from speechstream.settings import KafkaSettings
+from speechstream.signer import Signer
 from streams.settings import StreamsSettings
 from tests.conftest import Infrastructure
 
@@ -102,12 +106,24 @@ def test_dev_up_again_starts_nothing(
     assert "kafka: already running" in out
     assert "postgres: already running" in out
     assert "topics: 0 created" in out
-    env = [line for line in out.splitlines() if "=" in line]
-    assert env == [
-        f"KAFKA_BOOTSTRAP_SERVERS={local_stack_env.bootstrap_servers}",
-        f"DATABASE_URL={local_stack_env.database_url}",
-    ]
+    env = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    assert list(env)[:2] == ["KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL"]
+    assert env["KAFKA_BOOTSTRAP_SERVERS"] == local_stack_env.bootstrap_servers
+    assert env["DATABASE_URL"] == local_stack_env.database_url
     assert (stack.kafka.running_pid(), stack.postgres().running_pid()) == pids
+    # The stack's root of trust: every service's key is in the trusted set on its topic, and
+    # a second `dev up` publishes nothing new.
+    kafka = KafkaSettings(KAFKA_BOOTSTRAP_SERVERS=env["KAFKA_BOOTSTRAP_SERVERS"],
+                          SPEECHSTREAM_TOPIC_PREFIX="speechstream.")
+    trusted = read_trusted(kafka, env["SPEECHSTREAM_TRUST_OPERATOR_KEY"])
+    for variable, role in (("SPEECHSTREAM_STREAMS_KEY_FILE", "intake"),
+                           ("SPEECHSTREAM_EVALUATOR_KEY_FILE", "evaluator"),
+                           ("SPEECHSTREAM_VALIDATOR_KEY_FILE", "validator"),
+                           ("SPEECHSTREAM_CHAIN_KEY_FILE", "chain")):
+        key = Signer.from_key_file(Path(env[variable])).public_key
+        assert trusted.keys[key].role == role
+    assert main(["dev", "up", "--no-install"]) == 0
+    assert f"trusted set version {trusted.version}\n" in capsys.readouterr().out
 
 
 def test_dev_status_reports_version_topics_and_database(
