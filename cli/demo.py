@@ -32,22 +32,23 @@ from typing import Any
 import httpx
 import psycopg
 
+from cli.demo_security import Principals, demo_trust
 from cli.exceptions import DemoTimeoutError, ServiceNotReadyError
+from consumers.settings import EvaluatorSettings, ValidatorSettings
 from consumers.validator import latest_vector
 from devstack.databases import create_database, drop_database_unless_used, labelled_databases
 from devstack.host import free_port
 from devstack.processes import ServiceProcess
 from devstack.stack import DevStack
 from producers.miner import publish, registration, submission
-from producers.trust import publish_trusted
 from schemas.envelope import derived_event_id, new_envelope
-from schemas.events import ChainBlock, TrustedKey, WeightsComputed
+from schemas.events import ChainBlock, WeightsComputed
 from sinks.queries import LeaderboardRow, leaderboard, registered_hotkeys
+from sinks.settings import SinkSettings
 from speechstream.kafka.admin import create_topics, delete_topics, describe_topics
 from speechstream.kafka.producer import EventProducer
 from speechstream.keys import Hotkey, create_key_file, load_key_file
 from speechstream.settings import DatabaseSettings, DevSettings, KafkaSettings
-from speechstream.signer import Signer
 
 
 @dataclass(frozen=True)
@@ -74,15 +75,6 @@ SUBMISSION_BLOCK = 5_000
 EPOCH_BLOCKS = 100
 VALIDATOR_ID = "demo-validator"
 EVALUATOR_ID = "demo-evaluator"
-SERVICE_KEYS = (
-    # (role, the setting of its key file): each service signs what it writes with its own key
-    ("intake", "SPEECHSTREAM_STREAMS_KEY_FILE"),
-    ("evaluator", "SPEECHSTREAM_EVALUATOR_KEY_FILE"),
-    ("sink", "SPEECHSTREAM_SINK_KEY_FILE"),
-    ("validator", "SPEECHSTREAM_VALIDATOR_KEY_FILE"),
-    ("api", "SPEECHSTREAM_API_KEY_FILE"),
-    ("chain", "SPEECHSTREAM_CHAIN_KEY_FILE"),
-)
 RUN_LABEL = "speechstream demo run "
 """How a run's database comment starts: ``speechstream demo run <run id>, topic prefix <p>``."""
 
@@ -155,13 +147,15 @@ def run_demo(
     """Run the whole pipeline once, on a topic prefix and a database of its own; return the
     leaderboard, the weights and an API answer."""
     say("== 1/6 local stack")
-    up = DevStack(dev).up(kafka)
+    stack = DevStack(dev)
+    up = stack.up(kafka)
     for state in up.services:
         say(f"   {state.describe()}")
     run = DemoRun.new(kafka.topic_prefix)
-    kafka = kafka.model_copy(
-        update={"bootstrap_servers": up.bootstrap_servers, "topic_prefix": run.topic_prefix}
-    )
+    kafka = KafkaSettings(**{"KAFKA_BOOTSTRAP_SERVERS": up.bootstrap_servers,
+                             "SPEECHSTREAM_TOPIC_PREFIX": run.topic_prefix,
+                             **dict(up.client_env)})  # the admin's, on a broker with SASL
+    principals = Principals(kafka, stack.kafka.security if up.client_env else None)
     removed = remove_earlier_runs(up.database_url, kafka, options.state_dir)
     if removed:
         say(f"   removed {len(removed)} earlier run(s) (topics, database, files): "
@@ -172,7 +166,7 @@ def run_demo(
         f"database {run.database} ({len(migrations)} migrations); kept until the next run")
     # Held while the run lasts: a later run never removes a database someone is connected to.
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        return _run(options, run, kafka, conninfo, conn, say)
+        return _run(options, run, principals, conninfo, conn, say)
 
 
 def remove_earlier_runs(server_url: str, kafka: KafkaSettings, state_dir: Path) -> list[str]:
@@ -191,9 +185,10 @@ def remove_earlier_runs(server_url: str, kafka: KafkaSettings, state_dir: Path) 
 
 
 def _run(
-    options: DemoOptions, run: DemoRun, kafka: KafkaSettings, conninfo: str,
+    options: DemoOptions, run: DemoRun, principals: Principals, conninfo: str,
     conn: psycopg.Connection, say: Callable[[str], None],
 ) -> DemoResult:
+    kafka = principals.admin
     say("== 2/6 models and miners")
     models_root = (options.state_dir / "models").resolve()
     keys = {m.name: _key(options.state_dir / "keys" / f"{m.name}.json") for m in MINERS}
@@ -207,7 +202,14 @@ def _run(
 
     run_dir = run.directory(options.state_dir).resolve()
     prefix = kafka.topic_prefix
-    trust_env, chain = _trust(run_dir / "keys", kafka, options.device, say)
+    allowed = principals.allow(EvaluatorSettings(group_id=f"{prefix}evaluators"),
+                               SinkSettings(group_id=f"{prefix}sink"),
+                               ValidatorSettings(client_name=f"{prefix}validator"))
+    if principals.security is not None:
+        say(f"   broker: SASL over TLS, each service its own principal ({allowed} ACLs "
+            "for this run)")
+    trust_env, chain = demo_trust(run_dir / "keys", principals.of("operator"),
+                                  f"{EVALUATOR_ID}-{options.device}", VALIDATOR_ID, say)
     env = {
         **trust_env,
         "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
@@ -237,10 +239,11 @@ def _run(
     ):
         port = free_port()
         service = ServiceProcess(name, [*args, "--metrics-port", str(port)],
-                                 logs / f"{name}.log", env)
+                                 logs / f"{name}.log", {**env, **principals.environment(name)})
         ready.append((service, f"http://127.0.0.1:{port}/health"))
     api_port = api_url.rsplit(":", 1)[1]
-    api = ServiceProcess("api", ["api", "run", "--port", api_port], logs / "api.log", env)
+    api = ServiceProcess("api", ["api", "run", "--port", api_port], logs / "api.log",
+                         {**env, **principals.environment("api")})
     ready.append((api, f"{api_url}/hc"))
     services = [service for service, _ in ready]
     say(f"== 3/6 services (logs in {logs})")
@@ -252,7 +255,7 @@ def _run(
 
         say("== 4/6 registrations and submissions")
         publish(
-            kafka,
+            principals.of("miner"),
             kafka.topics.registrations,
             [registration(keys[m.name], uid=m.uid, block=REGISTRATION_BLOCK) for m in MINERS],
         )
@@ -260,7 +263,7 @@ def _run(
         _wait(lambda: len(registered_hotkeys(conn, hotkeys)) == len(hotkeys),
               services, options.timeout_s, "the registrations to reach PostgreSQL", logs)
         subs = [_submission(keys[m.name], m) for m in MINERS]
-        publish(kafka, kafka.topics.submissions, subs)
+        publish(principals.of("miner"), kafka.topics.submissions, subs)
         for miner in MINERS:
             note = "  (hash does not match: must be rejected)" if miner.bad_hash else ""
             say(f"   {miner.name}: submitted {miner.name}/{miner.repo_name}{note}")
@@ -285,7 +288,7 @@ def _run(
         head = SUBMISSION_BLOCK + EPOCH_BLOCKS
         epoch = head // EPOCH_BLOCKS
         say(f"== 6/6 weights: the chain reaches block {head} (epoch {epoch})")
-        with EventProducer(kafka, signer=chain) as producer:
+        with EventProducer(principals.of("chain"), signer=chain) as producer:
             producer.send(kafka.topics.chain_blocks, new_envelope(
                 ChainBlock(block=head), key=None, producer="speechstream-demo",
                 event_id=derived_event_id(str(head), "chain")))
@@ -305,28 +308,6 @@ def _run(
             service.stop()
     board = leaderboard(conn)
     return DemoResult(board, vector, api_url, answer, run, conninfo)
-
-
-def _trust(directory: Path, kafka: KafkaSettings, device: str,
-           say: Callable[[str], None]) -> tuple[dict[str, str], Signer]:
-    """The run's root of trust: an operator key, a key per service, their trusted set
-    published on the run's ``trust`` topic; the services' environment and the chain's key."""
-    directory.mkdir(parents=True, exist_ok=True)
-    operator = create_key_file(directory / "operator.json", force=True)
-    names = {"intake": "intake", "evaluator": f"{EVALUATOR_ID}-{device}", "sink": "sink",
-             "validator": VALIDATOR_ID, "api": "api", "chain": "chain"}
-    env = {"SPEECHSTREAM_TRUST_OPERATOR_KEY": operator.hotkey,
-           "SPEECHSTREAM_TRUST_INSECURE": "false"}
-    keys: list[TrustedKey] = []
-    for role, variable in SERVICE_KEYS:
-        path = directory / f"{role}.json"
-        key = create_key_file(path, force=True)
-        keys.append(TrustedKey(key=key.hotkey, role=role, name=names[role]))  # type: ignore[arg-type]
-        env[variable] = str(path)
-    trusted = publish_trusted(kafka, operator, keys, version=1, reason="demo run")
-    say(f"   trust: operator root {operator.hotkey[:16]}…, {len(trusted.keys)} service keys "
-        f"trusted (version {trusted.version}); every reader checks every signature")
-    return env, Signer.from_key_file(directory / "chain.json")
 
 
 def _wait_ready(

@@ -65,11 +65,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     apply.set_defaults(func=_apply)
 
 
-def context(kafka: KafkaSettings) -> AclContext:
+def context(
+    kafka: KafkaSettings, *, streams: StreamsSettings | None = None,
+    evaluator: EvaluatorSettings | None = None, sink: SinkSettings | None = None,
+    validator: ValidatorSettings | None = None,
+) -> AclContext:
     """The topic prefix, the intake's app id, the evaluators' group and each role's consumer
-    groups, from the services' settings (the environment)."""
-    streams = StreamsSettings()
-    evaluator = EvaluatorSettings()
+    groups, from the services' settings (given, else the environment's)."""
+    streams = streams or StreamsSettings()
+    evaluator = evaluator or EvaluatorSettings()
+    sink = sink or SinkSettings()
+    validator = validator or ValidatorSettings()
     prefixed = "prefixed"
     trust = GroupPattern(TRUST_READER)  # every reader of trusted keys (speechstream.trust)
     return AclContext(
@@ -84,8 +90,8 @@ def context(kafka: KafkaSettings) -> AclContext:
             "evaluator": (GroupPattern(evaluator.group_id),
                           GroupPattern(EVALUATOR_SCORED_READER)),
             "auditor": (GroupPattern(AuditSettings().group_id),),
-            "sink": (GroupPattern(SinkSettings().group_id, prefixed),),
-            "validator": (GroupPattern(ValidatorSettings().client_name, prefixed),),
+            "sink": (GroupPattern(sink.group_id, prefixed),),
+            "validator": (GroupPattern(validator.client_name, prefixed),),
             "api": (),
             "operator": (GroupPattern(RESCORE_NAME, prefixed), GroupPattern(CHAIN_READER)),
         }.items()},

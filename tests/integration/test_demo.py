@@ -1,5 +1,6 @@
 """The demo twice in a row on one stack (the session's broker and database): each run has a
-topic prefix and a database of its own, so the second ends exactly like the first."""
+topic prefix and a database of its own, so the second ends exactly like the first. And once on
+a broker with SASL over TLS and ACLs, each service its own principal."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from cli.demo import MINERS, DemoOptions, DemoResult, remove_earlier_runs, run_demo
+from devstack.stack import DevStack
 from speechstream.kafka.admin import delete_topics, describe_topics
 from speechstream.settings import DatabaseSettings, DevSettings, KafkaSettings
-from tests.conftest import Infrastructure
+from tests.conftest import Infrastructure, pick_ports
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
@@ -91,3 +94,35 @@ def test_the_demo_twice_in_a_row_on_one_stack(
     finally:
         remove_earlier_runs(database_url, kafka, options.state_dir)
         delete_topics(kafka, [t.name for t in describe_topics(kafka, prefix=kafka.topic_prefix)])
+
+
+def test_the_demo_on_a_broker_with_sasl_tls_and_acls(database_url: str, tmp_path: Path) -> None:
+    # A broker of its own (SASL/SCRAM over TLS, ACLs), the session's database server: every
+    # service logs in as its role's user and may do only what that role's ACLs allow.
+    kafka_port, controller_port = pick_ports(2)
+    dev = DevSettings(state_dir=tmp_path / "dev", kafka_sasl=True, kafka_port=kafka_port,
+                      kafka_controller_port=controller_port, kafka_heap="512m",
+                      external_database_url=database_url)
+    kafka = KafkaSettings().model_copy(update={"topic_prefix": "sasl."})
+    options = DemoOptions(state_dir=tmp_path / "demo", samples=2, timeout_s=600.0)
+    said: list[str] = []
+    before = _databases(database_url)
+    try:
+        result = run_demo(options, kafka, DatabaseSettings(), dev, say=_recorder(said))
+        assert any(line.startswith("   broker: SASL over TLS, each service its own principal")
+                   for line in said)
+        assert _statuses(result) == {
+            f"{m.name}/{m.repo_name}": "REJECTED" if m.bad_hash else "COMPLETED"
+            for m in MINERS
+        }
+        assert result.weights.epoch == 51
+        assert result.api_answer is not None and result.api_answer["status"] == "COMPLETED"
+        logs = options.state_dir / "runs" / result.run.run_id / "logs"
+        for log in logs.glob("*.log"):
+            assert "AUTHORIZATION_FAILED" not in log.read_text(), log.name
+    finally:
+        DevStack(dev).down()
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            for name in _databases(database_url) - before:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                    sql.Identifier(name)))
