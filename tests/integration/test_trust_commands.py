@@ -5,18 +5,21 @@ and the chain adapter's head signed so that readers accept them."""
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import pytest
 
 from cli.main import main
 from producers.trust import publish_trusted, read_trusted
-from schemas.envelope import Envelope
-from schemas.events import ChainBlock, ScoringActivated, TrustedKey
+from schemas.envelope import Envelope, new_envelope
+from schemas.events import ChainBlock, EvaluationRequested, ScoringActivated, TrustedKey
 from schemas.trust import refusal
+from speechstream.kafka.producer import EventProducer
 from speechstream.kafka.reader import read_log
 from speechstream.keys import create_key_file, load_key_file
 from speechstream.settings import KafkaSettings
+from speechstream.signer import Signer
 from speechstream.trust import TrustStore
 
 pytestmark = pytest.mark.integration
@@ -159,3 +162,43 @@ def test_chain_tick_is_signed_by_the_chain_key(env: Path, tmp_path: Path,
                                                  kafka_settings.topics.chain_blocks) or "")
     finally:
         store.close()
+
+
+def _request(hash_: str) -> Envelope:
+    return new_envelope(EvaluationRequested(hash=hash_, hotkey="d" * 64, uid=1, block=10,
+                                            repo_namespace="a", repo_name=f"m{hash_}",
+                                            source_event_id=str(uuid.uuid4())),
+                        key=hash_, producer="test")
+
+
+def test_rescore_counts_only_trusted_requests_and_signs_its_rescores(
+        env: Path, tmp_path: Path, kafka_settings: KafkaSettings,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPEECHSTREAM_TRUST_INSECURE", "false")
+    root = _init(capsys, monkeypatch)
+    intake_file = tmp_path / "intake.json"
+    _run(capsys, "trust", "keygen", "--out", str(intake_file))
+    _run(capsys, "trust", "add", "--role", "intake", "--name", "intake", "--key-file",
+         str(intake_file))
+    forger = create_key_file(tmp_path / "forger.json")
+    topic = kafka_settings.topics.evaluation_requests
+    with EventProducer(kafka_settings, signer=Signer.from_key_file(intake_file)) as producer:
+        producer.send(topic, _request("111"))
+        producer.flush()
+    with EventProducer(kafka_settings, signer=Signer(forger.private_key, forger.hotkey)) as p:
+        p.send(topic, _request("222"))  # signed by a key the operator does not trust
+        p.flush()
+    with EventProducer(kafka_settings) as producer:
+        producer.send(topic, _request("333"))  # unsigned
+        producer.flush()
+    status = json.loads(_run(capsys, "scoring", "status", "--json"))
+    assert status["accepted"] == 1
+    out = json.loads(_run(capsys, "rescore", "--scoring-version", "v2", "--all", "--json"))
+    assert out["selected"] == 1 and out["queued"] == 1
+    lane = kafka_settings.topics.rescores
+    records = _records(kafka_settings, lane)
+    assert [env.payload.hash for env, _ in records] == ["111"]
+    envelope, raw = records[0]
+    assert envelope.signer == root
+    assert refusal(envelope, raw, kafka_settings.topics.spec_of(lane),
+                   read_trusted(kafka_settings, root), root) is None
