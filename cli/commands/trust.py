@@ -57,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "init", help="create the operator's root key file if missing; print the root key",
         description="Create the operator's key file (mode 0600) unless it exists, and print "
         "`SPEECHSTREAM_TRUST_OPERATOR_KEY=<public key>`, the root of trust every service is "
-        "configured with (eval it into the services' environment).",
+        "configured with (`export $(speechstream trust init)`: only that line goes to stdout).",
     )
     _operator_option(init)
     init.set_defaults(func=_init)
