@@ -5,26 +5,36 @@ from __future__ import annotations
 
 from schemas.envelope import Envelope, new_envelope
 from schemas.events import KeysTrusted, TrustedKey
-from schemas.trust import TrustSet
-from speechstream.exceptions import TrustError
+from schemas.trust import TrustSet, root_refusal
+from speechstream.exceptions import ConsumeError, TrustError
 from speechstream.kafka.producer import EventProducer
+from speechstream.kafka.reader import read_log
 from speechstream.keys import Hotkey
 from speechstream.settings import KafkaSettings
 from speechstream.signer import Signer
-from speechstream.trust import TrustStore
+from speechstream.trust import TRUST_READER
 
 PRODUCER_NAME = "speechstream-trust"
 
 
 def read_trusted(kafka: KafkaSettings, root: str, *, limit_s: float = 30.0) -> TrustSet:
     """The highest version of the trusted set signed by ``root`` on the ``trust`` topic
-    (version 0, no keys, before the first)."""
-    store = TrustStore(kafka, root, name=PRODUCER_NAME)
+    (version 0, no keys, before the first); :class:`TrustError` when the topic cannot be read
+    to its end within ``limit_s`` (the next version must follow the last one, or readers
+    ignore it)."""
+    current = [TrustSet()]
+
+    def take(envelope: Envelope) -> None:
+        event = envelope.payload
+        if isinstance(event, KeysTrusted) and event.version > current[0].version:
+            current[0] = TrustSet.of(event)
+
     try:
-        store.start(limit_s)
-        return store.current
-    finally:
-        store.close()
+        read_log(kafka, [kafka.topics.trust], take, name=TRUST_READER, expected=KeysTrusted,
+                 limit_s=limit_s, verify=lambda env, raw, _topic: root_refusal(env, raw, root))
+    except ConsumeError as exc:
+        raise TrustError(f"cannot read the trusted keys: {exc}") from exc
+    return current[0]
 
 
 def trusted_set(operator: Hotkey, keys: list[TrustedKey], *, version: int,

@@ -17,8 +17,9 @@ from schemas.events import EvaluationRequested, KeysTrusted, TrustedKey
 from schemas.signing import generate_key
 from schemas.topics import TopicRegistry
 from schemas.trust import TrustSet, refusal, root_refusal
-from speechstream.exceptions import TrustError
+from speechstream.exceptions import ConsumeError, TrustError
 from speechstream.keys import Hotkey
+from speechstream.settings import KafkaSettings
 from speechstream.signer import Signer
 
 REGISTRY = TopicRegistry("")
@@ -114,3 +115,14 @@ def test_the_operators_activation_and_rescores_pass_the_check_only_when_signed_b
     again = Signer(op.private_key, op.hotkey).sign(rescore.rescore_envelope(request, "v2"))
     lane = REGISTRY.spec_of(REGISTRY.rescores)
     assert refusal(again, encode(again), lane, trust, op.hotkey) is None
+
+
+def test_a_trusted_set_that_cannot_be_read_to_its_end_is_an_error_not_version_0(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Publishing "the next version" after a failed read would publish one readers ignore.
+    def read_log(*args: Any, **kwargs: Any) -> None:
+        raise ConsumeError("speechstream-trust: could not read t.trust to its end within 30s")
+
+    monkeypatch.setattr(trusted, "read_log", read_log)
+    with pytest.raises(TrustError, match="cannot read the trusted keys: speechstream-trust"):
+        trusted.read_trusted(KafkaSettings(), "a" * 64)
