@@ -14,7 +14,7 @@ from cli.main import main
 from producers.trust import publish_trusted, read_trusted
 from schemas.envelope import Envelope, new_envelope
 from schemas.events import ChainBlock, EvaluationRequested, ScoringActivated, TrustedKey
-from schemas.trust import refusal
+from schemas.trust import TrustSet, refusal
 from speechstream.kafka.producer import EventProducer
 from speechstream.kafka.reader import read_log
 from speechstream.keys import create_key_file, load_key_file
@@ -202,3 +202,19 @@ def test_rescore_counts_only_trusted_requests_and_signs_its_rescores(
     assert envelope.signer == root
     assert refusal(envelope, raw, kafka_settings.topics.spec_of(lane),
                    read_trusted(kafka_settings, root), root) is None
+
+
+def test_reassign_uid_is_signed_by_the_operator_in_the_envelope_too(
+        env: Path, kafka_settings: KafkaSettings, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    root = _init(capsys, monkeypatch)
+    _run(capsys, "operator", "reassign-uid", "--uid", "3", "--hotkey", "e" * 64,
+         "--block", "50")
+    records = _records(kafka_settings, kafka_settings.topics.registrations)
+    assert len(records) == 1
+    envelope, raw = records[0]
+    assert envelope.type == "uid.reassigned" and envelope.signer == root
+    # Checked as the operator's (no topic rule): the envelope's signature verifies.
+    assert refusal(envelope, raw, None, TrustSet(), root) is None
+    assert "altered" in (refusal(envelope, raw.replace(b'"uid":3', b'"uid":4'), None,
+                                 TrustSet(), root) or "")
