@@ -25,6 +25,7 @@ from schemas.fields import RejectionCode
 from speechstream.chainhead import BLOCK_SECONDS, HeadHistory, JumpLimit
 from speechstream.kafka.consumer import Batch, EventConsumer
 from speechstream.kafka.reader import CATCH_UP_LIMIT_S
+from speechstream.kafka.records import Verify
 from speechstream.settings import KafkaSettings
 from streams.rules import Rejection
 
@@ -47,12 +48,13 @@ def appended_ms(timestamp_s: float | None, timestamp_type: int | None) -> int | 
 class ChainHead:
     """The highest credible block published on ``chain.blocks`` (None before the first), and
     the head as it stood at any moment since. ``on_refused`` is called with each head refused
-    for jumping too far."""
+    for jumping too far. With ``verify``, only heads it lets count (the chain adapter's) are
+    read; any other record is dead-lettered."""
 
     def __init__(
         self, kafka: KafkaSettings, *, limit: JumpLimit | None = None,
         on_refused: Callable[[int], None] | None = None,
-        logger: logging.Logger | None = None,
+        logger: logging.Logger | None = None, verify: Verify | None = None,
     ) -> None:
         self._log = logger or logging.getLogger(__name__)
         self.history = HeadHistory(limit)
@@ -61,7 +63,7 @@ class ChainHead:
             kafka, name=CONSUMER_NAME, topics=[kafka.topics.chain_blocks],
             config={"group.id": CONSUMER_NAME, "enable.auto.commit": False,
                     "isolation.level": "read_committed"},
-            expected=ChainBlock, logger=self._log)
+            expected=ChainBlock, logger=self._log, verify=verify)
 
     @property
     def head(self) -> int | None:

@@ -11,21 +11,27 @@ import faust
 from schemas.codec import encode
 from schemas.envelope import Envelope
 from speechstream.exceptions import DecodeError
-from speechstream.kafka.records import Expected, dead_letter_for, decode_record
+from speechstream.kafka.records import Expected, Verify, dead_letter_for, decode_record
+from speechstream.signer import Signer
 from streams.metrics import StreamsMetrics
 
 CONSUMER_NAME = "speechstream-streams"
 
 
 async def decode_or_dead_letter(
-    event: faust.EventT, deadletter: faust.TopicT, metrics: StreamsMetrics, expected: Expected
+    event: faust.EventT, deadletter: faust.TopicT, metrics: StreamsMetrics, expected: Expected,
+    *, verify: Verify | None = None, signer: Signer | None = None,
 ) -> Envelope | None:
-    """The event's envelope if it decodes to ``expected``; otherwise dead-letter it (None)."""
+    """The event's envelope if it decodes to ``expected`` and ``verify`` lets it count;
+    otherwise dead-letter it (signed with ``signer`` when there is one) and answer None."""
     msg = event.message
     try:
-        return decode_record(event.value, msg.topic, msg.partition, msg.offset, expected)
+        return decode_record(event.value, msg.topic, msg.partition, msg.offset, expected,
+                             verify=verify)
     except DecodeError as exc:
         letter = dead_letter_for(exc, consumer=CONSUMER_NAME)
+        if signer is not None:
+            letter = signer.sign(letter)
         await deadletter.send(key=event.key, value=encode(letter))
         metrics.dead_letters.inc()
         return None

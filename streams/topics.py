@@ -7,14 +7,18 @@ from dataclasses import dataclass
 import faust
 
 from schemas.topics import INTAKE_TABLES, TABLE_PARTITIONS
+from speechstream.kafka.records import Verify
 from speechstream.settings import KafkaSettings
+from speechstream.signer import Signer
 from streams.exceptions import TableLayoutError
 from streams.settings import StreamsSettings
 
 
 @dataclass(frozen=True)
 class Streams:
-    """Every topic and table the agents use (raw bytes: ``schemas.codec`` is the codec)."""
+    """Every topic and table the agents use (raw bytes: ``schemas.codec`` is the codec), the
+    check every record they read must pass (``verify``, none: believe every record) and the
+    key every envelope they write is signed with (``signer``, none: unsigned)."""
 
     registrations: faust.TopicT
     claimed: faust.TopicT
@@ -34,10 +38,16 @@ class Streams:
     hotkey_reassigned: faust.Table
     last_accepted: faust.Table
     repo_holder: faust.Table
+    verify: Verify | None = None
+    signer: Signer | None = None
 
 
-def declare(app: faust.App, kafka: KafkaSettings, streams: StreamsSettings) -> Streams:
-    """Declare the topics and the changelog-backed tables (all must already exist)."""
+def declare(
+    app: faust.App, kafka: KafkaSettings, streams: StreamsSettings, *,
+    verify: Verify | None = None, signer: Signer | None = None,
+) -> Streams:
+    """Declare the topics and the changelog-backed tables (all must already exist); the agents
+    read with ``verify`` and sign with ``signer``."""
     t = kafka.topics
 
     def topic(name: str) -> faust.TopicT:
@@ -73,4 +83,6 @@ def declare(app: faust.App, kafka: KafkaSettings, streams: StreamsSettings) -> S
         hotkey_reassigned=table("hotkey_reassigned"),
         last_accepted=table("last_accepted"),
         repo_holder=table("repo_holder"),
+        verify=verify,
+        signer=signer,
     )

@@ -14,8 +14,10 @@ from schemas.topics import changelog_specs
 from speechstream.chainhead import JumpLimit
 from speechstream.kafka.active import ActiveScoringVersion
 from speechstream.kafka.admin import create_topics
+from speechstream.kafka.records import Verify
 from speechstream.monitoring import Health
 from speechstream.settings import KafkaSettings
+from speechstream.signer import Signer
 from streams.agents import registrations, submissions
 from streams.app import create_app
 from streams.chain import ChainHead
@@ -29,13 +31,15 @@ ACTIVE_VERSION_READER = "speechstream-intake-active-version"
 
 def build_app(
     kafka: KafkaSettings, streams: StreamsSettings, metrics: StreamsMetrics,
-    chain: ChainHead | None = None, active: ActiveScoringVersion | None = None,
+    chain: ChainHead | None = None, active: ActiveScoringVersion | None = None, *,
+    verify: Verify | None = None, signer: Signer | None = None,
 ) -> faust.App:
     """The Faust app with every topic, table and agent of the intake worker; ``chain`` bounds
     the blocks registrations and submissions may claim; ``active`` says which scoring version
-    new submissions are requested for (without it, ``streams.scoring_version``)."""
+    new submissions are requested for (without it, ``streams.scoring_version``); the agents
+    count only the records ``verify`` lets count and sign what they write with ``signer``."""
     app = create_app(kafka, streams)
-    declared = declare(app, kafka, streams)
+    declared = declare(app, kafka, streams, verify=verify, signer=signer)
     registrations.register_agents(app, declared, metrics, streams.operator_key,
                                   streams.subnet_size, chain, streams.block_window)
     submissions.register_agents(app, declared, metrics, streams.rate_limit_blocks,
@@ -68,9 +72,12 @@ class IntakeWorker:
     name = "intake"
 
     def __init__(
-        self, kafka: KafkaSettings, settings: StreamsSettings, metrics: StreamsMetrics
+        self, kafka: KafkaSettings, settings: StreamsSettings, metrics: StreamsMetrics, *,
+        verify: Verify | None = None, signer: Signer | None = None,
     ) -> None:
         self._kafka = kafka
+        self._verify = verify
+        self._signer = signer
         self._settings = settings
         self._metrics = metrics
         self._app: faust.App | None = None
@@ -86,13 +93,13 @@ class IntakeWorker:
         create_topics(self._kafka, changelog_specs(self._settings.app_id))
         self._chain = ChainHead(
             self._kafka, limit=JumpLimit(self._settings.chain_jump_blocks),
-            on_refused=lambda _block: self._metrics.heads_refused.inc())
+            on_refused=lambda _block: self._metrics.heads_refused.inc(), verify=self._verify)
         self._chain.start()
         self._active = ActiveScoringVersion(self._kafka, self._settings.scoring_version,
-                                            name=ACTIVE_VERSION_READER)
+                                            name=ACTIVE_VERSION_READER, verify=self._verify)
         self._active.start()
         self._app = build_app(self._kafka, self._settings, self._metrics, self._chain,
-                              self._active)
+                              self._active, verify=self._verify, signer=self._signer)
 
     def run(self, stop: threading.Event) -> None:
         """Run the Faust worker until ``stop`` is set; an agent's crash is raised here."""

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import logging
 
 from prometheus_client import CollectorRegistry
 
+from cli.exceptions import UsageError
 from cli.serve import add_metrics_port, serve, with_metrics_port
-from speechstream.settings import KafkaSettings
+from speechstream.settings import KafkaSettings, TrustSettings
+from speechstream.trust import service_signer, trust_store
 from streams.settings import StreamsSettings
+
+log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,7 +26,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "signature, hash, repo name, registration, claimed block against the chain's head, "
         "rate limit, duplicates), route valid ones to evaluation.requests (a routed "
         "request is its submission's QUEUED), rejections to submissions.rejected, "
-        "undecodable records to deadletter. Settings: "
+        "undecodable records, and records whose signer may not say them, to deadletter. "
+        "With a root of trust (SPEECHSTREAM_TRUST_OPERATOR_KEY) every record on its internal "
+        "topics must carry a trusted signature and everything it writes is signed with "
+        "SPEECHSTREAM_STREAMS_KEY_FILE (role intake, name intake); attested submissions and "
+        "uid reassignments are accepted from SPEECHSTREAM_STREAMS_OPERATOR_KEY, by default "
+        "the root key (the two must agree when both are set). Settings: "
         "SPEECHSTREAM_STREAMS_APP_ID (default speechstream-intake: its consumer group and "
         "changelogs), _RATE_LIMIT_BLOCKS, _SCORING_VERSION (v2), _SESSION_TIMEOUT_MS (10000), "
         "_FETCH_MAX_WAIT_MS (100), _DATA_DIR, _WEB_ENABLED, _WEB_PORT, _METRICS_PORT. "
@@ -41,14 +51,39 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     move.set_defaults(func=_move_state)
 
 
+def operator_key_of(streams: StreamsSettings, trust: TrustSettings) -> StreamsSettings:
+    """``streams`` with the key attestations and reassignments are accepted from: its own
+    (SPEECHSTREAM_STREAMS_OPERATOR_KEY), else the root of trust's; :class:`UsageError` when
+    both are set and differ."""
+    root, own = trust.operator_key, streams.operator_key
+    if root is None or own == root:
+        return streams
+    if own is None:
+        return streams.model_copy(update={"operator_key": root})
+    raise UsageError(
+        f"SPEECHSTREAM_STREAMS_OPERATOR_KEY ({own}) is not the root of trust "
+        f"SPEECHSTREAM_TRUST_OPERATOR_KEY ({root}): unset it (the intake then accepts the "
+        "root's attestations and reassignments) or set both to the same key")
+
+
 def _worker(args: argparse.Namespace) -> int:
     from streams.metrics import StreamsMetrics
     from streams.worker import IntakeWorker
 
-    settings = with_metrics_port(StreamsSettings(), args)
-    registry = CollectorRegistry()
-    worker = IntakeWorker(KafkaSettings(), settings, StreamsMetrics.create(registry))
-    return serve(worker, registry, settings.metrics_port)
+    trust = TrustSettings()
+    settings = operator_key_of(with_metrics_port(StreamsSettings(), args), trust)
+    kafka = KafkaSettings()
+    store = trust_store(kafka, trust, name="intake", logger=log)
+    try:
+        signer = service_signer(settings, store, role="intake", name="intake",
+                                variable="SPEECHSTREAM_STREAMS_KEY_FILE")
+        registry = CollectorRegistry()
+        worker = IntakeWorker(kafka, settings, StreamsMetrics.create(registry),
+                              verify=None if store is None else store.verify, signer=signer)
+        return serve(worker, registry, settings.metrics_port)
+    finally:
+        if store is not None:
+            store.close()
 
 
 def _move_state(args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ from schemas.events import (
     UidHandover,
     UidReassigned,
 )
+from speechstream.signer import Signer
 from streams.metrics import StreamsMetrics
 from streams.rules import Rejection
 
@@ -22,11 +23,15 @@ PRODUCER_NAME = "speechstream-streams"
 
 
 async def emit(
-    topic: faust.TopicT, payload: object, *, key: str, source: Envelope, stage: str
+    topic: faust.TopicT, payload: object, *, key: str, source: Envelope, stage: str,
+    signer: Signer | None = None,
 ) -> None:
-    """Send ``payload`` keyed by ``key`` with an event id derived from ``source`` and stage."""
+    """Send ``payload`` keyed by ``key`` with an event id derived from ``source`` and stage,
+    signed with ``signer`` when there is one (``schemas.trust``)."""
     env = new_envelope(payload, key=key, producer=PRODUCER_NAME,
                        event_id=derived_event_id(source.event_id, stage))
+    if signer is not None:
+        env = signer.sign(env)
     # Straight to the app's producer (Faust's own ``topic.send`` adds a message future,
     # serializer lookups and send callbacks per record, none of which this uses): the record
     # is flushed, like every other send, before Faust commits the offset of its source.
@@ -36,7 +41,7 @@ async def emit(
 
 async def reject(
     topic: faust.TopicT, source: Envelope, rejection: Rejection, metrics: StreamsMetrics,
-    *, stage: str = "rejected",
+    *, stage: str = "rejected", signer: Signer | None = None,
 ) -> None:
     """Publish a ``submission.rejected`` for ``source`` with the rejection's code and reason."""
     p = source.payload
@@ -57,5 +62,5 @@ async def reject(
         code=rejection.code, message=rejection.message, source_event_id=source_id,
         hotkey=p.hotkey, block=p.block, **extra,
     )
-    await emit(topic, event, key=p.hotkey, source=source, stage=stage)
+    await emit(topic, event, key=p.hotkey, source=source, stage=stage, signer=signer)
     metrics.rejected.labels(rejection.code.value).inc()

@@ -71,7 +71,7 @@ def register_agents(
         rejection = (check_signature(p, operator_key) or check_event_id(env)
                      or check_uid(p, subnet_size))
         if rejection is not None:
-            await reject(s.rejected, env, rejection, metrics)
+            await reject(s.rejected, env, rejection, metrics, signer=s.signer)
             return
         uid_key = str(p.uid)
         owner = s.uid_owner.get(uid_key)
@@ -91,14 +91,15 @@ def register_agents(
             metrics.replays.inc()
         handover = UidHandover(uid=p.uid, hotkey=p.hotkey, previous=previous, block=p.block,
                                source_event_id=env.event_id)
-        await emit(s.claimed, handover, key=p.hotkey, source=env, stage="handover")
+        await emit(s.claimed, handover, key=p.hotkey, source=env, stage="handover", signer=s.signer)
 
     @app.agent(s.registrations, name="validate_registration")
     async def validate_registration(stream: faust.StreamT) -> None:
         async for event in stream.events():
             started = time.perf_counter()
             env = await decode_or_dead_letter(event, s.deadletter, metrics,
-                                              (MinerRegistered, UidReassigned))
+                                              (MinerRegistered, UidReassigned),
+                                              verify=s.verify, signer=s.signer)
             if env is None:
                 continue
             p = env.payload
@@ -113,26 +114,28 @@ def register_agents(
                 appended = appended_ms(event.message.timestamp, event.message.timestamp_type)
                 rejection = judge_claim(chain, p.block, appended, partial(check_claimed, p))
             if rejection is not None:
-                await reject(s.rejected, env, rejection, metrics)
+                await reject(s.rejected, env, rejection, metrics, signer=s.signer)
                 continue
             if s.uid_owner.get(uid_key) is None:
                 s.uid_owner[uid_key] = p.hotkey
-            # The same event, re-keyed by hotkey: its id stays the miner's.
-            await s.claimed.send(key=p.hotkey.encode(), value=encode(env))
+            # The same event, re-keyed by hotkey and signed by the intake: its id and payload (with
+            # the miner's signature) stay the miner's.
+            forwarded = env if s.signer is None else s.signer.sign(env)
+            await s.claimed.send(key=p.hotkey.encode(), value=encode(forwarded))
             metrics.seconds.observe(time.perf_counter() - started)
 
     async def refuse(env: Envelope, p: MinerRegistered | UidHandover,
                      rejection: Rejection) -> None:
         """Reject the claim and hand the uid back to its owner table (by uid)."""
-        await reject(s.rejected, env, rejection, metrics)
-        await emit(s.released, p, key=str(p.uid), source=env, stage="released")
+        await reject(s.rejected, env, rejection, metrics, signer=s.signer)
+        await emit(s.released, p, key=str(p.uid), source=env, stage="released", signer=s.signer)
 
     async def hold(env: Envelope, p: MinerRegistered | UidHandover) -> None:
         """The hotkey holds the uid from the event's block on: the tables, then the registry."""
         s.hotkey_uid[p.hotkey] = p.uid
         s.hotkey_registered[p.hotkey] = p.block
         forget_reassigned(p.hotkey)
-        await emit(s.miners, p, key=p.hotkey, source=env, stage="registered")
+        await emit(s.miners, p, key=p.hotkey, source=env, stage="registered", signer=s.signer)
 
     async def grant(env: Envelope, p: UidHandover) -> None:
         """On the new hotkey's partition: it takes the uid unless it holds another; then the
@@ -145,7 +148,8 @@ def register_agents(
         if p.previous is not None and p.previous != p.hotkey:
             revoked = UidRevoked(hotkey=p.previous, uid=p.uid, to=p.hotkey, block=p.block,
                                  source_event_id=p.source_event_id)
-            await emit(s.claimed, revoked, key=p.previous, source=env, stage="revoke")
+            await emit(s.claimed, revoked, key=p.previous, source=env, stage="revoke",
+                       signer=s.signer)
         metrics.validated.labels(UidReassigned.model_fields["type"].default).inc()
 
     async def revoke(env: Envelope, p: UidRevoked) -> None:
@@ -155,13 +159,14 @@ def register_agents(
         if p.hotkey in s.hotkey_uid:
             del s.hotkey_uid[p.hotkey]
         s.hotkey_reassigned[p.hotkey] = {"uid": p.uid, "block": p.block, "to": p.to}
-        await emit(s.miners, p, key=p.hotkey, source=env, stage="revoked")
+        await emit(s.miners, p, key=p.hotkey, source=env, stage="revoked", signer=s.signer)
 
     @app.agent(s.claimed, name="check_hotkey")
     async def check_hotkey_agent(stream: faust.StreamT) -> None:
         async for event in stream.events():
             env = await decode_or_dead_letter(event, s.deadletter, metrics,
-                                              (MinerRegistered, UidHandover, UidRevoked))
+                                              (MinerRegistered, UidHandover, UidRevoked),
+                                              verify=s.verify, signer=s.signer)
             if env is None:
                 continue
             p = env.payload
@@ -183,7 +188,8 @@ def register_agents(
     async def release_uid(stream: faust.StreamT) -> None:
         async for event in stream.events():
             env = await decode_or_dead_letter(event, s.deadletter, metrics,
-                                              (MinerRegistered, UidHandover))
+                                              (MinerRegistered, UidHandover),
+                                              verify=s.verify, signer=s.signer)
             if env is None:
                 continue
             p = env.payload

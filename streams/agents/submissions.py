@@ -8,7 +8,6 @@ from typing import Any, Literal
 
 import faust
 
-from schemas.codec import decode
 from schemas.envelope import Envelope
 from schemas.events import (
     EvaluationRequested,
@@ -18,7 +17,9 @@ from schemas.events import (
     SubmissionRejected,
 )
 from schemas.fields import DEFAULT_SCORING_VERSION, RejectionCode
+from speechstream.exceptions import DecodeError
 from speechstream.kafka.active import ActiveScoringVersion
+from speechstream.kafka.records import decode_record
 from streams.agents.emit import emit, reject
 from streams.chain import ChainHead, appended_ms, judge_claim
 from streams.deadletter import decode_or_dead_letter
@@ -67,7 +68,8 @@ def register_agents(
         async for event in stream.events():
             started = time.perf_counter()
             env = await decode_or_dead_letter(event, s.deadletter, metrics,
-                                              (SubmissionPublished, SubmissionAttested))
+                                              (SubmissionPublished, SubmissionAttested),
+                                              verify=s.verify, signer=s.signer)
             if env is None:
                 continue
             p = env.payload
@@ -77,7 +79,7 @@ def register_agents(
                 appended = appended_ms(event.message.timestamp, event.message.timestamp_type)
                 verdict = judge_claim(chain, p.block, appended, partial(check, p))
             if isinstance(verdict, Rejection):
-                await reject(s.rejected, env, verdict, metrics)
+                await reject(s.rejected, env, verdict, metrics, signer=s.signer)
                 continue
             if verdict == "replay":
                 # Already accepted: send the same (same id) accepted event again, in case the
@@ -93,13 +95,15 @@ def register_agents(
                 scoring_version=active.refresh() if active is not None else scoring_version,
                 source_event_id=env.event_id, source_type=p.type,
             )
-            await emit(s.accepted, accepted, key=p.repo, source=env, stage="accepted")
+            await emit(s.accepted, accepted, key=p.repo, source=env, stage="accepted",
+                       signer=s.signer)
             metrics.seconds.observe(time.perf_counter() - started)
 
     @app.agent(s.accepted, name="deduplicate")
     async def deduplicate(stream: faust.StreamT) -> None:
         async for event in stream.events():
-            env = await decode_or_dead_letter(event, s.deadletter, metrics, EvaluationRequested)
+            env = await decode_or_dead_letter(event, s.deadletter, metrics, EvaluationRequested,
+                                              verify=s.verify, signer=s.signer)
             if env is None:
                 continue
             p = env.payload
@@ -119,7 +123,7 @@ def register_agents(
                 continue
             if decision.kind == "reject":
                 assert decision.rejection is not None
-                await reject(s.rejected, env, decision.rejection, metrics)
+                await reject(s.rejected, env, decision.rejection, metrics, signer=s.signer)
                 continue
             if decision.kind == "displace":
                 assert decision.rejection is not None and holder is not None
@@ -147,11 +151,14 @@ def register_agents(
         """A submission rejected as a duplicate (or displaced by an earlier one) after it
         passed the per-hotkey checks holds no rate-limit window: forget it. The rejections are
         keyed by hotkey, like ``last_accepted``; a record that does not decode is left to the
-        sink, which dead-letters what it cannot read."""
+        sink, which dead-letters what it cannot read or may not believe (``s.verify``: only
+        the intake's own rejections count here)."""
         async for event in stream.events():
+            msg = event.message
             try:
-                p = decode(event.value).payload
-            except ValueError:
+                p = decode_record(event.value, msg.topic, msg.partition, msg.offset,
+                                  SubmissionRejected, verify=s.verify).payload
+            except DecodeError:
                 continue
             if isinstance(p, SubmissionRejected) and p.code in FREES_THE_WINDOW:
                 free(p.hotkey, p.block, p.hash)
@@ -161,12 +168,14 @@ def register_agents(
         """A submission whose evaluation FAILED holds no rate-limit window (SPEC §3: "the
         previous submission that did not fail"). The evaluators publish these with the FAILED
         score, in its transaction, keyed by hotkey; this worker reads committed records only
-        (``streams.transport``), so an aborted evaluation frees nothing."""
+        (``streams.transport``), so an aborted evaluation frees nothing. A record that does not
+        decode, or that no evaluator signed (``s.verify``), is dead-lettered and frees nothing."""
         async for event in stream.events():
-            try:
-                p = decode(event.value).payload
-            except ValueError:
+            env = await decode_or_dead_letter(event, s.deadletter, metrics, SubmissionFailed,
+                                              verify=s.verify, signer=s.signer)
+            if env is None:
                 continue
+            p = env.payload
             if isinstance(p, SubmissionFailed):
                 free(p.hotkey, p.block, p.hash)
 
@@ -178,14 +187,15 @@ def register_agents(
             return
         holder = Envelope.model_validate(displaced["envelope"])
         rejection = Rejection(RejectionCode(displaced["code"]), displaced["message"])
-        await reject(s.rejected, holder, rejection, metrics, stage=f"displaced:{env.event_id}")
+        await reject(s.rejected, holder, rejection, metrics, stage=f"displaced:{env.event_id}",
+                     signer=s.signer)
         cancelled = withdrawal(holder, env, rejection)
         if cancelled is not None:
             await emit(s.cancellations, cancelled, key=cancelled.hash, source=holder,
-                       stage=f"cancelled:{env.event_id}")
+                       stage=f"cancelled:{env.event_id}", signer=s.signer)
             metrics.withdrawn.inc()
 
     async def _route(env: Envelope, p: EvaluationRequested) -> None:
         """The evaluation request, its id derived from ``env``. The request is its submission's
         QUEUED status: no status event is sent for it (the sink writes the QUEUED row)."""
-        await emit(s.requests, p, key=p.hash, source=env, stage=REQUESTED)
+        await emit(s.requests, p, key=p.hash, source=env, stage=REQUESTED, signer=s.signer)
