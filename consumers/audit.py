@@ -22,6 +22,11 @@ is delivered: a restart audits a score again at most, and the sink keeps one row
 A score that does not decode, or whose audit raises anything but a Kafka error (a COMPLETED
 score without a total, manifests whose differences no audit event can hold), goes to the
 dead-letter topic with the reason, and the offset moves past it: no score stops the auditor.
+
+Trust (``speechstream.trust``): with ``verify`` a score whose signer may not say it (not a
+trusted evaluator, or one naming another evaluator) is dead-lettered with an "untrusted"
+reason and never audited; with ``signer`` every audit and dead letter is signed, and each
+audit names this auditor (``auditor_id``), the name the operator trusts its key under.
 """
 
 from __future__ import annotations
@@ -47,12 +52,14 @@ from scoring.types import ScoringResult, Submission, silent
 from speechstream.kafka.consumer import EventConsumer
 from speechstream.kafka.producer import EventProducer
 from speechstream.kafka.records import (
+    Verify,
     caused_by_kafka,
     unprocessable_letter,
     unprocessable_reason,
 )
 from speechstream.monitoring import Health
 from speechstream.settings import KafkaSettings, ScoringSettings
+from speechstream.signer import Signer
 
 PRODUCER_NAME = "speechstream-audit"
 GONE = frozenset({"REPO_NOT_FOUND", "NO_WEIGHTS", "NO_CONFIG"})
@@ -135,6 +142,8 @@ class Auditor:
         consumer: Consumer | None = None,
         producer: EventProducer | None = None,
         logger: logging.Logger | None = None,
+        verify: Verify | None = None,
+        signer: Signer | None = None,
     ) -> None:
         self._kafka = kafka
         self._settings = settings
@@ -147,9 +156,9 @@ class Auditor:
             config={"group.id": settings.group_id, "enable.auto.commit": False,
                     "isolation.level": "read_committed", "auto.offset.reset": "earliest",
                     "max.poll.interval.ms": int(scoring.time_limit_s * 1000) + 300_000},
-            expected=ScoreComputed, client=consumer, logger=self._log,
+            expected=ScoreComputed, client=consumer, logger=self._log, verify=verify,
         )
-        self._producer = producer or EventProducer(kafka)
+        self._producer = producer or EventProducer(kafka, signer=signer)
         self._last_poll: float | None = None
         self._auditing: str | None = None
 

@@ -42,6 +42,13 @@ One shape from the engine to the event: the scorer returns the engine's ``Scorin
 (``consumers.scorers.score_submission``), and ``Evaluator.score_envelope`` turns it into
 ``score.computed``, the one place it changes shape.
 
+Trust (``speechstream.trust``): with ``verify``, a request (or re-score) whose signer may not
+say it is dead-lettered with an "untrusted" reason and never evaluated, and a score or
+cancellation read by the index (``consumers.scored``) whose signer may not say it never counts
+(its dead letter goes out with the evaluator's next transaction). With ``signer`` every event
+it writes (statuses, scores, ``submission.failed``, dead letters) is signed; each names this
+evaluator (``evaluator_id``), the name the operator trusts its key under.
+
 The consume loop and the transactions are the floor's (``speechstream.kafka``); this module is
 what an evaluator does with one request.
 """
@@ -77,6 +84,7 @@ from speechstream.exceptions import TransactionAbortedError
 from speechstream.kafka.consumer import Batch, EventConsumer, position_after
 from speechstream.kafka.lanes import Lanes
 from speechstream.kafka.records import (
+    Verify,
     caused_by_kafka,
     unprocessable_letter,
     unprocessable_reason,
@@ -88,6 +96,7 @@ from speechstream.kafka.transactions import (
 )
 from speechstream.monitoring import Health
 from speechstream.settings import KafkaSettings
+from speechstream.signer import Signer
 
 PRODUCER_NAME = "speechstream-evaluator"
 RETRY_BACKOFF_S = 1.0
@@ -165,7 +174,8 @@ class Evaluator:
 
     ``consumer`` and ``producer`` (confluent clients) may be injected (tests); otherwise
     ``start()`` creates them. Without ``metrics`` the evaluator records into a registry of its
-    own (served nowhere).
+    own (served nowhere). ``verify`` refuses what an untrusted key wrote, ``signer`` signs
+    what it writes (module docstring).
     """
 
     name = "evaluator"
@@ -181,6 +191,8 @@ class Evaluator:
         consumer: Consumer | None = None,
         producer: Producer | None = None,
         scored: Scored | None = None,
+        verify: Verify | None = None,
+        signer: Signer | None = None,
     ) -> None:
         self._kafka = kafka
         self._settings = settings
@@ -197,14 +209,18 @@ class Evaluator:
         self._consumer = EventConsumer(
             kafka, name=PRODUCER_NAME, topics=[t.evaluation_requests, t.rescores],
             config=overrides, expected=EvaluationRequested,
-            client=consumer, logger=self._log,
+            client=consumer, logger=self._log, verify=verify,
         )
         self._producer = TransactionalProducer(
             producer_config(kafka, settings), client=producer,
             on_abort=self._metrics.transactions_aborted.inc,
-            on_replace=self._metrics.producers_replaced.inc, logger=self._log,
+            on_replace=self._metrics.producers_replaced.inc, logger=self._log, signer=signer,
         )
-        self._scored = scored or ScoredIndex(kafka, logger=self._log)
+        self._index_letters: list[Outgoing] = []
+        """Dead letters of the scores and cancellations the index refused, sent with the next
+        transaction (read again after a restart, they give the same letters)."""
+        self._scored = scored or ScoredIndex(kafka, logger=self._log, verify=verify,
+                                             on_dead_letter=self._index_letter)
         self._last_poll: float | None = None
         self._evaluating: str | None = None
 
@@ -428,15 +444,28 @@ class Evaluator:
 
     # -- transactions ----------------------------------------------------------------------
 
+    def _index_letter(self, msg: Message, letter: Envelope) -> None:
+        """A score or cancellation the index skipped: its dead letter, for the next
+        transaction."""
+        self._log.warning("%s/%s@%s not counted: %s", msg.topic(), msg.partition(),
+                          msg.offset(), getattr(letter.payload, "error", "?"))
+        self._index_letters.append((self._kafka.topics.deadletter, msg.key(), letter))
+
     def _transact(self, events: list[Outgoing], *, offsets_of: Message | None) -> None:
-        """Produce ``events`` (and commit ``offsets_of`` + 1) in one committed transaction."""
-        if offsets_of is None:
-            self._producer.transact(events)
-            return
-        self._producer.transact(
-            events, offsets=[position_after(offsets_of)],
-            group_metadata=self._consumer.client.consumer_group_metadata(),
-        )
+        """Produce ``events`` (and commit ``offsets_of`` + 1) in one committed transaction,
+        with the dead letters of what the index refused since the last one."""
+        letters, self._index_letters = self._index_letters, []
+        try:
+            if offsets_of is None:
+                self._producer.transact([*events, *letters])
+                return
+            self._producer.transact(
+                [*events, *letters], offsets=[position_after(offsets_of)],
+                group_metadata=self._consumer.client.consumer_group_metadata(),
+            )
+        except BaseException:
+            self._index_letters[:0] = letters  # not committed: with the next one
+            raise
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Rebalance: an open transaction would commit offsets we no longer own; abort it."""

@@ -16,6 +16,10 @@ submission was displaced by an earlier duplicate (``evaluation.cancelled``, nami
 event id) is skipped, and so is a re-score of it (its ``rescore_of``). A cancellation lives on
 another topic than its request (which precedes it on ``evaluation.requests``), so an evaluator
 learns of it only here, by reading that topic to its end before each evaluation.
+
+With ``verify`` (``speechstream.trust``) a score or a cancellation whose signer may not say it
+never counts: a forged ``score.computed`` cannot make the evaluator skip a request, a forged
+``evaluation.cancelled`` cannot withdraw one. Its dead letter goes to ``on_dead_letter``.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ import time
 from typing import Protocol
 
 from schemas.events import EvaluationCancelled, ScoreComputed
-from speechstream.kafka.reader import LogReader
+from speechstream.kafka.reader import LogReader, OnDeadLetter
+from speechstream.kafka.records import Verify
 from speechstream.ledger import Ledger
 from speechstream.settings import KafkaSettings
 
@@ -53,7 +58,9 @@ class ScoredIndex:
     """The ``(hash, scoring_version)`` of every committed score on the score topic, and every
     cancellation on the cancellations topic by the request it withdraws."""
 
-    def __init__(self, kafka: KafkaSettings, *, logger: logging.Logger | None = None) -> None:
+    def __init__(self, kafka: KafkaSettings, *, logger: logging.Logger | None = None,
+                 verify: Verify | None = None,
+                 on_dead_letter: OnDeadLetter | None = None) -> None:
         self._log = logger or logging.getLogger(__name__)
         self.ledger = Ledger()
         self._reader = LogReader(
@@ -61,6 +68,7 @@ class ScoredIndex:
             name=CONSUMER_NAME, logger=self._log,
             expected={kafka.topics.scores: ScoreComputed,
                       kafka.topics.cancellations: EvaluationCancelled},
+            verify=verify, on_dead_letter=on_dead_letter,
         )
         self._added: set[tuple[str, str]] = set()
 

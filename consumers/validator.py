@@ -22,6 +22,13 @@ the same dead letter (its event id derives from the topic, partition and offset)
 whose vector cannot be computed or published (the broker refusing it, or away) is logged and
 counted (``speechstream_validator_failed_epochs_total``), and the next epoch tries again; the
 vector is at most ``schemas.codec.MAX_VECTOR_BYTES``, which its topic and this producer allow.
+
+Trust (``speechstream.trust``): with ``verify`` every record it reads (the ledger's topics, the
+scoring activations among them, and the ``weights`` topic it resumes from) whose signer may not
+say it never counts: a forged vector naming this validator (unsigned, or signed by another
+validator's key) cannot stop it publishing, a forged activation changes nothing. With
+``signer`` its vectors, minerboard entries and dead letters are signed; each vector names this
+validator (``validator_id``), the name the operator trusts its key under.
 """
 
 from __future__ import annotations
@@ -43,10 +50,11 @@ from schemas.topics import RECORD_OVERHEAD_BYTES
 from speechstream.exceptions import DeliveryError
 from speechstream.kafka.producer import EventProducer
 from speechstream.kafka.reader import LogReader, ledger_expected, read_log
-from speechstream.kafka.records import caused_by_kafka
+from speechstream.kafka.records import Verify, caused_by_kafka
 from speechstream.ledger import Ledger
 from speechstream.monitoring import Health
 from speechstream.settings import KafkaSettings
+from speechstream.signer import Signer
 
 PRODUCER_NAME = "speechstream-validator"
 PRODUCER_CONFIG: dict[str, Any] = {"message.max.bytes": MAX_VECTOR_BYTES + RECORD_OVERHEAD_BYTES}
@@ -71,9 +79,10 @@ def candidates(ledger: Ledger) -> list[Candidate]:
     return out
 
 
-def latest_vector(kafka: KafkaSettings, validator_id: str) -> WeightsComputed | None:
+def latest_vector(kafka: KafkaSettings, validator_id: str,
+                  verify: Verify | None = None) -> WeightsComputed | None:
     """This validator's latest vector on the ``weights`` topic (read whole): the last in the log
-    (one partition), whatever epoch or time its writer put on it."""
+    (one partition) that ``verify`` lets count, whatever epoch or time its writer put on it."""
     found: WeightsComputed | None = None
 
     def keep(env: Envelope) -> None:
@@ -83,7 +92,7 @@ def latest_vector(kafka: KafkaSettings, validator_id: str) -> WeightsComputed | 
             found = p
 
     read_log(kafka, [kafka.topics.weights], keep, name=f"{PRODUCER_NAME}-restore",
-             expected=WeightsComputed, logger=log)
+             expected=WeightsComputed, logger=log, verify=verify)
     return found
 
 
@@ -101,6 +110,8 @@ class Validator:
         metrics: ValidatorMetrics,
         producer: EventProducer | None = None,
         consumer: Consumer | None = None,
+        verify: Verify | None = None,
+        signer: Signer | None = None,
     ) -> None:
         self._kafka = kafka
         self._settings = settings
@@ -110,8 +121,9 @@ class Validator:
         self._reader = LogReader(kafka, list(expected), self.ledger.apply,
                                  name=settings.client_name, expected=expected, logger=log,
                                  partition_eof=True, on_dead_letter=self._dead_letter,
-                                 client=consumer)
-        self._producer = producer or EventProducer(kafka, **PRODUCER_CONFIG)
+                                 client=consumer, verify=verify)
+        self._verify = verify
+        self._producer = producer or EventProducer(kafka, signer=signer, **PRODUCER_CONFIG)
         self.last: WeightsComputed | None = None
         """The latest vector this validator published (or found on the weights topic)."""
         self.failed_epoch: int | None = None
@@ -122,7 +134,7 @@ class Validator:
 
     def start(self) -> None:
         """Find the latest vector, then read the log from its start."""
-        self.last = latest_vector(self._kafka, self._settings.validator_id)
+        self.last = latest_vector(self._kafka, self._settings.validator_id, self._verify)
         if self.last is not None:
             log.info("validator %s resumes after epoch %d (block %d)",
                      self._settings.validator_id, self.last.epoch, self.last.block)

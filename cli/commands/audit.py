@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 
 import psycopg
@@ -14,7 +15,13 @@ from cli.exceptions import CommandError, UsageError
 from cli.serve import add_metrics_port, serve, with_metrics_port
 from consumers.settings import AuditSettings
 from sinks.queries import AuditSummaryRow, audit_summary
-from speechstream.settings import DatabaseSettings, KafkaSettings, ScoringSettings
+from speechstream.settings import (
+    DatabaseSettings,
+    KafkaSettings,
+    ScoringSettings,
+    TrustSettings,
+)
+from speechstream.trust import service_signer, trust_store
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,7 +39,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Audit the sampled scores as they arrive (from the start of the score "
         "topic the first time). It runs at the lowest CPU priority (niceness +10). Settings: "
         "SPEECHSTREAM_AUDIT_SAMPLE_RATE (0.05), _DEVICE (cpu), _TOLERANCE (1e-6 on CPU, 1e-3 "
-        "on a GPU), _AUDITOR_ID (the host name), _GROUP_ID, _NICENESS, _METRICS_PORT; the "
+        "on a GPU), _AUDITOR_ID (the host name), _GROUP_ID, _NICENESS, _METRICS_PORT, "
+        "_KEY_FILE (the key its audits are signed with, trusted as auditor <auditor id>); "
+        "SPEECHSTREAM_TRUST_OPERATOR_KEY (the root of trust: untrusted scores are "
+        "dead-lettered, docs/security.md); the "
         "scoring engine reads SPEECHSTREAM_SCORING_* (see docs/scoring.md).",
     )
     run.add_argument("--sample-rate", type=float, default=None,
@@ -93,7 +103,17 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError("--tolerance must not be negative")
     if settings.niceness:
         os.nice(settings.niceness)
-    registry = CollectorRegistry()
-    auditor = Auditor(KafkaSettings(), settings, ScoringSettings(),
-                      metrics=AuditMetrics.create(registry))
-    return serve(auditor, registry, settings.metrics_port)
+    kafka = KafkaSettings()
+    log = logging.getLogger("speechstream.audit")
+    store = trust_store(kafka, TrustSettings(), name=settings.auditor_id, logger=log)
+    try:
+        signer = service_signer(settings, store, role="auditor", name=settings.auditor_id,
+                                variable="SPEECHSTREAM_AUDIT_KEY_FILE")
+        registry = CollectorRegistry()
+        auditor = Auditor(kafka, settings, ScoringSettings(),
+                          metrics=AuditMetrics.create(registry), logger=log,
+                          verify=None if store is None else store.verify, signer=signer)
+        return serve(auditor, registry, settings.metrics_port)
+    finally:
+        if store is not None:
+            store.close()

@@ -9,12 +9,13 @@ from prometheus_client import CollectorRegistry
 
 from cli.exceptions import UsageError
 from cli.serve import add_metrics_port, serve, with_metrics_port
-from consumers.evaluator import Evaluator
+from consumers.evaluator import Evaluator, evaluator_id
 from consumers.exceptions import ScorerLoadError
 from consumers.metrics import EvaluatorMetrics
 from consumers.scorers import load_scorer
 from consumers.settings import EvaluatorSettings
-from speechstream.settings import KafkaSettings, ScoringSettings
+from speechstream.settings import KafkaSettings, ScoringSettings, TrustSettings
+from speechstream.trust import service_signer, trust_store
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,7 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Run one evaluator (one per device). Each score is committed with its "
         "request's offset in one Kafka transaction. Settings: SPEECHSTREAM_EVALUATOR_GROUP_ID, "
         "_EVALUATOR_ID, _TRANSACTION_TIMEOUT_MS, _SESSION_TIMEOUT_MS, _METRICS_PORT (serves "
-        "/metrics and /health); "
+        "/metrics and /health), _KEY_FILE (the key it signs with, trusted as evaluator "
+        "<evaluator id>-<device>); SPEECHSTREAM_TRUST_OPERATOR_KEY (the root of trust: "
+        "unsigned or untrusted requests and scores are dead-lettered, docs/security.md); "
         "the TTS scorer reads SPEECHSTREAM_SCORING_* (see docs/scoring.md).",
     )
     run.add_argument("--device", default=None, help="cpu or cuda:N (default: settings, cpu)")
@@ -48,9 +51,19 @@ def _run(args: argparse.Namespace) -> int:
         scorer = load_scorer(args.scorer, settings.device, ScoringSettings())
     except ScorerLoadError as exc:
         raise UsageError(str(exc)) from exc
-    registry = CollectorRegistry()
-    evaluator = Evaluator(
-        KafkaSettings(), settings, scorer, metrics=EvaluatorMetrics.create(registry),
-        logger=logging.getLogger("speechstream.evaluator"),
-    )
-    return serve(evaluator, registry, settings.metrics_port)
+    log = logging.getLogger("speechstream.evaluator")
+    kafka = KafkaSettings()
+    name = evaluator_id(settings)
+    store = trust_store(kafka, TrustSettings(), name=name, logger=log)
+    try:
+        signer = service_signer(settings, store, role="evaluator", name=name,
+                                variable="SPEECHSTREAM_EVALUATOR_KEY_FILE")
+        registry = CollectorRegistry()
+        evaluator = Evaluator(
+            kafka, settings, scorer, metrics=EvaluatorMetrics.create(registry), logger=log,
+            verify=None if store is None else store.verify, signer=signer,
+        )
+        return serve(evaluator, registry, settings.metrics_port)
+    finally:
+        if store is not None:
+            store.close()

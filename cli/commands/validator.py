@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 
 from prometheus_client import CollectorRegistry
 
@@ -11,10 +12,15 @@ from cli.exceptions import CommandError
 from cli.serve import add_metrics_port, serve, with_metrics_port
 from consumers.settings import ValidatorSettings
 from schemas.events import WeightsComputed
-from speechstream.settings import KafkaSettings
+from speechstream.settings import KafkaSettings, TrustSettings
+from speechstream.trust import service_signer, trust_store
 
+log = logging.getLogger("speechstream.validator")
 SETTINGS = ("Settings: SPEECHSTREAM_VALIDATOR_VALIDATOR_ID (default: the host name), "
-            "_EPOCH_BLOCKS (100), _SCORING_VERSION (v2), _GROUP_ID, _METRICS_PORT.")
+            "_EPOCH_BLOCKS (100), _SCORING_VERSION (v2), _GROUP_ID, _METRICS_PORT, _KEY_FILE "
+            "(the key its vectors are signed with, trusted as validator <validator id>); "
+            "SPEECHSTREAM_TRUST_OPERATOR_KEY (the root of trust: what an untrusted key wrote "
+            "does not count, docs/security.md).")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -50,9 +56,18 @@ def _run(args: argparse.Namespace) -> int:
     from consumers.validator import Validator
 
     settings = with_metrics_port(ValidatorSettings(), args)
-    registry = CollectorRegistry()
-    validator = Validator(KafkaSettings(), settings, metrics=ValidatorMetrics.create(registry))
-    return serve(validator, registry, settings.metrics_port)
+    kafka = KafkaSettings()
+    store = trust_store(kafka, TrustSettings(), name=settings.validator_id, logger=log)
+    try:
+        signer = service_signer(settings, store, role="validator", name=settings.validator_id,
+                                variable="SPEECHSTREAM_VALIDATOR_KEY_FILE")
+        registry = CollectorRegistry()
+        validator = Validator(kafka, settings, metrics=ValidatorMetrics.create(registry),
+                              verify=None if store is None else store.verify, signer=signer)
+        return serve(validator, registry, settings.metrics_port)
+    finally:
+        if store is not None:
+            store.close()
 
 
 def render(vector: WeightsComputed) -> str:
@@ -76,7 +91,14 @@ def _weights(args: argparse.Namespace) -> int:
 
     settings = ValidatorSettings()
     validator_id = args.validator_id or settings.validator_id
-    vector = latest_vector(KafkaSettings(), validator_id)
+    kafka = KafkaSettings()
+    store = trust_store(kafka, TrustSettings(), name="validator weights", logger=log)
+    try:
+        vector = latest_vector(kafka, validator_id,
+                               None if store is None else store.verify)
+    finally:
+        if store is not None:
+            store.close()
     if vector is None:
         raise CommandError(f"no weights from validator {validator_id!r} yet")
     print(json.dumps(vector.model_dump(mode="json"), indent=2) if args.json else render(vector))
