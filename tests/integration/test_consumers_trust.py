@@ -110,3 +110,57 @@ def test_forged_scores_do_not_stop_the_evaluation(kafka_settings: KafkaSettings,
         stop.set()
         thread.join(30)
         evaluator.close()
+
+
+def test_forged_vectors_and_activation_change_nothing_for_the_validator(
+        kafka_settings: KafkaSettings, tmp_path: Path) -> None:
+    from consumers.metrics import ValidatorMetrics
+    from consumers.settings import ValidatorSettings
+    from consumers.validator import Validator
+    from schemas.events import ChainBlock, ScoringActivated, WeightsComputed
+
+    name = f"val-{uuid.uuid4().hex[:8]}"
+    keys = Keys.create(tmp_path / "keys")
+    keys.add("validator", name)
+    keys.add("validator", "val-other")
+    keys.add("chain", "chain")
+    store = keys.store()
+    t = kafka_settings.topics
+    forged = WeightsComputed.of(name, 2**31, 1000, [])
+    with EventProducer(kafka_settings) as producer:  # unsigned
+        producer.send(t.weights, new_envelope(forged, key=name, producer="forger"))
+        producer.send(t.scoring_active, new_envelope(ScoringActivated(scoring_version="v1"),
+                                                  key="active", producer="forger"))
+        producer.flush()
+    with EventProducer(kafka_settings, signer=keys.signer("validator", "val-other")) as p:
+        p.send(t.weights, new_envelope(forged, key=name, producer="forger"))  # AUTHOR rule
+        p.flush()
+    with EventProducer(kafka_settings, signer=keys.signer("chain", "chain")) as producer:
+        producer.send(t.chain_blocks, new_envelope(ChainBlock(block=150), key="head",
+                                                   producer="chain"))
+        producer.flush()
+
+    settings = ValidatorSettings(validator_id=name, epoch_blocks=100, poll_timeout_s=0.2,
+                                 client_name=f"test-validator-{uuid.uuid4().hex[:8]}")
+    validator = Validator(kafka_settings, settings,
+                          metrics=ValidatorMetrics.create(CollectorRegistry()),
+                          verify=store.verify, signer=keys.signer("validator", name))
+    validator.start()
+    assert validator.last is None  # neither forged vector was restored
+    stop = threading.Event()
+    thread = threading.Thread(target=validator.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        def own(records: list[tuple[bytes, Envelope]]) -> list[tuple[bytes, Envelope]]:
+            return [(raw, e) for raw, e in records if isinstance(e.payload, WeightsComputed)
+                    and e.payload.validator == name and e.payload.epoch == 1]
+
+        vectors = own(_raw_records(kafka_settings, t.weights, lambda seen: bool(own(seen))))
+        assert len(vectors) == 1, "the validator did not publish epoch 1"
+        raw, env = vectors[0]
+        assert store.verify(env, raw, t.weights) is None  # signed by its key
+        assert validator.ledger.activated is None  # the forged activation did not count
+    finally:
+        stop.set()
+        thread.join(30)
+        validator.close()
