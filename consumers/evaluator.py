@@ -79,6 +79,7 @@ from schemas.events import (
     SubmissionFailed,
 )
 from schemas.fields import STATUS_RANK
+from schemas.trust import SIGNATURE_BYTES
 from scoring.types import ScoringResult, Step, Submission
 from speechstream.exceptions import TransactionAbortedError
 from speechstream.kafka.consumer import Batch, EventConsumer, position_after
@@ -390,7 +391,7 @@ class Evaluator:
             event = _failed_score(f"invalid scorer outcome: {failure_reason(exc)}", result,
                                   manifest, timings, common)
         env = new_envelope(event, key=request.hash, producer=PRODUCER_NAME, event_id=event_id)
-        size = len(encode(env))
+        size = len(encode(env)) + SIGNATURE_BYTES  # signed when it is sent
         if size > MAX_EVENT_BYTES:  # no reader would decode it
             self._log.error("the score of %s is %d bytes encoded: FAILED", request.hash, size)
             event = _failed_score(

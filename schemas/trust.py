@@ -71,6 +71,9 @@ AUTHOR: dict[str, str] = {
 another's score, one validator another's vector)."""
 
 
+SIGNATURE_BYTES = (len(b'"signer":"","signature":""') + 64 + 128
+                   - len(b'"signer":null,"signature":null'))
+"""How many bytes signing adds to an envelope's encoding (its signer and signature in hex)."""
 _UNSIGNED_TAIL = b',"signature":null}'
 _SIGNATURE_HEAD = b',"signature":"'
 
