@@ -49,6 +49,7 @@ from speechstream.kafka.admin import create_topics, delete_topics, describe_topi
 from speechstream.kafka.producer import EventProducer
 from speechstream.keys import Hotkey, create_key_file, load_key_file
 from speechstream.settings import DatabaseSettings, DevSettings, KafkaSettings
+from speechstream.trust import TrustStore
 
 
 @dataclass(frozen=True)
@@ -295,7 +296,11 @@ def _run(
             producer.flush()
         _wait(lambda: _has_vector(conn, epoch), services, options.timeout_s,
               f"the validator's weights of epoch {epoch}", logs)
-        vector = latest_vector(kafka, VALIDATOR_ID)
+        trust = TrustStore(kafka, trust_env["SPEECHSTREAM_TRUST_OPERATOR_KEY"], name="demo")
+        try:
+            vector = latest_vector(kafka, VALIDATOR_ID, trust.start().verify)
+        finally:
+            trust.close()
         assert vector is not None
         alice = next(e.payload for e in subs if e.payload.repo_namespace == "alice")
         answer = _get_json(api, f"{api_url}/model_submission_details", {
