@@ -7,7 +7,6 @@ import logging
 
 from prometheus_client import CollectorRegistry
 
-from cli.exceptions import UsageError
 from cli.serve import add_metrics_port, serve, with_metrics_port
 from speechstream.settings import KafkaSettings, TrustSettings
 from speechstream.trust import service_signer, trust_store
@@ -31,7 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "topics must carry a trusted signature and everything it writes is signed with "
         "SPEECHSTREAM_STREAMS_KEY_FILE (role intake, name intake); attested submissions and "
         "uid reassignments are accepted from SPEECHSTREAM_STREAMS_OPERATOR_KEY, by default "
-        "the root key (the two must agree when both are set). Settings: "
+        "the root key (set it to an attestation key of the REST API's own, so that the root "
+        "key stays off the API's host). Settings: "
         "SPEECHSTREAM_STREAMS_APP_ID (default speechstream-intake: its consumer group and "
         "changelogs), _RATE_LIMIT_BLOCKS, _SCORING_VERSION (v2), _SESSION_TIMEOUT_MS (10000), "
         "_FETCH_MAX_WAIT_MS (100), _DATA_DIR, _WEB_ENABLED, _WEB_PORT, _METRICS_PORT. "
@@ -53,17 +53,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def operator_key_of(streams: StreamsSettings, trust: TrustSettings) -> StreamsSettings:
     """``streams`` with the key attestations and reassignments are accepted from: its own
-    (SPEECHSTREAM_STREAMS_OPERATOR_KEY), else the root of trust's; :class:`UsageError` when
-    both are set and differ."""
-    root, own = trust.operator_key, streams.operator_key
-    if root is None or own == root:
-        return streams
-    if own is None:
-        return streams.model_copy(update={"operator_key": root})
-    raise UsageError(
-        f"SPEECHSTREAM_STREAMS_OPERATOR_KEY ({own}) is not the root of trust "
-        f"SPEECHSTREAM_TRUST_OPERATOR_KEY ({root}): unset it (the intake then accepts the "
-        "root's attestations and reassignments) or set both to the same key")
+    (SPEECHSTREAM_STREAMS_OPERATOR_KEY: an attestation key the REST API holds, so that the
+    root key stays off the API's host), else the root of trust's."""
+    if streams.operator_key is None and trust.operator_key is not None:
+        return streams.model_copy(update={"operator_key": trust.operator_key})
+    if streams.operator_key not in (None, trust.operator_key):
+        log.info("attested submissions and uid reassignments are accepted from %s, not the "
+                 "root of trust", streams.operator_key)
+    return streams
 
 
 def _worker(args: argparse.Namespace) -> int:
