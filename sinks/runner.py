@@ -28,8 +28,10 @@ from sinks.settings import SinkSettings
 from speechstream.exceptions import ConsumeError, SpeechstreamError
 from speechstream.kafka.consumer import Batch, EventConsumer
 from speechstream.kafka.producer import EventProducer
+from speechstream.kafka.records import Verify
 from speechstream.monitoring import Health
 from speechstream.settings import KafkaSettings
+from speechstream.signer import Signer
 
 log = logging.getLogger(__name__)
 CONSUMER_NAME = "speechstream-sink"
@@ -137,6 +139,8 @@ class SinkService:
         until_caught_up: bool = False,
         consumer: Consumer | None = None,
         dead_letters: EventProducer | None = None,
+        verify: Verify | None = None,
+        signer: Signer | None = None,
     ) -> None:
         self._kafka = kafka
         self._settings = settings
@@ -146,9 +150,9 @@ class SinkService:
         self._consumer = EventConsumer(
             kafka, name=CONSUMER_NAME, topics=sink_topics(kafka),
             config=consumer_overrides(settings, until_caught_up=until_caught_up),
-            client=consumer, logger=log,
+            client=consumer, logger=log, verify=verify,
         )
-        self._dead_letters = dead_letters or EventProducer(kafka)
+        self._dead_letters = dead_letters or EventProducer(kafka, signer=signer)
         self._backoff = Backoff(settings.retry_backoff_s, settings.retry_backoff_max_s)
         self._episode: Episode | None = None
         self._last_batch: float | None = None
