@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 
 from prometheus_client import CollectorRegistry
@@ -21,7 +22,8 @@ from sinks.runner import SinkService, tune_interpreter
 from sinks.settings import SinkSettings
 from speechstream.exceptions import SpeechstreamError
 from speechstream.service import stop_on_signals
-from speechstream.settings import DatabaseSettings, KafkaSettings
+from speechstream.settings import DatabaseSettings, KafkaSettings, TrustSettings
+from speechstream.trust import service_signer, trust_store
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -83,11 +85,21 @@ Exit status: 0 rebuilt and swapped in (with --verify: every table equal), 1 erro
 def _run(args: argparse.Namespace) -> int:
     database, settings = DatabaseSettings(), with_metrics_port(SinkSettings(), args)
     apply_migrations(database.conninfo)
-    registry = CollectorRegistry()
-    service = SinkService(KafkaSettings(), settings, PostgresWriter(database.conninfo),
-                          metrics=SinkMetrics.create(registry))
-    tune_interpreter()
-    return serve(service, registry, settings.metrics_port)
+    kafka = KafkaSettings()
+    store = trust_store(kafka, TrustSettings(), name="sink",
+                        logger=logging.getLogger("speechstream.sink"))
+    try:
+        signer = service_signer(settings, store, role="sink", name="sink",
+                                variable="SPEECHSTREAM_SINK_KEY_FILE")
+        registry = CollectorRegistry()
+        service = SinkService(kafka, settings, PostgresWriter(database.conninfo),
+                              metrics=SinkMetrics.create(registry),
+                              verify=None if store is None else store.verify, signer=signer)
+        tune_interpreter()
+        return serve(service, registry, settings.metrics_port)
+    finally:
+        if store is not None:
+            store.close()
 
 
 def _rebuild(args: argparse.Namespace) -> int:
