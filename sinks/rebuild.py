@@ -64,7 +64,9 @@ from sinks.postgres import PostgresWriter
 from sinks.runner import SinkService
 from sinks.settings import SinkSettings
 from sinks.tables import TABLES, VIEWS
+from speechstream.kafka.records import Verify
 from speechstream.settings import KafkaSettings
+from speechstream.signer import Signer
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +202,8 @@ class Rebuild:
         on_phase: Callable[[str], None] = lambda _: None,
         lock_timeout_s: float = 10.0,
         swap_attempts: int = 3,
+        verify: Verify | None = None,
+        signer: Signer | None = None,
     ) -> None:
         token = uuid.uuid4().hex[:8]
         self.schema = new_schema_name(token)
@@ -212,6 +216,8 @@ class Rebuild:
         self._on_phase = on_phase
         self._lock_timeout_s = lock_timeout_s
         self._swap_attempts = swap_attempts
+        self._verify = verify
+        self._signer = signer
         self._events = 0
 
     def swap(self) -> RebuildResult:
@@ -283,7 +289,8 @@ class Rebuild:
         writer = _Counting(PostgresWriter(schema_conninfo(self._conninfo, self.schema)), written)
         service = SinkService(self._kafka, self._settings, writer,
                               metrics=SinkMetrics.create(CollectorRegistry()),
-                              until_caught_up=True)
+                              until_caught_up=True, verify=self._verify,
+                              signer=self._signer)
         try:
             service.start()
             service.run(self._stop)
