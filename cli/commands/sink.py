@@ -114,11 +114,17 @@ def _rebuild(args: argparse.Namespace) -> int:
     if sys.stderr.isatty():
         bar.mininterval = 1.0
     tune_interpreter()
-    job = Rebuild(DatabaseSettings().conninfo, KafkaSettings(), SinkSettings(), stop=stop,
-                  on_written=bar.update,
-                  on_phase=lambda line: print(f"rebuild: {line}", file=sys.stderr),
-                  lock_timeout_s=args.lock_timeout)
+    kafka, settings = KafkaSettings(), SinkSettings()
+    store = trust_store(kafka, TrustSettings(), name="sink",
+                        logger=logging.getLogger("speechstream.sink"))
     try:
+        signer = service_signer(settings, store, role="sink", name="sink",
+                                variable="SPEECHSTREAM_SINK_KEY_FILE")
+        job = Rebuild(DatabaseSettings().conninfo, kafka, settings, stop=stop,
+                      on_written=bar.update,
+                      on_phase=lambda line: print(f"rebuild: {line}", file=sys.stderr),
+                      lock_timeout_s=args.lock_timeout,
+                      verify=None if store is None else store.verify, signer=signer)
         result = job.verify() if args.verify else job.swap()
     except RebuildInterrupted as exc:
         raise CommandError(str(exc), exit_status=EXIT_INTERRUPTED) from exc
@@ -127,6 +133,8 @@ def _rebuild(args: argparse.Namespace) -> int:
         raise CommandError(str(exc), exit_status=failed) from exc
     finally:
         bar.close()
+        if store is not None:
+            store.close()
     done = (f"rebuilt {result.events} events into schema {result.schema} in "
             f"{result.seconds:.1f} s ({result.rate:.0f} events/s)")
     if not args.verify:
