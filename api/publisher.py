@@ -12,6 +12,7 @@ from schemas.signed import signed_envelope, submission_fields
 from speechstream.kafka.producer import EventProducer
 from speechstream.keys import Hotkey
 from speechstream.settings import KafkaSettings
+from speechstream.signer import Signer
 
 PRODUCER_NAME = "speechstream-api"
 
@@ -34,10 +35,11 @@ class KafkaPublisher:
     call waits for the broker."""
 
     def __init__(self, kafka: KafkaSettings, operator: Hotkey | None, *,
-                 producer: EventProducer | None = None) -> None:
+                 producer: EventProducer | None = None,
+                 signer: Signer | None = None) -> None:
         self._kafka = kafka
         self._operator = operator
-        self._producer = producer or EventProducer(kafka)
+        self._producer = producer or EventProducer(kafka, signer=signer)
 
     def start(self) -> None:
         self._producer.start()
