@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 
 from prometheus_client import CollectorRegistry
 
@@ -10,7 +11,8 @@ from api.settings import ApiSettings
 from cli.exceptions import UsageError
 from cli.serve import add_metrics_port, serve, with_metrics_port
 from speechstream.exceptions import KeyFileError
-from speechstream.settings import DatabaseSettings, KafkaSettings
+from speechstream.settings import DatabaseSettings, KafkaSettings, TrustSettings
+from speechstream.trust import service_signer, trust_store
 
 DESCRIPTION = """\
 Serve the original system's HTTP surface from PostgreSQL (what the sink materialized):
@@ -49,7 +51,17 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from exc
     store = PostgresStore(DatabaseSettings().conninfo, min_size=settings.pool_min_size,
                           max_size=settings.pool_max_size)
-    registry = CollectorRegistry()
-    service = ApiService(settings, store, KafkaPublisher(KafkaSettings(), operator), registry)
-    print(f"serving on http://{settings.host}:{settings.port}", flush=True)
-    return serve(service, registry, settings.metrics_port)
+    kafka = KafkaSettings()
+    trust = trust_store(kafka, TrustSettings(), name="api",
+                        logger=logging.getLogger("speechstream.api"))
+    try:
+        signer = service_signer(settings, trust, role="api", name="api",
+                                variable="SPEECHSTREAM_API_KEY_FILE")
+        registry = CollectorRegistry()
+        service = ApiService(settings, store,
+                             KafkaPublisher(kafka, operator, signer=signer), registry)
+        print(f"serving on http://{settings.host}:{settings.port}", flush=True)
+        return serve(service, registry, settings.metrics_port)
+    finally:
+        if trust is not None:
+            trust.close()
