@@ -20,7 +20,8 @@ GET /model_submission_details, POST /ensure_model (admin-key header), POST /mine
 (admin-key header), GET /minerboard, GET /recent_entries, GET /weights, GET /hc, GET /metrics.
 ensure_model publishes an unknown submission into the pipeline, attested with the operator's
 key. Settings: SPEECHSTREAM_API_HOST, _PORT, _ADMIN_KEY, _OPERATOR_KEY_FILE, _RECENT_ENTRIES,
-_METRICS_PORT; DATABASE_URL; KAFKA_BOOTSTRAP_SERVERS."""
+_METRICS_PORT, _KEY_FILE (its signing key: every event it publishes is signed);
+SPEECHSTREAM_TRUST_OPERATOR_KEY; DATABASE_URL; KAFKA_BOOTSTRAP_SERVERS."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

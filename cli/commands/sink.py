@@ -43,7 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "of a group), _SESSION_TIMEOUT_MS (how long a stopped sink's partitions wait for it, "
         "default 45000), _BATCH_SIZE (20000), _BATCH_TIMEOUT_S, _RETRY_BACKOFF_S (first "
         "wait, 0.5), _RETRY_BACKOFF_MAX_S (longest wait, 10), _METRICS_PORT (serves /metrics "
-        "and /health).",
+        "and /health), _KEY_FILE (its signing key; with a root of trust, "
+        "SPEECHSTREAM_TRUST_OPERATOR_KEY, a record whose signer may not say it becomes a "
+        "dead letter, never a row).",
     )
     add_metrics_port(run)
     run.set_defaults(func=_run)
