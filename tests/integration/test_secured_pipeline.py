@@ -342,8 +342,18 @@ def test_a_rogue_evaluator_cannot_free_a_window_unsigned(running, secured) -> No
         score_event_id="forged"), key=alice.hotkey, producer="attacker")
     assert _refused_by_broker(secured, "mallory", "failed", failed)
     secured.send("evaluator-2", "failed", failed)  # its principal may; unsigned, it counts not
+    running["pipe"].wait(lambda: _count(
+        secured, "dead_letters", "error LIKE 'untrusted: unsigned submission.failed%'") == 1,
+        "the forged submission.failed dead-lettered", timeout_s=60)
+    # A head the new submission's block lies within (the block window), then the submission:
+    # alice's window is still held by her first one.
+    head = running["head"] + 2 * EPOCH_BLOCKS
+    secured.send("chain", "chain_blocks",
+                 new_envelope(ChainBlock(block=head), key=None, producer="test"),
+                 signer=secured.keys.signer("chain", "chain"))
+    time.sleep(1)
     again = submission(running["miners"]["alice"], repo_namespace="alice", repo_name="tts2",
-                       block=1001)
+                       block=head)
     secured.send("miner", "submissions", again)
     running["pipe"].wait(lambda: _count(secured, "rejections", "code = 'RATE_LIMITED'") == 1,
                          "alice's second submission rate-limited", timeout_s=60)
