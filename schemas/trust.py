@@ -100,6 +100,17 @@ def sign_envelope(envelope: Envelope, private_key: str, public_key: str | None =
     return unsigned.model_copy(update={"signature": sign_bytes(private_key, body)})
 
 
+def signed_encoding(envelope: Envelope, private_key: str, public_key: str | None = None) -> bytes:
+    """The wire encoding of ``envelope`` signed with ``private_key``: the same bytes as
+    ``encode(sign_envelope(...))``, encoded once."""
+    public = public_key or hotkey_of(private_key)
+    body = encode(envelope.model_copy(update={"signer": public, "signature": None}))
+    if not body.endswith(_UNSIGNED_TAIL):  # the envelope's last field is its signature
+        raise ValueError("the envelope's encoding does not end with its signature")
+    signature = sign_bytes(private_key, body).encode("ascii")
+    return body[:-len(_UNSIGNED_TAIL)] + _SIGNATURE_HEAD + signature + b'"}'
+
+
 @dataclass(frozen=True)
 class TrustSet:
     """The keys the operator trusts at one version (0: none yet), by public key."""

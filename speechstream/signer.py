@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from schemas.envelope import Envelope
-from schemas.trust import sign_envelope
+from schemas.trust import sign_envelope, signed_encoding
 from speechstream.keys import load_key_file
 
 
@@ -28,3 +28,7 @@ class Signer:
     def sign(self, envelope: Envelope) -> Envelope:
         """``envelope`` signed with this key."""
         return sign_envelope(envelope, self.private_key, self.public_key)
+
+    def encode(self, envelope: Envelope) -> bytes:
+        """``envelope`` signed with this key, in its wire encoding (encoded once)."""
+        return signed_encoding(envelope, self.private_key, self.public_key)

@@ -30,8 +30,7 @@ async def decode_or_dead_letter(
                              verify=verify)
     except DecodeError as exc:
         letter = dead_letter_for(exc, consumer=CONSUMER_NAME)
-        if signer is not None:
-            letter = signer.sign(letter)
-        await deadletter.send(key=event.key, value=encode(letter))
+        value = encode(letter) if signer is None else signer.encode(letter)
+        await deadletter.send(key=event.key, value=value)
         metrics.dead_letters.inc()
         return None

@@ -65,9 +65,8 @@ class EventProducer:
     ) -> None:
         """Queue one envelope (signed, with a signer), keyed by ``key`` or else by its
         envelope key."""
-        if self._signer is not None:
-            envelope = self._signer.sign(envelope)
-        self.send_raw(topic, encode(envelope), key=envelope.key if key is None else key)
+        value = encode(envelope) if self._signer is None else self._signer.encode(envelope)
+        self.send_raw(topic, value, key=envelope.key if key is None else key)
 
     def send_raw(self, topic: str, value: bytes, *, key: str | bytes | None = None) -> None:
         """Queue raw bytes (for tests and tools that must send what no schema allows)."""

@@ -125,9 +125,9 @@ class TransactionalProducer:
                 self._needs_init = False
             producer.begin_transaction()
             self.in_transaction = True
-            sign = self._signer.sign if self._signer is not None else None
+            signer = self._signer
             for topic, key, env in events:
-                value = encode(sign(env) if sign is not None else env)
+                value = encode(env) if signer is None else signer.encode(env)
                 producer.produce(topic, value, key, on_delivery=self._on_delivery)
                 producer.poll(0)
             if offsets:

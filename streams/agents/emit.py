@@ -30,12 +30,11 @@ async def emit(
     signed with ``signer`` when there is one (``schemas.trust``)."""
     env = new_envelope(payload, key=key, producer=PRODUCER_NAME,
                        event_id=derived_event_id(source.event_id, stage))
-    if signer is not None:
-        env = signer.sign(env)
+    value = encode(env) if signer is None else signer.encode(env)
     # Straight to the app's producer (Faust's own ``topic.send`` adds a message future,
     # serializer lookups and send callbacks per record, none of which this uses): the record
     # is flushed, like every other send, before Faust commits the offset of its source.
-    await topic.app.producer.send(topic.get_topic_name(), key.encode(), encode(env),
+    await topic.app.producer.send(topic.get_topic_name(), key.encode(), value,
                                   None, None, None)
 
 

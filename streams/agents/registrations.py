@@ -120,8 +120,8 @@ def register_agents(
                 s.uid_owner[uid_key] = p.hotkey
             # The same event, re-keyed by hotkey and signed by the intake: its id and payload (with
             # the miner's signature) stay the miner's.
-            forwarded = env if s.signer is None else s.signer.sign(env)
-            await s.claimed.send(key=p.hotkey.encode(), value=encode(forwarded))
+            value = encode(env) if s.signer is None else s.signer.encode(env)
+            await s.claimed.send(key=p.hotkey.encode(), value=value)
             metrics.seconds.observe(time.perf_counter() - started)
 
     async def refuse(env: Envelope, p: MinerRegistered | UidHandover,

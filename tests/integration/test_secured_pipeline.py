@@ -29,6 +29,7 @@ from cli.commands.acl import context as acl_context
 from devstack.kafka import BrokerSecurity, KafkaNode, SaslUser
 from devstack.tls import generate_tls
 from producers.miner import registration, submission
+from producers.trust import publish_trusted
 from schemas.codec import encode
 from schemas.envelope import Envelope, new_envelope
 from schemas.events import (
@@ -361,3 +362,19 @@ def test_a_rogue_evaluator_cannot_free_a_window_unsigned(running, secured) -> No
     while time.monotonic() < deadline:
         assert _count(secured, "submissions", "repo_name = 'tts2'") == 0
         time.sleep(0.5)
+
+
+def test_a_revoked_evaluator_key_counts_for_nothing_after_a_rebuild(running, secured) -> None:
+    # Last in this module: the operator removes the honest evaluator's key (trusted set
+    # version 2), and a rebuild of PostgreSQL from the log drops every status and score it
+    # signed, before and after; the submissions are back to QUEUED.
+    keys = secured.keys
+    remaining = [entry for entry in keys.entries() if entry.name != EVALUATOR_NAME]
+    publish_trusted(secured.settings("operator"), keys.operator, remaining, version=2)
+    done = running["pipe"].cli("sink", "rebuild", **secured.env("sink"),
+                               **keys.env("sink", "sink"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert [(uid, status) for _, uid, status, _ in _board(secured)] == [
+        (0, "QUEUED"), (1, "QUEUED"), (2, "QUEUED")]
+    assert _count(secured, "dead_letters", "error LIKE '%does not trust (trusted set "
+                  "version 2)%'") >= 3

@@ -35,7 +35,14 @@ from schemas.topics import (
     WEIGHTS,
     TopicRegistry,
 )
-from schemas.trust import TrustSet, refusal, root_refusal, sign_envelope, signed_part
+from schemas.trust import (
+    TrustSet,
+    refusal,
+    root_refusal,
+    sign_envelope,
+    signed_encoding,
+    signed_part,
+)
 from speechstream.exceptions import DecodeError
 from speechstream.kafka.records import decode_record
 from speechstream.trust import TrustStore
@@ -247,3 +254,9 @@ def test_the_signed_part_is_the_record_with_a_null_signature() -> None:
     assert signed_part(raw, signed.signature) == encode(
         signed.model_copy(update={"signature": None}))
     assert signed_part(raw + b" ", signed.signature) is None
+
+
+def test_the_signed_encoding_is_the_signed_envelope_encoded() -> None:
+    envelope = score()
+    assert signed_encoding(envelope, EVALUATOR.private, EVALUATOR.public) == encode(
+        EVALUATOR.sign(envelope))
