@@ -79,10 +79,12 @@ def candidates(ledger: Ledger) -> list[Candidate]:
     return out
 
 
-def latest_vector(kafka: KafkaSettings, validator_id: str,
-                  verify: Verify | None = None) -> WeightsComputed | None:
+def latest_vector(kafka: KafkaSettings, validator_id: str, verify: Verify | None = None, *,
+                  client_name: str = PRODUCER_NAME) -> WeightsComputed | None:
     """This validator's latest vector on the ``weights`` topic (read whole): the last in the log
-    (one partition) that ``verify`` lets count, whatever epoch or time its writer put on it."""
+    (one partition) that ``verify`` lets count, whatever epoch or time its writer put on it.
+    The reader names the group ``<client_name>-restore``, under the validator's own group
+    prefix (its ACLs allow the groups that start with its client name)."""
     found: WeightsComputed | None = None
 
     def keep(env: Envelope) -> None:
@@ -91,7 +93,7 @@ def latest_vector(kafka: KafkaSettings, validator_id: str,
         if isinstance(p, WeightsComputed) and p.validator == validator_id:
             found = p
 
-    read_log(kafka, [kafka.topics.weights], keep, name=f"{PRODUCER_NAME}-restore",
+    read_log(kafka, [kafka.topics.weights], keep, name=f"{client_name}-restore",
              expected=WeightsComputed, logger=log, verify=verify)
     return found
 
@@ -134,7 +136,8 @@ class Validator:
 
     def start(self) -> None:
         """Find the latest vector, then read the log from its start."""
-        self.last = latest_vector(self._kafka, self._settings.validator_id, self._verify)
+        self.last = latest_vector(self._kafka, self._settings.validator_id, self._verify,
+                                  client_name=self._settings.client_name)
         if self.last is not None:
             log.info("validator %s resumes after epoch %d (block %d)",
                      self._settings.validator_id, self.last.epoch, self.last.block)

@@ -94,8 +94,8 @@ def _weights(args: argparse.Namespace) -> int:
     kafka = KafkaSettings()
     store = trust_store(kafka, TrustSettings(), name="validator weights", logger=log)
     try:
-        vector = latest_vector(kafka, validator_id,
-                               None if store is None else store.verify)
+        vector = latest_vector(kafka, validator_id, None if store is None else store.verify,
+                               client_name=settings.client_name)
     finally:
         if store is not None:
             store.close()
