@@ -96,7 +96,7 @@ def test_the_intake_signs_what_it_routes_and_ignores_forged_events(pipeline, tmp
     pipeline.send(t.submissions, submission(alice, repo_namespace="alice", repo_name="a3",
                                             block=1002))
     requests = _raw(pipeline, t.evaluation_requests, 2)
-    assert [e.payload.repo_name for e, _ in requests] == ["a1", "a3"]
+    assert sorted(e.payload.repo_name for e, _ in requests) == ["a1", "a3"]  # two partitions
 
     # (b2) An unsigned registration and handover written straight to registrations.claimed
     # give mallory no uid: its submission is turned away.
@@ -106,11 +106,12 @@ def test_the_intake_signs_what_it_routes_and_ignores_forged_events(pipeline, tmp
                                            source_event_id="forged"),
                                key=mallory.hotkey, producer="attacker"))
     letters = [e.payload.error for e, _ in _raw(pipeline, t.deadletter, 3)]
-    assert letters[1].startswith("untrusted: unsigned miner.registered")
-    assert letters[2].startswith("untrusted: unsigned uid.handover")
+    # The two land on different partitions of registrations.claimed: either may come first.
+    assert sorted(letter.split(" on ")[0] for letter in letters[1:]) == [
+        "untrusted: unsigned miner.registered", "untrusted: unsigned uid.handover"]
     pipeline.send(t.submissions, submission(mallory, repo_namespace="mallory", repo_name="m1",
                                             block=1003))
-    assert _codes(pipeline, 2)[1] == ("UNREGISTERED_HOTKEY", mallory.hotkey)
+    assert ("UNREGISTERED_HOTKEY", mallory.hotkey) in _codes(pipeline, 2)  # any order
 
     # (b3) An unsigned evaluation.requested on submissions.accepted is not routed.
     forged_request = new_envelope(request.payload.model_copy(update={
@@ -121,4 +122,4 @@ def test_the_intake_signs_what_it_routes_and_ignores_forged_events(pipeline, tmp
     assert letters[3].startswith("untrusted: unsigned evaluation.requested")
     assert all(e.signer == intake_key for e, _ in _raw(pipeline, t.deadletter, 4))
     requests = _raw(pipeline, t.evaluation_requests, 2, timeout_s=5)
-    assert [e.payload.repo_name for e, _ in requests] == ["a1", "a3"]
+    assert sorted(e.payload.repo_name for e, _ in requests) == ["a1", "a3"]  # two partitions
