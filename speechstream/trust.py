@@ -8,8 +8,8 @@ signed by a key it does not know yet. Its :meth:`~TrustStore.verify` is what con
 readers take as ``verify``: a record it refuses is dead-lettered with the reason and never
 counts.
 
-``speechstream`` commands and services build theirs with :func:`trust_store` and their own
-key with :func:`service_signer`.
+``speechstream`` services open theirs, with their own key, by :func:`service_trust`; commands
+that only read, by :func:`checked_reads` (both close the store on exit).
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 from schemas.envelope import Envelope
 from schemas.events import KeysTrusted
@@ -173,3 +175,48 @@ def service_signer(settings: ServiceSettings, store: TrustStore | None, *, role:
     if store is not None:
         store.require(signer, role, name)
     return signer
+
+
+@dataclass(frozen=True)
+class ServiceTrust:
+    """What a service runs with: the store its reads are checked against (None on an
+    unchecked development log) and the signer of what it writes (None likewise)."""
+
+    store: TrustStore | None
+    signer: Signer | None
+
+    @property
+    def verify(self) -> Callable[[Envelope, bytes, str], str | None] | None:
+        """The check readers take as ``verify``; None when nothing is checked."""
+        return None if self.store is None else self.store.verify
+
+
+@contextmanager
+def service_trust(kafka: KafkaSettings, settings: ServiceSettings, *, role: str, name: str,
+                  trust: TrustSettings | None = None,
+                  logger: logging.Logger | None = None) -> Iterator[ServiceTrust]:
+    """The started store of the root key (:func:`trust_store`) and the service's signer from
+    its key file, required to be trusted for ``role`` as ``name`` (:func:`service_signer`);
+    the store is closed on exit. The key file's setting is named from ``settings``' prefix
+    (``SPEECHSTREAM_SINK_KEY_FILE`` for the sink's) in the error when it is missing."""
+    store = trust_store(kafka, trust or TrustSettings(), name=name, logger=logger)
+    try:
+        prefix = settings.model_config.get("env_prefix", "SPEECHSTREAM_")
+        yield ServiceTrust(store, service_signer(settings, store, role=role, name=name,
+                                                 variable=f"{prefix}KEY_FILE"))
+    finally:
+        if store is not None:
+            store.close()
+
+
+@contextmanager
+def checked_reads(kafka: KafkaSettings, name: str,
+                  logger: logging.Logger | None = None) -> Iterator[TrustStore | None]:
+    """The started trust store a command that only reads checks the log with (None on an
+    unchecked development log, ``SPEECHSTREAM_TRUST_INSECURE=true``), closed on exit."""
+    store = trust_store(kafka, TrustSettings(), name=name, logger=logger)
+    try:
+        yield store
+    finally:
+        if store is not None:
+            store.close()

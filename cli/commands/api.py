@@ -11,8 +11,8 @@ from api.settings import ApiSettings
 from cli.exceptions import UsageError
 from cli.serve import add_metrics_port, serve, with_metrics_port
 from speechstream.exceptions import KeyFileError
-from speechstream.settings import DatabaseSettings, KafkaSettings, TrustSettings
-from speechstream.trust import service_signer, trust_store
+from speechstream.settings import DatabaseSettings, KafkaSettings
+from speechstream.trust import service_trust
 
 DESCRIPTION = """\
 Serve the original system's HTTP surface from PostgreSQL (what the sink materialized):
@@ -53,16 +53,10 @@ def _run(args: argparse.Namespace) -> int:
     store = PostgresStore(DatabaseSettings().conninfo, min_size=settings.pool_min_size,
                           max_size=settings.pool_max_size)
     kafka = KafkaSettings()
-    trust = trust_store(kafka, TrustSettings(), name="api",
-                        logger=logging.getLogger("speechstream.api"))
-    try:
-        signer = service_signer(settings, trust, role="api", name="api",
-                                variable="SPEECHSTREAM_API_KEY_FILE")
+    with service_trust(kafka, settings, role="api", name="api",
+                       logger=logging.getLogger("speechstream.api")) as trust:
         registry = CollectorRegistry()
         service = ApiService(settings, store,
-                             KafkaPublisher(kafka, operator, signer=signer), registry)
+                             KafkaPublisher(kafka, operator, signer=trust.signer), registry)
         print(f"serving on http://{settings.host}:{settings.port}", flush=True)
         return serve(service, registry, settings.metrics_port)
-    finally:
-        if trust is not None:
-            trust.close()

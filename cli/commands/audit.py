@@ -19,9 +19,8 @@ from speechstream.settings import (
     DatabaseSettings,
     KafkaSettings,
     ScoringSettings,
-    TrustSettings,
 )
-from speechstream.trust import service_signer, trust_store
+from speechstream.trust import service_trust
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -105,15 +104,10 @@ def _run(args: argparse.Namespace) -> int:
         os.nice(settings.niceness)
     kafka = KafkaSettings()
     log = logging.getLogger("speechstream.audit")
-    store = trust_store(kafka, TrustSettings(), name=settings.auditor_id, logger=log)
-    try:
-        signer = service_signer(settings, store, role="auditor", name=settings.auditor_id,
-                                variable="SPEECHSTREAM_AUDIT_KEY_FILE")
+    with service_trust(kafka, settings, role="auditor", name=settings.auditor_id,
+                       logger=log) as trust:
         registry = CollectorRegistry()
         auditor = Auditor(kafka, settings, ScoringSettings(),
                           metrics=AuditMetrics.create(registry), logger=log,
-                          verify=None if store is None else store.verify, signer=signer)
+                          verify=trust.verify, signer=trust.signer)
         return serve(auditor, registry, settings.metrics_port)
-    finally:
-        if store is not None:
-            store.close()

@@ -14,8 +14,8 @@ from consumers.exceptions import ScorerLoadError
 from consumers.metrics import EvaluatorMetrics
 from consumers.scorers import load_scorer
 from consumers.settings import EvaluatorSettings
-from speechstream.settings import KafkaSettings, ScoringSettings, TrustSettings
-from speechstream.trust import service_signer, trust_store
+from speechstream.settings import KafkaSettings, ScoringSettings
+from speechstream.trust import service_trust
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -54,16 +54,10 @@ def _run(args: argparse.Namespace) -> int:
     log = logging.getLogger("speechstream.evaluator")
     kafka = KafkaSettings()
     name = evaluator_id(settings)
-    store = trust_store(kafka, TrustSettings(), name=name, logger=log)
-    try:
-        signer = service_signer(settings, store, role="evaluator", name=name,
-                                variable="SPEECHSTREAM_EVALUATOR_KEY_FILE")
+    with service_trust(kafka, settings, role="evaluator", name=name, logger=log) as trust:
         registry = CollectorRegistry()
         evaluator = Evaluator(
             kafka, settings, scorer, metrics=EvaluatorMetrics.create(registry), logger=log,
-            verify=None if store is None else store.verify, signer=signer,
+            verify=trust.verify, signer=trust.signer,
         )
         return serve(evaluator, registry, settings.metrics_port)
-    finally:
-        if store is not None:
-            store.close()

@@ -5,15 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from cli.commands.operator import operator_signer
 from cli.exceptions import CommandError
 from producers import rescore
 from scoring.versions import known_versions
-from speechstream.settings import KafkaSettings, TrustSettings
-from speechstream.trust import TrustStore, trust_store
+from speechstream.settings import KafkaSettings
+from speechstream.trust import checked_reads
 
 log = logging.getLogger(__name__)
 
@@ -59,21 +57,9 @@ def unknown_version(version: str) -> str | None:
             f"{', '.join(known_versions())}")
 
 
-@contextmanager
-def checked_reads(name: str) -> Iterator[TrustStore | None]:
-    """The started trust store an operator command reads the log through (None on an
-    unchecked development log, ``SPEECHSTREAM_TRUST_INSECURE=true``), closed on exit."""
-    store = trust_store(KafkaSettings(), TrustSettings(), name=name, logger=log)
-    try:
-        yield store
-    finally:
-        if store is not None:
-            store.close()
-
-
 def _status(args: argparse.Namespace) -> int:
     kafka = KafkaSettings()
-    with checked_reads(rescore.PRODUCER_NAME) as store:
+    with checked_reads(kafka, rescore.PRODUCER_NAME, log) as store:
         active, total, per = rescore.coverage(kafka, store.verify if store else None)
     if args.json:
         print(json.dumps({"active": active, "accepted": total, "versions": per}))
@@ -95,7 +81,7 @@ def _activate(args: argparse.Namespace) -> int:
         raise CommandError(f"{problem}; not activated")
     signer = operator_signer()
     kafka = KafkaSettings()
-    with checked_reads(rescore.PRODUCER_NAME) as store:
+    with checked_reads(kafka, rescore.PRODUCER_NAME, log) as store:
         active, total, per = rescore.coverage(kafka, store.verify if store else None)
     c = per.get(args.version, {"COMPLETED": 0, "FAILED": 0})
     missing = total - c["COMPLETED"] - c["FAILED"]

@@ -22,8 +22,10 @@ from sinks.runner import SinkService, tune_interpreter
 from sinks.settings import SinkSettings
 from speechstream.exceptions import SpeechstreamError
 from speechstream.service import stop_on_signals
-from speechstream.settings import DatabaseSettings, KafkaSettings, TrustSettings
-from speechstream.trust import service_signer, trust_store
+from speechstream.settings import DatabaseSettings, KafkaSettings
+from speechstream.trust import service_trust
+
+log = logging.getLogger("speechstream.sink")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -88,20 +90,13 @@ def _run(args: argparse.Namespace) -> int:
     database, settings = DatabaseSettings(), with_metrics_port(SinkSettings(), args)
     apply_migrations(database.conninfo)
     kafka = KafkaSettings()
-    store = trust_store(kafka, TrustSettings(), name="sink",
-                        logger=logging.getLogger("speechstream.sink"))
-    try:
-        signer = service_signer(settings, store, role="sink", name="sink",
-                                variable="SPEECHSTREAM_SINK_KEY_FILE")
+    with service_trust(kafka, settings, role="sink", name="sink", logger=log) as trust:
         registry = CollectorRegistry()
         service = SinkService(kafka, settings, PostgresWriter(database.conninfo),
                               metrics=SinkMetrics.create(registry),
-                              verify=None if store is None else store.verify, signer=signer)
+                              verify=trust.verify, signer=trust.signer)
         tune_interpreter()
         return serve(service, registry, settings.metrics_port)
-    finally:
-        if store is not None:
-            store.close()
 
 
 def _rebuild(args: argparse.Namespace) -> int:
@@ -117,17 +112,14 @@ def _rebuild(args: argparse.Namespace) -> int:
         bar.mininterval = 1.0
     tune_interpreter()
     kafka, settings = KafkaSettings(), SinkSettings()
-    store = trust_store(kafka, TrustSettings(), name="sink",
-                        logger=logging.getLogger("speechstream.sink"))
     try:
-        signer = service_signer(settings, store, role="sink", name="sink",
-                                variable="SPEECHSTREAM_SINK_KEY_FILE")
-        job = Rebuild(DatabaseSettings().conninfo, kafka, settings, stop=stop,
-                      on_written=bar.update,
-                      on_phase=lambda line: print(f"rebuild: {line}", file=sys.stderr),
-                      lock_timeout_s=args.lock_timeout,
-                      verify=None if store is None else store.verify, signer=signer)
-        result = job.verify() if args.verify else job.swap()
+        with service_trust(kafka, settings, role="sink", name="sink", logger=log) as trust:
+            job = Rebuild(DatabaseSettings().conninfo, kafka, settings, stop=stop,
+                          on_written=bar.update,
+                          on_phase=lambda line: print(f"rebuild: {line}", file=sys.stderr),
+                          lock_timeout_s=args.lock_timeout,
+                          verify=trust.verify, signer=trust.signer)
+            result = job.verify() if args.verify else job.swap()
     except RebuildInterrupted as exc:
         raise CommandError(str(exc), exit_status=EXIT_INTERRUPTED) from exc
     except SpeechstreamError as exc:
@@ -135,8 +127,6 @@ def _rebuild(args: argparse.Namespace) -> int:
         raise CommandError(str(exc), exit_status=failed) from exc
     finally:
         bar.close()
-        if store is not None:
-            store.close()
     done = (f"rebuilt {result.events} events into schema {result.schema} in "
             f"{result.seconds:.1f} s ({result.rate:.0f} events/s)")
     if not args.verify:

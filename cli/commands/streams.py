@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from cli.serve import add_metrics_port, serve, with_metrics_port
 from speechstream.settings import KafkaSettings, TrustSettings
-from speechstream.trust import service_signer, trust_store
+from speechstream.trust import service_trust
 from streams.settings import StreamsSettings
 
 log = logging.getLogger(__name__)
@@ -70,17 +70,12 @@ def _worker(args: argparse.Namespace) -> int:
     trust = TrustSettings()
     settings = operator_key_of(with_metrics_port(StreamsSettings(), args), trust)
     kafka = KafkaSettings()
-    store = trust_store(kafka, trust, name="intake", logger=log)
-    try:
-        signer = service_signer(settings, store, role="intake", name="intake",
-                                variable="SPEECHSTREAM_STREAMS_KEY_FILE")
+    with service_trust(kafka, settings, role="intake", name="intake", trust=trust,
+                       logger=log) as checked:
         registry = CollectorRegistry()
         worker = IntakeWorker(kafka, settings, StreamsMetrics.create(registry),
-                              verify=None if store is None else store.verify, signer=signer)
+                              verify=checked.verify, signer=checked.signer)
         return serve(worker, registry, settings.metrics_port)
-    finally:
-        if store is not None:
-            store.close()
 
 
 def _move_state(args: argparse.Namespace) -> int:

@@ -12,8 +12,8 @@ from cli.exceptions import CommandError
 from cli.serve import add_metrics_port, serve, with_metrics_port
 from consumers.settings import ValidatorSettings
 from schemas.events import WeightsComputed
-from speechstream.settings import KafkaSettings, TrustSettings
-from speechstream.trust import service_signer, trust_store
+from speechstream.settings import KafkaSettings
+from speechstream.trust import checked_reads, service_trust
 
 log = logging.getLogger("speechstream.validator")
 SETTINGS = ("Settings: SPEECHSTREAM_VALIDATOR_VALIDATOR_ID (default: the host name), "
@@ -57,17 +57,12 @@ def _run(args: argparse.Namespace) -> int:
 
     settings = with_metrics_port(ValidatorSettings(), args)
     kafka = KafkaSettings()
-    store = trust_store(kafka, TrustSettings(), name=settings.validator_id, logger=log)
-    try:
-        signer = service_signer(settings, store, role="validator", name=settings.validator_id,
-                                variable="SPEECHSTREAM_VALIDATOR_KEY_FILE")
+    with service_trust(kafka, settings, role="validator", name=settings.validator_id,
+                       logger=log) as trust:
         registry = CollectorRegistry()
         validator = Validator(kafka, settings, metrics=ValidatorMetrics.create(registry),
-                              verify=None if store is None else store.verify, signer=signer)
+                              verify=trust.verify, signer=trust.signer)
         return serve(validator, registry, settings.metrics_port)
-    finally:
-        if store is not None:
-            store.close()
 
 
 def render(vector: WeightsComputed) -> str:
@@ -92,13 +87,9 @@ def _weights(args: argparse.Namespace) -> int:
     settings = ValidatorSettings()
     validator_id = args.validator_id or settings.validator_id
     kafka = KafkaSettings()
-    store = trust_store(kafka, TrustSettings(), name="validator weights", logger=log)
-    try:
+    with checked_reads(kafka, "validator weights", log) as store:
         vector = latest_vector(kafka, validator_id, None if store is None else store.verify,
                                client_name=settings.client_name)
-    finally:
-        if store is not None:
-            store.close()
     if vector is None:
         raise CommandError(f"no weights from validator {validator_id!r} yet")
     print(json.dumps(vector.model_dump(mode="json"), indent=2) if args.json else render(vector))

@@ -18,6 +18,7 @@ from cli.main import main
 from producers.settings import ChainSettings
 from schemas.events import KeysTrusted, TrustedKey
 from schemas.trust import TrustSet
+from speechstream import trust as trust_module
 from speechstream.keys import create_key_file, load_key_file
 from speechstream.settings import TrustSettings
 from speechstream.trust import TrustStore
@@ -200,7 +201,7 @@ def test_scoring_activate_reads_through_the_check_and_signs_with_the_root(
     monkeypatch.setenv("SPEECHSTREAM_TRUST_OPERATOR_KEY", key.hotkey)
     store = TrustStore.fixed(key.hotkey)
     seen: dict[str, Any] = {}
-    monkeypatch.setattr(scoring, "trust_store", lambda *a, **k: store)
+    monkeypatch.setattr(trust_module, "trust_store", lambda *a, **k: store)
 
     def coverage(kafka: object, verify: Any = None) -> tuple[str, int, dict[str, Any]]:
         seen["verify"] = verify
