@@ -9,26 +9,15 @@ from pathlib import Path
 from cli.commands.acl import context as acl_context
 from consumers.settings import EvaluatorSettings, ValidatorSettings
 from devstack.kafka import BrokerSecurity
-from producers.trust import publish_trusted
-from schemas.events import TrustedKey
+from producers.trust import publish_trusted, service_keys
 from sinks.settings import SinkSettings
 from speechstream.kafka.acl import apply_acls, default_principals, derive_acls
-from speechstream.keys import create_key_file
 from speechstream.settings import KafkaSettings
 from speechstream.signer import Signer
 
 SERVICE_ROLES = {"streams": "intake", "evaluator": "evaluator", "sink": "sink",
                  "validator": "validator", "api": "api"}
 """The demo's services and the role each logs in and signs as."""
-SERVICE_KEYS = (
-    ("intake", "SPEECHSTREAM_STREAMS_KEY_FILE"),
-    ("evaluator", "SPEECHSTREAM_EVALUATOR_KEY_FILE"),
-    ("sink", "SPEECHSTREAM_SINK_KEY_FILE"),
-    ("validator", "SPEECHSTREAM_VALIDATOR_KEY_FILE"),
-    ("api", "SPEECHSTREAM_API_KEY_FILE"),
-    ("chain", "SPEECHSTREAM_CHAIN_KEY_FILE"),
-)
-"""Each role that signs in the demo, and the setting of its key file."""
 
 
 class Principals:
@@ -67,19 +56,12 @@ def demo_trust(directory: Path, operator_kafka: KafkaSettings, evaluator: str,
                validator: str, say: Callable[[str], None]) -> tuple[dict[str, str], Signer]:
     """The run's root of trust: an operator key, a key per service, their trusted set
     published on the run's ``trust`` topic; the services' environment and the chain's key."""
-    directory.mkdir(parents=True, exist_ok=True)
-    operator = create_key_file(directory / "operator.json", force=True)
     names = {"intake": "intake", "evaluator": evaluator, "sink": "sink",
              "validator": validator, "api": "api", "chain": "chain"}
-    env = {"SPEECHSTREAM_TRUST_OPERATOR_KEY": operator.hotkey,
-           "SPEECHSTREAM_TRUST_INSECURE": "false"}
-    keys: list[TrustedKey] = []
-    for role, variable in SERVICE_KEYS:
-        path = directory / f"{role}.json"
-        key = create_key_file(path, force=True)
-        keys.append(TrustedKey(key=key.hotkey, role=role, name=names[role]))  # type: ignore[arg-type]
-        env[variable] = str(path)
-    trusted = publish_trusted(operator_kafka, operator, keys, version=1, reason="demo run")
-    say(f"   trust: operator root {operator.hotkey[:16]}…, {len(trusted.keys)} service keys "
+    keys = service_keys(directory, names, fresh=True)
+    env = {**keys.environment(), "SPEECHSTREAM_TRUST_INSECURE": "false"}
+    trusted = publish_trusted(operator_kafka, keys.operator, keys.entries, version=1,
+                              reason="demo run")
+    say(f"   trust: operator root {keys.operator.hotkey[:16]}…, {len(trusted.keys)} service keys "
         f"trusted (version {trusted.version}); every reader checks every signature")
-    return env, Signer.from_key_file(directory / "chain.json")
+    return env, Signer.from_key_file(keys.key_file("chain"))

@@ -3,18 +3,77 @@ next version, signed with the operator's root key (``speechstream trust``)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
 from schemas.envelope import Envelope, new_envelope
 from schemas.events import KeysTrusted, TrustedKey
 from schemas.trust import TrustSet, root_refusal
 from speechstream.exceptions import ConsumeError, TrustError
 from speechstream.kafka.producer import EventProducer
 from speechstream.kafka.reader import read_log
-from speechstream.keys import Hotkey
+from speechstream.keys import Hotkey, create_key_file, load_key_file
 from speechstream.settings import KafkaSettings
 from speechstream.signer import Signer
 from speechstream.trust import TRUST_READER
 
 PRODUCER_NAME = "speechstream-trust"
+KEY_FILE_SETTINGS = {
+    "intake": "SPEECHSTREAM_STREAMS_KEY_FILE",
+    "evaluator": "SPEECHSTREAM_EVALUATOR_KEY_FILE",
+    "auditor": "SPEECHSTREAM_AUDIT_KEY_FILE",
+    "sink": "SPEECHSTREAM_SINK_KEY_FILE",
+    "validator": "SPEECHSTREAM_VALIDATOR_KEY_FILE",
+    "api": "SPEECHSTREAM_API_KEY_FILE",
+    "chain": "SPEECHSTREAM_CHAIN_KEY_FILE",
+}
+"""The setting that gives each signing role's service its key file."""
+
+
+@dataclass(frozen=True)
+class ServiceKeys:
+    """An operator root and one key per service role, as key files in one directory."""
+
+    directory: Path
+    operator: Hotkey
+    entries: list[TrustedKey]
+
+    @property
+    def operator_file(self) -> Path:
+        """The operator's key file."""
+        return self.directory / "operator.json"
+
+    def key_file(self, role: str) -> Path:
+        """The key file of ``role``'s service."""
+        return self.directory / f"{role}.json"
+
+    def environment(self) -> dict[str, str]:
+        """The root every service checks against, and each service's key file setting."""
+        env = {"SPEECHSTREAM_TRUST_OPERATOR_KEY": self.operator.hotkey}
+        env.update({KEY_FILE_SETTINGS[k.role]: str(self.key_file(k.role)) for k in self.entries})
+        return env
+
+
+def service_keys(directory: Path, names: Mapping[str, str], *, fresh: bool) -> ServiceKeys:
+    """``operator.json`` and ``<role>.json`` for each role of ``names`` (a role of
+    :data:`KEY_FILE_SETTINGS`), each trusted under ``names[role]``. ``fresh`` makes new keys
+    over any there (one run's keys); otherwise keys already there are kept (a stack's, across
+    restarts). Files are written 0600."""
+    directory.mkdir(parents=True, exist_ok=True)
+
+    def key(path: Path) -> Hotkey:
+        if fresh or not path.exists():
+            return create_key_file(path, force=True)
+        return load_key_file(path)
+
+    keys = ServiceKeys(directory, key(directory / "operator.json"), [])
+    for role, name in names.items():
+        if role not in KEY_FILE_SETTINGS:
+            raise ValueError(f"no service signs as {role!r}")
+        keys.entries.append(TrustedKey(key=key(keys.key_file(role)).hotkey,  # type: ignore[arg-type]
+                                       role=role, name=name))
+    return keys
 
 
 def read_trusted(kafka: KafkaSettings, root: str, *, limit_s: float = 30.0) -> TrustSet:

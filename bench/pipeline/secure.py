@@ -32,8 +32,7 @@ from devstack.kafka import BrokerSecurity, KafkaNode, SaslUser
 from devstack.processes import ServiceProcess
 from devstack.stack import DevStack
 from devstack.tls import generate_tls
-from producers.trust import publish_trusted
-from schemas.events import TrustedKey
+from producers.trust import publish_trusted, service_keys
 from schemas.topics import ROLES
 from speechstream.kafka.acl import (
     AclContext,
@@ -43,7 +42,6 @@ from speechstream.kafka.acl import (
     derive_acls,
 )
 from speechstream.kafka.admin import create_topics
-from speechstream.keys import create_key_file
 from speechstream.settings import DevSettings, KafkaSettings
 from speechstream.trust import TRUST_READER
 from streams.chain import CONSUMER_NAME as CHAIN_READER
@@ -65,17 +63,9 @@ def _ports(n: int) -> list[int]:
 
 def _trust(directory: Path, kafka: KafkaSettings) -> dict[str, str]:
     """An operator root, the intake's and the sink's keys, their set published; the env."""
-    directory.mkdir(parents=True, exist_ok=True)
-    operator = create_key_file(directory / "operator.json", force=True)
-    env = {"SPEECHSTREAM_TRUST_OPERATOR_KEY": operator.hotkey,
-           "SPEECHSTREAM_TRUST_INSECURE": "false"}
-    keys = []
-    for role, variable in (("intake", "SPEECHSTREAM_STREAMS_KEY_FILE"),
-                           ("sink", "SPEECHSTREAM_SINK_KEY_FILE")):
-        key = create_key_file(directory / f"{role}.json", force=True)
-        keys.append(TrustedKey(key=key.hotkey, role=role, name=role))  # type: ignore[arg-type]
-        env[variable] = str(directory / f"{role}.json")
-    publish_trusted(kafka, operator, keys, version=1)
+    keys = service_keys(directory, {"intake": "intake", "sink": "sink"}, fresh=True)
+    publish_trusted(kafka, keys.operator, keys.entries, version=1)
+    env = {**keys.environment(), "SPEECHSTREAM_TRUST_INSECURE": "false"}
     return env
 
 

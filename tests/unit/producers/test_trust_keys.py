@@ -126,3 +126,22 @@ def test_a_trusted_set_that_cannot_be_read_to_its_end_is_an_error_not_version_0(
     monkeypatch.setattr(trusted, "read_log", read_log)
     with pytest.raises(TrustError, match="cannot read the trusted keys: speechstream-trust"):
         trusted.read_trusted(KafkaSettings(), "a" * 64)
+
+
+def test_service_keys_are_kept_across_calls_unless_fresh(tmp_path: Any) -> None:
+    names = {"intake": "intake", "evaluator": "e1-cpu"}
+    first = trusted.service_keys(tmp_path, names, fresh=False)
+    assert [(k.role, k.name) for k in first.entries] == [("intake", "intake"),
+                                                         ("evaluator", "e1-cpu")]
+    assert oct(first.key_file("intake").stat().st_mode & 0o777) == "0o600"
+    assert first.environment() == {
+        "SPEECHSTREAM_TRUST_OPERATOR_KEY": first.operator.hotkey,
+        "SPEECHSTREAM_STREAMS_KEY_FILE": str(tmp_path / "intake.json"),
+        "SPEECHSTREAM_EVALUATOR_KEY_FILE": str(tmp_path / "evaluator.json")}
+    again = trusted.service_keys(tmp_path, names, fresh=False)
+    assert again.operator.hotkey == first.operator.hotkey and again.entries == first.entries
+    fresh = trusted.service_keys(tmp_path, names, fresh=True)
+    assert fresh.operator.hotkey != first.operator.hotkey
+    assert {k.key for k in fresh.entries}.isdisjoint(k.key for k in first.entries)
+    with pytest.raises(ValueError, match="miner"):
+        trusted.service_keys(tmp_path, {"miner": "m"}, fresh=True)
