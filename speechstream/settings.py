@@ -266,6 +266,16 @@ class ScoringSettings(BaseSettings):
         description="Interpreter of the Parler environment (a relative path is taken from the "
         f"working directory; `{PARLER_SETUP}` creates the default one).",
     )
+    warm: bool = Field(
+        True, description="Start the next evaluation process (interpreter, torch, the model "
+        "code, the ASR and the reference voice loaded; the CUDA context on a GPU) while the "
+        "current evaluation runs, so that the next request finds it ready. Each evaluation "
+        "still has a process of its own.",
+    )
+    warm_max_idle_s: float = Field(
+        900.0, gt=0, description="A warm evaluation process that waited longer than this is "
+        "replaced by a fresh one before it is given an evaluation.",
+    )
 
     @property
     def models_cache_dir(self) -> Path:
