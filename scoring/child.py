@@ -1,6 +1,8 @@
-"""The evaluation child process: ``python -m scoring.child`` reads one ``Job`` on stdin, scores
-it, and writes ``scoring.protocol`` lines on stdout (statuses, then the result); logs go to
-stderr. One evaluation per process."""
+"""The evaluation child process: ``python -m scoring.child`` reads a ``Prepare`` line on stdin
+and loads what does not depend on the submission (torch, transformers, the model code, the
+reference voice and the transcriber; the CUDA context on a GPU), says so on the ready pipe,
+then reads one ``Job`` line, scores it, and writes ``scoring.protocol`` lines on stdout
+(statuses, then the result); logs go to stderr. One evaluation per process."""
 
 from __future__ import annotations
 
@@ -9,11 +11,23 @@ import os
 import resource
 import signal
 import sys
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
-from scoring.protocol import PARENT_PID_ENV, Job, ResultLine, StatusLine, write_line
+from scoring.protocol import (
+    PARENT_PID_ENV,
+    READY,
+    READY_FD_ENV,
+    Job,
+    Prepare,
+    ResultLine,
+    StatusLine,
+    write_line,
+)
 from scoring.types import ScoringResult, Step
 from speechstream.settings import ScoringSettings
+
+if TYPE_CHECKING:
+    from scoring.engine import ScoringEngine
 
 
 def _send(channel: IO[str], message: StatusLine | ResultLine) -> None:
@@ -21,22 +35,56 @@ def _send(channel: IO[str], message: StatusLine | ResultLine) -> None:
     channel.flush()
 
 
-def run_job(job: Job, channel: IO[str]) -> ScoringResult:
-    """Score the job's submission, streaming statuses to ``channel``; never raises."""
+def prepare(order: Prepare) -> ScoringEngine | None:
+    """The engine of ``order``'s settings, set up on its device, its model code imported; None
+    when any of it fails (the job then sets up again, and its result says what failed)."""
+    try:
+        import torch
+
+        from scoring.engine import ScoringEngine
+        from scoring.models import preload
+
+        preload()
+        engine = ScoringEngine(ScoringSettings(**order.settings), order.device)
+        engine.setup()
+        if engine.device.type == "cuda":
+            torch.zeros(1, device=engine.device)  # the CUDA context, before the job
+        return engine
+    except Exception as exc:  # noqa: BLE001 - the job meets it again and reports it
+        print(f"evaluation process: preparing failed: {type(exc).__name__}: {exc}",
+              file=sys.stderr)
+        return None
+
+
+def run_job(job: Job, channel: IO[str], prepared: ScoringEngine | None = None,
+            prepared_for: Prepare | None = None) -> ScoringResult:
+    """Score the job's submission, streaming statuses to ``channel``; never raises.
+
+    ``prepared`` is used when it was prepared (``prepared_for``) with the job's very settings
+    and device; otherwise the engine is made here, under the memory limit.
+    """
     settings = ScoringSettings(**job.settings)
 
     def report(status: Step, note: str | None) -> None:
         _send(channel, StatusLine(status=status, note=note))
 
+    engine = None
+    if (prepared is not None and prepared_for is not None
+            and prepared_for.settings == job.settings and prepared_for.device == job.device):
+        engine = prepared
+    elif prepared is not None:
+        prepared.close()
     try:
         # The engine (torch, transformers) is imported before the memory limit is set: the
-        # limit bounds the evaluation, and mapping torch's libraries under it fails.
+        # limit bounds the evaluation, and mapping torch's libraries under it fails. What a
+        # warm process loaded ahead (the transcriber, the reference voice) counts under it.
         from scoring.engine import ScoringEngine
 
         if settings.memory_limit_bytes and job.device == "cpu":
             limit = settings.memory_limit_bytes
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-        engine = ScoringEngine(settings, job.device)
+        if engine is None:
+            engine = ScoringEngine(settings, job.device)
         try:
             return engine.score(job.submission, report)
         finally:
@@ -70,13 +118,32 @@ def die_with_parent() -> bool:
     return True
 
 
+def _say_ready() -> None:
+    fd = os.environ.get(READY_FD_ENV)
+    if fd is None:
+        return
+    try:
+        os.write(int(fd), READY)
+        os.close(int(fd))
+    except OSError:
+        pass  # the parent stopped listening; the job line (or EOF) still comes on stdin
+
+
 def main() -> int:
     """Entry point: the protocol keeps the real stdout; anything printed goes to stderr."""
     die_with_parent()
     channel = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    job = Job.model_validate_json(sys.stdin.read())
-    _send(channel, ResultLine(result=run_job(job, channel)))
+    order = Prepare.model_validate_json(sys.stdin.readline())
+    engine = prepare(order)
+    _say_ready()
+    line = sys.stdin.readline()
+    if not line.strip():  # given back unused (a pool closing, or replaced)
+        if engine is not None:
+            engine.close()
+        return 0
+    job = Job.model_validate_json(line)
+    _send(channel, ResultLine(result=run_job(job, channel, engine, order)))
     channel.close()
     return 0
 

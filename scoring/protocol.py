@@ -1,6 +1,10 @@
-"""The evaluation child's protocol (``scoring.isolation`` ↔ ``scoring.child``): one ``Job`` as
-JSON on the child's stdin; JSON lines on its stdout, each status as the engine reports it, then
-the ``ScoringResult`` itself."""
+"""The evaluation child's protocol (``scoring.isolation`` ↔ ``scoring.child``).
+
+On the child's stdin, two JSON lines: a ``Prepare`` (settings and device: the child loads what
+does not depend on the submission, then says so on the ready pipe), and later the ``Job``.
+A warm process has its ``Prepare`` long before its ``Job``; a cold one gets both at once. On
+its stdout, JSON lines: each status as the engine reports it, then the ``ScoringResult``
+itself."""
 
 from __future__ import annotations
 
@@ -12,6 +16,17 @@ from scoring.types import ScoringResult, Step, Submission
 
 PARENT_PID_ENV = "SPEECHSTREAM_EVALUATION_PARENT_PID"
 """The parent's pid, so that a child whose parent died before it started exits at once."""
+READY_FD_ENV = "SPEECHSTREAM_EVALUATION_READY_FD"
+"""The descriptor the child writes ``READY`` to once prepared (and then closes)."""
+READY = b"ready\n"
+
+
+class Prepare(BaseModel):
+    """What a process loads before its job: the settings (``ScoringSettings.child_payload()``)
+    and the device."""
+
+    settings: dict[str, Any]
+    device: str = "cpu"
 
 
 class Job(BaseModel):

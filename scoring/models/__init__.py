@@ -43,6 +43,20 @@ if parler_available():
     LOADERS[PARLER] = _load_parler
 
 
+def preload() -> None:
+    """Import the model code of every architecture this environment evaluates (transformers'
+    and parler_tts' modules load lazily, a second or more each): a warm evaluation process
+    does it before its submission arrives."""
+    from transformers import MusicgenForConditionalGeneration  # noqa: F401
+
+    import scoring.models.musicgen  # noqa: F401
+
+    if PARLER in LOADERS:
+        from parler_tts import ParlerTTSForConditionalGeneration  # noqa: F401
+
+        import scoring.models.parler  # noqa: F401
+
+
 def check_architecture(architectures: list[str] | None) -> str:
     """The supported architecture named by a config, or a precheck failure saying why not.
 
@@ -77,4 +91,5 @@ __all__ = [
     "check_architecture",
     "load_model",
     "parler_available",
+    "preload",
 ]
