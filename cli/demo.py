@@ -135,6 +135,8 @@ class DemoResult:
     api_answer: dict[str, Any] | None
     run: DemoRun
     database_url: str
+    evaluation_s: float
+    """Seconds from the submissions to every one scored or rejected (phase 5)."""
 
 
 def run_demo(
@@ -285,6 +287,8 @@ def _run(
             return done >= hashes
 
         _wait(finished, services, options.timeout_s, "every submission to finish", logs)
+        evaluation_s = time.monotonic() - started
+        say(f"   every submission finished in {evaluation_s:.1f}s")
 
         head = SUBMISSION_BLOCK + EPOCH_BLOCKS
         epoch = head // EPOCH_BLOCKS
@@ -312,7 +316,7 @@ def _run(
         for service in reversed(services):
             service.stop()
     board = leaderboard(conn)
-    return DemoResult(board, vector, api_url, answer, run, conninfo)
+    return DemoResult(board, vector, api_url, answer, run, conninfo, evaluation_s)
 
 
 def _wait_ready(

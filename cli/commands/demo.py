@@ -72,6 +72,7 @@ def _demo(args: argparse.Namespace) -> int:
             "leaderboard": [r.model_dump(mode="json") for r in result.leaderboard],
             "weights": result.weights.model_dump(mode="json"),
             "api": {"url": result.api_url, "model_submission_details": result.api_answer},
+            "evaluation_s": round(result.evaluation_s, 3),
         }, indent=2))
         return 0
     print()
