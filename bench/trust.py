@@ -1,19 +1,22 @@
 """What authentication costs: TLS + SASL on the wire, and the signature on every event.
 
-``.venv/bin/python -m bench.trust [--events N]`` (``bench/results/trust.json``). Two brokers of
-its own, started side by side from the same jars: one PLAINTEXT, one SASL/SCRAM-SHA-512 over
-TLS with ACLs (StandardAuthorizer; the bench's client is a user with only the ACLs a sink and
-an evaluator need). On each, N score events (40 samples each, the size an evaluator writes)
-are produced with the project's ``EventProducer`` and read back whole with its ``LogReader``,
-once unsigned and unchecked, once signed by a trusted evaluator key and checked by the reader
-(``speechstream.trust.TrustStore.verify``). The figures are ratios against the plaintext,
-unsigned run of the same process; alone, the per-event cost of signing and of checking.
+``.venv/bin/python -m bench.trust [--events N] [--rounds R]`` (``bench/results/trust.json``).
+Two brokers of its own, started side by side from the same jars: one PLAINTEXT, one
+SASL/SCRAM-SHA-512 over TLS with ACLs (StandardAuthorizer; the bench's client is a user with
+only the ACLs a sink and an evaluator need). On each, N score events (40 samples each, the size
+an evaluator writes) are produced with the project's ``EventProducer`` and read back whole with
+its ``LogReader``, once unsigned and unchecked, once signed by a trusted evaluator key and
+checked by the reader (``speechstream.trust.TrustStore.verify``). The four ways run R rounds,
+each round in another order (no way always meets a cold broker first); each figure is the median
+of its rounds, and its ratio against the plaintext, unsigned way of the same process. Alone, the
+per-event cost of signing and of checking.
 """
 
 from __future__ import annotations
 
 import argparse
 import shutil
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -72,6 +75,10 @@ def per_event(events: list[Envelope], signer: Signer, store: TrustStore) -> dict
             "verify_us": round(verify_us, 1), "event_bytes": len(signed[0])}
 
 
+WAYS = (("plaintext", False, False), ("plaintext signed", False, True),
+        ("sasl_ssl", True, False), ("sasl_ssl signed", True, True))
+
+
 def round_trip(kafka: KafkaSettings, events: list[Envelope], signer: Signer | None,
                store: TrustStore | None, name: str) -> dict[str, float]:
     """Produce ``events`` to the scores topic and read them back whole: events/s of each."""
@@ -106,6 +113,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the bench and write its results."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=5_000)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds of the four ways, each round in another order; the "
+                        "median of each is reported")
     args = parser.parse_args(argv)
     base = Path(tempfile.mkdtemp(prefix="speechstream-bench-trust-"))
     _, root = generate_key()
@@ -122,36 +132,43 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     plain = KafkaNode(base / "plain", DevSettings().cache_dir, ports[0], ports[1], heap="512m")
     secure = KafkaNode(base / "secure", DevSettings().cache_dir, ports[2], ports[3],
                        heap="512m", security=security)
-    result: dict[str, Any] = {"events": args.events}
+    result: dict[str, Any] = {"events": args.events, "rounds": args.rounds}
     try:
         for node in (plain, secure):
             node.start()
         for node in (plain, secure):
             node.wait_ready(120)
         result["per_event"] = per_event(events[:1000], signer, TrustStore.fixed(root, trusted))
-        runs: dict[str, dict[str, float]] = {}
-        for i, (name, secured, signed) in enumerate((
-            ("plaintext", False, False), ("plaintext signed", False, True),
-            ("sasl_ssl", True, False), ("sasl_ssl signed", True, True),
-        )):
-            prefix = f"{PREFIX}{i}."
-            env = {"KAFKA_BOOTSTRAP_SERVERS": (secure if secured else plain).bootstrap_servers,
-                   "SPEECHSTREAM_TOPIC_PREFIX": prefix}
-            if secured:
-                admin = KafkaSettings(**env, **security.client_environment())
-                kafka = KafkaSettings(**env, **security.client_environment(
-                    security.user("bench")))
-                create_topics(admin)
-                context = AclContext(topic_prefix=prefix, groups={
-                    "sink": (GroupPattern(f"bench-trust-{i}"),)})
-                apply_acls(admin, derive_acls([Principal("evaluator", "User:bench"),
-                                               Principal("sink", "User:bench")], context))
-            else:
-                kafka = KafkaSettings(**env)
-                create_topics(kafka)
-            store = TrustStore.fixed(root, trusted, registry=kafka.topics) if signed else None
-            runs[name] = round_trip(kafka, events, signer if signed else None, store,
-                                    f"bench-trust-{i}")
+        samples: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in WAYS}
+        for r in range(args.rounds):
+            # Each round in another order, so that no way always runs first (a cold broker).
+            order = list(enumerate(WAYS))
+            order = order[r % len(order):] + order[:r % len(order)]
+            for i, (name, secured, signed) in order:
+                prefix = f"{PREFIX}{r}.{i}."
+                env = {"KAFKA_BOOTSTRAP_SERVERS":
+                       (secure if secured else plain).bootstrap_servers,
+                       "SPEECHSTREAM_TOPIC_PREFIX": prefix}
+                group = f"bench-trust-{r}-{i}"
+                if secured:
+                    admin = KafkaSettings(**env, **security.client_environment())
+                    kafka = KafkaSettings(**env, **security.client_environment(
+                        security.user("bench")))
+                    create_topics(admin)
+                    context = AclContext(topic_prefix=prefix, groups={
+                        "sink": (GroupPattern(group),)})
+                    apply_acls(admin, derive_acls([Principal("evaluator", "User:bench"),
+                                                   Principal("sink", "User:bench")], context))
+                else:
+                    kafka = KafkaSettings(**env)
+                    create_topics(kafka)
+                store = (TrustStore.fixed(root, trusted, registry=kafka.topics)
+                         if signed else None)
+                samples[name].append(round_trip(kafka, events, signer if signed else None,
+                                                store, group))
+        runs = {name: {key: statistics.median(s[key] for s in got)
+                       for key in ("produce_per_s", "read_per_s")}
+                for name, got in samples.items()}
         first = runs["plaintext"]
         for run in runs.values():
             run["produce_ratio"] = round(run["produce_per_s"] / first["produce_per_s"], 3)

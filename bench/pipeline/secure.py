@@ -33,6 +33,7 @@ from devstack.processes import ServiceProcess
 from devstack.stack import DevStack
 from devstack.tls import generate_tls
 from producers.trust import publish_trusted, service_keys
+from schemas.fields import MAX_UIDS
 from schemas.topics import ROLES
 from speechstream.kafka.acl import (
     AclContext,
@@ -93,7 +94,9 @@ def _one_way(name: str, admin: KafkaSettings, security: BrokerSecurity | None, s
            prefix, "DATABASE_URL": conninfo, "SPEECHSTREAM_STREAMS_WEB_ENABLED": "false",
            "SPEECHSTREAM_STREAMS_DATA_DIR": str(work / f"{prefix}streams"),
            "SPEECHSTREAM_SINK_GROUP_ID": f"{prefix}sink",
-           "SPEECHSTREAM_TRUST_INSECURE": "true"}
+           "SPEECHSTREAM_TRUST_INSECURE": "true",
+           # More miners than a subnet's 256 uids: the intake takes the largest subnet.
+           "SPEECHSTREAM_STREAMS_SUBNET_SIZE": str(MAX_UIDS)}
     if signed:
         env.update(_trust(work / f"{prefix}keys", kafka))
 
