@@ -25,8 +25,12 @@ Delivery semantics (exactly one visible score per request):
   does not stop it; validators and the sink do not count that score (``consumers.scored``).
 - The transactional id is ``<group id>.<evaluator id>-<device>``: stable across restarts, so a
   restarted evaluator fences its zombie and aborts whatever transaction it left open.
-- An aborted transaction (rebalance, broker hiccup) rewinds the consumer to the request, which
-  is evaluated again; a fatal producer error (fenced) stops the evaluator.
+- An aborted transaction (rebalance, broker hiccup) rewinds the consumer to the request. The
+  result computed for it is kept (by the request's event id) until its transaction commits:
+  the request read again commits that result, it is not evaluated again. If meanwhile another
+  evaluator committed a score for it (the partition moved), the kept result is dropped
+  unpublished. A fatal producer error (fenced: another instance took the transactional id
+  over) stops the evaluator; its successor evaluates the request again.
 - A request that decodes but cannot be processed (anything its handling raises that is not a
   Kafka or transaction error: a status or score no event can hold, a value the code does not
   expect) goes to the dead-letter topic with the reason, its offset in the same transaction,
@@ -58,6 +62,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from typing import Any
 
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
@@ -101,6 +106,8 @@ from speechstream.signer import Signer
 
 PRODUCER_NAME = "speechstream-evaluator"
 RETRY_BACKOFF_S = 1.0
+MAX_KEPT_RESULTS = 16
+"""Computed results kept for a commit to retry (a rebalance may leave several behind)."""
 MAX_REASON = 2000
 """A score's reason holds at most this many characters (``schemas.fields.Text``)."""
 
@@ -224,6 +231,8 @@ class Evaluator:
                                              on_dead_letter=self._index_letter)
         self._last_poll: float | None = None
         self._evaluating: str | None = None
+        self._kept: OrderedDict[str, tuple[ScoringResult, float]] = OrderedDict()
+        """Results computed and not committed yet, by request event id (oldest first)."""
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -323,6 +332,7 @@ class Evaluator:
         if withdrawn is not None:
             # Displaced by an earlier duplicate: nothing published (not a FAILED score).
             self._transact([], offsets_of=msg)
+            self._kept.pop(request_env.event_id, None)
             self._metrics.withdrawn.inc()
             self._log.info("%s (%s) withdrawn: %s; acknowledged, not evaluated", request.hash,
                            request.scoring_version, withdrawn.reason)
@@ -331,19 +341,23 @@ class Evaluator:
             # Delivered again (a re-published submission, a crash upstream): its score is
             # committed; acknowledge the request without evaluating it.
             self._transact([], offsets_of=msg)
+            self._kept.pop(request_env.event_id, None)
             self._metrics.already_scored.inc()
             self._log.info("%s (%s) already has a committed score: acknowledged, not "
                            "evaluated again", request.hash, request.scoring_version)
             return
-        self._evaluating = request.hash
-        self._metrics.in_progress.inc()
-        started = time.perf_counter()
-        try:
-            result = self._evaluate(request_env.event_id, request)
-        finally:
-            self._metrics.in_progress.dec()
-            self._evaluating = None
-        elapsed = time.perf_counter() - started
+        kept = self._kept.get(request_env.event_id)
+        if kept is not None:
+            # Its transaction failed after the evaluation: commit what was computed.
+            result, elapsed = kept
+            self._metrics.commits_retried.inc()
+            self._log.info("%s (%s): committing the result computed before its transaction "
+                           "failed; not evaluated again", request.hash, request.scoring_version)
+        else:
+            result, elapsed = self._evaluate_timed(request_env.event_id, request)
+            self._kept[request_env.event_id] = (result, elapsed)
+            while len(self._kept) > MAX_KEPT_RESULTS:
+                self._kept.popitem(last=False)
         score_env = self.score_envelope(request_env, result, elapsed)
         outgoing: list[Outgoing] = [(self._kafka.topics.scores, request.hash, score_env)]
         score = score_env.payload
@@ -355,6 +369,7 @@ class Evaluator:
             outgoing.append((self._kafka.topics.failed, request.hotkey,
                              self.failed_envelope(request_env, score_env)))
         self._transact(outgoing, offsets_of=msg)
+        self._kept.pop(request_env.event_id, None)
         self._scored.add(request.hash, request.scoring_version)
         self._metrics.evaluations.labels(status).inc()
         self._metrics.evaluation_seconds.observe(elapsed)
@@ -424,6 +439,19 @@ class Evaluator:
         )
         event_id = derived_event_id(request_env_id, f"status:{status}")
         return new_envelope(event, key=request.hash, producer=PRODUCER_NAME, event_id=event_id)
+
+    def _evaluate_timed(self, request_event_id: str,
+                        request: EvaluationRequested) -> tuple[ScoringResult, float]:
+        """The scorer's result and the evaluation's wall time."""
+        self._evaluating = request.hash
+        self._metrics.in_progress.inc()
+        started = time.perf_counter()
+        try:
+            result = self._evaluate(request_event_id, request)
+        finally:
+            self._metrics.in_progress.dec()
+            self._evaluating = None
+        return result, time.perf_counter() - started
 
     def _evaluate(self, request_event_id: str, request: EvaluationRequested) -> ScoringResult:
         """Publish PRECHECK, then run the scorer; a Kafka failure while publishing a status is

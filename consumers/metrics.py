@@ -28,11 +28,17 @@ class EvaluatorMetrics(MetricsBundle):
                                    "handling raised")
     transactions_aborted: Counter = metric(
         Counter, "speechstream_evaluator_transactions_aborted_total",
-        "Transactions aborted (their request is evaluated again)",
+        "Transactions aborted (their request is read again; a computed score is kept and "
+        "committed, not evaluated again)",
     )
     producers_replaced: Counter = metric(
         Counter, "speechstream_evaluator_producers_replaced_total",
         "Transactional producers replaced because a call blocked past its timeout",
+    )
+    commits_retried: Counter = metric(
+        Counter, "speechstream_evaluator_commits_retried_total",
+        "Scores committed from a result kept after their first transaction failed (not "
+        "evaluated again)",
     )
     already_scored: Counter = metric(
         Counter, "speechstream_evaluator_already_scored_total",

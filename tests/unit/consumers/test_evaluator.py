@@ -194,6 +194,51 @@ def test_abortable_commit_aborts_and_the_request_is_evaluated_again() -> None:
     assert metrics.transactions_aborted._value.get() == 1
 
 
+def test_a_failed_commit_commits_the_kept_result_and_the_scoring_ran_once() -> None:
+    scorer = DeterministicScorer()
+    evaluator, producer, consumer, metrics = make(scorer)
+    producer.fail["send_offsets_to_transaction"] = [abortable("broker hiccup")]
+    consumer.queue = [request_message()]
+    stop = threading.Event()
+
+    def poll(timeout: float) -> FakeMessage | None:
+        if consumer.seeks and not consumer.queue and not producer.events("scores"):
+            consumer.queue.append(request_message())  # the rewound request, read again
+        if consumer.queue:
+            return consumer.queue.pop(0)
+        stop.set()
+        return None
+
+    consumer.poll = poll  # type: ignore[method-assign]
+    evaluator.run(stop)
+    assert producer.aborted == 1 and consumer.seeks == [("t.evaluation.requests", 2, 7)]
+    assert scorer.scored == [HASH]  # evaluated once
+    ((_, _, score),) = [e for t in producer.committed for e in t["events"]
+                        if e[0] == "t.scores"]
+    assert score.event_id == derived_event_id("req-1", "score:v1")
+    assert producer.committed[-1]["offsets"] == [("t.evaluation.requests", 2, 8)]
+    assert metrics.commits_retried._value.get() == 1
+    assert evaluator._kept == {}
+
+
+def test_a_kept_result_is_dropped_when_another_evaluator_scored_the_request() -> None:
+    scorer = DeterministicScorer()
+    producer, consumer = FakeProducer(fail={}), FakeConsumer()
+    scored = FakeScored()
+    evaluator = Evaluator(KAFKA, SETTINGS, scorer, consumer=consumer,  # type: ignore[arg-type]
+                          producer=producer, scored=scored)  # type: ignore[arg-type]
+    evaluator.start()
+    producer.fail["send_offsets_to_transaction"] = [abortable("partitions revoked")]
+    with pytest.raises(TransactionAbortedError):
+        evaluator.handle(request_message())
+    assert list(evaluator._kept) == ["req-1"]
+    scored.add(HASH, "v1")  # the partition moved; its new owner committed a score
+    evaluator.handle(request_message())
+    assert scorer.scored == [HASH] and producer.events("scores") == []
+    assert producer.committed[-1] == {"events": [], "offsets": [("t.evaluation.requests", 2, 8)]}
+    assert evaluator._kept == {}
+
+
 def test_fenced_producer_stops_the_evaluator() -> None:
     evaluator, producer, _, _ = make()
     producer.fail["commit_transaction"] = [KafkaError(KafkaError._FENCED, "fenced", fatal=True)]
