@@ -30,7 +30,8 @@ Delivery semantics (exactly one visible score per request):
   the request read again commits that result, it is not evaluated again. If meanwhile another
   evaluator committed a score for it (the partition moved), the kept result is dropped
   unpublished. A fatal producer error (fenced: another instance took the transactional id
-  over) stops the evaluator; its successor evaluates the request again.
+  over) stops the evaluator; the result is kept on disk too (``consumers.kept``), so its
+  successor on the same machine commits it instead of evaluating the request again.
 - A request that decodes but cannot be processed (anything its handling raises that is not a
   Kafka or transaction error: a status or score no event can hold, a value the code does not
   expect) goes to the dead-letter topic with the reason, its offset in the same transaction,
@@ -62,7 +63,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict
 from typing import Any
 
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
@@ -70,6 +70,7 @@ from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
 from consumers.base import Scorer
+from consumers.kept import KeptResults
 from consumers.metrics import EvaluatorMetrics
 from consumers.scored import Scored, ScoredIndex
 from consumers.scorers import failure_reason, score_submission
@@ -106,8 +107,6 @@ from speechstream.signer import Signer
 
 PRODUCER_NAME = "speechstream-evaluator"
 RETRY_BACKOFF_S = 1.0
-MAX_KEPT_RESULTS = 16
-"""Computed results kept for a commit to retry (a rebalance may leave several behind)."""
 MAX_REASON = 2000
 """A score's reason holds at most this many characters (``schemas.fields.Text``)."""
 
@@ -201,6 +200,7 @@ class Evaluator:
         scored: Scored | None = None,
         verify: Verify | None = None,
         signer: Signer | None = None,
+        kept: KeptResults | None = None,
     ) -> None:
         self._kafka = kafka
         self._settings = settings
@@ -231,8 +231,9 @@ class Evaluator:
                                              on_dead_letter=self._index_letter)
         self._last_poll: float | None = None
         self._evaluating: str | None = None
-        self._kept: OrderedDict[str, tuple[ScoringResult, float]] = OrderedDict()
-        """Results computed and not committed yet, by request event id (oldest first)."""
+        self._kept = kept if kept is not None else KeptResults(
+            settings.state_dir / transactional_id(settings), logger=self._log)
+        """Results computed and not committed yet (``consumers.kept``)."""
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -240,6 +241,7 @@ class Evaluator:
         """Init transactions (fences a zombie), read what is scored already, set up the
         scorer, subscribe."""
         self._producer.start()
+        self._kept.start()
         self._scored.start()
         self._scorer.start()
         self._consumer.start(on_revoke=self._on_revoke, on_assign=self._lanes.on_assign)
@@ -332,7 +334,7 @@ class Evaluator:
         if withdrawn is not None:
             # Displaced by an earlier duplicate: nothing published (not a FAILED score).
             self._transact([], offsets_of=msg)
-            self._kept.pop(request_env.event_id, None)
+            self._kept.drop(request_env.event_id)
             self._metrics.withdrawn.inc()
             self._log.info("%s (%s) withdrawn: %s; acknowledged, not evaluated", request.hash,
                            request.scoring_version, withdrawn.reason)
@@ -341,12 +343,12 @@ class Evaluator:
             # Delivered again (a re-published submission, a crash upstream): its score is
             # committed; acknowledge the request without evaluating it.
             self._transact([], offsets_of=msg)
-            self._kept.pop(request_env.event_id, None)
+            self._kept.drop(request_env.event_id)
             self._metrics.already_scored.inc()
             self._log.info("%s (%s) already has a committed score: acknowledged, not "
                            "evaluated again", request.hash, request.scoring_version)
             return
-        kept = self._kept.get(request_env.event_id)
+        kept = self._kept.get(request_env.event_id, request.hash, request.scoring_version)
         if kept is not None:
             # Its transaction failed after the evaluation: commit what was computed.
             result, elapsed = kept
@@ -355,9 +357,8 @@ class Evaluator:
                            "failed; not evaluated again", request.hash, request.scoring_version)
         else:
             result, elapsed = self._evaluate_timed(request_env.event_id, request)
-            self._kept[request_env.event_id] = (result, elapsed)
-            while len(self._kept) > MAX_KEPT_RESULTS:
-                self._kept.popitem(last=False)
+            self._kept.put(request_env.event_id, request.hash, request.scoring_version, result,
+                           elapsed)
         score_env = self.score_envelope(request_env, result, elapsed)
         outgoing: list[Outgoing] = [(self._kafka.topics.scores, request.hash, score_env)]
         score = score_env.payload
@@ -369,7 +370,7 @@ class Evaluator:
             outgoing.append((self._kafka.topics.failed, request.hotkey,
                              self.failed_envelope(request_env, score_env)))
         self._transact(outgoing, offsets_of=msg)
-        self._kept.pop(request_env.event_id, None)
+        self._kept.drop(request_env.event_id)
         self._scored.add(request.hash, request.scoring_version)
         self._metrics.evaluations.labels(status).inc()
         self._metrics.evaluation_seconds.observe(elapsed)

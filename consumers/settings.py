@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
@@ -25,6 +26,12 @@ class EvaluatorSettings(ServiceSettings):
         "(a static member) before they go to the other evaluators of its group.",
     )
     poll_timeout_s: float = 1.0
+    state_dir: Path = Field(
+        default_factory=lambda: Path.home() / ".cache" / "speechstream" / "evaluator",
+        description="Where an evaluator keeps the results it computed and has not committed "
+        "yet (a directory per transactional id): its successor on this machine commits them "
+        "instead of evaluating again.",
+    )
 
 
 class AuditSettings(ServiceSettings):

@@ -33,6 +33,9 @@ from speechstream.settings import DevSettings, KafkaSettings
 # trust tests (tests/unit/test_trust*.py, tests/integration/test_signed_log.py) set a root
 # key, which takes precedence.
 os.environ.setdefault("SPEECHSTREAM_TRUST_INSECURE", "true")
+# Evaluators keep uncommitted results under a state directory: the tests', not the user's.
+os.environ.setdefault("SPEECHSTREAM_EVALUATOR_STATE_DIR",
+                      tempfile.mkdtemp(prefix="speechstream-test-evaluators-"))
 
 KAFKA_IMAGE = "apache/kafka:4.1.1"
 POSTGRES_IMAGE = "postgres:15"

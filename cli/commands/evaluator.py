@@ -26,7 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "run", help="consume requests and emit PRECHECK, RUNNING and score events",
         description="Run one evaluator (one per device). Each score is committed with its "
         "request's offset in one Kafka transaction. Settings: SPEECHSTREAM_EVALUATOR_GROUP_ID, "
-        "_EVALUATOR_ID, _TRANSACTION_TIMEOUT_MS, _SESSION_TIMEOUT_MS, _METRICS_PORT (serves "
+        "_EVALUATOR_ID, _TRANSACTION_TIMEOUT_MS, _SESSION_TIMEOUT_MS, _STATE_DIR (results "
+        "computed and not committed yet, committed by the next run instead of evaluating "
+        "again), _METRICS_PORT (serves "
         "/metrics and /health), _KEY_FILE (the key it signs with, trusted as evaluator "
         "<evaluator id>-<device>); SPEECHSTREAM_TRUST_OPERATOR_KEY (the root of trust: "
         "unsigned or untrusted requests and scores are dead-lettered, docs/security.md); "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from consumers.evaluator import (
     to_submission,
     transactional_id,
 )
+from consumers.kept import KeptResults
 from consumers.metrics import EvaluatorMetrics
 from consumers.scorers import failure_reason
 from consumers.settings import EvaluatorSettings
@@ -53,6 +55,7 @@ def make(scorer: Any = None, **fail: list[KafkaError]) -> tuple[Evaluator, FakeP
     evaluator = Evaluator(
         KAFKA, SETTINGS, scorer or DeterministicScorer(), metrics=metrics,
         consumer=consumer, producer=producer, scored=FakeScored(),  # type: ignore[arg-type]
+        kept=KeptResults(),
     )
     evaluator.start()
     return evaluator, producer, consumer, metrics
@@ -218,7 +221,7 @@ def test_a_failed_commit_commits_the_kept_result_and_the_scoring_ran_once() -> N
     assert score.event_id == derived_event_id("req-1", "score:v1")
     assert producer.committed[-1]["offsets"] == [("t.evaluation.requests", 2, 8)]
     assert metrics.commits_retried._value.get() == 1
-    assert evaluator._kept == {}
+    assert len(evaluator._kept) == 0
 
 
 def test_a_kept_result_is_dropped_when_another_evaluator_scored_the_request() -> None:
@@ -226,17 +229,41 @@ def test_a_kept_result_is_dropped_when_another_evaluator_scored_the_request() ->
     producer, consumer = FakeProducer(fail={}), FakeConsumer()
     scored = FakeScored()
     evaluator = Evaluator(KAFKA, SETTINGS, scorer, consumer=consumer,  # type: ignore[arg-type]
-                          producer=producer, scored=scored)  # type: ignore[arg-type]
+                          producer=producer, scored=scored,  # type: ignore[arg-type]
+                          kept=KeptResults())
     evaluator.start()
     producer.fail["send_offsets_to_transaction"] = [abortable("partitions revoked")]
     with pytest.raises(TransactionAbortedError):
         evaluator.handle(request_message())
-    assert list(evaluator._kept) == ["req-1"]
+    assert len(evaluator._kept) == 1
     scored.add(HASH, "v1")  # the partition moved; its new owner committed a score
     evaluator.handle(request_message())
     assert scorer.scored == [HASH] and producer.events("scores") == []
     assert producer.committed[-1] == {"events": [], "offsets": [("t.evaluation.requests", 2, 8)]}
-    assert evaluator._kept == {}
+    assert len(evaluator._kept) == 0
+
+
+def test_a_fenced_evaluators_result_is_committed_by_its_successor(tmp_path: Path) -> None:
+    first_scorer, second_scorer = DeterministicScorer(), DeterministicScorer()
+    fenced = KafkaError(KafkaError._FENCED, "fenced", fatal=True)
+    first = Evaluator(KAFKA, SETTINGS, first_scorer, consumer=FakeConsumer(),  # type: ignore[arg-type]
+                      producer=FakeProducer(fail={"send_offsets_to_transaction": [fenced]}),  # type: ignore[arg-type]
+                      scored=FakeScored(), kept=KeptResults(tmp_path))  # type: ignore[arg-type]
+    first.start()
+    with pytest.raises(FencedError):
+        first.handle(request_message())
+    assert first_scorer.scored == [HASH] and len(list(tmp_path.glob("*.json"))) == 1
+    producer = FakeProducer(fail={})
+    successor = Evaluator(KAFKA, SETTINGS, second_scorer, consumer=FakeConsumer(),  # type: ignore[arg-type]
+                          producer=producer, scored=FakeScored(),  # type: ignore[arg-type]
+                          kept=KeptResults(tmp_path))
+    successor.start()
+    successor.handle(request_message())
+    assert second_scorer.scored == []  # committed, not evaluated again
+    (score,) = producer.events("scores")
+    expected = deterministic_result(to_submission(request_envelope().payload))  # type: ignore[arg-type]
+    assert score.payload.total_score == expected.total_score  # type: ignore[union-attr]
+    assert list(tmp_path.glob("*.json")) == []
 
 
 def test_fenced_producer_stops_the_evaluator() -> None:
@@ -308,6 +335,7 @@ def test_metrics_are_optional() -> None:
     evaluator = Evaluator(
         KAFKA, SETTINGS, DeterministicScorer(),
         consumer=consumer, producer=producer, scored=FakeScored(),  # type: ignore[arg-type]
+        kept=KeptResults(),
     )
     evaluator.start()
     evaluator.handle(request_message())
@@ -335,7 +363,8 @@ def test_a_score_committed_by_another_evaluator_counts() -> None:
     producer, consumer, scorer = FakeProducer(fail={}), FakeConsumer(), DeterministicScorer()
     scored = FakeScored((HASH, "v1"))
     evaluator = Evaluator(KAFKA, SETTINGS, scorer, consumer=consumer,  # type: ignore[arg-type]
-                          producer=producer, scored=scored)  # type: ignore[arg-type]
+                          producer=producer, scored=scored,  # type: ignore[arg-type]
+                          kept=KeptResults())
     evaluator.start()
     evaluator.handle(request_message())
     assert scorer.scored == [] and scored.refreshes == 1
