@@ -12,7 +12,7 @@ from typing import Any
 from tqdm import tqdm
 
 from cli.commands.operator import operator_signer
-from cli.commands.scoring import checked_reads, unknown_version
+from cli.commands.scoring import unknown_version
 from cli.exceptions import CommandError, UsageError
 from producers import rescore
 from scoring.versions import known_versions
@@ -20,6 +20,7 @@ from speechstream.exceptions import SpeechstreamError
 from speechstream.kafka.records import Verify
 from speechstream.settings import KafkaSettings
 from speechstream.signer import Signer
+from speechstream.trust import checked_reads
 
 DEFAULT_WAIT_S = 24 * 3600.0
 
@@ -79,7 +80,7 @@ def _rescore(args: argparse.Namespace) -> int:
     if problem:
         raise CommandError(f"{problem}; nothing published")
     signer = None if args.dry_run else operator_signer()
-    with checked_reads(rescore.PRODUCER_NAME) as store:
+    with checked_reads(KafkaSettings(), rescore.PRODUCER_NAME) as store:
         return _run(args, selection, store.verify if store else None, signer)
 
 
