@@ -135,6 +135,15 @@ def consumer_config(kafka: KafkaSettings, settings: EvaluatorSettings) -> dict[s
     consumer does not poll while it evaluates, and must keep its partitions meanwhile. Static
     membership (``group.instance.id``, the transactional id): a restarted evaluator gets its
     partitions back at once instead of after the session timeout of its dead predecessor.
+
+    The range assignor gives each evaluator its share of each topic, requests and re-scores
+    alike. The cooperative-sticky assignor balanced partition counts only: a second evaluator
+    got every re-score partition and no request partition, and added nothing for new
+    submissions (``bench/scoring/fleet.py``). Range is eager: when an evaluator joins (or a
+    static one's session ends), every member gives its partitions up at its next poll, after
+    its current evaluation, and the group resumes once all have rejoined. A static member's
+    restart causes no rebalance. (The broker's KIP-848 protocol balances per topic without
+    stopping, but refuses a restarted static member until its predecessor's session ends.)
     """
     return kafka.to_librdkafka(**_consumer_overrides(settings))
 
@@ -147,7 +156,7 @@ def _consumer_overrides(settings: EvaluatorSettings) -> dict[str, Any]:
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
-        "partition.assignment.strategy": "cooperative-sticky",
+        "partition.assignment.strategy": "range",
         "max.poll.interval.ms": settings.transaction_timeout_ms + 60_000,
         "session.timeout.ms": settings.session_timeout_ms,
     }
@@ -212,7 +221,7 @@ class Evaluator:
         overrides = _consumer_overrides(settings)
         self._lanes = Lanes(
             [t.evaluation_requests], [t.rescores], logger=self._log,
-            cooperative=overrides["partition.assignment.strategy"] == "cooperative-sticky",
+            cooperative=overrides["partition.assignment.strategy"] != "range",
         )
         self._consumer = EventConsumer(
             kafka, name=PRODUCER_NAME, topics=[t.evaluation_requests, t.rescores],

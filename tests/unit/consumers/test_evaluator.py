@@ -79,6 +79,8 @@ def test_client_configuration() -> None:
     assert consumer["max.poll.interval.ms"] > SETTINGS.transaction_timeout_ms
     assert consumer["group.id"] == "evals"
     assert consumer["group.instance.id"] == "evals.box-cuda:1"  # a restart takes over at once
+    # Each evaluator its share of both topics, requests and re-scores.
+    assert consumer["partition.assignment.strategy"] == "range"
 
 
 def test_failure_reason_names_type_and_message() -> None:
