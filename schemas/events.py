@@ -258,6 +258,9 @@ class ScoreManifest(_Event):
     """sha256 of the shipped prompt set and speakers."""
     reference_voice: Name | None = None
     """Name and version of the reference voice, e.g. ``flite 2.2 (slt)``."""
+    reference_cached: list[bool] = Field(default_factory=list, max_length=MAX_SAMPLES)
+    """Whether each drawn sample's reference audio came from the reference cache, in draw
+    order; empty on scores written before it was recorded."""
     asr: Name | None = None
     """Name and version of the transcriber, e.g. ``pocketsphinx 5.0.4 (en-us)``."""
     generation: dict[Name, Name | int | float | bool] = Field(default_factory=dict,

@@ -27,6 +27,7 @@ from scoring.exceptions import (
 from scoring.methods import SampleRun, combine, methods_for
 from scoring.models import TTSModel, load_model
 from scoring.prompts import clean_text, draw_samples, draw_seed, prompt_set_hash
+from scoring.refcache import CachedReferenceVoice, ReferenceCache
 from scoring.reference import make_reference_voice
 from scoring.source import HubSource, LocalSource, ResolvedModel, make_source
 from scoring.templates import get_template
@@ -99,7 +100,10 @@ class ScoringEngine:
         if self._source is None:
             self._source = make_source(self.settings)
         if self._reference is None:
-            self._reference = make_reference_voice(self.settings)
+            voice = make_reference_voice(self.settings)
+            budget = self.settings.reference_cache_budget_bytes
+            self._reference = (CachedReferenceVoice(voice, ReferenceCache(
+                self.settings.reference_cache_path, budget)) if budget else voice)
         if self._transcriber is None:
             self._transcriber = make_transcriber(self.settings, str(self.device))
 
@@ -143,9 +147,12 @@ class ScoringEngine:
             drawn = draw_samples(submission.hash, submission.scoring_version,
                                  self.settings.n_samples)
             manifest = self._manifest(submission, resolved, model, drawn)
-            runs = self._evaluate(submission, version, drawn, model, deadline, timings)
-            manifest = manifest.model_copy(update={"generation": {
-                **manifest.generation, "batch_size": int(timings.get("batch_size", 0))}})
+            cached: dict[int, bool] = {}
+            runs = self._evaluate(submission, version, drawn, model, deadline, timings, cached)
+            manifest = manifest.model_copy(update={
+                "generation": {**manifest.generation,
+                               "batch_size": int(timings.get("batch_size", 0))},
+                "reference_cached": [cached.get(s.index, False) for s in drawn]})
             totals: dict[str, float] = {}
             for method in methods:
                 value = method.score(runs)
@@ -231,6 +238,7 @@ class ScoringEngine:
     def _evaluate(
         self, submission: Submission, version: ScoringVersion, drawn: list[Sample],
         model: TTSModel, deadline: float, timings: dict[str, float],
+        cached: dict[int, bool] | None = None,
     ) -> list[SampleRun]:
         settings = self.settings
 
@@ -257,6 +265,8 @@ class ScoringEngine:
             check_time()
             try:
                 wave, sr = self._reference.synthesize(s.text)
+                if cached is not None:
+                    cached[s.index] = bool(getattr(self._reference, "last_hit", False))
                 references[s.index] = resample(wave, sr, model.sample_rate)[:max_len]
             except ScoringError as exc:
                 runs[s.index].error = f"reference voice: {_error(exc)}"

@@ -250,6 +250,14 @@ class ScoringSettings(BaseSettings):
     reference_url: str | None = None
     reference_api_key: SecretStr | None = None
     reference_timeout_s: float = 60.0
+    reference_cache_dir: Path | None = Field(
+        None, description="Where reference audio is kept (`scoring/refcache.py`), shared by "
+        "the evaluators of a machine; default ~/.cache/speechstream/references.",
+    )
+    reference_cache_budget_bytes: int = Field(
+        GIB, ge=0, description="Disk budget of the reference cache (least recently used "
+        "entries go first); 0 turns the cache off.",
+    )
 
     asr: Literal["pocketsphinx", "whisper", "http"] = "pocketsphinx"
     asr_url: str | None = None
@@ -276,6 +284,12 @@ class ScoringSettings(BaseSettings):
         900.0, gt=0, description="A warm evaluation process that waited longer than this is "
         "replaced by a fresh one before it is given an evaluation.",
     )
+
+    @property
+    def reference_cache_path(self) -> Path:
+        """The reference cache's directory: ``reference_cache_dir``, else
+        ``~/.cache/speechstream/references``."""
+        return self.reference_cache_dir or Path.home() / ".cache" / "speechstream" / "references"
 
     @property
     def models_cache_dir(self) -> Path:

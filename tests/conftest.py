@@ -36,6 +36,9 @@ os.environ.setdefault("SPEECHSTREAM_TRUST_INSECURE", "true")
 # Evaluators keep uncommitted results under a state directory: the tests', not the user's.
 os.environ.setdefault("SPEECHSTREAM_EVALUATOR_STATE_DIR",
                       tempfile.mkdtemp(prefix="speechstream-test-evaluators-"))
+# And reference audio under a cache of the session's.
+os.environ.setdefault("SPEECHSTREAM_SCORING_REFERENCE_CACHE_DIR",
+                      tempfile.mkdtemp(prefix="speechstream-test-references-"))
 
 KAFKA_IMAGE = "apache/kafka:4.1.1"
 POSTGRES_IMAGE = "postgres:15"
