@@ -60,7 +60,9 @@ def _demo(args: argparse.Namespace) -> int:
         ready_timeout_s=args.ready_timeout, device=args.device,
     )
     try:
-        result = run_demo(options, KafkaSettings(), DatabaseSettings(), DevSettings())
+        # With --json, stdout is the JSON alone: the progress goes to stderr.
+        say = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else print
+        result = run_demo(options, KafkaSettings(), DatabaseSettings(), DevSettings(), say=say)
     except SpeechstreamError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
