@@ -90,6 +90,20 @@ class WhisperTranscriber:
             ids = self.model.generate(features, language="en", task="transcribe")
         return str(self.processor.batch_decode(ids, skip_special_tokens=True)[0]).strip()
 
+    def transcribe_batch(self, clips: list[tuple[np.ndarray, int]]) -> list[str]:
+        """Greedy English transcriptions of several clips in one ``generate`` (Whisper pads
+        every clip to 30 s, so a batch decodes as its clips would one at a time)."""
+        import torch
+
+        audio = [resample(wave, rate, ASR_SAMPLE_RATE) for wave, rate in clips]
+        features = self.processor(
+            audio, sampling_rate=ASR_SAMPLE_RATE, return_tensors="pt"
+        ).input_features.to(self.device, self.model.dtype)
+        with torch.inference_mode():
+            ids = self.model.generate(features, language="en", task="transcribe")
+        return [str(text).strip()
+                for text in self.processor.batch_decode(ids, skip_special_tokens=True)]
+
     def close(self) -> None:
         """Drop the weights."""
         self.model = None

@@ -335,15 +335,26 @@ class ScoringEngine:
 
         t = time.monotonic()
         assert self._transcriber is not None
-        for run in runs:
-            if run.wave is None or run.error is not None:
-                continue
+        todo_asr = [r for r in runs if r.wave is not None and r.error is None]
+        batch = getattr(self._transcriber, "transcribe_batch", None)
+        size = settings.asr_batch_size if batch is not None else 1
+        for start in range(0, len(todo_asr), size):
             check_time()
-            try:
-                text = self._transcriber.transcribe(run.wave, run.sample_rate or model.sample_rate)
-                run.transcription = text
-                run.wer = word_error_rate(wer_reference[run.index], text, version.wer_normalization)
-            except ScoringError as exc:
-                run.error = f"transcription: {_error(exc)}"
+            group = todo_asr[start:start + size]
+            texts: list[str] | None = None
+            if batch is not None and len(group) > 1:
+                try:
+                    texts = batch([(r.wave, r.sample_rate or model.sample_rate) for r in group])
+                except ScoringError:
+                    texts = None  # one at a time: a bad clip fails only itself
+            for i, run in enumerate(group):
+                try:
+                    text = texts[i] if texts is not None else self._transcriber.transcribe(
+                        run.wave, run.sample_rate or model.sample_rate)
+                    run.transcription = text
+                    run.wer = word_error_rate(wer_reference[run.index], text,
+                                              version.wer_normalization)
+                except ScoringError as exc:
+                    run.error = f"transcription: {_error(exc)}"
         timings["asr_s"] = time.monotonic() - t
         return runs

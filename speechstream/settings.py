@@ -263,6 +263,9 @@ class ScoringSettings(BaseSettings):
     asr_url: str | None = None
     asr_model_path: Path | None = Field(None, description="Local Whisper weights directory.")
     asr_timeout_s: float = 60.0
+    asr_batch_size: int = Field(
+        16, ge=1, description="Clips a transcriber that can batch (Whisper) decodes at once.",
+    )
 
     human_likeness_weights: Path | None = Field(
         None, description="Local weights of the human-likeness method; the method is off without."
