@@ -67,7 +67,10 @@ class ReferenceCache:
             return None
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
             log.warning("reference cache: dropping unreadable %s: %s", path.name, exc)
-            path.unlink(missing_ok=True)
+            try:
+                path.unlink(missing_ok=True)
+            except OSError:
+                pass  # a miss all the same; the next put replaces it
             return None
         try:
             os.utime(path)

@@ -291,7 +291,8 @@ class ScoringSettings(BaseSettings):
     @property
     def reference_cache_path(self) -> Path:
         """The reference cache's directory: ``reference_cache_dir``, else
-        ``~/.cache/speechstream/references``."""
+        ``~/.cache/speechstream/references``. Never under ``cache_dir``: every entry there is
+        taken for a model snapshot, which maintenance evicts whole."""
         return self.reference_cache_dir or Path.home() / ".cache" / "speechstream" / "references"
 
     @property

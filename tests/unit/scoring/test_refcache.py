@@ -70,6 +70,20 @@ def test_an_unreadable_entry_is_a_miss_and_is_removed(tmp_path: Path) -> None:
     assert cache.get(key) is None and not path.exists()
 
 
+def test_an_unreadable_entry_that_cannot_be_removed_is_still_a_miss(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = ReferenceCache(tmp_path, 10**9)
+    key = key_of("stuck", "v")
+    cache.put(key, np.ones(100, np.float32), 16_000)
+    cache._path(key).write_bytes(b"not an npz")
+
+    def refuse(self: Path, missing_ok: bool = False) -> None:
+        raise PermissionError(13, "read-only", str(self))
+
+    monkeypatch.setattr(Path, "unlink", refuse)
+    assert cache.get(key) is None
+
+
 def test_eviction_keeps_the_budget_least_recently_used_first(tmp_path: Path) -> None:
     cache = ReferenceCache(tmp_path, 10**9)
     keys = [key_of(str(i), "v") for i in range(4)]
