@@ -67,7 +67,9 @@ GONE = frozenset({"REPO_NOT_FOUND", "NO_WEIGHTS", "NO_CONFIG"})
 AUDITOR_LIMITS = frozenset({"TIME_LIMIT", "OUT_OF_MEMORY", "CRASHED", "ARCHITECTURE_ELSEWHERE",
                             "METHOD_UNAVAILABLE"})
 """Failure codes of the auditor's own limits: they say nothing of the score."""
-IGNORED_DIFFERENCES = frozenset({"evaluator"})
+IGNORED_DIFFERENCES = frozenset({"evaluator", "reference_cached"})
+"""Manifest fields that differ without the score being reproduced differently: who scored it,
+and whether a reference came from the reference cache (which is lossless)."""
 
 
 def selected(hash_: str, scoring_version: str, sample_rate: float) -> bool:
@@ -79,7 +81,8 @@ def selected(hash_: str, scoring_version: str, sample_rate: float) -> bool:
 def manifest_differences(scored: ScoreManifest, audited: ScoreManifest | None
                          ) -> dict[str, list[Any]]:
     """Fields of the two manifests that differ (``generation`` field by field), as
-    ``field → [scored, audited]``; the evaluator's id is left out (it always differs)."""
+    ``field → [scored, audited]``; :data:`IGNORED_DIFFERENCES` are left out (the evaluator's
+    id always differs; a cached reference is the same audio)."""
     if audited is None:
         return {}
     a, b = scored.model_dump(mode="json"), audited.model_dump(mode="json")

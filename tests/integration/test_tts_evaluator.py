@@ -62,7 +62,12 @@ def test_tts_scorer_scores_a_tiny_model_the_same_twice(pipeline, tmp_path) -> No
     assert first.total_score == second.total_score
     assert [(x.ce, x.wer, x.transcription, x.score) for x in first.samples] == [
         (x.ce, x.wer, x.transcription, x.score) for x in second.samples]
-    assert first.manifest is not None and first.manifest == second.manifest
+    assert first.manifest is not None and second.manifest is not None
+    # Where a reference came from is not what reproduces the score: the second evaluator on
+    # this machine found every reference in the shared reference cache.
+    assert second.manifest.reference_cached == [True] * 4
+    assert first.manifest.model_copy(update={"reference_cached": []}) == (
+        second.manifest.model_copy(update={"reference_cached": []}))
     assert first.manifest.deterministic and first.manifest.scoring_version == "v2"
     missing = next(p for p in by_source.values() if p.hash == "77")
     assert missing.status == "FAILED"

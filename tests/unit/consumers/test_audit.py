@@ -73,9 +73,9 @@ def test_a_score_without_a_manifest_is_unavailable_not_a_disagreement() -> None:
     assert judge(_score(0.5, None), None, 1e-6)[0] == "unavailable"
 
 
-def test_manifest_differences_leave_out_the_evaluator() -> None:
-    scored = _manifest()
-    audited = _manifest(evaluator="auditor-cpu", torch="2.12.0",
+def test_manifest_differences_leave_out_the_evaluator_and_the_reference_cache() -> None:
+    scored = _manifest(reference_cached=[False, False])
+    audited = _manifest(evaluator="auditor-cpu", torch="2.12.0", reference_cached=[True, True],
                         generation={"decoding": "greedy", "batch_size": 4})
     assert manifest_differences(scored, audited) == {
         "torch": ["2.11.0", "2.12.0"], "generation.batch_size": [8, 4]}
