@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
 
-from api import routes
+from api import pages, routes
 from api.exceptions import NoOperatorKeyError, StoreUnavailableError
 from api.guards import BodyLimit
 from api.metrics import ApiMetrics
@@ -31,11 +31,14 @@ class _AsciiJSON(JSONResponse):
         return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode()
 
 
-async def invalid(request: Request, exc: Exception) -> JSONResponse:
+async def invalid(request: Request, exc: Exception) -> Response:
     """FastAPI's 422, less the input it echoes (which may hold what JSON cannot carry: a lone
     surrogate, a NaN): each error's type, field and message."""
     assert isinstance(exc, RequestValidationError)
     errors = [{k: v for k, v in e.items() if k != "input"} for e in exc.errors()]
+    if request.url.path.startswith("/board"):
+        said = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors)
+        return pages.error_page(request, 422, "Bad request", said)
     return _AsciiJSON(status_code=422, content={"detail": jsonable_encoder(errors)})
 
 
@@ -63,8 +66,10 @@ def create_app(
     app.state.publisher = publisher
     app.state.registry = registry
     for router in (routes.submissions, routes.minerboard, routes.entries, routes.weights,
-                   routes.service):
+                   routes.service, pages.pages):
         app.include_router(router)
+    app.mount("/board/static", pages.static, name="static")
+    app.add_exception_handler(pages.PageError, pages.page_error)
 
     async def unavailable(request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse(status_code=503, content={"detail": str(exc)})

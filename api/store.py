@@ -3,12 +3,13 @@ minerboard and the weights. Every query is parameterized."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import psycopg
 from psycopg.rows import class_row, dict_row
 from psycopg_pool import ConnectionPool
 
+from api.board import Board
 from api.exceptions import StoreUnavailableError
 from api.models import Details, MinerboardEntry, RecentEntry, Score, SubmissionDetails, Weights
 
@@ -122,6 +123,15 @@ class PostgresStore:
         entries = self._fetch(_VECTOR_ENTRIES, head, None, dict_row)
         return Weights(**head, uids=[e["uid"] for e in entries],
                        weights=[e["weight"] for e in entries], entries=entries)
+
+    @property
+    def board(self) -> Board:
+        """The leaderboard pages' queries over this pool."""
+        return Board(self.rows)
+
+    def rows(self, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """``query``'s rows as dicts."""
+        return self._fetch(query, params, None, dict_row)
 
     def _fetch(self, query: str, params: dict, model: type | None = None,
                rows: object = None) -> list:

@@ -80,6 +80,7 @@ from schemas.envelope import Envelope, derived_event_id, new_envelope
 from schemas.events import (
     EvaluationRequested,
     EvaluationStatusChanged,
+    SampleAudio,
     ScoreComputed,
     ScoreManifest,
     SubmissionFailed,
@@ -370,6 +371,8 @@ class Evaluator:
                            elapsed)
         score_env = self.score_envelope(request_env, result, elapsed)
         outgoing: list[Outgoing] = [(self._kafka.topics.scores, request.hash, score_env)]
+        outgoing += [(self._kafka.topics.audio, request.hash, env)
+                     for env in self.audio_envelopes(request_env, result, score_env)]
         score = score_env.payload
         assert isinstance(score, ScoreComputed)
         status = score.status
@@ -425,6 +428,25 @@ class Evaluator:
             env = new_envelope(event, key=request.hash, producer=PRODUCER_NAME,
                                event_id=event_id)
         return env
+
+    def audio_envelopes(self, request_env: Envelope, result: ScoringResult,
+                        score_env: Envelope) -> list[Envelope]:
+        """The ``sample.audio`` of each clip the evaluation kept, naming its score; ids derived
+        from the request's, so a retried commit or a replay writes the same events."""
+        request = request_env.payload
+        assert isinstance(request, EvaluationRequested)
+        out = []
+        for clip in result.audio:
+            event = SampleAudio(
+                hash=request.hash, scoring_version=request.scoring_version,
+                evaluator=self.evaluator_id, score_event_id=score_env.event_id,
+                request_event_id=request_env.event_id, **clip.model_dump(),
+            )
+            event_id = derived_event_id(
+                request_env.event_id, f"audio:{request.scoring_version}:{clip.index}:{clip.clip}")
+            out.append(new_envelope(event, key=request.hash, producer=PRODUCER_NAME,
+                                    event_id=event_id))
+        return out
 
     def failed_envelope(self, request_env: Envelope, score_env: Envelope) -> Envelope:
         """The ``submission.failed`` of a FAILED score, keyed by the hotkey; its id is derived

@@ -226,6 +226,8 @@ class SampleResult(_Event):
     index: Annotated[int, Field(ge=0, lt=MAX_SAMPLES)]
     text: LongText
     speaker: Name | None = None
+    description: LongText | None = None
+    """The voice the sample was asked for (scores written before it was kept have none)."""
     ce: float | None = None
     wer: float | None = None
     transcription: LongText | None = None
@@ -297,6 +299,35 @@ class ScoreComputed(_Event):
     rescore_of: EventId | None = None
     """Set on a re-score's score: the accepted request it re-scores (it lives beside the
     submission's own score, in ``scores``, and never moves the submission's row)."""
+
+
+MAX_AUDIO_BYTES = 96 * 1024
+"""The most one encoding of one clip may hold (its base64 is a third larger): a clip of the
+longest sample (``max_audio_s``) at the evaluator's bitrates is well under it."""
+AudioB64 = Annotated[str, Field(min_length=4, max_length=(MAX_AUDIO_BYTES + 2) // 3 * 4,
+                                pattern=r"^[A-Za-z0-9+/]*={0,2}$")]
+AudioClipKind = Literal["generated", "reference"]
+
+
+class SampleAudio(_Event):
+    """One clip an evaluation listened to: the sample the model generated, or the reference
+    voice's reading of the same text, encoded twice (Ogg/Opus, and MP3 for browsers that play
+    no Opus). Written in the score's transaction; its score is ``score_event_id``, and
+    ``(score_event_id, index, clip)`` names it, so a replay or a re-delivered request never
+    stores it twice."""
+
+    type: Literal["sample.audio"] = "sample.audio"
+    hash: HashStr
+    scoring_version: Version
+    evaluator: Name
+    score_event_id: EventId
+    request_event_id: EventId
+    index: Annotated[int, Field(ge=0, lt=MAX_SAMPLES)]
+    clip: AudioClipKind
+    sample_rate: Annotated[int, Field(ge=8000, le=48000)]
+    duration_s: Annotated[float, Field(ge=0.0, le=600.0)]
+    opus_b64: AudioB64
+    mp3_b64: AudioB64
 
 
 class SubmissionFailed(_Event):
@@ -480,6 +511,7 @@ Event = Annotated[
     | EvaluationStatusChanged
     | EvaluationCancelled
     | ScoreComputed
+    | SampleAudio
     | SubmissionFailed
     | ScoreAudited
     | DeadLetter

@@ -123,6 +123,14 @@ SCORES = TopicSpec(
     description="COMPLETED or FAILED evaluations, written transactionally by the evaluators",
     writers=("evaluator",), readers=("evaluator", "auditor", "sink", "validator", "operator"),
 )
+AUDIO = TopicSpec(
+    "scores.audio", 4, "hash", ("sample.audio",),
+    description="the clips each evaluation listened to (generated and reference, Opus and "
+    "MP3), written in the score's transaction; the sink keeps the newest submissions' "
+    "(SPEECHSTREAM_SINK_AUDIO_KEEP_PER_UID)",
+    retention_ms=30 * 24 * 3600 * 1000,
+    writers=("evaluator",), readers=("sink",),
+)
 FAILED = TopicSpec(
     "submissions.failed", 4, "hotkey", ("submission.failed",),
     description="FAILED evaluations, keyed by hotkey: they free the rate-limit window",
@@ -227,6 +235,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     CANCELLATIONS,
     EVALUATION_STATUS,
     SCORES,
+    AUDIO,
     FAILED,
     AUDITS,
     CHAIN_BLOCKS,
@@ -297,6 +306,10 @@ class TopicRegistry:
     @property
     def scores(self) -> str:
         return self.name(SCORES)
+
+    @property
+    def audio(self) -> str:
+        return self.name(AUDIO)
 
     @property
     def failed(self) -> str:

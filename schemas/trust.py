@@ -40,6 +40,7 @@ SAID_BY: dict[str, frozenset[str]] = {
     "evaluation.cancelled": frozenset({"intake"}),
     "evaluation.status": frozenset({"evaluator"}),
     "score.computed": frozenset({"evaluator"}),
+    "sample.audio": frozenset({"evaluator"}),
     "submission.failed": frozenset({"evaluator"}),
     "score.audited": frozenset({"auditor"}),
     "chain.block": frozenset({"chain"}),
@@ -63,6 +64,7 @@ ENTRY_TOPICS = frozenset({"registrations", "submissions"})
 
 AUTHOR: dict[str, str] = {
     "score.computed": "evaluator",
+    "sample.audio": "evaluator",
     "evaluation.status": "evaluator",
     "score.audited": "auditor",
     "weights.computed": "validator",

@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from schemas.events import ScoreManifest
+from schemas.events import MAX_AUDIO_BYTES, ScoreManifest
 from scoring.asr import make_transcriber
-from scoring.audio import resample
+from scoring.audio import encode_clip, resample
 from scoring.base import ReferenceVoice, Transcriber
 from scoring.batching import auto_batch_size, free_device_memory, run_batches
 from scoring.exceptions import (
@@ -31,7 +31,7 @@ from scoring.refcache import CachedReferenceVoice, ReferenceCache
 from scoring.reference import make_reference_voice
 from scoring.source import HubSource, LocalSource, ResolvedModel, make_source
 from scoring.templates import get_template
-from scoring.types import Report, Sample, ScoringResult, Submission, silent
+from scoring.types import Report, Sample, SampleClip, ScoringResult, Submission, silent
 from scoring.versions import VERSIONS, ScoringVersion
 from scoring.wer import clip01, word_error_rate
 from speechstream.settings import ScoringSettings
@@ -148,7 +148,9 @@ class ScoringEngine:
                                  self.settings.n_samples)
             manifest = self._manifest(submission, resolved, model, drawn)
             cached: dict[int, bool] = {}
-            runs = self._evaluate(submission, version, drawn, model, deadline, timings, cached)
+            audio: list[SampleClip] = []
+            runs = self._evaluate(submission, version, drawn, model, deadline, timings, cached,
+                                  audio if self.settings.keep_audio else None)
             manifest = manifest.model_copy(update={
                 "generation": {**manifest.generation,
                                "batch_size": int(timings.get("batch_size", 0))},
@@ -164,6 +166,7 @@ class ScoringEngine:
                 "revision": resolved.revision,
                 "content_hash": resolved.content_hash,
                 "manifest": manifest,
+                "audio": audio,
             }
             if "ce_wer" not in totals:
                 errors = {r.error for r in runs if r.error}
@@ -238,8 +241,10 @@ class ScoringEngine:
     def _evaluate(
         self, submission: Submission, version: ScoringVersion, drawn: list[Sample],
         model: TTSModel, deadline: float, timings: dict[str, float],
-        cached: dict[int, bool] | None = None,
+        cached: dict[int, bool] | None = None, audio: list[SampleClip] | None = None,
     ) -> list[SampleRun]:
+        """Score the drawn samples: references, cross-entropy, generation, transcription; with
+        ``audio``, the clips listened to are encoded into it."""
         settings = self.settings
 
         def check_time() -> None:
@@ -255,7 +260,7 @@ class ScoringEngine:
             s.index: s.text if version.wer_reference == "cleaned" else d.text
             for s, d in zip(samples, drawn, strict=True)
         }
-        runs = [SampleRun(s.index, s.text, s.speaker) for s in samples]
+        runs = [SampleRun(s.index, s.text, s.speaker, description=s.description) for s in samples]
         max_len = int(settings.max_audio_s * model.sample_rate)
 
         t = time.monotonic()
@@ -357,4 +362,36 @@ class ScoringEngine:
                 except ScoringError as exc:
                     run.error = f"transcription: {_error(exc)}"
         timings["asr_s"] = time.monotonic() - t
+        if audio is not None:
+            t = time.monotonic()
+            audio.extend(_encode_clips(runs, references, model.sample_rate, check_time))
+            timings["audio_s"] = time.monotonic() - t
         return runs
+
+
+def _encode_clips(runs: list[SampleRun], references: dict[int, np.ndarray], sample_rate: int,
+                  check_time: Any) -> list[SampleClip]:
+    """The generated clip and the reference of each sample, encoded; a clip that cannot be
+    encoded, or is over :data:`MAX_AUDIO_BYTES` in either encoding, is left out (its scores
+    stand)."""
+    clips: list[SampleClip] = []
+    for run in runs:
+        for kind, wave, rate in (("generated", run.wave, run.sample_rate or sample_rate),
+                                 ("reference", references.get(run.index), sample_rate)):
+            if wave is None:
+                continue
+            check_time()
+            try:
+                encoded = encode_clip(wave, rate)
+            except (ValueError, RuntimeError) as exc:  # soundfile's errors are RuntimeErrors
+                log.warning("sample %d: its %s clip was not kept: %s", run.index, kind, exc)
+                continue
+            if max(len(encoded.opus), len(encoded.mp3)) > MAX_AUDIO_BYTES:
+                log.warning("sample %d: its %s clip (%d bytes) was not kept: over %d bytes",
+                            run.index, kind, encoded.size, MAX_AUDIO_BYTES)
+                continue
+            opus, mp3 = encoded.b64()
+            clips.append(SampleClip(index=run.index, clip=kind, sample_rate=encoded.sample_rate,
+                                    duration_s=round(encoded.duration_s, 4), opus_b64=opus,
+                                    mp3_b64=mp3))
+    return clips

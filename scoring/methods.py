@@ -34,11 +34,14 @@ class SampleRun:
     sample_rate: int | None = None
     ce_not_finite: bool = False
     """The CE was not finite and the version keeps the sample (its CE term is 0)."""
+    description: str | None = None
+    """The voice the sample asks for."""
 
     def result(self) -> SampleResult:
         """The sample as the score event carries it."""
         return SampleResult(
-            index=self.index, text=self.text, speaker=self.speaker, ce=self.ce, wer=self.wer,
+            index=self.index, text=self.text, speaker=self.speaker,
+            description=self.description, ce=self.ce, wer=self.wer,
             transcription=self.transcription, score=self.score, error=self.error, note=self.note,
         )
 

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.events import SampleResult, ScoreManifest
+from schemas.events import AudioB64, AudioClipKind, SampleResult, ScoreManifest
 from schemas.fields import FinalStatus
 from scoring.versions import DEFAULT_SCORING_VERSION
 
@@ -57,6 +57,20 @@ class Sample(BaseModel):
     description: str
 
 
+class SampleClip(BaseModel):
+    """One clip the evaluation listened to (``scoring.audio.encode_clip``), as the evaluator
+    publishes it (``sample.audio``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    index: int
+    clip: AudioClipKind
+    sample_rate: int
+    duration_s: float
+    opus_b64: AudioB64
+    mp3_b64: AudioB64
+
+
 class ScoringResult(BaseModel):
     """The result of one submission, from the engine to the score event in this one shape:
     COMPLETED with a total in [0, 1], or FAILED with a reason.
@@ -84,6 +98,11 @@ class ScoringResult(BaseModel):
     )
     environment: str | None = Field(
         None, description="With ARCHITECTURE_ELSEWHERE: the evaluator environment to run it in."
+    )
+    audio: list[SampleClip] = Field(
+        default_factory=list,
+        description="Each sample's generated clip and its reference, encoded (with "
+        "``keep_audio``); not part of the score event: the evaluator publishes them beside it.",
     )
 
     @classmethod

@@ -62,11 +62,35 @@ def check_schema(conn: psycopg.Connection) -> None:
         )
 
 
+AUDIO_HASH = next(f for f in FEEDS if f.name == "sample_audio").position("hash")
+PURGE_AUDIO = """
+WITH uids AS (
+    SELECT DISTINCT uid FROM submissions WHERE hash = ANY(%(hashes)s) AND uid IS NOT NULL
+), ranked AS (
+    SELECT s.hash, row_number() OVER (PARTITION BY s.uid ORDER BY s.block DESC, s.hash DESC) AS n
+      FROM submissions s JOIN uids USING (uid)
+     WHERE EXISTS (SELECT 1 FROM sample_audio a WHERE a.hash = s.hash)
+), gone AS (
+    SELECT hash FROM ranked
+     WHERE n > %(keep)s AND hash NOT IN (SELECT hash FROM minerboard WHERE hash IS NOT NULL)
+)
+UPDATE sample_audio a SET opus = NULL, mp3 = NULL, purged_at = clock_timestamp()
+  FROM gone WHERE a.hash = gone.hash AND a.purged_at IS NULL
+"""
+"""The clips of a batch's uids' submissions past the ``keep`` newest (by block) that have
+clips, unless the minerboard shows them, lose their encodings (the row stays, ``purged_at``
+set: the pages say the audio is no longer kept)."""
+
+
 class PostgresWriter(SinkWriter):
     """Writes batches into PostgreSQL: one transaction a batch, COPY + one merge a feed."""
 
-    def __init__(self, conninfo: str) -> None:
+    def __init__(self, conninfo: str, *, audio_keep_per_uid: int | None = None) -> None:
+        """``audio_keep_per_uid``: after a batch with clips, the clips of each of its uids'
+        submissions past the newest ones kept are purged (:data:`PURGE_AUDIO`); None keeps
+        every clip."""
         self._conninfo = conninfo
+        self._audio_keep = audio_keep_per_uid
         self._conn: psycopg.Connection | None = None
         self._sql: dict[tuple[str, Any], list[bytes]] = {}
         self._direct_skip: dict[str, int] = {feed.name: 0 for feed in FEEDS if feed.direct}
@@ -141,6 +165,9 @@ class PostgresWriter(SinkWriter):
                             cp.write_row(row)
                     for statement in self._merges(feed, staged):
                         cur.execute(statement)
+                if self._audio_keep is not None and rows["sample_audio"]:
+                    hashes = sorted({row[AUDIO_HASH] for row in rows["sample_audio"]})
+                    cur.execute(PURGE_AUDIO, {"hashes": hashes, "keep": self._audio_keep})
         except (psycopg.Error, OverflowError) as exc:
             raise SinkError(f"batch of {len(envelopes)} events not written: {exc}") from exc
         return written

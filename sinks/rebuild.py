@@ -286,7 +286,9 @@ class Rebuild:
             self._events += n
             self._on_written(n)
 
-        writer = _Counting(PostgresWriter(schema_conninfo(self._conninfo, self.schema)), written)
+        writer = _Counting(PostgresWriter(
+            schema_conninfo(self._conninfo, self.schema),
+            audio_keep_per_uid=self._settings.audio_keep_per_uid), written)
         service = SinkService(self._kafka, self._settings, writer,
                               metrics=SinkMetrics.create(CollectorRegistry()),
                               until_caught_up=True, verify=self._verify,

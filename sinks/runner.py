@@ -60,7 +60,8 @@ def sink_topics(kafka: KafkaSettings) -> list[str]:
     """Every topic the sink materializes."""
     t = kafka.topics
     return [t.miners, t.rejected, t.evaluation_requests, t.evaluation_status, t.scores,
-            t.cancellations, t.audits, t.weights, t.minerboard, t.scoring_active, t.deadletter]
+            t.cancellations, t.audits, t.audio, t.weights, t.minerboard, t.scoring_active,
+            t.deadletter]
 
 
 def consumer_overrides(settings: SinkSettings, *, until_caught_up: bool) -> dict[str, Any]:

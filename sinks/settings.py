@@ -35,6 +35,11 @@ class SinkSettings(ServiceSettings):
         "takes; a backlog drains faster in larger ones, a trickle is written as it comes.",
     )
     batch_timeout_s: float = 0.2
+    audio_keep_per_uid: int | None = Field(
+        4, ge=1, description="The clips of each uid's newest submissions kept (and of the one "
+        "its minerboard entry shows); older ones are purged, their rows kept so the pages can "
+        "say so. Unset (empty) keeps every clip the log still holds.",
+    )
     retry_backoff_s: float = Field(
         0.5, gt=0, description="First wait before a write or commit that failed transiently "
         "(database or broker away) is tried again; doubled after each failure.",

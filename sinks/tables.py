@@ -29,6 +29,7 @@ from schemas.events import (
     EvaluationStatusChanged,
     MinerboardUpdated,
     MinerRegistered,
+    SampleAudio,
     ScoreAudited,
     ScoreComputed,
     ScoringActivated,
@@ -284,6 +285,14 @@ SAMPLE_RESULTS = Table("sample_results", ("hash", "scoring_version", "index"), (
     Column("text", "text"), Column("speaker", "text"), Column("ce", "double precision"),
     Column("wer", "double precision"), Column("transcription", "text"),
     Column("score", "double precision"), Column("error", "text"), Column("note", "text"),
+    Column("description", "text"),
+))
+SAMPLE_AUDIO = Table("sample_audio", ("score_event_id", "index", "clip"), (
+    Column("score_event_id", "text"), Column("index", "integer"), Column("clip", "text"),
+    Column("hash", "text"), Column("scoring_version", "text"), Column("evaluator", "text"),
+    Column("request_event_id", "text"), Column("sample_rate", "integer"),
+    Column("duration_s", "double precision"), Column("opus", "bytea"), Column("mp3", "bytea"),
+    Column("event_id", "text"),
 ))
 AUDITS = Table("audits", ("event_id",), (
     Column("event_id", "text"), Column("hash", "text"), Column("scoring_version", "text"),
@@ -341,7 +350,7 @@ EVALUATION_REQUESTS = Table("evaluation_requests", ("event_id",), (
 ))
 
 TABLES: tuple[Table, ...] = (
-    MINERS, SUBMISSIONS, STATUS_EVENTS, SCORES, SAMPLE_RESULTS, AUDITS, REJECTIONS,
+    MINERS, SUBMISSIONS, STATUS_EVENTS, SCORES, SAMPLE_RESULTS, SAMPLE_AUDIO, AUDITS, REJECTIONS,
     DEAD_LETTERS, WEIGHTS, WEIGHT_ENTRIES, MINERBOARD, SCORING_ACTIVATIONS, WITHDRAWALS,
     EVALUATION_REQUESTS,
 )
@@ -462,8 +471,18 @@ FEEDS: tuple[Feed, ...] = (
         (*_payload("hash", "scoring_version"),
          *(Source(name, f"item.{name}") for name in (
              "index", "text", "speaker", "ce", "wer", "transcription", "score", "error",
-             "note"))),
+             "note", "description"))),
         InsertNew(), event=ScoreComputed, each="payload.samples",
+    ),
+    Feed(
+        # A clip of a score, named by it: a replay or a retried commit writes the same key.
+        "sample_audio", SAMPLE_AUDIO,
+        (*_payload("score_event_id", "index", "clip", "hash", "scoring_version", "evaluator",
+                   "request_event_id", "sample_rate", "duration_s"),
+         Source("opus", "payload.opus_b64", base64.b64decode),
+         Source("mp3", "payload.mp3_b64", base64.b64decode),
+         Source("event_id", "event_id")),
+        InsertNew(), event=SampleAudio,
     ),
     Feed(
         "audits", AUDITS,

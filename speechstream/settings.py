@@ -241,6 +241,10 @@ class ScoringSettings(BaseSettings):
     )
     max_audio_s: float = Field(8.0, gt=0, description="Longest clip generated per sample.")
     max_text_tokens: int = 100
+    keep_audio: bool = Field(
+        True, description="Encode each sample's generated clip and its reference (Opus and "
+        "MP3) and publish them beside the score, for the leaderboard's pages.",
+    )
     ce_k: float = 1.0
     deterministic: bool = Field(
         True, description="Run torch with deterministic algorithms (bit-identical on CPU)."

@@ -92,7 +92,9 @@ def _run(args: argparse.Namespace) -> int:
     kafka = KafkaSettings()
     with service_trust(kafka, settings, role="sink", name="sink", logger=log) as trust:
         registry = CollectorRegistry()
-        service = SinkService(kafka, settings, PostgresWriter(database.conninfo),
+        writer = PostgresWriter(database.conninfo,
+                                audio_keep_per_uid=settings.audio_keep_per_uid)
+        service = SinkService(kafka, settings, writer,
                               metrics=SinkMetrics.create(registry),
                               verify=trust.verify, signer=trust.signer)
         tune_interpreter()
