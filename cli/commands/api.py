@@ -17,7 +17,9 @@ from speechstream.trust import service_trust
 DESCRIPTION = """\
 Serve the original system's HTTP surface from PostgreSQL (what the sink materialized):
 GET /model_submission_details, POST /ensure_model (admin-key header), POST /minerboard_update
-(admin-key header), GET /minerboard, GET /recent_entries, GET /weights, GET /hc, GET /metrics.
+(admin-key header), GET /minerboard, GET /recent_entries, GET /weights, GET /hc, GET /metrics;
+and the leaderboard pages: /board, /board/submissions/<hash> (each sample's clips, text,
+transcript and scores), /board/miners/<uid>, /board/weights.
 ensure_model publishes an unknown submission into the pipeline, attested with the operator's
 key. Settings: SPEECHSTREAM_API_HOST, _PORT, _ADMIN_KEY, _OPERATOR_KEY_FILE, _RECENT_ENTRIES,
 _METRICS_PORT, _KEY_FILE (its signing key: every event it publishes is signed);
@@ -60,3 +62,19 @@ def _run(args: argparse.Namespace) -> int:
                              KafkaPublisher(kafka, operator, signer=trust.signer), registry)
         print(f"serving on http://{settings.host}:{settings.port}", flush=True)
         return serve(service, registry, settings.metrics_port)
+
+
+def serve_pages(conninfo: str, topic_prefix: str, port: int) -> int:
+    """Serve the API and its pages over ``conninfo`` on 127.0.0.1:``port`` until SIGTERM or
+    Ctrl-C (``speechstream demo --serve``): no admin key, no operator key, so nothing is
+    published."""
+    from api.publisher import KafkaPublisher
+    from api.service import ApiService
+    from api.store import PostgresStore
+
+    settings = ApiSettings().model_copy(update={"host": "127.0.0.1", "port": port})
+    kafka = KafkaSettings().model_copy(update={"topic_prefix": topic_prefix})
+    registry = CollectorRegistry()
+    service = ApiService(settings, PostgresStore(conninfo), KafkaPublisher(kafka, None),
+                         registry)
+    return serve(service, registry, None)

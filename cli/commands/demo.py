@@ -48,6 +48,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       f"{DemoOptions.ready_timeout_s:.0f})")
     demo.add_argument("--json", action="store_true",
                       help="print the leaderboard, the weights and the API's answer as JSON")
+    demo.add_argument("--serve", action="store_true",
+                      help="at the end, serve the run's leaderboard pages and API until Ctrl-C")
+    demo.add_argument("--port", type=int, default=8000,
+                      help="the port --serve listens on (default 8000)")
     demo.set_defaults(func=_demo)
 
 
@@ -90,4 +94,12 @@ def _demo(args: argparse.Namespace) -> int:
           f"  SPEECHSTREAM_TOPIC_PREFIX={run.topic_prefix} "
           f"DATABASE_URL={shlex.quote(without_password(result.database_url))} "
           "speechstream leaderboard")
-    return 0
+    print()
+    if not args.serve:
+        print(f"Leaderboard pages (served while the demo ran; `speechstream demo --serve` keeps "
+              f"them up): {result.api_url}/board")
+        return 0
+    from cli.commands.api import serve_pages
+
+    print(f"Leaderboard pages: http://127.0.0.1:{args.port}/board (Ctrl-C stops)", flush=True)
+    return serve_pages(result.database_url, run.topic_prefix, args.port)

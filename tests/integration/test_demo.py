@@ -16,6 +16,7 @@ from devstack.stack import DevStack
 from speechstream.kafka.admin import delete_topics, describe_topics
 from speechstream.settings import DatabaseSettings, DevSettings, KafkaSettings
 from tests.conftest import Infrastructure, pick_ports
+from tests.integration.browser import check_pages, served
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
@@ -91,6 +92,17 @@ def test_the_demo_twice_in_a_row_on_one_stack(
         assert [e.weight for e in first.weights.entries] == pytest.approx(
             [e.weight for e in second.weights.entries])
         assert first.api_answer["score"] == second.api_answer["score"]
+
+        # The leaderboard pages in a real browser, over what the second run wrote: every
+        # scored sample's clips play with their duration, the marked words are jiwer's.
+        with psycopg.connect(second.database_url) as conn:
+            clips = conn.execute("SELECT count(*) FROM sample_audio WHERE opus IS NOT NULL"
+                                 ).fetchone()[0]
+        completed = sum(1 for m in MINERS if not m.bad_hash)
+        assert clips == completed * options.samples * 2  # generated and reference
+        with served(second.database_url) as base:
+            shots = check_pages(base, "demo")
+        assert set(shots) == {"leaderboard", "submission", "weights"}
     finally:
         remove_earlier_runs(database_url, kafka, options.state_dir)
         delete_topics(kafka, [t.name for t in describe_topics(kafka, prefix=kafka.topic_prefix)])
@@ -120,6 +132,8 @@ def test_the_demo_on_a_broker_with_sasl_tls_and_acls(database_url: str, tmp_path
         logs = options.state_dir / "runs" / result.run.run_id / "logs"
         for log in logs.glob("*.log"):
             assert "AUTHORIZATION_FAILED" not in log.read_text(), log.name
+        with psycopg.connect(result.database_url) as conn:  # the clips, under the ACLs too
+            assert conn.execute("SELECT count(*) FROM sample_audio").fetchone()[0] > 0
     finally:
         DevStack(dev).down()
         with psycopg.connect(database_url, autocommit=True) as conn:

@@ -30,6 +30,7 @@ from schemas.events import (
 )
 from scoring.audio import encode_clip
 from sinks.postgres import PostgresWriter
+from tests.integration.browser import check_pages, served
 from tests.unit.api.test_api import FakePublisher
 
 pytestmark = pytest.mark.integration
@@ -98,7 +99,9 @@ class _Audio(HTMLParser):
 
 
 @pytest.fixture
-def board(db_conninfo: str) -> TestClient:
+def seeded(db_conninfo: str) -> str:
+    """A database the sink writer filled: two uids, four scored submissions with clips (the
+    oldest of uid 0 past the two kept), the minerboard and three epochs of weights."""
     events = [*_scored(0, 1, 10, 0.5), *_scored(0, 2, 20, 0.6), *_scored(0, 3, 30, 0.7),
               *_scored(1, 1, 15, 0.9)]
     events += [new_envelope(MinerboardUpdated(hash=h, uid=u, hotkey=HOTKEYS[u], block=b),
@@ -116,7 +119,12 @@ def board(db_conninfo: str) -> TestClient:
             writer.write_batch(events[i:i + 7], list(range(i, min(i + 7, len(events)))))
     finally:
         writer.close()
-    app = create_app(ApiSettings(), PostgresStore(db_conninfo), FakePublisher(),
+    return db_conninfo
+
+
+@pytest.fixture
+def board(seeded: str) -> TestClient:
+    app = create_app(ApiSettings(), PostgresStore(seeded), FakePublisher(),
                      CollectorRegistry())
     with TestClient(app) as client:
         yield client
@@ -214,3 +222,10 @@ def test_bad_input_is_an_error_page(board: TestClient, path: str, status: int,
     assert answer.status_code == status
     assert answer.headers["content-type"].startswith("text/html")
     assert says in answer.text
+
+
+def test_in_a_real_browser(seeded: str) -> None:
+    with served(seeded) as base:
+        shots = check_pages(base, "seeded")
+    assert set(shots) == {"leaderboard", "submission", "weights"}
+    assert all(path.stat().st_size > 1000 for path in shots.values())

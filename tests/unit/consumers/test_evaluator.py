@@ -6,6 +6,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from confluent_kafka import KafkaError
 from prometheus_client import CollectorRegistry
@@ -25,6 +26,7 @@ from schemas.envelope import derived_event_id, new_envelope
 from schemas.events import (
     DeadLetter,
     EvaluationStatusChanged,
+    SampleAudio,
     ScoreComputed,
     SubmissionFailed,
 )
@@ -457,3 +459,42 @@ def test_a_cancellation_of_another_request_changes_nothing() -> None:
     evaluator.handle(request_message())
     assert scorer.scored == [HASH]
     assert metrics.withdrawn._value.get() == 0
+
+
+class _Speaking(DeterministicScorer):
+    """A scorer whose result carries the clips of its two samples (generated and reference)."""
+
+    def score(self, submission: Submission, report: Report) -> ScoringResult:
+        from scoring.audio import encode_clip
+        from scoring.types import SampleClip
+
+        result = super().score(submission, report)
+        wave = np.sin(np.arange(8000, dtype=np.float32) / 10) * 0.2
+        encoded = encode_clip(wave, 16_000)
+        opus, mp3 = encoded.b64()
+        clips = [SampleClip(index=i, clip=kind, sample_rate=encoded.sample_rate,
+                            duration_s=encoded.duration_s, opus_b64=opus, mp3_b64=mp3)
+                 for i in range(2) for kind in ("generated", "reference")]
+        return result.model_copy(update={"audio": clips})
+
+
+def test_the_clips_are_committed_with_the_score_and_name_it() -> None:
+    evaluator, producer, _, _ = make(_Speaking())
+    evaluator.handle(request_message())
+    final = producer.committed[-1]
+    topics = [topic for topic, _, _ in final["events"]]
+    assert topics == ["t.scores"] + ["t.scores.audio"] * 4  # one transaction
+    score_env = final["events"][0][2]
+    clips = [env.payload for _, _, env in final["events"][1:]]
+    assert all(isinstance(c, SampleAudio) for c in clips)
+    assert {(c.index, c.clip) for c in clips} == {
+        (i, k) for i in range(2) for k in ("generated", "reference")}
+    assert {c.score_event_id for c in clips} == {score_env.event_id}
+    assert {(c.evaluator, c.request_event_id, c.hash) for c in clips} == {
+        ("box-cuda:1", "req-1", HASH)}
+    assert all(key == HASH for _, key, _ in final["events"])
+    # The same ids when the request is evaluated again: a replay stores no clip twice.
+    again, producer_b, _, _ = make(_Speaking())
+    again.handle(request_message())
+    assert [e.event_id for _, _, e in producer_b.committed[-1]["events"]] == [
+        e.event_id for _, _, e in final["events"]]

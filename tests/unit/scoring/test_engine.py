@@ -71,6 +71,21 @@ def test_engine_scores_a_tiny_model(batched_result) -> None:  # noqa: ANN001
         assert sample.ce is not None and sample.ce > 0
         assert sample.wer is not None and sample.transcription is not None
     assert result.content_hash and result.timings["generate_s"] > 0
+    # Each sample's generated clip and its reference, encoded, with the voice it asked for.
+    assert sorted((c.index, c.clip) for c in result.audio) == [
+        (i, k) for i in range(4) for k in ("generated", "reference")]
+    assert all(c.duration_s > 0 and c.sample_rate == 24_000 for c in result.audio)
+    assert all(s.description for s in result.samples)
+    assert result.timings["audio_s"] > 0
+
+
+def test_without_keep_audio_no_clip_is_encoded(models_root: Path) -> None:
+    engine = ScoringEngine(fast_settings(models_root).model_copy(update={"keep_audio": False}))
+    try:
+        result = engine.score(ALICE)
+    finally:
+        engine.close()
+    assert result.status == "COMPLETED" and result.audio == [] and "audio_s" not in result.timings
 
 
 def test_batched_and_sequential_scores_agree(models_root: Path, batched_result) -> None:  # noqa: ANN001
