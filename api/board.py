@@ -59,8 +59,9 @@ SELECT index, clip, duration_s, sample_rate, purged_at, octet_length(opus) AS op
   FROM sample_audio WHERE score_event_id = %(score)s AND evaluator = %(evaluator)s
 """
 _AUDIO = """
-SELECT opus, mp3, purged_at FROM sample_audio
- WHERE score_event_id = %(score)s AND index = %(index)s AND clip = %(clip)s
+SELECT a.opus, a.mp3, a.purged_at FROM sample_audio a
+  JOIN scores s ON s.event_id = a.score_event_id AND s.evaluator = a.evaluator
+ WHERE a.score_event_id = %(score)s AND a.index = %(index)s AND a.clip = %(clip)s
 """
 _MINER = """
 SELECT * FROM (

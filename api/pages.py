@@ -20,6 +20,7 @@ import string
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -143,18 +144,25 @@ def _svg(draw: Callable[[Axes], None]) -> bytes:
 
 
 def weights_chart(data: EpochWeights) -> bytes:
-    """The weights of the uids of the highest latest weights over the epochs, as SVG."""
+    """The weights of the uids of the highest latest weights over the epochs, as SVG (drawn
+    once per vector set: a validator's vector of an epoch never changes)."""
     top = sorted(data.weights, key=lambda uid: (-data.weights[uid][-1], uid))[:MAX_CHART_UIDS]
+    return _weights_svg(data.validator, tuple(data.epochs),
+                        tuple((uid, tuple(data.weights[uid])) for uid in top))
 
+
+@lru_cache(maxsize=32)
+def _weights_svg(validator: str | None, epochs: tuple[int, ...],
+                 lines: tuple[tuple[int, tuple[float, ...]], ...]) -> bytes:
     def draw(ax: Axes) -> None:
-        for uid in top:
-            ax.plot(data.epochs, data.weights[uid], marker="o", label=f"uid {uid}")
+        for uid, weights in lines:
+            ax.plot(epochs, weights, marker="o", label=f"uid {uid}")
         ax.set_xlabel("epoch")
         ax.set_ylabel("weight")
-        ax.set_title(f"weights of {data.validator or 'no validator yet'}")
-        if data.epochs:
-            ax.set_xticks(data.epochs)
-        if top:
+        ax.set_title(f"weights of {validator or 'no validator yet'}")
+        if epochs:
+            ax.set_xticks(epochs)
+        if lines:
             ax.legend(loc="upper left", fontsize="small", ncols=2)
 
     return _svg(draw)
@@ -162,15 +170,19 @@ def weights_chart(data: EpochWeights) -> bytes:
 
 def scores_chart(view: MinerView) -> bytes:
     """A uid's scored submissions' totals by block, as SVG."""
-    scored = sorted((s.block, s.score) for s in view.submissions
-                    if s.score is not None and s.block is not None)
+    return _scores_svg(view.uid, tuple(sorted(
+        (s.block, s.score) for s in view.submissions
+        if s.score is not None and s.block is not None)))
 
+
+@lru_cache(maxsize=256)
+def _scores_svg(uid: int, scored: tuple[tuple[int, float], ...]) -> bytes:
     def draw(ax: Axes) -> None:
         ax.plot([b for b, _ in scored], [v for _, v in scored], marker="o")
         ax.set_xlabel("block")
         ax.set_ylabel("score")
         ax.set_ylim(0, 1)
-        ax.set_title(f"uid {view.uid}: scores of its submissions")
+        ax.set_title(f"uid {uid}: scores of its submissions")
 
     return _svg(draw)
 
@@ -278,7 +290,8 @@ def _uid(value: str) -> int:
 
 
 def _ranged(request: Request, data: bytes, media_type: str) -> Response:
-    headers = {"Accept-Ranges": "bytes", "Cache-Control": "public, max-age=86400"}
+    headers = {"Accept-Ranges": "bytes", "Cache-Control": "public, max-age=86400",
+               "X-Content-Type-Options": "nosniff"}
     wanted = request.headers.get("range")
     match = _RANGE.match(wanted.strip()) if wanted else None
     if match is None or not (match.group(1) or match.group(2)):

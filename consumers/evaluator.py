@@ -444,8 +444,14 @@ class Evaluator:
             )
             event_id = derived_event_id(
                 request_env.event_id, f"audio:{request.scoring_version}:{clip.index}:{clip.clip}")
-            out.append(new_envelope(event, key=request.hash, producer=PRODUCER_NAME,
-                                    event_id=event_id))
+            env = new_envelope(event, key=request.hash, producer=PRODUCER_NAME,
+                               event_id=event_id)
+            size = len(encode(env)) + SIGNATURE_BYTES
+            if size > MAX_EVENT_BYTES:  # no reader would decode it; the score stands
+                self._log.warning("clip %d (%s) of %s is %d bytes encoded: not published",
+                                  clip.index, clip.clip, request.hash, size)
+                continue
+            out.append(env)
         return out
 
     def failed_envelope(self, request_env: Envelope, score_env: Envelope) -> Envelope:

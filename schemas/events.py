@@ -301,9 +301,10 @@ class ScoreComputed(_Event):
     submission's own score, in ``scores``, and never moves the submission's row)."""
 
 
-MAX_AUDIO_BYTES = 96 * 1024
-"""The most one encoding of one clip may hold (its base64 is a third larger): a clip of the
-longest sample (``max_audio_s``) at the evaluator's bitrates is well under it."""
+MAX_AUDIO_BYTES = 80 * 1024
+"""The most one encoding of one clip may hold: both in base64 (a third larger) leave room in
+an event (``MAX_EVENT_BYTES``, 256 KiB). A clip of the longest sample (``max_audio_s``, 8 s)
+at the evaluator's bitrates takes about 25 KiB in each, white noise included."""
 AudioB64 = Annotated[str, Field(min_length=4, max_length=(MAX_AUDIO_BYTES + 2) // 3 * 4,
                                 pattern=r"^[A-Za-z0-9+/]*={0,2}$")]
 AudioClipKind = Literal["generated", "reference"]
@@ -314,7 +315,8 @@ class SampleAudio(_Event):
     voice's reading of the same text, encoded twice (Ogg/Opus, and MP3 for browsers that play
     no Opus). Written in the score's transaction; its score is ``score_event_id``, and
     ``(score_event_id, index, clip)`` names it, so a replay or a re-delivered request never
-    stores it twice."""
+    stores it twice. Only the evaluator named may write it (signed by its key), and readers
+    show a score's clips only from the score's own evaluator."""
 
     type: Literal["sample.audio"] = "sample.audio"
     hash: HashStr

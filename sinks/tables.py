@@ -287,7 +287,7 @@ SAMPLE_RESULTS = Table("sample_results", ("hash", "scoring_version", "index"), (
     Column("score", "double precision"), Column("error", "text"), Column("note", "text"),
     Column("description", "text"),
 ))
-SAMPLE_AUDIO = Table("sample_audio", ("score_event_id", "index", "clip"), (
+SAMPLE_AUDIO = Table("sample_audio", ("score_event_id", "evaluator", "index", "clip"), (
     Column("score_event_id", "text"), Column("index", "integer"), Column("clip", "text"),
     Column("hash", "text"), Column("scoring_version", "text"), Column("evaluator", "text"),
     Column("request_event_id", "text"), Column("sample_rate", "integer"),
@@ -475,7 +475,8 @@ FEEDS: tuple[Feed, ...] = (
         InsertNew(), event=ScoreComputed, each="payload.samples",
     ),
     Feed(
-        # A clip of a score, named by it: a replay or a retried commit writes the same key.
+        # A clip of a score, named by it and its evaluator: a replay or a retried commit
+        # writes the same key.
         "sample_audio", SAMPLE_AUDIO,
         (*_payload("score_event_id", "index", "clip", "hash", "scoring_version", "evaluator",
                    "request_event_id", "sample_rate", "duration_s"),

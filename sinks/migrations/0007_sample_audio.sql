@@ -18,7 +18,9 @@ CREATE TABLE sample_audio (
     event_id         text NOT NULL,
     purged_at        timestamptz,
     written_at       timestamptz NOT NULL DEFAULT clock_timestamp(),
-    PRIMARY KEY (score_event_id, index, clip)
+    -- The evaluator in the key: another evaluator's clip for the same score (its id is
+    -- derived from the request's, so it can be guessed) cannot take the score's own place.
+    PRIMARY KEY (score_event_id, evaluator, index, clip)
 );
 CREATE INDEX sample_audio_hash ON sample_audio (hash, scoring_version);
 CREATE INDEX sample_audio_kept ON sample_audio (hash) WHERE purged_at IS NULL;

@@ -38,6 +38,7 @@ pytestmark = pytest.mark.integration
 HOTKEYS = {0: "a" * 64, 1: "b" * 64}
 TEXT = "The quick brown fox jumps over the lazy dog."
 HEARD = "the quick brown box jumps over lazy dog today"
+SCRIPT = "<script>alert('heard')</script>"
 
 
 def _clip(seconds: float, hz: float) -> tuple[np.ndarray, int]:
@@ -45,7 +46,19 @@ def _clip(seconds: float, hz: float) -> tuple[np.ndarray, int]:
     return (0.3 * np.sin(2 * np.pi * hz * t)).astype(np.float32), 16_000
 
 
-def _scored(uid: int, n: int, block: int, score: float) -> list:
+def _forged_clip(score_request_id: str, hash_: str) -> object:
+    """A clip another (trusted) evaluator writes for a score that is not its own: 5 s long."""
+    encoded = encode_clip(*_clip(5.0, 440))
+    opus, mp3 = encoded.b64()
+    return new_envelope(SampleAudio(
+        hash=hash_, scoring_version="v2", evaluator="mallory",
+        score_event_id=derived_event_id(score_request_id, "score:v2"),
+        request_event_id=score_request_id, index=0, clip="generated",
+        sample_rate=encoded.sample_rate, duration_s=encoded.duration_s, opus_b64=opus,
+        mp3_b64=mp3), key=hash_, producer="t")
+
+
+def _scored(uid: int, n: int, block: int, score: float, note: str | None = None) -> list:
     """A request, its score with two samples, and their clips (the events an evaluator
     writes), for submission ``n`` of ``uid``."""
     hash_ = str(1000 * (uid + 1) + n)
@@ -55,7 +68,8 @@ def _scored(uid: int, n: int, block: int, score: float) -> list:
                                   source_event_id=f"src-{hash_}")
     score_id = derived_event_id(request_id, "score:v2")
     samples = [SampleResult(index=i, text=TEXT, speaker="Jon", description="a calm voice",
-                            ce=1.5, wer=0.3, transcription=HEARD, score=0.45)
+                            ce=1.5, wer=0.3, transcription=HEARD, score=0.45,
+                            note=note if i else None)
                for i in range(2)]
     events = [new_envelope(request, key=hash_, producer="t", event_id=request_id),
               new_envelope(ScoreComputed(hash=hash_, status="COMPLETED", total_score=score,
@@ -103,7 +117,7 @@ def seeded(db_conninfo: str) -> str:
     """A database the sink writer filled: two uids, four scored submissions with clips (the
     oldest of uid 0 past the two kept), the minerboard and three epochs of weights."""
     events = [*_scored(0, 1, 10, 0.5), *_scored(0, 2, 20, 0.6), *_scored(0, 3, 30, 0.7),
-              *_scored(1, 1, 15, 0.9)]
+              _forged_clip("req-2001", "2001"), *_scored(1, 1, 15, 0.9, note=SCRIPT)]
     events += [new_envelope(MinerboardUpdated(hash=h, uid=u, hotkey=HOTKEYS[u], block=b),
                             key=str(u), producer="t")
                for h, u, b in (("1003", 0, 30), ("2001", 1, 15))]
@@ -229,3 +243,23 @@ def test_in_a_real_browser(seeded: str) -> None:
         shots = check_pages(base, "seeded")
     assert set(shots) == {"leaderboard", "submission", "weights"}
     assert all(path.stat().st_size > 1000 for path in shots.values())
+
+
+def test_a_clip_from_another_evaluator_neither_shows_nor_takes_the_place(
+        board: TestClient) -> None:
+    page = board.get("/board/submissions/2001")
+    parsed = _Audio()
+    parsed.feed(page.text)
+    durations = [float(a["data-duration"] or 0) for a in parsed.audio]
+    assert durations == [1.0, 1.5, 2.0, 1.5]  # the score's own clips, not mallory's 5 s
+    score_id = derived_event_id("req-2001", "score:v2")
+    served = board.get(f"/board/audio/{score_id}/0/generated.opus")
+    wave, rate = sf.read(io.BytesIO(served.content))
+    assert abs(len(wave) / rate - 1.0) < 0.05
+    assert served.headers["x-content-type-options"] == "nosniff"
+
+
+def test_what_a_transcript_says_is_shown_not_run(board: TestClient) -> None:
+    page = board.get("/board/submissions/2001").text
+    assert "<script" not in page
+    assert "&lt;script&gt;alert(&#39;heard&#39;)&lt;/script&gt;" in page  # shown, escaped
