@@ -38,7 +38,11 @@ SELECT s.hash, s.uid, s.hotkey, s.repo_namespace || '/' || s.repo_name AS repo, 
        s.status, s.score, s.notes, s.scoring_version, s.manifest, s.content_hash,
        sc.event_id AS score_event_id, sc.evaluator, sc.computed_at
   FROM submission_standing s
+  -- The score the standing counts (answering a request of its hash; none once withdrawn).
   LEFT JOIN scores sc ON sc.hash = s.hash AND sc.scoring_version = s.scoring_version
+        AND s.withdrawn IS NULL
+        AND EXISTS (SELECT 1 FROM evaluation_requests q
+                     WHERE q.hash = sc.hash AND q.event_id IN (sc.request_event_id, sc.rescore_of))
  WHERE s.hash = %(hash)s
 """
 _REJECTED = """
@@ -50,7 +54,7 @@ SELECT r.hash, r.uid, r.hotkey, r.repo_namespace || '/' || r.repo_name AS repo, 
 """
 _SAMPLES = """
 SELECT index, text, speaker, description, ce, wer, transcription, score, error, note
-  FROM sample_results WHERE hash = %(hash)s AND scoring_version = %(version)s ORDER BY index
+  FROM sample_results WHERE score_event_id = %(score)s ORDER BY index
 """
 # The clips of the score shown, from its own evaluator (no other can name its score).
 _CLIPS = """
@@ -217,22 +221,20 @@ class Board:
         if not found:
             return None
         view = SubmissionView(**found[0])
-        if view.scoring_version is None:
+        if view.score_event_id is None:
             return view
         clips: dict[int, dict[str, Clip]] = {}
-        if view.score_event_id is not None:
-            for c in self._fetch(_CLIPS, {"score": view.score_event_id,
-                                          "evaluator": view.evaluator}):
-                purged = c["purged_at"] is not None
-                formats: list[AudioFormat] = [] if purged else [
-                    f for f in ("opus", "mp3") if c[f"{f}_bytes"]]
-                clips.setdefault(c["index"], {})[c["clip"]] = Clip(
-                    clip=c["clip"], duration_s=c["duration_s"], sample_rate=c["sample_rate"],
-                    purged=purged, formats=formats,
-                    bytes=(c["opus_bytes"] or 0) + (c["mp3_bytes"] or 0))
+        for c in self._fetch(_CLIPS, {"score": view.score_event_id,
+                                      "evaluator": view.evaluator}):
+            purged = c["purged_at"] is not None
+            formats: list[AudioFormat] = [] if purged else [
+                f for f in ("opus", "mp3") if c[f"{f}_bytes"]]
+            clips.setdefault(c["index"], {})[c["clip"]] = Clip(
+                clip=c["clip"], duration_s=c["duration_s"], sample_rate=c["sample_rate"],
+                purged=purged, formats=formats,
+                bytes=(c["opus_bytes"] or 0) + (c["mp3_bytes"] or 0))
         samples = [SampleView(**s, clips=clips.get(s["index"], {}))
-                   for s in self._fetch(_SAMPLES, {"hash": hash_,
-                                                   "version": view.scoring_version})]
+                   for s in self._fetch(_SAMPLES, {"score": view.score_event_id})]
         return view.model_copy(update={"samples": samples})
 
     def audio(self, score_event_id: str, index: int, clip: str,

@@ -280,12 +280,12 @@ SCORES = Table("scores", ("hash", "scoring_version"), (
     Column("computed_at", "timestamptz"), Column("content_hash", "text"),
     Column("manifest", "jsonb"), Column("rescore_of", "text"),
 ))
-SAMPLE_RESULTS = Table("sample_results", ("hash", "scoring_version", "index"), (
+SAMPLE_RESULTS = Table("sample_results", ("score_event_id", "index"), (
     Column("hash", "text"), Column("scoring_version", "text"), Column("index", "integer"),
     Column("text", "text"), Column("speaker", "text"), Column("ce", "double precision"),
     Column("wer", "double precision"), Column("transcription", "text"),
     Column("score", "double precision"), Column("error", "text"), Column("note", "text"),
-    Column("description", "text"),
+    Column("description", "text"), Column("score_event_id", "text"),
 ))
 SAMPLE_AUDIO = Table("sample_audio", ("score_event_id", "evaluator", "index", "clip"), (
     Column("score_event_id", "text"), Column("index", "integer"), Column("clip", "text"),
@@ -467,11 +467,15 @@ FEEDS: tuple[Feed, ...] = (
         InsertNew(), event=EvaluationCancelled,
     ),
     Feed(
+        # Each sample of a score, named by it: a later score of the same (hash, version), which
+        # ``scores`` does not keep, cannot fill in samples the kept one lacks (readers join
+        # ``scores.event_id``).
         "sample_results", SAMPLE_RESULTS,
         (*_payload("hash", "scoring_version"),
          *(Source(name, f"item.{name}") for name in (
              "index", "text", "speaker", "ce", "wer", "transcription", "score", "error",
-             "note", "description"))),
+             "note", "description")),
+         Source("score_event_id", "event_id")),
         InsertNew(), event=ScoreComputed, each="payload.samples",
     ),
     Feed(

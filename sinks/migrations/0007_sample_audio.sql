@@ -25,5 +25,15 @@ CREATE TABLE sample_audio (
 CREATE INDEX sample_audio_hash ON sample_audio (hash, scoring_version);
 CREATE INDEX sample_audio_kept ON sample_audio (hash) WHERE purged_at IS NULL;
 
--- The voice each sample asked for, shown beside it.
+-- The voice each sample asked for, shown beside it; and the score each sample belongs to, in
+-- its key: a second score of a (hash, version), which scores does not keep, could otherwise
+-- fill in the samples the kept one lacks.
 ALTER TABLE sample_results ADD COLUMN description text;
+ALTER TABLE sample_results ADD COLUMN score_event_id text;
+UPDATE sample_results r SET score_event_id = s.event_id
+  FROM scores s WHERE s.hash = r.hash AND s.scoring_version = r.scoring_version;
+DELETE FROM sample_results WHERE score_event_id IS NULL;
+ALTER TABLE sample_results ALTER COLUMN score_event_id SET NOT NULL;
+ALTER TABLE sample_results DROP CONSTRAINT sample_results_pkey;
+ALTER TABLE sample_results ADD PRIMARY KEY (score_event_id, index);
+CREATE INDEX sample_results_hash ON sample_results (hash, scoring_version);

@@ -185,7 +185,8 @@ def test_the_leaderboard_orders_by_status_then_score(db_conninfo) -> None:
     ]
     with psycopg.connect(db_conninfo) as conn:
         assert counts(conn) == {"miners": 0, "submissions": 6, "status_events": 3 + 6,
-                                "scores": 3, "sample_results": 0, "audits": 0,
+                                "scores": 3, "sample_results": 0, "sample_audio": 0,
+                                "audits": 0,
                                 "rejections": 1, "dead_letters": 0, "weights": 0,
                                 "weight_entries": 0, "minerboard": 0,
                                 "scoring_activations": 0, "withdrawals": 0,
@@ -240,3 +241,27 @@ def test_a_rescore_lives_beside_the_score_and_never_moves_the_submission_row(db_
             "SELECT scoring_version, status, score, notes FROM submission_standing").fetchall()
         assert (version, status_, score_) == ("v3", "QUEUED", None)
         assert notes == "awaiting its v3 score (v2: COMPLETED 0.4000)"
+
+
+def test_a_later_score_of_the_same_version_fills_in_no_sample(db_conninfo) -> None:
+    # The first score of (hash, v2) failed before its samples; a second one (another evaluator,
+    # a later batch) has three. scores keeps the first; its samples stay the first's: none.
+    req = EvaluationRequested(hash="77", hotkey=HK, uid=1, repo_namespace="ns", repo_name="m",
+                              block=10, scoring_version="v2", source_event_id="s")
+    first = ScoreComputed(hash="77", status="FAILED", reason="TIME_LIMIT: slow", evaluator="a",
+                          request_event_id="r77")
+    second = ScoreComputed(hash="77", status="COMPLETED", total_score=0.5, evaluator="b",
+                           request_event_id="r77", samples=[
+                               SampleResult(index=i, text=f"t{i}", ce=1.0) for i in range(3)])
+    sink = PostgresWriter(db_conninfo)
+    sink.start()
+    sink.write_batch([new_envelope(req, key="77", producer="t", event_id="r77"),
+                      new_envelope(first, key="77", producer="t", event_id="score-a")])
+    sink.write_batch([new_envelope(second, key="77", producer="t", event_id="score-b")])
+    sink.close()
+    with psycopg.connect(db_conninfo) as conn:
+        assert conn.execute("SELECT event_id FROM scores").fetchall() == [("score-a",)]
+        kept = conn.execute(
+            "SELECT count(*) FROM sample_results r JOIN scores s ON s.event_id = "
+            "r.score_event_id").fetchone()[0]
+        assert kept == 0
