@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -39,6 +40,9 @@ MAX_REASON = 1000
 T = TypeVar("T")
 GC_THRESHOLDS = (100_000, 50, 100)
 SWITCH_INTERVAL_S = 0.0005
+KEEPALIVE_S = 5.0
+"""How often a sink whose write waits holds its partitions (well inside the consumer's
+``max.poll.interval.ms``, 300 s by default)."""
 
 
 def tune_interpreter() -> None:
@@ -78,6 +82,7 @@ def consumer_overrides(settings: SinkSettings, *, until_caught_up: bool) -> dict
         "auto.offset.reset": "earliest",
         "enable.partition.eof": until_caught_up,
         "session.timeout.ms": settings.session_timeout_ms,
+        "max.poll.interval.ms": settings.max_poll_interval_ms,
     }
     if not until_caught_up:
         config["group.instance.id"] = settings.instance_id
@@ -142,8 +147,10 @@ class SinkService:
         dead_letters: EventProducer | None = None,
         verify: Verify | None = None,
         signer: Signer | None = None,
+        keepalive_s: float | None = None,
     ) -> None:
         self._kafka = kafka
+        self._keepalive_s = keepalive_s or min(KEEPALIVE_S, settings.max_poll_interval_ms / 4000)
         self._settings = settings
         self._writer = writer
         self._metrics = metrics
@@ -279,7 +286,7 @@ class SinkService:
         if flight is None:
             return
         batch = flight.batch
-        rows = {} if flight.write is None else flight.write.result()
+        rows = {} if flight.write is None else self._written(flight.write)
         if batch.dead_letters:
             self._dead_letters.flush()
             self._metrics.dead_letters.inc(len(batch.dead_letters))
@@ -289,6 +296,24 @@ class SinkService:
         for table, n in rows.items():
             self._metrics.rows.labels(table).inc(n)
         self.written += len(batch.envelopes)
+
+    def _written(self, write: Future[dict[str, int]]) -> dict[str, int]:
+        """The write's rows, once it is done. A write that waits (the database away, a rebuild's
+        swap holding the tables) keeps the sink in its group meanwhile: every
+        ``keepalive_s`` its partitions are held (paused and polled, nothing taken), so that
+        ``max.poll.interval.ms`` never passes and its partitions stay its own."""
+        try:
+            while True:
+                try:
+                    return write.result(timeout=self._keepalive_s)
+                except FutureTimeout:
+                    rewound = self._consumer.hold()
+                    if rewound:
+                        log.debug("%s: %d fetched partition(s) rewound while holding",
+                                  self.name, rewound)
+        finally:
+            if self._consumer.holding:
+                self._consumer.release()
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Partitions go (or are lost): the batch being written is finished and its offsets

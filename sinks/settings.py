@@ -30,6 +30,11 @@ class SinkSettings(ServiceSettings):
         45_000, ge=6_000, description="How long a stopped sink's partitions wait for it (a "
         "static member) before they go to the other sinks of its group.",
     )
+    max_poll_interval_ms: int = Field(
+        300_000, ge=1_000, description="The consumer's max.poll.interval.ms. A write that waits "
+        "(the database away, a rebuild's swap) does not count against it: the sink holds its "
+        "partitions meanwhile, polling every quarter of it (at most every 5 s).",
+    )
     batch_size: int = Field(
         20_000, ge=1, description="The most records one batch (one database transaction) "
         "takes; a backlog drains faster in larger ones, a trickle is written as it comes.",

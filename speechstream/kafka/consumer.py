@@ -101,6 +101,8 @@ class EventConsumer:
                            kafka.topics.weights: MAX_VECTOR_BYTES}
         self.at_end: set[tuple[str, int]] = set()
         """Partitions read to their end (with ``enable.partition.eof``) and not past it since."""
+        self.holding = False
+        """Between :meth:`hold` and :meth:`release`: its partitions paused."""
 
     @property
     def client(self) -> Consumer:
@@ -293,6 +295,30 @@ class EventConsumer:
                 client.commit(offsets=mine, asynchronous=False)
         except KafkaException as exc:
             raise ConsumeError(f"{self.name}: committing offsets failed: {exc.args[0]}") from exc
+
+    def hold(self) -> int:
+        """Stay in the group while the caller takes no records (a write waiting for the
+        database): pause every partition it owns and poll, which serves the group's callbacks
+        and resets ``max.poll.interval.ms``; a record that still arrives (fetched before the
+        pause) is rewound, so nothing is taken. Call it at least once in that interval, and
+        :meth:`release` after. How many records were rewound."""
+        client = self.client
+        if not self.holding:
+            client.pause(client.assignment())
+            self.holding = True
+        rewound: set[tuple[str, int]] = set()
+        for msg in client.consume(1000, 0):
+            if msg.error() is None and (msg.topic(), msg.partition()) not in rewound:
+                rewound.add((msg.topic(), msg.partition()))
+                self.rewind(msg)
+        client.pause(client.assignment())  # what a rebalance just assigned, too
+        return len(rewound)
+
+    def release(self) -> None:
+        """Resume the partitions :meth:`hold` paused (those it still owns)."""
+        if self.holding:
+            self.client.resume(self.client.assignment())
+            self.holding = False
 
     def rewind(self, msg: Message) -> None:
         """Seek back to ``msg`` so that it is consumed again (if this consumer still owns it)."""

@@ -173,3 +173,29 @@ def test_a_killed_sinks_successor_takes_the_partitions_back_at_once(pipeline: Pi
           "started (process start included)")
     _assert_each_once(pipeline, first + second)
     assert took < 20.0  # a dynamic member would wait out the dead one's 45 s session
+
+
+def test_a_write_that_waits_past_the_poll_interval_keeps_the_sink_in_its_group(
+        pipeline: Pipeline) -> None:
+    # The write waits on a lock (a rebuild's swap holds the tables so) three times longer than
+    # the consumer's max.poll.interval.ms: the sink holds its partitions meanwhile, so
+    # librdkafka never finds the interval exceeded and the group never takes them away.
+    sink = pipeline.start("sink", ["sink", "run"],
+                          SPEECHSTREAM_SINK_MAX_POLL_INTERVAL_MS="6000",
+                          SPEECHSTREAM_SINK_SESSION_TIMEOUT_MS="6000")
+    topic = pipeline.kafka.topics.evaluation_status
+    first, second, third = _statuses(0), _statuses(BATCH), _statuses(2 * BATCH)
+    pipeline.send(topic, *first)
+    pipeline.wait(lambda: _rows(pipeline) == BATCH, "the first batch")
+    with psycopg.connect(pipeline.conninfo) as lock:
+        lock.execute("LOCK TABLE status_events IN ACCESS EXCLUSIVE MODE")
+        pipeline.send(topic, *second)
+        pipeline.wait(lambda: _write_waits_for_lock(pipeline), "the write waiting for the lock")
+        pipeline.send(topic, *third)  # fetched while it holds: rewound, taken after
+        time.sleep(18)
+        pipeline.check()
+    pipeline.wait(lambda: _rows(pipeline) == 3 * BATCH, "every batch", timeout_s=60)
+    _assert_each_once(pipeline, first + second + third)
+    log = sink.log_path.read_text()
+    assert "poll interval" not in log.lower() and "MAXPOLL" not in log, log[-2000:]
+    assert sink.process is not None and sink.process.poll() is None

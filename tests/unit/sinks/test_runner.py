@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -78,11 +79,35 @@ class FakeConsumer:
     revoke_at: int | None = None
     """Revoke the partitions in the consume() call after this many records."""
     callbacks: dict[str, Any] = field(default_factory=dict)
+    paused: bool = False
+    held_polls: int = 0
+    """consume() calls while paused (a sink holding its partitions)."""
+
+    def pause(self, partitions: list[TopicPartition]) -> None:
+        if not self.paused:
+            self.log.append("pause")
+        self.paused = True
+
+    def resume(self, partitions: list[TopicPartition]) -> None:
+        self.log.append("resume")
+        self.paused = False
+
+    def seek(self, partition: TopicPartition) -> None:
+        self.log.append(f"seek {partition.offset}")
 
     def subscribe(self, topics: list[str], **callbacks: Any) -> None:
         self.callbacks = callbacks
 
     def consume(self, num_messages: int, timeout: float) -> list[FakeMessage]:
+        if self.paused:
+            # The first poll of a hold finds a record fetched before the pause; a seek puts
+            # it back (the sink must rewind it, not take it).
+            self.held_polls += 1
+            if self.held_polls == 1 and self.batches:
+                batch = self.batches.pop(0)
+                self.batches.insert(0, batch)
+                return batch[:1]
+            return []
         if self.revoke_at == self.consumed:  # a rebalance served inside this call
             self.log.append("revoke")
             self.callbacks["on_revoke"](self, self.assignment())
@@ -164,16 +189,18 @@ class Rig:
 
 
 def _rig(batches: list[list[FakeMessage]], *, write_fails: Sequence[Exception] = (),
-         commit_fails: Sequence[KafkaError] = ()) -> Rig:
-    log: list[str] = []
+         commit_fails: Sequence[KafkaError] = (), writer: FakeWriter | None = None,
+         keepalive_s: float = 5.0) -> Rig:
+    log: list[str] = writer.log if writer is not None else []
     stop = WatchedStop()
-    writer = FakeWriter(log, list(write_fails))
+    writer = writer or FakeWriter(log, list(write_fails))
     consumer = FakeConsumer(log, stop, batches, list(commit_fails))
     kafka = KafkaSettings(SPEECHSTREAM_TOPIC_PREFIX="t.")
     metrics = SinkMetrics.create(CollectorRegistry())
     service = SinkService(
         kafka, SinkSettings(), writer, metrics=metrics, consumer=consumer,  # type: ignore[arg-type]
         dead_letters=EventProducer(kafka, client=NullProducer()),  # type: ignore[arg-type]
+        keepalive_s=keepalive_s,
     )
     stop.service = service
     return Rig(service, writer, consumer, stop, metrics, log)
@@ -337,3 +364,36 @@ def test_the_writer_replaces_a_broken_connection_until_a_new_one_opens(
     assert dead.closed
     assert sink._live_connection() is fresh
     assert sink._live_connection() is fresh and outcomes == []
+
+
+@dataclass
+class StuckWriter(FakeWriter):
+    """Its first write waits until the sink has held its partitions ``polls`` times (as a
+    write waits out a rebuild's swap, or the database away)."""
+
+    consumer: FakeConsumer | None = None
+    polls: int = 3
+
+    def write_batch(self, envelopes: Sequence[Envelope],
+                    offsets: Sequence[int] | None = None) -> dict[str, int]:
+        if not self.batches:
+            deadline = time.monotonic() + 10
+            while self.consumer is not None and self.consumer.held_polls < self.polls:
+                assert time.monotonic() < deadline, "the sink never held its partitions"
+                time.sleep(0.005)
+        return super().write_batch(envelopes, offsets)
+
+
+def test_a_write_that_waits_keeps_the_sink_in_its_group_and_takes_nothing() -> None:
+    log: list[str] = []
+    writer = StuckWriter(log)
+    rig = _rig([_batch("a", "b"), _batch("c", first=2), _batch("d", first=3)], writer=writer,
+               keepalive_s=0.01)
+    writer.consumer = rig.consumer
+    rig.run()
+    # Paused and polled while the first batch was written (max.poll.interval.ms never
+    # passes), the record fetched before the pause rewound, not taken; resumed after.
+    assert rig.consumer.held_polls >= 3
+    assert log.index("pause") < log.index("seek 3") < log.index("resume") < log.index("commit")
+    assert rig.writer.batches == [["a", "b"], ["c"], ["d"]]  # nothing lost, nothing twice
+    assert rig.consumer.committed == [2, 3, 4]
