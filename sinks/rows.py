@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from schemas.envelope import Envelope
-from schemas.events import EvaluationCancelled, ScoreComputed
+from schemas.events import EvaluationCancelled, EvaluationStatusChanged, ScoreComputed
 from schemas.fields import STATUS_RANK
 from sinks.tables import FEEDS, REQUESTS_FEED, STATUS_EVENTS_FEED, STATUSES_FEED, Row
 
@@ -46,6 +46,8 @@ def rows_of(envelopes: Sequence[Envelope],
     seen: set[tuple[type, tuple[str, ...]]] = set()
     for env in envelopes:
         kind = type(env.payload)
+        if kind is EvaluationStatusChanged and env.payload.status == "QUEUED":
+            continue  # the request is the QUEUED (an older log's status event says no more)
         first = _FIRST_COUNTS.get(kind)
         if first is not None:
             key = (kind, first(env.payload))

@@ -25,6 +25,8 @@ random logs). Each rule is written once, here, with its reason:
 - **A submission's own status** (under the version it was requested for) is the highest-ranked
   of its QUEUED (its request), PRECHECK and RUNNING events of that version, re-scores' left
   out; of equal rank, the one with the smallest event id (an order every reader sees alike).
+  A QUEUED ``evaluation.status`` event (logs written before the request was the QUEUED) says
+  nothing the request does not: it counts for nothing.
 - **How a submission stands** under the active version (:meth:`Ledger.standing`): withdrawn →
   FAILED without a score, notes ``withdrawn: <reason>``; scored with the active version → that
   score's status, total and reason; requested for the active version → its own status; else
@@ -143,7 +145,7 @@ class Ledger:
         if isinstance(p, EvaluationRequested):
             self._request(envelope.event_id, p)
         elif isinstance(p, EvaluationStatusChanged):
-            if p.rescore_of is None:
+            if p.rescore_of is None and p.status != "QUEUED":
                 self._status(p.hash, p.scoring_version, p.status, envelope.event_id, p.note)
         elif isinstance(p, ScoreComputed):
             self.scores.setdefault((p.hash, p.scoring_version), (envelope.event_id, p))

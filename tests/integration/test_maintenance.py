@@ -29,7 +29,7 @@ from tests.scorers import SLOW_SECONDS_ENV
 
 pytestmark = pytest.mark.integration
 
-ORPHAN = "123"  # a hash with a QUEUED status but no evaluation request
+ORPHAN = "123"  # a hash with a PRECHECK status but no evaluation request
 
 
 def _fake_cache(root: Path) -> dict[str, str]:
@@ -66,7 +66,7 @@ def test_maintenance_lists_and_applies(pipeline: Pipeline, tmp_path: Path) -> No
     pipeline.send_raw(t.miners, b"not json", key="x")  # the sink's dead letter (compacted: keyed)
     pipeline.send_raw(t.submissions, b"not json either")  # the intake worker's
     pipeline.send(t.evaluation_status, new_envelope(
-        EvaluationStatusChanged(hash=ORPHAN, status="QUEUED"), key=ORPHAN, producer="test",
+        EvaluationStatusChanged(hash=ORPHAN, status="PRECHECK"), key=ORPHAN, producer="test",
         time=datetime.now(UTC) - timedelta(hours=2)))
     pipeline.wait(lambda: pipeline.query("SELECT count(*) FROM miners")[0][0] == 1,
                   "the miner registered")

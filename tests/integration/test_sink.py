@@ -51,7 +51,7 @@ def _events(n: int):
         out.append(("evaluation_requests", new_envelope(req, key=h, producer="t",
                                                         event_id=f"r{h}")))
         out.append(("evaluation_status",
-                    new_envelope(EvaluationStatusChanged(hash=h, status="QUEUED"), key=h,
+                    new_envelope(EvaluationStatusChanged(hash=h, status="PRECHECK"), key=h,
                                  producer="t")))
         if i % 2 == 0:
             score = ScoreComputed(hash=h, status="COMPLETED", total_score=0.5, evaluator="e",
@@ -184,7 +184,9 @@ def test_the_leaderboard_orders_by_status_then_score(db_conninfo) -> None:
         ("1", "QUEUED"), ("3", "FAILED"), ("7", "REJECTED"),
     ]
     with psycopg.connect(db_conninfo) as conn:
-        assert counts(conn) == {"miners": 0, "submissions": 6, "status_events": 3 + 6,
+        # Statuses: RUNNING and PRECHECK, and each request's QUEUED (the QUEUED status event
+        # of "1" says nothing its request does not: dropped).
+        assert counts(conn) == {"miners": 0, "submissions": 6, "status_events": 2 + 6,
                                 "scores": 3, "sample_results": 0, "sample_audio": 0,
                                 "audits": 0,
                                 "rejections": 1, "dead_letters": 0, "weights": 0,

@@ -39,7 +39,7 @@ def _local_stack(infrastructure: Infrastructure) -> DevStack:
 
 
 def _statuses(first: int, n: int = BATCH) -> list[Envelope]:
-    return [new_envelope(EvaluationStatusChanged(hash=str(h), status="QUEUED"), key=str(h),
+    return [new_envelope(EvaluationStatusChanged(hash=str(h), status="PRECHECK"), key=str(h),
                          producer="t") for h in range(first, first + n)]
 
 

@@ -32,13 +32,13 @@ HK = "ab" * 32
 
 
 def _submission(n: int) -> list[tuple[str, Envelope]]:
-    """Events of one submission: its request, QUEUED, RUNNING and (even ``n``) its score."""
+    """Events of one submission: its request, PRECHECK, RUNNING and (even ``n``) its score."""
     h = str(n)
     req = EvaluationRequested(hash=h, hotkey=HK, uid=n % 200, repo_namespace="ns",
                               repo_name=f"m{n}", block=n, source_event_id=f"s{n}")
     out = [("evaluation_requests", new_envelope(req, key=h, producer="t", event_id=f"r{h}"))]
     out += [("evaluation_status", new_envelope(EvaluationStatusChanged(hash=h, status=s), key=h,
-                                               producer="t")) for s in ("QUEUED", "RUNNING")]
+                                               producer="t")) for s in ("PRECHECK", "RUNNING")]
     if n % 2 == 0:
         score = ScoreComputed(hash=h, status="COMPLETED", total_score=(n % 997) / 1000,
                               evaluator="e", request_event_id=f"r{h}", samples=[

@@ -26,6 +26,7 @@ from sinks.rows import reduce_statuses, rows_of
 from sinks.tables import (
     FEEDS,
     REQUESTS_FEED,
+    STATUS_EVENTS_FEED,
     STATUSES_FEED,
     TABLES,
     Advance,
@@ -74,7 +75,8 @@ def test_every_feed_writes_columns_its_table_has_and_stages_the_key() -> None:
 
 def test_rows_of_splits_by_feed_in_column_order() -> None:
     rows = rows_of([_request("1"), _status("1", "QUEUED"), _status("2", "RUNNING")])
-    assert [len(rows[name]) for name in ("requests", "status_events", "statuses")] == [1, 2, 1]
+    # The QUEUED status event says nothing the request does not: dropped (sinks.rows).
+    assert [len(rows[name]) for name in ("requests", "status_events", "statuses")] == [1, 1, 1]
     assert all(len(row) == len(BY_NAME[name].columns) for name, rs in rows.items() for row in rs)
     (request,) = rows["requests"]
     assert request[REQUESTS_FEED.position("hash")] == "1"
@@ -144,15 +146,17 @@ def test_statuses_keep_the_highest_rank_per_hash() -> None:
         "hash", "scoring_version", "status", "status_rank", "notes", "status_at")
 
 
-def test_queued_status_of_a_request_in_the_batch_is_dropped() -> None:
+def test_a_queued_status_event_is_dropped() -> None:
     rows = rows_of([_status("1", "QUEUED"), _request("1"), _status("2", "QUEUED"),
                     _request("3"), _status("3", "RUNNING")])
     kept = _by_hash(rows["statuses"])
-    # 1: the request creates the row, QUEUED cannot move it; 2: no request, QUEUED creates it;
-    # 3: RUNNING moves the row the request creates.
-    assert set(kept) == {"2", "3"}
+    # 1: the request creates the row (and its one QUEUED status row); 2: a QUEUED status event
+    # (an older log's) creates nothing, as in the ledger; 3: RUNNING moves the request's row.
+    assert set(kept) == {"3"}
     rank = STATUSES_FEED.position("status_rank")
-    assert kept["2"][rank] == 0 and kept["3"][rank] == 2
+    assert kept["3"][rank] == 2
+    assert {r[STATUS_EVENTS_FEED.position("status")] for r in rows["status_events"]} == {
+        "RUNNING"}
 
 
 def test_a_merge_sorts_only_when_a_key_repeats() -> None:

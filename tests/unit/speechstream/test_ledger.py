@@ -261,3 +261,19 @@ def test_a_uid_handed_to_another_hotkey_starts_its_average_from_zero() -> None:
     entries = compute_weights(now, cutoff_block=200, previous=carried_over(last, now))
     # Equal scores at the same block: neither wins, the step is 0.5 each.
     assert [e.weight for e in entries] == pytest.approx([0.1 * 0.5, 0.9 * 0.3 + 0.1 * 0.5])
+
+
+def test_a_queued_status_event_of_an_older_log_counts_for_nothing() -> None:
+    # Logs written before the request was the QUEUED have a QUEUED status event beside it: the
+    # ledger (and the sink, sinks.rows) keeps one QUEUED per submission, the request's.
+    from sinks.rows import rows_of
+
+    queued = new_envelope(EvaluationStatusChanged(hash="10", status="QUEUED", note="routed"),
+                          key="10", producer="t", event_id="0-older")
+    ledger = Ledger(default_version="v2")
+    ledger.apply(_req(1, 0, "10", 100))
+    ledger.apply(queued)
+    assert ledger.statuses["10", "v2"][1] == "r10-100"  # the request's, not the older one's
+    assert (ledger.standing("10").status, ledger.standing("10").notes) == ("QUEUED", None)
+    rows = rows_of([_req(1, 0, "10", 100), queued])
+    assert [r[-2] for r in rows["queued"]] == ["r10-100"] and rows["status_events"] == []
