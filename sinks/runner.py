@@ -8,11 +8,12 @@ fresh group until every partition is drained. A database or broker that is away 
 from __future__ import annotations
 
 import gc
+import hashlib
 import logging
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, replace
@@ -68,11 +69,23 @@ def sink_topics(kafka: KafkaSettings) -> list[str]:
             t.deadletter]
 
 
-def consumer_overrides(settings: SinkSettings, *, until_caught_up: bool) -> dict[str, Any]:
+def static_member_id(instance_id: str, topics: Sequence[str]) -> str:
+    """``<instance id>.<8 hex of the subscription>``: the broker hands a static member that
+    rejoins under a known id its old assignment, whatever it subscribes to now (a sink
+    upgraded to read one topic more would never get that topic's partitions); under a new id
+    it joins as a new member, and its predecessor's partitions come to it once that session
+    expires (``session.timeout.ms``, once per change of the topic list)."""
+    digest = hashlib.sha256("\n".join(sorted(topics)).encode()).hexdigest()[:8]
+    return f"{instance_id}.{digest}"
+
+
+def consumer_overrides(settings: SinkSettings, *, until_caught_up: bool,
+                       topics: Sequence[str] = ()) -> dict[str, Any]:
     """The sink consumer's configuration: read_committed, offsets committed by hand.
 
-    The running sink is a static member of its group (``group.instance.id``): a restarted
-    sink takes its partitions back at once instead of waiting out its predecessor's session
+    The running sink is a static member of its group (``group.instance.id``, named after its
+    instance id and ``topics``: :func:`static_member_id`): a restarted sink takes its
+    partitions back at once instead of waiting out its predecessor's session
     (``session.timeout.ms``). A rebuild, in a fresh group each time, joins as a dynamic one.
     """
     config: dict[str, Any] = {
@@ -85,7 +98,7 @@ def consumer_overrides(settings: SinkSettings, *, until_caught_up: bool) -> dict
         "max.poll.interval.ms": settings.max_poll_interval_ms,
     }
     if not until_caught_up:
-        config["group.instance.id"] = settings.instance_id
+        config["group.instance.id"] = static_member_id(settings.instance_id, topics)
     return config
 
 
@@ -157,7 +170,8 @@ class SinkService:
         self._until_caught_up = until_caught_up
         self._consumer = EventConsumer(
             kafka, name=CONSUMER_NAME, topics=sink_topics(kafka),
-            config=consumer_overrides(settings, until_caught_up=until_caught_up),
+            config=consumer_overrides(settings, until_caught_up=until_caught_up,
+                                      topics=sink_topics(kafka)),
             client=consumer, logger=log, verify=verify,
         )
         self._dead_letters = dead_letters or EventProducer(kafka, signer=signer)

@@ -199,3 +199,46 @@ def test_a_write_that_waits_past_the_poll_interval_keeps_the_sink_in_its_group(
     log = sink.log_path.read_text()
     assert "poll interval" not in log.lower() and "MAXPOLL" not in log, log[-2000:]
     assert sink.process is not None and sink.process.poll() is None
+
+
+def test_a_sink_that_reads_one_topic_more_gets_its_partitions(pipeline: Pipeline) -> None:
+    # The sink before an upgrade read every topic but scores.audio; a static member that
+    # rejoins under its old id keeps its old assignment, so the upgraded sink joins under the
+    # id of its new topic list and gets every partition once its predecessor's session ends.
+    from confluent_kafka import Consumer
+
+    from sinks.runner import sink_topics, static_member_id
+    from sinks.settings import SinkSettings
+
+    topics = sink_topics(pipeline.kafka)
+    before = [t for t in topics if t != pipeline.kafka.topics.audio]
+    instance = SinkSettings().instance_id
+    old = Consumer(pipeline.kafka.to_librdkafka(**{
+        "group.id": f"{pipeline.kafka.topic_prefix}sink", "session.timeout.ms": 6000,
+        "group.instance.id": static_member_id(instance, before)}))
+    old.subscribe(before)
+    deadline = time.monotonic() + 30
+    while not old.assignment():
+        assert time.monotonic() < deadline, "the old sink got no partition"
+        old.poll(0.2)
+    old.close()  # a static member leaves no group: its session runs out
+
+    pipeline.start("sink", ["sink", "run"], SPEECHSTREAM_SINK_SESSION_TIMEOUT_MS="6000")
+    clip = _clip_event()
+    pipeline.send(pipeline.kafka.topics.audio, clip)
+    pipeline.wait(lambda: pipeline.query("SELECT count(*) FROM sample_audio")[0][0] == 1,
+                  "the clip written", timeout_s=60)
+
+
+def _clip_event() -> Envelope:
+    import numpy as np
+
+    from schemas.events import SampleAudio
+    from scoring.audio import encode_clip
+
+    encoded = encode_clip(np.zeros(2400, dtype=np.float32), 24_000)
+    opus, mp3 = encoded.b64()
+    return new_envelope(SampleAudio(
+        hash="5", scoring_version="v2", evaluator="e", score_event_id="sc", request_event_id="r",
+        index=0, clip="generated", sample_rate=24_000, duration_s=0.1, opus_b64=opus,
+        mp3_b64=mp3), key="5", producer="t")

@@ -20,7 +20,7 @@ from sinks.base import SinkWriter
 from sinks.exceptions import SinkError
 from sinks.metrics import SinkMetrics
 from sinks.postgres import PostgresWriter
-from sinks.runner import SinkService, consumer_overrides
+from sinks.runner import SinkService, consumer_overrides, sink_topics, static_member_id
 from sinks.settings import SinkSettings
 from speechstream.exceptions import ConsumeError
 from speechstream.kafka.producer import EventProducer
@@ -322,8 +322,14 @@ def test_the_running_sink_is_a_static_member_and_a_rebuild_is_not(
     monkeypatch.delenv("SPEECHSTREAM_SINK_INSTANCE_ID", raising=False)
     settings = SinkSettings(session_timeout_ms=12_000)
     assert settings.instance_id == f"sink-{socket.gethostname()}"
-    run = consumer_overrides(settings, until_caught_up=False)
-    assert run["group.instance.id"] == settings.instance_id
+    topics = sink_topics(KafkaSettings())
+    run = consumer_overrides(settings, until_caught_up=False, topics=topics)
+    assert run["group.instance.id"] == static_member_id(settings.instance_id, topics)
+    assert run["group.instance.id"].startswith(f"{settings.instance_id}.")
+    # Another topic list, another member (a static member keeps its old assignment):
+    # the same list in any order, the same member.
+    assert static_member_id("s", ["a", "b"]) == static_member_id("s", ["b", "a"])
+    assert static_member_id("s", ["a", "b"]) != static_member_id("s", ["a"])
     assert run["session.timeout.ms"] == 12_000
     rebuild = consumer_overrides(settings, until_caught_up=True)
     assert "group.instance.id" not in rebuild
