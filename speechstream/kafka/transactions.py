@@ -13,7 +13,9 @@ at all.
 - ``send_offsets_to_transaction`` can block past its timeout, for good, once the group
   coordinator it cached went away (librdkafka issues #5456 and #5511: seen here after a broker
   restart). It runs in a helper thread; when it has not returned ``STUCK_GRACE_S`` after its
-  timeout, the stuck client is left behind and replaced the same way.
+  timeout, the stuck client is left behind and replaced the same way. A client left behind is
+  let go (its threads and sockets freed) once its call returns; ``MAX_LEFT_BEHIND`` still
+  stuck stop the service (a restart frees them), rather than leak one client per hiccup.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ KAFKA_TIMEOUT_S = 30.0
 SEND_OFFSETS_TIMEOUT_S = 10.0
 STUCK_GRACE_S = 2.0
 MAX_REPLACED_IN_A_ROW = 5
+MAX_LEFT_BEHIND = 3
 COMMIT_ATTEMPTS = 3
 FENCED_CODES = frozenset({
     KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH,
@@ -65,7 +68,12 @@ def is_fenced(error: KafkaError) -> bool:
 
 
 class ProducerStuckError(Exception):
-    """A librdkafka call did not return within its timeout (and a grace period)."""
+    """A librdkafka call did not return within its timeout (and a grace period); ``returned``
+    is set once it does."""
+
+    def __init__(self, message: str, returned: threading.Event) -> None:
+        super().__init__(message)
+        self.returned = returned
 
 
 class TransactionalProducer:
@@ -95,7 +103,9 @@ class TransactionalProducer:
         self._on_abort = on_abort or (lambda: None)
         self._on_replace = on_replace or (lambda: None)
         self._log = logger or logging.getLogger(__name__)
-        self._left_behind: list[Producer] = []  # stuck clients; never destroyed (they block)
+        self._left_behind: list[tuple[Producer, threading.Event]] = []
+        """Stuck clients and the event their call sets when it returns: kept (destroying one
+        that blocks would block too) until then."""
         self._needs_init = False
         self._replaced_in_a_row = 0
         self.in_transaction = False
@@ -134,9 +144,11 @@ class TransactionalProducer:
                 self._send_offsets(producer, list(offsets), group_metadata)
             self._commit(producer)
             self._replaced_in_a_row = 0
+            if self._left_behind:
+                self._let_go()
         except ProducerStuckError as exc:
             self._on_abort()
-            self._replace(str(exc), stuck=True)
+            self._replace(str(exc), stuck=exc.returned)
             raise TransactionAbortedError(f"transaction aborted: {exc}") from exc
         except KafkaException as exc:
             error: KafkaError = exc.args[0]
@@ -177,16 +189,29 @@ class TransactionalProducer:
             raise ProducerStuckError(
                 f"send_offsets_to_transaction still blocked after "
                 f"{SEND_OFFSETS_TIMEOUT_S + STUCK_GRACE_S:.0f}s (its timeout is "
-                f"{SEND_OFFSETS_TIMEOUT_S:.0f}s)"
+                f"{SEND_OFFSETS_TIMEOUT_S:.0f}s)", returned,
             )
         if raised:
             raise raised[0]
 
-    def _replace(self, why: str, *, stuck: bool = False) -> None:
+    @property
+    def left_behind(self) -> int:
+        """Stuck clients still kept."""
+        return len(self._left_behind)
+
+    def _let_go(self) -> None:
+        """Drop the clients left behind whose call has returned (destroying them frees their
+        threads and sockets); :class:`FencedError` when ``MAX_LEFT_BEHIND`` are still stuck."""
+        self._left_behind = [(c, r) for c, r in self._left_behind if not r.is_set()]
+        if len(self._left_behind) >= MAX_LEFT_BEHIND:
+            raise FencedError(f"{len(self._left_behind)} transactional clients stuck in a call "
+                              "that never returned: stopping, so that a restart frees them")
+
+    def _replace(self, why: str, *, stuck: threading.Event | None = None) -> None:
         """A new client with the same transactional id takes over: its ``init_transactions``
         fences the old one and aborts its open transaction (now, or before the next
-        transaction when the broker is away). A stuck old client is kept, never destroyed (that
-        would block too); another is dropped."""
+        transaction when the broker is away). A stuck old client is kept, not destroyed (that
+        would block too), until ``stuck`` (its call returned) is set; another is dropped."""
         self._replaced_in_a_row += 1
         if self._replaced_in_a_row > MAX_REPLACED_IN_A_ROW:
             raise FencedError(f"{why}; the producer was replaced {MAX_REPLACED_IN_A_ROW} times "
@@ -194,8 +219,9 @@ class TransactionalProducer:
         self._on_replace()
         self._log.warning("replacing the transactional producer: %s", why)
         old = self._require_client()
-        if stuck:
-            self._left_behind.append(old)
+        if stuck is not None:
+            self._left_behind.append((old, stuck))
+            self._let_go()
         self.in_transaction = False
         self._client = self._new_client(self._config)
         try:

@@ -156,3 +156,32 @@ def test_close_survives_a_client_that_failed_fatally() -> None:
 
     client.flush = flush  # type: ignore[method-assign]
     producer.close()
+
+
+def test_a_stuck_client_is_let_go_once_its_call_returns(short_timeouts: None) -> None:
+    stuck, fresh = BlockingProducer(), FakeProducer()
+    producer, _, _ = make(stuck, fresh)
+    with pytest.raises(TransactionAbortedError):
+        producer.transact([EVENT], offsets=OFFSETS, group_metadata=object())
+    assert producer.left_behind == 1
+    producer.transact([EVENT], offsets=OFFSETS, group_metadata=object())
+    assert producer.left_behind == 1  # still blocked: kept
+    stuck.release.set()
+    time.sleep(0.05)  # its helper thread returns
+    producer.transact([EVENT], offsets=OFFSETS, group_metadata=object())
+    assert producer.left_behind == 0  # let go: its threads and sockets freed
+
+
+def test_clients_stuck_for_good_stop_the_producer_instead_of_leaking(
+        short_timeouts: None) -> None:
+    stuck = [BlockingProducer() for _ in range(transactions.MAX_LEFT_BEHIND)]
+    producer, _, _ = make(*stuck, FakeProducer(), FakeProducer(), FakeProducer())
+    try:
+        for _ in range(transactions.MAX_LEFT_BEHIND - 1):
+            with pytest.raises(TransactionAbortedError):
+                producer.transact([EVENT], offsets=OFFSETS, group_metadata=object())
+        with pytest.raises(FencedError, match="stuck in a call that never returned"):
+            producer.transact([EVENT], offsets=OFFSETS, group_metadata=object())
+    finally:
+        for client in stuck:
+            client.release.set()
