@@ -13,6 +13,7 @@ from producers.settings import OperatorSettings
 from speechstream.exceptions import KeyFileError, SpeechstreamError
 from speechstream.kafka.producer import EventProducer
 from speechstream.keys import Hotkey, create_key_file, load_key_file
+from speechstream.ledger import Holding
 from speechstream.settings import KafkaSettings, TrustSettings
 from speechstream.signer import Signer
 
@@ -125,6 +126,12 @@ def _reassign_uid(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from exc
     kafka = KafkaSettings()
     block = args.block if args.block is not None else _head(kafka)
+    holder = _holder(kafka, args.uid)
+    if holder is not None and holder.hotkey != args.hotkey and block <= holder.block:
+        raise UsageError(
+            f"uid {args.uid} is held by hotkey {holder.hotkey[:16]}… since block "
+            f"{holder.block}: a handover at block {block} would predate it (the block decides "
+            "whose submissions count); name a later --block")
     envelope = uid_reassignment(operator, uid=args.uid, hotkey=args.hotkey, block=block)
     with EventProducer(kafka, signer=Signer(operator.private_key, operator.hotkey)) as producer:
         producer.send(kafka.topics.registrations, envelope)
@@ -132,6 +139,19 @@ def _reassign_uid(args: argparse.Namespace) -> int:
     print(f"reassigned uid={args.uid} hotkey={args.hotkey} block={block} "
           f"operator={operator.hotkey} event_id={envelope.event_id}")
     return 0
+
+
+def _holder(kafka: KafkaSettings, uid: int) -> Holding | None:
+    """Who holds ``uid`` on the miner registry (``miners``, written by the intake worker
+    alone), and since which block."""
+    from schemas.events import MinerRegistered, UidHandover, UidRevoked
+    from speechstream.kafka.reader import read_log
+    from speechstream.ledger import Ledger
+
+    ledger = Ledger()
+    read_log(kafka, [kafka.topics.miners], ledger.apply, name="speechstream-operator-registry",
+             expected=(MinerRegistered, UidHandover, UidRevoked))
+    return ledger.holders().get(uid)
 
 
 def _head(kafka: KafkaSettings) -> int:

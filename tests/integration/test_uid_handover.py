@@ -47,6 +47,13 @@ def test_the_operator_hands_a_uid_over(pipeline, tmp_path) -> None:
     assert code == "BAD_SIGNATURE"
     assert f"signed by {eve.hotkey[:16]}…, which is not the operator's key" in message
 
+    # A handover backdated to before the holder's registration (block 1) is refused by the
+    # command: nothing is published.
+    backdated = pipeline.cli("operator", "reassign-uid", "--uid", "0", "--hotkey", bob.hotkey,
+                             "--block", "1", "--key-file", str(operator_file))
+    assert backdated.returncode == 2, backdated.stdout
+    assert f"uid 0 is held by hotkey {alice.hotkey[:16]}… since block 1" in backdated.stderr
+
     # The operator's handover, through the command line.
     args = ["operator", "reassign-uid", "--uid", "0", "--hotkey", bob.hotkey, "--block", "2000",
             "--key-file", str(operator_file)]
