@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 
 from api.app import create_app
 from api.settings import ApiSettings
@@ -168,4 +169,23 @@ def check_pages(base: str, name: str) -> dict[str, Path]:
         shots["weights"] = screenshot(driver, f"{name}-weights")
         driver.get(f"{base}/board/submissions/123456789")
         assert "No such submission" in driver.title
+
+        # From the keyboard: the first Tab reaches the skip link, which leads to the content;
+        # every player can be reached with Tab (native controls, none taken out of the order).
+        driver.get(links[0])
+        body = driver.find_element(By.TAG_NAME, "body")
+        body.send_keys(Keys.TAB)
+        assert driver.switch_to.active_element.get_attribute("class") == "skip"
+        assert all(a.get_attribute("tabindex") in (None, "", "0")
+                   for a in driver.find_elements(By.TAG_NAME, "audio"))
+    # On a phone's width (390 CSS pixels): no page is wider than the screen (tables scroll
+    # in their own region).
+    with chromium(390, 844) as phone:
+        for link in (f"{base}/board", links[0], f"{base}/board/weights"):
+            phone.get(link)
+            wide = phone.execute_script(
+                "return [document.documentElement.scrollWidth, window.innerWidth]")
+            assert wide[0] <= wide[1] + 1, (link, wide)
+            if link == links[0]:
+                shots["phone"] = screenshot(phone, f"{name}-phone-submission")
     return shots

@@ -102,7 +102,7 @@ def test_the_demo_twice_in_a_row_on_one_stack(
         assert clips == completed * options.samples * 2  # generated and reference
         with served(second.database_url) as base:
             shots = check_pages(base, "demo")
-        assert set(shots) == {"leaderboard", "submission", "weights"}
+        assert set(shots) == {"leaderboard", "submission", "weights", "phone"}
     finally:
         remove_earlier_runs(database_url, kafka, options.state_dir)
         delete_topics(kafka, [t.name for t in describe_topics(kafka, prefix=kafka.topic_prefix)])

@@ -241,7 +241,7 @@ def test_bad_input_is_an_error_page(board: TestClient, path: str, status: int,
 def test_in_a_real_browser(seeded: str) -> None:
     with served(seeded) as base:
         shots = check_pages(base, "seeded")
-    assert set(shots) == {"leaderboard", "submission", "weights"}
+    assert set(shots) == {"leaderboard", "submission", "weights", "phone"}
     assert all(path.stat().st_size > 1000 for path in shots.values())
 
 
