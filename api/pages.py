@@ -73,7 +73,7 @@ async def page_error(request: Request, exc: Exception) -> HTMLResponse:
 
 def _board(request: Request) -> Board:
     board = getattr(request.app.state.store, "board", None)
-    if board is None:
+    if not isinstance(board, Board):
         raise PageError(503, "Pages unavailable", "The pages read PostgreSQL; this API's store "
                         "has no leaderboard.")
     return board

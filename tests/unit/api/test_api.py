@@ -355,3 +355,14 @@ def test_a_database_outage_is_503_with_the_reason(client, parts) -> None:
     response = client.get("/model_submission_details", params=_details())
     assert response.status_code == 503
     assert "PostgreSQL did not answer" in response.json()["detail"]
+
+
+def test_the_pages_without_postgresql_say_so(client: TestClient) -> None:
+    # A store without the leaderboard's queries (this double): a 503 page, not a 500.
+    answer = client.get("/board")
+    assert answer.status_code == 503 and answer.headers["content-type"].startswith("text/html")
+    assert "The pages read PostgreSQL" in answer.text
+    assert client.get("/board/submissions/abc").status_code == 404  # judged before the store
+    assert client.get("/board/static/style.css").status_code == 200
+    # The original clients' OpenAPI document does not list the pages.
+    assert not [p for p in client.get("/openapi.json").json()["paths"] if p.startswith("/board")]
