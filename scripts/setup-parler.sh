@@ -54,7 +54,7 @@ fi
     descript-audio-codec-unofficial==1.0.0 descript-audiotools-unofficial==0.7.4 torchaudio==2.11.0
 "${PIP[@]}" "huggingface-hub>=0.23.2,<1.0" "tokenizers>=0.20,<0.21" "safetensors>=0.4.1" \
     numpy packaging pyyaml regex requests tqdm sentencepiece "protobuf>=3.19.6,!=4.24.0,<5" \
-    einops argbind julius flatten-dict soundfile rich scipy ffmpy importlib-resources \
+    einops argbind julius flatten-dict "soundfile>=0.13" rich scipy ffmpy importlib-resources \
     tensorboard randomname
 
 # torchaudio is only imported (by descript-audiotools), never called on the scoring path. Its
