@@ -8,6 +8,8 @@ from schemas.signed import signed_envelope
 from speechstream.keys import Hotkey
 
 PRODUCER_NAME = "speechstream-operator"
+REGISTRY_READER = "speechstream-operator-registry"
+"""The consumer group ``operator reassign-uid`` reads the miner registry under."""
 
 
 def uid_reassignment(operator: Hotkey, *, uid: int, hotkey: str, block: int) -> Envelope:

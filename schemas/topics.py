@@ -77,8 +77,9 @@ RELEASED = TopicSpec(
 MINERS = TopicSpec(
     "miners", 4, "hotkey", ("miner.registered", "uid.handover", "uid.revoked"),
     cleanup_policy="compact",
-    description="the validated miner registry (hotkey → uid; a revoked hotkey holds none)",
-    writers=("intake",), readers=("sink", "validator"),
+    description="the validated miner registry (hotkey → uid; a revoked hotkey holds none); "
+    "`operator reassign-uid` reads who holds the uid",
+    writers=("intake",), readers=("sink", "validator", "operator"),
 )
 SUBMISSIONS = TopicSpec(
     "submissions", 4, "hotkey", ("submission.published", "submission.attested"),

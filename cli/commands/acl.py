@@ -10,6 +10,7 @@ from pathlib import Path
 from cli.exceptions import UsageError
 from consumers.scored import CONSUMER_NAME as EVALUATOR_SCORED_READER
 from consumers.settings import AuditSettings, EvaluatorSettings, ValidatorSettings
+from producers.operator import REGISTRY_READER
 from producers.rescore import PRODUCER_NAME as RESCORE_NAME
 from schemas.topics import TRUST
 from sinks.settings import SinkSettings
@@ -93,7 +94,8 @@ def context(
             "sink": (GroupPattern(sink.group_id, prefixed),),
             "validator": (GroupPattern(validator.client_name, prefixed),),
             "api": (),
-            "operator": (GroupPattern(RESCORE_NAME, prefixed), GroupPattern(CHAIN_READER)),
+            "operator": (GroupPattern(RESCORE_NAME, prefixed), GroupPattern(CHAIN_READER),
+                         GroupPattern(REGISTRY_READER)),
         }.items()},
     )
 

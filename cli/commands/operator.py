@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 from cli.exceptions import UsageError
-from producers.operator import uid_reassignment
+from producers.operator import REGISTRY_READER, uid_reassignment
 from producers.settings import OperatorSettings
 from speechstream.exceptions import KeyFileError, SpeechstreamError
 from speechstream.kafka.producer import EventProducer
@@ -149,7 +149,7 @@ def _holder(kafka: KafkaSettings, uid: int) -> Holding | None:
     from speechstream.ledger import Ledger
 
     ledger = Ledger()
-    read_log(kafka, [kafka.topics.miners], ledger.apply, name="speechstream-operator-registry",
+    read_log(kafka, [kafka.topics.miners], ledger.apply, name=REGISTRY_READER,
              expected=(MinerRegistered, UidHandover, UidRevoked))
     return ledger.holders().get(uid)
 
