@@ -11,7 +11,7 @@ from speechstream.metrics import MetricsBundle, metric
 
 @dataclass(frozen=True)
 class SinkMetrics(MetricsBundle):
-    """Rows written per table, batch durations, dead letters, retries."""
+    """Rows written per table, batch durations, dead letters, retries, consumer renewals."""
 
     rows: Counter = metric(Counter, "speechstream_sink_rows_written_total",
                            "Rows staged per table", labels=("table",))
@@ -24,3 +24,7 @@ class SinkMetrics(MetricsBundle):
     retries: Counter = metric(Counter, "speechstream_sink_retries_total",
                               "Writes and offset commits tried again after a transient fault",
                               labels=("step",))
+    renewals: Counter = metric(
+        Counter, "speechstream_sink_consumer_renewals_total",
+        "Consumers replaced after a fencing of the sink's own making (a session expired in an "
+        "outage)")

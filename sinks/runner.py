@@ -28,7 +28,7 @@ from sinks.faults import Backoff, Fault, classify, is_poison
 from sinks.metrics import SinkMetrics
 from sinks.settings import SinkSettings
 from speechstream.exceptions import ConsumeError, SpeechstreamError
-from speechstream.kafka.consumer import Batch, EventConsumer
+from speechstream.kafka.consumer import Batch, EventConsumer, is_fencing
 from speechstream.kafka.producer import EventProducer
 from speechstream.kafka.records import Verify
 from speechstream.monitoring import Health
@@ -183,6 +183,8 @@ class SinkService:
         """The running :meth:`run`'s stop event (for the revocation callback)."""
         self._halted = False
         self._started = False
+        self._fenced: ConsumeError | None = None
+        """A fencing of its own making, until the consumer is renewed."""
         self.written = 0
         """Events written so far."""
 
@@ -209,9 +211,16 @@ class SinkService:
                 while not stop.is_set():
                     # While a batch is written, only what has been fetched already: its offsets
                     # are committed as soon as it is written, not after a wait for new records.
-                    batch = self._consumer.poll(size, 0 if self._flight else timeout)
+                    try:
+                        batch = self._consumer.poll(size, 0 if self._flight else timeout)
+                    except ConsumeError as exc:
+                        self._fenced = self._fencing(exc)
+                        batch = Batch()
                     self._last_batch = time.monotonic()
                     self._settle(stop)
+                    if self._fenced is not None:
+                        self._renew()
+                        continue
                     if not self._hand_over(pool, batch, stop) and self._until_caught_up \
                             and self._consumer.drained():
                         break
@@ -336,14 +345,42 @@ class SinkService:
             self._settle(self._stop)
 
     def _commit(self, offsets: list[TopicPartition]) -> None:
-        """Commit ``offsets``; after losing the partitions, leave them to be replayed."""
+        """Commit ``offsets``; after losing the partitions, or a fencing of its own making,
+        leave them to be replayed."""
         try:
             self._consumer.commit(offsets)
         except ConsumeError as exc:
+            if self._fenced is not None or is_fencing(exc):
+                self._fenced = self._fencing(exc)
+                return
             if classify(exc) is not Fault.LOST:
                 raise
             log.warning("%s: offsets of a written batch not committed: %s; the partitions' "
                         "next owner writes it again (idempotently)", self.name, exc)
+
+    def _fencing(self, exc: ConsumeError) -> ConsumeError:
+        """``exc`` if it is a fencing the sink caused itself (the consumer is renewed when the
+        batch in hand is settled); otherwise raised: another consumer joined under the sink's
+        ``group.instance.id``, or the consumer failed for good."""
+        if self._fenced is not None or self._consumer.fenced_by_itself(exc):
+            return exc
+        if is_fencing(exc):
+            raise ConsumeError(
+                f"{self.name}: fenced: another consumer joined its group under the same "
+                f"group.instance.id; is a second sink running with SPEECHSTREAM_SINK_INSTANCE_ID="
+                f"{self._settings.instance_id}? ({exc})") from exc
+        raise exc
+
+    def _renew(self) -> None:
+        """Rejoin with a new consumer after a fencing of its own making: its session expired
+        while the broker was away and it rejoined under its instance id, and a request still
+        under the old member id (a commit retried meanwhile) was refused, which librdkafka
+        makes fatal. What was written and not committed is written again, idempotently."""
+        fenced, self._fenced = self._fenced, None
+        log.warning("%s: its consumer was fenced after the broker had failed it (%s); "
+                    "rejoining with a new one, from the committed offsets", self.name, fenced)
+        self._consumer.renew()
+        self._metrics.renewals.inc()
 
     def _retrying(self, step: str, call: Callable[[], T], stop: threading.Event) -> T:
         """``call()``, tried again after a backoff for as long as it fails transiently.

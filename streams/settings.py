@@ -41,6 +41,11 @@ class StreamsSettings(ServiceSettings):
         SUBNET_SIZE, ge=1, le=MAX_UIDS, description="The subnet's uids: 0 ≤ uid < subnet_size "
         "(a registration or handover of another uid is refused, UID_OUT_OF_RANGE).",
     )
+    recovery_stall_s: float = Field(
+        60.0, ge=5.0, description="A table recovery that receives no changelog record for "
+        "this long is a stall: /health answers 503 with the waiting changelog partitions "
+        "(streams.recovery_watch).",
+    )
     data_dir: str = ".speechstream/streams"
     web_port: int = 6066
     web_enabled: bool = True

@@ -22,6 +22,7 @@ from streams.agents import registrations, submissions
 from streams.app import create_app
 from streams.chain import ChainHead
 from streams.metrics import StreamsMetrics
+from streams.recovery_watch import RecoveryWatch, watch_recovery
 from streams.settings import StreamsSettings
 from streams.topics import declare
 
@@ -84,6 +85,7 @@ class IntakeWorker:
         self._worker: QuietWorker | None = None
         self._chain: ChainHead | None = None
         self._active: ActiveScoringVersion | None = None
+        self._watch: RecoveryWatch | None = None
 
     def start(self) -> None:
         """Create the changelog topics, then the app (nothing consumes before :meth:`run`)."""
@@ -100,6 +102,7 @@ class IntakeWorker:
         self._active.start()
         self._app = build_app(self._kafka, self._settings, self._metrics, self._chain,
                               self._active, verify=self._verify, signer=self._signer)
+        self._watch = watch_recovery(self._app, self._settings.recovery_stall_s)
 
     def run(self, stop: threading.Event) -> None:
         """Run the Faust worker until ``stop`` is set; an agent's crash is raised here."""
@@ -128,7 +131,8 @@ class IntakeWorker:
             self._active.close()
 
     def health(self) -> Health:
-        """Healthy while the Faust worker runs and no agent has crashed."""
+        """Healthy while the Faust worker runs, no agent has crashed and its tables' recovery
+        is not stalled (``recovery_stall_s`` without a changelog record)."""
         worker = self._worker
         if worker is None or not worker.started:
             return Health(False, "starting")
@@ -139,4 +143,8 @@ class IntakeWorker:
             return Health(False, "crashed", details)
         if state != "running":
             return Health(False, "stopped", details)
+        watch = self._watch
+        stalled = watch.stalled if watch is not None else None
+        if stalled is not None:
+            return Health(False, "recovery stalled", {**details, "waiting": stalled})
         return Health(True, "ok", details)

@@ -34,6 +34,10 @@ from speechstream.settings import KafkaSettings
 Rebalance = Callable[[Consumer, list[TopicPartition]], None]
 TIMEOUT_S = 30.0
 CAUGHT_UP_RETRY_S = 0.5
+FENCED_CODES = frozenset({KafkaError.FENCED_INSTANCE_ID, KafkaError._FATAL})
+"""A static member's fencing: the broker's answer, then librdkafka's for every later call (the
+only fatal error of a librdkafka consumer is this one)."""
+MIN_TROUBLE_WINDOW_S = 60.0
 
 
 @dataclass(slots=True)
@@ -103,6 +107,11 @@ class EventConsumer:
         """Partitions read to their end (with ``enable.partition.eof``) and not past it since."""
         self.holding = False
         """Between :meth:`hold` and :meth:`release`: its partitions paused."""
+        self._callbacks: dict[str, Rebalance] = {}
+        self._trouble_at: float | None = None
+        """When it last saw the broker fail it (a transport error, a commit refused)."""
+        self.renewals = 0
+        """How many times :meth:`renew` replaced the client."""
 
     @property
     def client(self) -> Consumer:
@@ -134,8 +143,43 @@ class EventConsumer:
             callbacks.update(on_revoke=on_revoke, on_lost=on_revoke)
         if on_assign is not None:
             callbacks["on_assign"] = on_assign
+        self._callbacks = callbacks
         self._client.subscribe(self.topics, **callbacks)
         return self
+
+    def fenced_by_itself(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is this static member's fencing (``FENCED_INSTANCE_ID``, fatal in
+        librdkafka) after the broker had failed it lately: its session expired while the
+        broker was away, it rejoined under its ``group.instance.id``, and a request still
+        under its old member id (a commit it was retrying) was refused. A fencing without
+        such trouble is another consumer that joined under the same instance id.
+
+        "Lately" is twice the session timeout, at least a minute.
+        """
+        if not is_fencing(exc):
+            return False
+        if "group.instance.id" not in self._config or self._trouble_at is None:
+            return False
+        session_s = float(self._config.get("session.timeout.ms", 45_000)) / 1000
+        return time.monotonic() - self._trouble_at <= max(MIN_TROUBLE_WINDOW_S, 2 * session_s)
+
+    def renew(self) -> None:
+        """Replace the client (closed, as it is) with a new one subscribed as before, under
+        the same configuration: a fenced consumer answers nothing but its fencing again. The
+        new one starts from the group's committed offsets; what the old one took and did not
+        commit is read again."""
+        old, self._client = self._client, None
+        if old is not None:
+            try:
+                old.close()
+            except (KafkaException, RuntimeError) as exc:
+                self._log.info("%s: closing the fenced consumer: %s", self.name, exc)
+        self.at_end.clear()
+        self.holding = False
+        self._trouble_at = None
+        self.renewals += 1
+        self._client = Consumer(self._kafka.to_librdkafka(**self._config))
+        self._client.subscribe(self.topics, **self._callbacks)
 
     def _partitions(self, topic: str) -> list[int]:
         try:
@@ -209,9 +253,11 @@ class EventConsumer:
     def _on_error(self, msg: Message, error: KafkaError) -> None:
         if error.code() == KafkaError._PARTITION_EOF:
             self.at_end.add((msg.topic(), msg.partition()))
-        elif error.fatal():
-            raise ConsumeError(f"{self.name}: consumer failed: {error}")
+        elif error.fatal() or error.code() in FENCED_CODES:
+            raise ConsumeError(f"{self.name}: consumer failed: {error.str()}") \
+                from KafkaException(error)
         else:
+            self._trouble_at = time.monotonic()
             self._log.warning("%s: consumer: %s", self.name, error)
 
     def drained(self) -> bool:
@@ -294,6 +340,9 @@ class EventConsumer:
             if mine:
                 client.commit(offsets=mine, asynchronous=False)
         except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            if not isinstance(error, KafkaError) or error.code() not in FENCED_CODES:
+                self._trouble_at = time.monotonic()
             raise ConsumeError(f"{self.name}: committing offsets failed: {exc.args[0]}") from exc
 
     def hold(self) -> int:
@@ -333,6 +382,15 @@ class EventConsumer:
         """Close the client (leaves the group unless it is a static member)."""
         if self._client is not None:
             self._client.close()
+
+
+def is_fencing(exc: BaseException) -> bool:
+    """Whether ``exc`` (or the Kafka error it was raised from) is a static member's fencing."""
+    for cause in (exc, exc.__cause__):
+        if isinstance(cause, KafkaException) and cause.args:
+            error = cause.args[0]
+            return isinstance(error, KafkaError) and error.code() in FENCED_CODES
+    return False
 
 
 def position_after(msg: Message) -> TopicPartition:

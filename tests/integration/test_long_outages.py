@@ -39,11 +39,6 @@ def _count(pipe: Pipeline, sql: str) -> int:
     return pipe.query(sql)[0][0]
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "in one of three runs (the full CI run, the machine busy) the sink stopped after the broker "
-    "came back from 2 minutes away: its consumer's session had timed out meanwhile, it rejoined "
-    "as the static member it is, and an offset commit it retried was answered "
-    "FENCED_INSTANCE_ID, which librdkafka makes fatal (docs/operations.md, Long outages)"))
 def test_every_service_resumes_after_long_outages_without_a_hand(
     pipeline: Pipeline, infrastructure: Infrastructure, tmp_path: Path
 ) -> None:
@@ -117,6 +112,10 @@ def test_every_service_resumes_after_long_outages_without_a_hand(
     assert sorted(r[0] for r in queued) == sorted(i for ids in by_hash.values() for i in ids)
     assert _count(pipeline, "SELECT count(*) FROM scores") == MINERS
 
+    # A sink whose session ran out while the broker was away may have been fenced by its own
+    # rejoin; it renewed its consumer (docs/operations.md, Long outages) and went on.
+    sink_log = next(s for s in pipeline.services if s.name == "sink").log_path.read_text()
+    measured["sink_consumer_renewals"] = sink_log.count("rejoining with a new one")
     print("\nlong outages: " + json.dumps(measured))
     results = os.environ.get("SPEECHSTREAM_OUTAGE_RESULTS")
     if results:

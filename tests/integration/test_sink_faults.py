@@ -230,6 +230,42 @@ def test_a_sink_that_reads_one_topic_more_gets_its_partitions(pipeline: Pipeline
                   "the clip written", timeout_s=60)
 
 
+def test_a_second_sink_under_the_same_instance_id_ends_the_first_with_the_reason(
+        pipeline: Pipeline) -> None:
+    # A consumer joining under the running sink's group.instance.id fences it (the broker's
+    # FENCED_INSTANCE_ID, fatal in librdkafka). The sink had seen no trouble from the broker,
+    # so it is not its own doing: it ends, saying why, instead of renewing its consumer and
+    # fencing the other in turn.
+    from confluent_kafka import Consumer
+
+    from sinks.runner import sink_topics, static_member_id
+    from sinks.settings import SinkSettings
+
+    sink = pipeline.start("sink", ["sink", "run"])
+    topic = pipeline.kafka.topics.evaluation_status
+    pipeline.send(topic, *_statuses(0))
+    pipeline.wait(lambda: _rows(pipeline) == BATCH, "the first batch")
+    topics = sink_topics(pipeline.kafka)
+    other = Consumer(pipeline.kafka.to_librdkafka(**{
+        "group.id": f"{pipeline.kafka.topic_prefix}sink", "enable.auto.commit": False,
+        "group.instance.id": static_member_id(SinkSettings().instance_id, topics)}))
+    other.subscribe(topics)
+    try:
+        deadline = time.monotonic() + 30
+        while not other.assignment():
+            assert time.monotonic() < deadline, "the second consumer got no partition"
+            other.poll(0.2)
+        pipeline.send(topic, *_statuses(BATCH))  # the first sink's next commit is refused
+        assert sink.process is not None
+        sink.process.wait(timeout=60)
+    finally:
+        other.close()
+    assert sink.process.returncode != 0
+    log = sink.log_path.read_text()
+    assert "is a second sink running with SPEECHSTREAM_SINK_INSTANCE_ID=" in log, log[-2000:]
+    assert "rejoining with a new one" not in log
+
+
 def _clip_event() -> Envelope:
     import numpy as np
 

@@ -403,3 +403,67 @@ def test_a_write_that_waits_keeps_the_sink_in_its_group_and_takes_nothing() -> N
     assert log.index("pause") < log.index("seek 3") < log.index("resume") < log.index("commit")
     assert rig.writer.batches == [["a", "b"], ["c"], ["d"]]  # nothing lost, nothing twice
     assert rig.consumer.committed == [2, 3, 4]
+
+
+FENCED = KafkaError(KafkaError.FENCED_INSTANCE_ID)
+
+
+def _renewable(rig: Rig, monkeypatch: pytest.MonkeyPatch,
+               batches: list[list[FakeMessage]]) -> list[FakeConsumer]:
+    """The consumers the sink creates when it renews its own: each serves ``batches`` (what
+    the group's committed offsets give it again)."""
+    created: list[FakeConsumer] = []
+
+    def new_consumer(config: dict[str, Any]) -> FakeConsumer:
+        assert config["group.instance.id"].startswith(SinkSettings().instance_id)
+        rig.log.append("new consumer")
+        created.append(FakeConsumer(rig.log, rig.stop, [list(b) for b in batches]))
+        return created[-1]
+
+    monkeypatch.setattr("speechstream.kafka.consumer.Consumer", new_consumer)
+    return created
+
+
+def test_a_fencing_after_the_broker_failed_it_renews_the_consumer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The commit is refused while the coordinator loads, then fenced: the session expired in
+    # the outage, the consumer rejoined under its instance id, and the retried commit went out
+    # under the old member id.
+    rig = _rig([_batch("a", "b")], commit_fails=[
+        KafkaError(KafkaError.COORDINATOR_LOAD_IN_PROGRESS), FENCED])
+    created = _renewable(rig, monkeypatch, [_batch("a", "b"), _batch("c", first=2)])
+    rig.run()
+    assert rig.log == ["setup", "write", "commit failed", "commit failed", "new consumer",
+                       "write", "commit", "write", "commit", "close"]
+    # Nothing committed under the fenced consumer; the new one, subscribed with the same
+    # callbacks, reads the batch again (written again, idempotently) and commits.
+    assert rig.consumer.committed == []
+    assert len(created) == 1 and created[0].committed == [2, 3]
+    assert set(created[0].callbacks) == set(rig.consumer.callbacks) == {"on_revoke", "on_lost"}
+    assert rig.writer.batches == [["a", "b"], ["a", "b"], ["c"]]
+    assert rig.metrics.renewals._value.get() == 1
+    assert rig.service.health().status == "ok"
+
+
+def test_a_fencing_out_of_the_blue_is_a_second_sink_and_ends_this_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rig = _rig([_batch("a")], commit_fails=[FENCED])
+    created = _renewable(rig, monkeypatch, [])
+    with pytest.raises(ConsumeError, match="is a second sink running with "
+                                           "SPEECHSTREAM_SINK_INSTANCE_ID=sink-"):
+        rig.run()
+    assert created == [] and rig.metrics.renewals._value.get() == 0
+
+
+def test_a_fenced_poll_after_the_broker_failed_it_renews_the_consumer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # While the broker was away the poll reported it (a transport error); then the fencing.
+    rig = _rig([[FakeMessage(None, _error=KafkaError(KafkaError._TRANSPORT))],
+                [FakeMessage(None, _error=KafkaError(KafkaError._FATAL, fatal=True))]])
+    created = _renewable(rig, monkeypatch, [_batch("a")])
+    rig.run()
+    assert rig.log == ["setup", "new consumer", "write", "commit", "close"]
+    assert created[0].committed == [1] and rig.writer.batches == [["a"]]
