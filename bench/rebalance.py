@@ -31,11 +31,11 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, Producer
 
 from bench import data
 from bench.database import fresh_database
-from bench.kafka import count, produce, produce_paced, wait_count
+from bench.kafka import count, produce, wait_count
 from bench.report import write_results
 from devstack.processes import ServiceProcess
 from devstack.stack import DevStack
@@ -144,11 +144,19 @@ class Round:
         timers = [threading.Timer(at, self.fault, (what, name)) for at, what, name in FAULTS]
         for timer in timers:
             timer.start()
-        sent: dict[str, float] = {}
+        sent: dict[str, float] = {}  # hash → when it was handed to the producer
 
         def send() -> None:
-            sent.update(produce_paced(self.kafka, self.kafka.topics.submissions, subs,
-                                      args.rate))
+            producer = Producer(self.kafka.producer_config(**{
+                "linger.ms": 0, "enable.idempotence": True, "acks": "all"}))
+            producer.list_topics(self.kafka.topics.submissions, timeout=10)
+            for i, (key, value, hash_) in enumerate(subs):
+                target = self.started + i / args.rate
+                while (wait := target - time.monotonic()) > 0:
+                    producer.poll(min(wait, 0.01))
+                producer.produce(self.kafka.topics.submissions, value, key)
+                sent[hash_] = time.time()
+            producer.flush(60)
 
         sending = threading.Thread(target=send, daemon=True)
         sending.start()
@@ -161,9 +169,8 @@ class Round:
                 requests.read(POLL_S)
                 while oldest < n and order[oldest] in requests.ids:
                     oldest += 1
-                # It was sent about then (the paced producer keeps to its rate).
-                if oldest < n and time.monotonic() - (self.started + oldest / args.rate) \
-                        > args.stall_s:
+                sent_at = sent.get(order[oldest]) if oldest < n else None
+                if sent_at is not None and time.time() - sent_at > args.stall_s:
                     stalled = True
                     break
             for timer in timers:

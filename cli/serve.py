@@ -8,6 +8,7 @@ from typing import TypeVar
 
 from prometheus_client import CollectorRegistry
 
+from speechstream.kafka.lag import export_lag
 from speechstream.service import Service, run_service, stop_on_signals
 from speechstream.settings import ServiceSettings
 
@@ -17,8 +18,9 @@ S = TypeVar("S", bound=ServiceSettings)
 
 def serve(service: Service, registry: CollectorRegistry, metrics_port: int | None) -> int:
     """Run ``service`` until SIGTERM or SIGINT; 0 (an error propagates to ``cli.main``, which
-    prints it)."""
+    prints it). A service with consumers exports their lag (``speechstream_consumer_lag``)."""
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    export_lag(registry, service)
     run_service(service, stop=stop_on_signals(), registry=registry, metrics_port=metrics_port)
     return 0
 

@@ -35,6 +35,7 @@ import hashlib
 import logging
 import threading
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from confluent_kafka import Consumer
@@ -50,6 +51,7 @@ from schemas.events import ScoreAudited, ScoreComputed, ScoreManifest
 from schemas.fields import AuditVerdict
 from scoring.types import ScoringResult, Submission, silent
 from speechstream.kafka.consumer import EventConsumer
+from speechstream.kafka.lag import Lag, lag_of
 from speechstream.kafka.producer import EventProducer
 from speechstream.kafka.records import (
     Verify,
@@ -212,6 +214,10 @@ class Auditor:
                 self._producer.close()
             finally:
                 self._scorer.close()
+
+    def lag(self) -> Iterable[Lag]:
+        """Its consumer's lag (``speechstream_consumer_lag``)."""
+        return lag_of([self._consumer])
 
     def health(self) -> Health:
         """Healthy while the last poll is recent, or an audit (which blocks polls) runs."""

@@ -63,6 +63,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
@@ -90,6 +91,7 @@ from schemas.trust import SIGNATURE_BYTES
 from scoring.types import ScoringResult, Step, Submission
 from speechstream.exceptions import TransactionAbortedError
 from speechstream.kafka.consumer import Batch, EventConsumer, position_after
+from speechstream.kafka.lag import Lag, lag_of
 from speechstream.kafka.lanes import Lanes
 from speechstream.kafka.records import (
     Verify,
@@ -295,6 +297,10 @@ class Evaluator:
                     self._scorer.close()
                 finally:
                     self._scored.close()
+
+    def lag(self) -> Iterable[Lag]:
+        """Its consumer's lag (``speechstream_consumer_lag``)."""
+        return lag_of([self._consumer])
 
     def health(self) -> Health:
         """Healthy while the last poll is recent, or an evaluation (which blocks polls) runs."""

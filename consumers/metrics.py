@@ -68,6 +68,12 @@ class ValidatorMetrics(MetricsBundle):
                                "The latest epoch published")
     head_block: Gauge = metric(Gauge, "speechstream_validator_head_block",
                                "The chain's head block as last read")
+    epoch_blocks: Gauge = metric(Gauge, "speechstream_validator_epoch_blocks",
+                                 "Blocks per epoch (SPEECHSTREAM_VALIDATOR_EPOCH_BLOCKS)")
+    blocks_since_weights: Gauge = metric(
+        Gauge, "speechstream_validator_blocks_since_weights",
+        "Blocks from the first block of the latest epoch this validator published weights for "
+        "to the head (before its first vector: from the first head it read)")
     undecodable: Counter = metric(
         Counter, "speechstream_validator_undecodable_total",
         "Records skipped: they did not decode, do not belong on their topic, or the ledger "

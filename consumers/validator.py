@@ -36,6 +36,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from confluent_kafka import Consumer, Message
@@ -48,6 +49,7 @@ from schemas.envelope import Envelope, derived_event_id, new_envelope
 from schemas.events import MinerboardUpdated, WeightsComputed
 from schemas.topics import RECORD_OVERHEAD_BYTES
 from speechstream.exceptions import DeliveryError
+from speechstream.kafka.lag import Lag, lag_of
 from speechstream.kafka.producer import EventProducer
 from speechstream.kafka.reader import LogReader, ledger_expected, read_log
 from speechstream.kafka.records import Verify, caused_by_kafka
@@ -131,6 +133,7 @@ class Validator:
         self.failed_epoch: int | None = None
         """The latest epoch whose vector could not be computed or published (tried again at
         the next epoch, not before)."""
+        self._first_head: int | None = None
         self._letters: list[tuple[Message, Envelope]] = []
         self._last_poll: float | None = None
 
@@ -155,9 +158,19 @@ class Validator:
                 self._metrics.undecodable.inc(now_skipped - skipped)
             self.send_dead_letters()
             if self.ledger.head is not None:
-                self._metrics.head_block.set(self.ledger.head)
+                self._note_head(self.ledger.head)
             if self.due() and self._reader.drained() and self._reader.caught_up():
                 self.run_epoch()
+
+    def _note_head(self, head: int) -> None:
+        """The head and the blocks since the latest published epoch began, as gauges."""
+        if self._first_head is None:
+            self._first_head = head
+        since = head - (self.last.epoch * self._settings.epoch_blocks if self.last is not None
+                        else self._first_head)
+        self._metrics.head_block.set(head)
+        self._metrics.epoch_blocks.set(self._settings.epoch_blocks)
+        self._metrics.blocks_since_weights.set(max(0, since))
 
     def _dead_letter(self, msg: Message, letter: Envelope) -> None:
         self._letters.append((msg, letter))
@@ -252,6 +265,10 @@ class Validator:
             self._producer.close()
         finally:
             self._reader.close()
+
+    def lag(self) -> Iterable[Lag]:
+        """Its consumer's lag (``speechstream_consumer_lag``)."""
+        return lag_of([self._reader.consumer])
 
     def health(self) -> Health:
         """Healthy while it polls; the head and the latest epoch in the details."""

@@ -2,7 +2,7 @@
 # Set up this checkout on a Debian machine: system packages, .venv, the Kafka jars. Idempotent.
 #
 # Installs only what is missing (apt-get needs root or sudo): PostgreSQL, flite, espeak-ng,
-# kcat, sox, a JDK and Maven, Chromium and its driver. Creates .venv with Python 3.11, installs the project with its dev
+# kcat, sox, a JDK and Maven, Chromium and its driver, Prometheus (for promtool). Creates .venv with Python 3.11, installs the project with its dev
 # extras (pip's cache is reused; nothing is reinstalled when pyproject.toml has not changed),
 # and fetches the pinned Apache Kafka release's jars from Maven Central into
 # ~/.cache/speechstream (or $SPEECHSTREAM_DEV_CACHE_DIR).
@@ -23,6 +23,8 @@ have python3.11 || missing+=(python3.11 python3.11-venv)
 # The leaderboard pages' browser test: Debian's Chromium, headless, and its WebDriver.
 have chromium || missing+=(chromium)
 have chromedriver || missing+=(chromium-driver)
+# The alert rules' unit tests: Debian's Prometheus ships promtool.
+have promtool || missing+=(prometheus)
 
 if ((${#missing[@]})); then
   sudo=()

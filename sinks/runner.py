@@ -13,7 +13,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, replace
@@ -29,6 +29,7 @@ from sinks.metrics import SinkMetrics
 from sinks.settings import SinkSettings
 from speechstream.exceptions import ConsumeError, SpeechstreamError
 from speechstream.kafka.consumer import Batch, EventConsumer, is_fencing
+from speechstream.kafka.lag import Lag, lag_of
 from speechstream.kafka.producer import EventProducer
 from speechstream.kafka.records import Verify
 from speechstream.monitoring import Health
@@ -430,6 +431,10 @@ class SinkService:
                 self._consumer.close()
             finally:
                 self._writer.close()
+
+    def lag(self) -> Iterable[Lag]:
+        """Its consumer's lag (``speechstream_consumer_lag``)."""
+        return lag_of([self._consumer])
 
     def health(self) -> Health:
         """Healthy while it polls: an empty poll returns within the batch timeout; degraded

@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from speechstream.exceptions import ServiceError
 
@@ -28,6 +30,25 @@ class Health:
     healthy: bool
     status: str
     details: dict[str, Any] = field(default_factory=dict)
+
+
+HEALTH_METRIC = "speechstream_healthy"
+
+
+class HealthGauge(Collector):
+    """``speechstream_healthy{service, status}``: 1 while ``health()`` says healthy, else 0,
+    asked at each scrape (the alert rules' "unhealthy")."""
+
+    def __init__(self, service: str, health: Callable[[], Health]) -> None:
+        self._service = service
+        self._health = health
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(HEALTH_METRIC, "1 while the service reports itself healthy "
+                                   "(/health answers 200), else 0", labels=["service", "status"])
+        health = self._health()
+        family.add_metric([self._service, health.status], 1.0 if health.healthy else 0.0)
+        yield family
 
 
 class MonitoringServer:

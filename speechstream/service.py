@@ -16,7 +16,7 @@ from typing import Protocol
 
 from prometheus_client import CollectorRegistry
 
-from speechstream.monitoring import Health, MonitoringServer
+from speechstream.monitoring import Health, HealthGauge, MonitoringServer
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +57,11 @@ def run_service(
     metrics_port: int | None = None,
     metrics_host: str = "0.0.0.0",
 ) -> None:
-    """Serve ``/metrics`` and ``/health`` (when ``metrics_port`` is set), start the service and
-    run it until ``stop`` is set; close it and the server whatever happens."""
+    """Serve ``/metrics`` (with ``speechstream_healthy``) and ``/health`` (when ``metrics_port``
+    is set), start the service and run it until ``stop`` is set; close it and the server
+    whatever happens."""
     server = None
+    registry.register(HealthGauge(service.name, service.health))
     if metrics_port:
         server = MonitoringServer(
             registry, service.health, port=metrics_port, host=metrics_host, service=service.name

@@ -15,7 +15,7 @@ broker (:meth:`ChainHead.head_then`), so a claim processed late is judged by its
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE
@@ -24,6 +24,7 @@ from schemas.events import ChainBlock
 from schemas.fields import RejectionCode
 from speechstream.chainhead import BLOCK_SECONDS, HeadHistory, JumpLimit
 from speechstream.kafka.consumer import Batch, EventConsumer
+from speechstream.kafka.lag import Lag, lag_of
 from speechstream.kafka.reader import CATCH_UP_LIMIT_S
 from speechstream.kafka.records import Verify
 from speechstream.settings import KafkaSettings
@@ -108,6 +109,10 @@ class ChainHead:
                     msg.offset())
                 if self._on_refused is not None:
                     self._on_refused(payload.block)
+
+    def lag(self) -> Iterator[Lag]:
+        """Its reader's lag (``speechstream_consumer_lag``)."""
+        return lag_of([self._consumer])
 
     def close(self) -> None:
         """Close the consumer."""

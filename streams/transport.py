@@ -187,6 +187,26 @@ class LibrdkafkaProducer(driver.Producer):
             await self._loop.run_in_executor(None, rd.flush)
 
 
+def worker_lag(app: Any) -> list[tuple[str, int, int]]:
+    """``(topic, partition, records)`` past the worker consumer's position in each partition
+    it owns (tables' changelogs included), against the end its last fetch saw: aiokafka's own
+    bookkeeping, read without a broker request (from the metrics server's thread)."""
+    try:
+        aio = app.consumer._thread._consumer
+        if aio is None:
+            return []
+        assignment = aio._fetcher._subscriptions.subscription.assignment
+        found = []
+        for tp in assignment.tps:
+            state = assignment.state_value(tp)
+            high = aio.highwater(tp)
+            if state is not None and state.has_valid_position and high is not None:
+                found.append((tp.topic, tp.partition, max(0, high - state.position)))
+        return found
+    except (AttributeError, RuntimeError):  # not started, or stopping
+        return []
+
+
 class Transport(driver.Transport):
     """Faust's aiokafka transport with :class:`Consumer` and :class:`LibrdkafkaProducer`."""
 

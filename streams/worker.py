@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from schemas.topics import changelog_specs
 from speechstream.chainhead import JumpLimit
 from speechstream.kafka.active import ActiveScoringVersion
 from speechstream.kafka.admin import create_topics
+from speechstream.kafka.lag import Lag
 from speechstream.kafka.records import Verify
 from speechstream.monitoring import Health
 from speechstream.settings import KafkaSettings
@@ -25,6 +27,7 @@ from streams.metrics import StreamsMetrics
 from streams.recovery_watch import RecoveryWatch, watch_recovery
 from streams.settings import StreamsSettings
 from streams.topics import declare
+from streams.transport import worker_lag
 
 STOP_CHECK_S = 0.1
 ACTIVE_VERSION_READER = "speechstream-intake-active-version"
@@ -129,6 +132,16 @@ class IntakeWorker:
             self._chain.close()
         if self._active is not None:
             self._active.close()
+
+    def lag(self) -> Iterable[Lag]:
+        """The lag of its Faust consumer (group: the app id) and of its chain-head reader."""
+        app = self._app
+        if app is not None:
+            group = app.conf.id
+            for topic, partition, records in worker_lag(app):
+                yield self.name, group, topic, partition, records
+        if self._chain is not None:
+            yield from self._chain.lag()
 
     def health(self) -> Health:
         """Healthy while the Faust worker runs, no agent has crashed and its tables' recovery

@@ -260,6 +260,30 @@ class EventConsumer:
             self._trouble_at = time.monotonic()
             self._log.warning("%s: consumer: %s", self.name, error)
 
+    def lag(self) -> list[tuple[str, int, int]]:
+        """``(topic, partition, records)`` past this consumer's position in each partition it
+        owns, against the partition's end as its last fetch saw it (no broker request: safe
+        from another thread, e.g. a metrics scrape). A partition it has not fetched from yet
+        has no known position or end and is left out."""
+        client = self._client
+        if client is None:
+            return []
+        try:
+            positions = client.position(client.assignment())
+            found = []
+            for tp in positions:
+                _low, high = client.get_watermark_offsets(tp, cached=True)
+                if tp.offset >= 0 and high >= 0:
+                    found.append((tp.topic, tp.partition, max(0, high - tp.offset)))
+            return found
+        except (KafkaException, RuntimeError):  # closed (a renewal) or not started
+            return []
+
+    @property
+    def group(self) -> str:
+        """Its consumer group (empty for a reader with none)."""
+        return str(self._config.get("group.id", ""))
+
     def drained(self) -> bool:
         """Whether every assigned partition has been read to its end (needs partition EOF)."""
         assignment = self.client.assignment()

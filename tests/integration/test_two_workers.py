@@ -81,6 +81,14 @@ def test_two_workers_split_the_work_and_one_killed_loses_and_repeats_nothing(
     pipeline.wait(lambda: _validated(ports[0]) > before[0] and _validated(ports[1]) > before[1],
                   "work done by both workers", timeout_s=30)
 
+    # Each exports its consumer's lag (submissions, changelogs) and its health.
+    with urllib.request.urlopen(f"http://127.0.0.1:{ports[0]}/metrics", timeout=5) as response:
+        exposition = response.read().decode()
+    assert re.search(r'^speechstream_consumer_lag\{consumer="intake",group="[^"]+'
+                     r'speechstream-intake",partition="\d",topic="[^"]+\.submissions"\} \d',
+                     exposition, re.MULTILINE), exposition[-3000:]
+    assert 'speechstream_healthy{service="intake",status="ok"} 1.0' in exposition
+
     # One of two is killed mid-backlog; the other takes its partitions after the session.
     pipeline.send(t.submissions, *subs[30:])
     assert second.process is not None

@@ -302,3 +302,22 @@ def test_a_score_the_auditor_cannot_audit_is_dead_lettered_and_the_next_audited(
     assert audit.payload.hash == "2" and audit.payload.verdict == "agree"  # type: ignore
     assert consumer.commits == 2 and metrics.dead_letters._value.get() == 1
 
+
+
+def test_the_blocks_since_the_last_weights_grow_until_a_vector_is_published() -> None:
+    # What the alert "no weights this epoch" reads: two epochs' blocks since the last vector.
+    client = FakeEventClient(away={KAFKA.topics.weights})
+    v, metrics = validator(client)
+    feed(v, registration(0), ChainBlock(block=120))
+    v._note_head(120)  # noqa: SLF001 - what each poll of the loop does with the head
+    assert metrics.blocks_since_weights._value.get() == 0  # from the first head read
+    assert metrics.epoch_blocks._value.get() == 100
+    assert v.run_epoch() is None  # the broker away: no vector
+    feed(v, ChainBlock(block=330))
+    v._note_head(330)  # noqa: SLF001
+    assert metrics.blocks_since_weights._value.get() == 210  # ≥ 2 × 100: the alert's case
+    client.away.clear()
+    vector = v.run_epoch()
+    assert vector is not None and vector.epoch == 3
+    v._note_head(330)  # noqa: SLF001
+    assert metrics.blocks_since_weights._value.get() == 30

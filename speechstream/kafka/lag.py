@@ -1,0 +1,73 @@
+"""Consumer lag as a metric: how many records each consuming service has yet to take, per
+consumer group, topic and partition, computed when ``/metrics`` is scraped.
+
+``speechstream_consumer_lag{consumer, group, topic, partition}`` is the partition's end (as
+the consumer's last fetch saw it) minus the consumer's position. A service that stops making
+progress shows it as lag that grows while the records keep coming (the alert rules in
+``docker/prometheus/``). A partition the consumer has not fetched from yet is left out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Protocol, runtime_checkable
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+LAG_METRIC = "speechstream_consumer_lag"
+
+Lag = tuple[str, str, str, int, int]
+"""(consumer, group, topic, partition, records)."""
+
+
+class LagSource(Protocol):
+    """A consumer that can tell its lag without asking the broker (``EventConsumer``)."""
+
+    name: str
+
+    @property
+    def group(self) -> str: ...
+
+    def lag(self) -> list[tuple[str, int, int]]: ...
+
+
+@runtime_checkable
+class HasConsumers(Protocol):
+    """A service whose consumers' lag is exported (each consuming service)."""
+
+    def lag(self) -> Iterable[Lag]:
+        """Its consumers' lag now (called from the metrics server's thread)."""
+
+
+def lag_of(consumers: Sequence[LagSource]) -> Iterator[Lag]:
+    """The lag of ``consumers``, labelled with their names and groups."""
+    for consumer in consumers:
+        for topic, partition, records in consumer.lag():
+            yield consumer.name, consumer.group, topic, partition, records
+
+
+class ConsumerLag(Collector):
+    """Collects ``speechstream_consumer_lag`` from ``source`` at each scrape."""
+
+    def __init__(self, source: Callable[[], Iterable[Lag]]) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            LAG_METRIC, "Records past the consumer's position: the partition's end as its "
+            "last fetch saw it minus its position", labels=["consumer", "group", "topic",
+                                                           "partition"])
+        for consumer, group, topic, partition, records in self._source():
+            family.add_metric([consumer, group, topic, str(partition)], records)
+        yield family
+
+
+def export_lag(registry: CollectorRegistry, service: object) -> bool:
+    """Register the lag of ``service``'s consumers in ``registry`` if it has any; whether it
+    did."""
+    if not isinstance(service, HasConsumers):
+        return False
+    registry.register(ConsumerLag(service.lag))
+    return True

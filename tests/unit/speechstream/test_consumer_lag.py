@@ -1,0 +1,71 @@
+"""Consumer lag at scrape time: the end a consumer's last fetch saw minus its position, per
+partition it owns, labelled with its name and group; a partition not fetched yet is left out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from confluent_kafka import TopicPartition
+from prometheus_client import CollectorRegistry, generate_latest
+
+from speechstream.kafka.consumer import EventConsumer
+from speechstream.kafka.lag import export_lag, lag_of
+from speechstream.settings import KafkaSettings
+
+
+class Fetched:
+    """A consumer client that owns three partitions: one read to 40 of 100, one read to its
+    end, one not fetched from yet."""
+
+    closed = False
+
+    def assignment(self) -> list[TopicPartition]:
+        return [TopicPartition("t.scores", p) for p in range(3)]
+
+    def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        offsets = {0: 40, 1: 7, 2: -1001}
+        return [TopicPartition(tp.topic, tp.partition, offsets[tp.partition])
+                for tp in partitions]
+
+    def get_watermark_offsets(self, tp: TopicPartition, cached: bool = False) -> tuple[int, int]:
+        assert cached, "a scrape never asks the broker"
+        if self.closed:
+            raise RuntimeError("Consumer closed")
+        return {0: (0, 100), 1: (0, 7), 2: (-1001, -1001)}[tp.partition]
+
+
+def _consumer(client: Any) -> EventConsumer:
+    return EventConsumer(KafkaSettings(SPEECHSTREAM_TOPIC_PREFIX="t."), name="speechstream-sink",
+                         topics=["t.scores"], config={"group.id": "t.sink"}, client=client)
+
+
+def test_lag_is_the_fetched_end_minus_the_position_of_each_partition_fetched() -> None:
+    consumer = _consumer(Fetched())
+    assert consumer.lag() == [("t.scores", 0, 60), ("t.scores", 1, 0)]
+    assert list(lag_of([consumer])) == [("speechstream-sink", "t.sink", "t.scores", 0, 60),
+                                        ("speechstream-sink", "t.sink", "t.scores", 1, 0)]
+
+
+def test_a_closed_or_unstarted_consumer_has_no_lag_to_tell() -> None:
+    client = Fetched()
+    client.closed = True
+    assert _consumer(client).lag() == []
+    assert EventConsumer(KafkaSettings(), name="x", topics=["t"], config={}).lag() == []
+
+
+class Service:
+    def __init__(self, consumer: EventConsumer) -> None:
+        self._consumer = consumer
+
+    def lag(self) -> Any:
+        return lag_of([self._consumer])
+
+
+def test_a_service_with_consumers_exports_their_lag_and_one_without_does_not() -> None:
+    registry = CollectorRegistry()
+    assert export_lag(registry, Service(_consumer(Fetched())))
+    text = generate_latest(registry).decode()
+    assert ('speechstream_consumer_lag{consumer="speechstream-sink",group="t.sink",'
+            'partition="0",topic="t.scores"} 60.0') in text
+    assert 'partition="2"' not in text
+    assert not export_lag(CollectorRegistry(), object())
