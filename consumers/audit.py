@@ -162,6 +162,7 @@ class Auditor:
                     "isolation.level": "read_committed", "auto.offset.reset": "earliest",
                     "max.poll.interval.ms": int(scoring.time_limit_s * 1000) + 300_000},
             expected=ScoreComputed, client=consumer, logger=self._log, verify=verify,
+            progress_window_s=settings.progress_window_s,
         )
         self._producer = producer or EventProducer(kafka, signer=signer)
         self._last_poll: float | None = None
@@ -220,7 +221,12 @@ class Auditor:
         return lag_of([self._consumer])
 
     def health(self) -> Health:
-        """Healthy while the last poll is recent, or an audit (which blocks polls) runs."""
+        """Healthy while the last poll is recent, or an audit (which blocks polls) runs, and it
+        makes progress (:meth:`EventConsumer.stalled`)."""
+        stalled = self._consumer.stalled()
+        if stalled is not None:
+            return Health(False, "not progressing", {"reason": stalled,
+                                                     "auditing": self._auditing})
         age = None if self._last_poll is None else time.monotonic() - self._last_poll
         healthy = age is not None and (age < max(10 * self._settings.poll_timeout_s, 30.0)
                                        or self._auditing is not None)

@@ -230,6 +230,7 @@ class Evaluator:
             kafka, name=PRODUCER_NAME, topics=[t.evaluation_requests, t.rescores],
             config=overrides, expected=EvaluationRequested,
             client=consumer, logger=self._log, verify=verify,
+            progress_window_s=settings.progress_window_s,
         )
         self._producer = TransactionalProducer(
             producer_config(kafka, settings), client=producer,
@@ -303,7 +304,12 @@ class Evaluator:
         return lag_of([self._consumer])
 
     def health(self) -> Health:
-        """Healthy while the last poll is recent, or an evaluation (which blocks polls) runs."""
+        """Healthy while the last poll is recent, or an evaluation (which blocks polls) runs,
+        and it makes progress (:meth:`EventConsumer.stalled`)."""
+        stalled = self._consumer.stalled()
+        if stalled is not None:
+            return Health(False, "not progressing", {"reason": stalled,
+                                                     "evaluating": self._evaluating})
         age = None if self._last_poll is None else time.monotonic() - self._last_poll
         limit_s = max(10 * self._settings.poll_timeout_s, 30.0)
         healthy = age is not None and (age < limit_s or self._evaluating is not None)
@@ -536,6 +542,7 @@ class Evaluator:
                 [*events, *letters], offsets=[position_after(offsets_of)],
                 group_metadata=self._consumer.client.consumer_group_metadata(),
             )
+            self._consumer.note_commit()
         except BaseException:
             self._index_letters[:0] = letters  # not committed: with the next one
             raise

@@ -26,6 +26,11 @@ class EvaluatorSettings(ServiceSettings):
         "(a static member) before they go to the other evaluators of its group.",
     )
     poll_timeout_s: float = 1.0
+    progress_window_s: float = Field(
+        2400.0, ge=10.0, description="Lag grown over this long with nothing committed: /health "
+        "answers 503 (`not progressing`). Above the longest evaluation (the scoring time "
+        "limit, SPEECHSTREAM_SCORING_TIME_LIMIT_S, 1800 s by default).",
+    )
     state_dir: Path = Field(
         default_factory=lambda: Path.home() / ".cache" / "speechstream" / "evaluator",
         description="Where an evaluator keeps the results it computed and has not committed "
@@ -52,6 +57,11 @@ class AuditSettings(ServiceSettings):
     niceness: int = Field(10, ge=0, le=19, description="Added to the auditor's CPU niceness "
                           "(its evaluation children inherit it): the lowest priority.")
     poll_timeout_s: float = 1.0
+    progress_window_s: float = Field(
+        2400.0, ge=10.0, description="Lag grown over this long with nothing committed: /health "
+        "answers 503 (`not progressing`). Above the longest evaluation (the scoring time "
+        "limit, SPEECHSTREAM_SCORING_TIME_LIMIT_S, 1800 s by default).",
+    )
 
     def tolerance_for_device(self) -> float:
         """The tolerance set, else 1e-6 on CPU and 1e-3 on a GPU."""

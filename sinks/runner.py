@@ -174,6 +174,7 @@ class SinkService:
             config=consumer_overrides(settings, until_caught_up=until_caught_up,
                                       topics=sink_topics(kafka)),
             client=consumer, logger=log, verify=verify,
+            progress_window_s=None if until_caught_up else settings.progress_window_s,
         )
         self._dead_letters = dead_letters or EventProducer(kafka, signer=signer)
         self._backoff = Backoff(settings.retry_backoff_s, settings.retry_backoff_max_s)
@@ -437,8 +438,9 @@ class SinkService:
         return lag_of([self._consumer])
 
     def health(self) -> Health:
-        """Healthy while it polls: an empty poll returns within the batch timeout; degraded
-        while it waits for the database or the broker to come back."""
+        """Healthy while it polls (an empty poll returns within the batch timeout) and makes
+        progress (:meth:`EventConsumer.stalled`); degraded while it waits for the database or
+        the broker to come back."""
         episode = self._episode
         if episode is not None:
             return Health(False, "degraded", {
@@ -449,6 +451,9 @@ class SinkService:
             })
         if not self._started or self._last_batch is None:
             return Health(False, "starting")
+        stalled = self._consumer.stalled()
+        if stalled is not None:
+            return Health(False, "not progressing", {"reason": stalled, "written": self.written})
         age = time.monotonic() - self._last_batch
         healthy = age < max(30.0, 10 * self._settings.batch_timeout_s)
         return Health(healthy, "ok" if healthy else "stalled",

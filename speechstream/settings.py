@@ -149,6 +149,11 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore")
 
     metrics_port: int | None = Field(None, description="Serve /metrics and /health here.")
+    progress_window_s: float = Field(
+        900.0, ge=10.0, description="A consuming service whose lag has grown over this long "
+        "while it committed nothing is not making progress: /health answers 503 (status "
+        "`not progressing`). An evaluator's must exceed its longest evaluation.",
+    )
     key_file: Path | None = Field(
         None, description="This service's signing key (`speechstream trust keygen`): every "
         "event it writes is signed with it; the operator's trusted set must name its public "

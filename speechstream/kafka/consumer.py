@@ -28,6 +28,7 @@ from confluent_kafka.admin import AdminClient, OffsetSpec
 from schemas.codec import MAX_DEAD_LETTER_BYTES, MAX_EVENT_BYTES, MAX_VECTOR_BYTES
 from schemas.envelope import Envelope
 from speechstream.exceptions import ConsumeError, DecodeError
+from speechstream.kafka.lag import Progress
 from speechstream.kafka.records import Expected, Verify, dead_letter_for, decode_record
 from speechstream.settings import KafkaSettings
 
@@ -83,8 +84,11 @@ class EventConsumer:
         client: Consumer | None = None,
         logger: logging.Logger | None = None,
         verify: Verify | None = None,
+        progress_window_s: float | None = None,
     ) -> None:
         self.name = name
+        self.progress = Progress(progress_window_s) if progress_window_s else None
+        """Whether it makes progress (:meth:`stalled`); None: not watched."""
         self._verify = verify
         self.topics = list(topics)
         self._kafka = kafka
@@ -279,6 +283,18 @@ class EventConsumer:
         except (KafkaException, RuntimeError):  # closed (a renewal) or not started
             return []
 
+    def stalled(self) -> str | None:
+        """Why it is not making progress (its lag grown over the progress window, nothing
+        committed in it), or None (also when not watched)."""
+        if self.progress is None:
+            return None
+        return self.progress.stalled(sum(records for _, _, records in self.lag()))
+
+    def note_commit(self) -> None:
+        """Offsets were committed elsewhere (in a transaction): progress."""
+        if self.progress is not None:
+            self.progress.committed()
+
     @property
     def group(self) -> str:
         """Its consumer group (empty for a reader with none)."""
@@ -358,11 +374,13 @@ class EventConsumer:
         try:
             if offsets is None:
                 client.commit(asynchronous=False)
+                self.note_commit()
                 return
             owned = {(tp.topic, tp.partition) for tp in client.assignment()}
             mine = [tp for tp in offsets if (tp.topic, tp.partition) in owned]
             if mine:
                 client.commit(offsets=mine, asynchronous=False)
+            self.note_commit()
         except KafkaException as exc:
             error = exc.args[0] if exc.args else None
             if not isinstance(error, KafkaError) or error.code() not in FENCED_CODES:

@@ -9,6 +9,8 @@ progress shows it as lag that grows while the records keep coming (the alert rul
 
 from __future__ import annotations
 
+import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol, runtime_checkable
 
@@ -71,3 +73,34 @@ def export_lag(registry: CollectorRegistry, service: object) -> bool:
         return False
     registry.register(ConsumerLag(service.lag))
     return True
+
+
+class Progress:
+    """Whether a consumer makes progress: it does not while its lag has grown over the last
+    ``window_s`` and nothing was committed in that time (a service's ``/health`` answers 503
+    then). Fed the consumer's lag each time it is asked (each ``/health`` and each scrape)."""
+
+    def __init__(self, window_s: float, now: float | None = None) -> None:
+        self.window_s = window_s
+        self._committed_at = time.monotonic() if now is None else now
+        self._samples: deque[tuple[float, int]] = deque()
+
+    def committed(self, now: float | None = None) -> None:
+        """Offsets were committed (by the consumer, or in a transaction)."""
+        self._committed_at = time.monotonic() if now is None else now
+
+    def stalled(self, lag: int, now: float | None = None) -> str | None:
+        """Why the consumer is not making progress, with ``lag`` records waiting now; None
+        while it is."""
+        now = time.monotonic() if now is None else now
+        samples = self._samples
+        samples.append((now, lag))
+        # Keep one sample at least a window old, as the base to compare with.
+        while len(samples) > 1 and samples[1][0] <= now - self.window_s:
+            samples.popleft()
+        quiet_s = now - self._committed_at
+        base_at, base = samples[0]
+        if quiet_s < self.window_s or base_at > now - self.window_s or lag <= base:
+            return None
+        return (f"{lag} records waiting, up from {base} {now - base_at:.0f} s ago, and nothing "
+                f"committed for {quiet_s:.0f} s")

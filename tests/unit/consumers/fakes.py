@@ -149,6 +149,15 @@ class FakeConsumer:
     def seek(self, tp: TopicPartition) -> None:
         self.seeks.append((tp.topic, tp.partition, tp.offset))
 
+    def assignment(self) -> list[TopicPartition]:
+        return [TopicPartition("t.evaluation.requests", 2)]
+
+    def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        return partitions  # not fetched from: no position, no lag
+
+    def get_watermark_offsets(self, tp: TopicPartition, cached: bool = False) -> tuple[int, int]:
+        return (-1001, -1001)
+
     def close(self) -> None:
         self.closed = True
 

@@ -129,6 +129,12 @@ class FakeConsumer:
     def assignment(self) -> list[TopicPartition]:
         return [TopicPartition("t.evaluation.requests", 2)]
 
+    def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        return [TopicPartition(tp.topic, tp.partition, self.consumed) for tp in partitions]
+
+    def get_watermark_offsets(self, tp: TopicPartition, cached: bool = False) -> tuple[int, int]:
+        return (0, self.consumed + sum(len(b) for b in self.batches))
+
     def commit(self, offsets: list[TopicPartition] | None = None,
                asynchronous: bool = True) -> None:
         assert not asynchronous and offsets is not None

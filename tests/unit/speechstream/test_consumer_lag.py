@@ -9,7 +9,7 @@ from confluent_kafka import TopicPartition
 from prometheus_client import CollectorRegistry, generate_latest
 
 from speechstream.kafka.consumer import EventConsumer
-from speechstream.kafka.lag import export_lag, lag_of
+from speechstream.kafka.lag import Progress, export_lag, lag_of
 from speechstream.settings import KafkaSettings
 
 
@@ -69,3 +69,39 @@ def test_a_service_with_consumers_exports_their_lag_and_one_without_does_not() -
             'partition="0",topic="t.scores"} 60.0') in text
     assert 'partition="2"' not in text
     assert not export_lag(CollectorRegistry(), object())
+
+
+def test_progress_stalls_only_on_lag_grown_over_the_window_with_nothing_committed() -> None:
+    progress = Progress(600, now=0.0)
+    assert progress.stalled(5, now=0.0) is None
+    assert progress.stalled(50, now=300.0) is None  # grown, but not for a whole window
+    reason = progress.stalled(90, now=700.0)
+    assert reason is not None and reason.startswith("90 records waiting, up from 5 700 s ago")
+    assert "nothing committed for 700 s" in reason
+    progress.committed(now=710.0)
+    assert progress.stalled(95, now=720.0) is None  # a commit is progress
+
+
+def test_a_backlog_worked_off_or_standing_still_is_not_a_stall() -> None:
+    shrinking = Progress(600, now=0.0)
+    for t, lag in ((0.0, 900), (400.0, 700), (800.0, 500), (1200.0, 300)):
+        assert shrinking.stalled(lag, now=t) is None  # lag shrinking: no commit needed to tell
+    idle = Progress(600, now=0.0)
+    for t in (0.0, 400.0, 800.0, 1200.0):
+        assert idle.stalled(0, now=t) is None  # nothing to take, nothing to commit
+
+
+def test_a_consumer_watched_for_progress_reports_its_stall() -> None:
+    consumer = EventConsumer(KafkaSettings(SPEECHSTREAM_TOPIC_PREFIX="t."), name="s",
+                             topics=["t.scores"], config={"group.id": "g"}, client=Fetched(),
+                             progress_window_s=600)
+    assert consumer.progress is not None
+    consumer.progress = Progress(600, now=0.0)
+    consumer.progress.stalled(10, now=0.0)
+    consumer.progress._committed_at = -1e9  # noqa: SLF001 - committed long ago
+    assert consumer.stalled() is not None  # 60 records now (Fetched), up from 10
+    consumer.note_commit()
+    assert consumer.stalled() is None
+    unwatched = EventConsumer(KafkaSettings(), name="s", topics=["t"], config={},
+                              client=Fetched())
+    assert unwatched.progress is None and unwatched.stalled() is None
