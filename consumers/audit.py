@@ -220,6 +220,10 @@ class Auditor:
         """Its consumer's lag (``speechstream_consumer_lag``)."""
         return lag_of([self._consumer])
 
+    def consumers(self) -> list[EventConsumer]:
+        """Its consumer (the age of the records it takes is observed)."""
+        return [self._consumer]
+
     def health(self) -> Health:
         """Healthy while the last poll is recent, or an audit (which blocks polls) runs, and it
         makes progress (:meth:`EventConsumer.stalled`)."""

@@ -49,6 +49,7 @@ from schemas.envelope import Envelope, derived_event_id, new_envelope
 from schemas.events import MinerboardUpdated, WeightsComputed
 from schemas.topics import RECORD_OVERHEAD_BYTES
 from speechstream.exceptions import DeliveryError
+from speechstream.kafka.consumer import EventConsumer
 from speechstream.kafka.lag import Lag, lag_of
 from speechstream.kafka.producer import EventProducer
 from speechstream.kafka.reader import LogReader, ledger_expected, read_log
@@ -269,6 +270,10 @@ class Validator:
     def lag(self) -> Iterable[Lag]:
         """Its consumer's lag (``speechstream_consumer_lag``)."""
         return lag_of([self._reader.consumer])
+
+    def consumers(self) -> list[EventConsumer]:
+        """Its consumer (the age of the records it takes is observed)."""
+        return [self._reader.consumer]
 
     def health(self) -> Health:
         """Healthy while it polls; the head and the latest epoch in the details."""

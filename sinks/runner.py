@@ -437,6 +437,10 @@ class SinkService:
         """Its consumer's lag (``speechstream_consumer_lag``)."""
         return lag_of([self._consumer])
 
+    def consumers(self) -> list[EventConsumer]:
+        """Its consumer (the age of the records it takes is observed)."""
+        return [self._consumer]
+
     def health(self) -> Health:
         """Healthy while it polls (an empty poll returns within the batch timeout) and makes
         progress (:meth:`EventConsumer.stalled`); degraded while it waits for the database or

@@ -114,6 +114,10 @@ class ChainHead:
         """Its reader's lag (``speechstream_consumer_lag``)."""
         return lag_of([self._consumer])
 
+    def consumers(self) -> list[EventConsumer]:
+        """Its reader."""
+        return [self._consumer]
+
     def close(self) -> None:
         """Close the consumer."""
         self._consumer.close()

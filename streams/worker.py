@@ -15,6 +15,7 @@ from schemas.topics import changelog_specs
 from speechstream.chainhead import JumpLimit
 from speechstream.kafka.active import ActiveScoringVersion
 from speechstream.kafka.admin import create_topics
+from speechstream.kafka.consumer import EventConsumer
 from speechstream.kafka.lag import Lag
 from speechstream.kafka.records import Verify
 from speechstream.monitoring import Health
@@ -142,6 +143,10 @@ class IntakeWorker:
                 yield self.name, group, topic, partition, records
         if self._chain is not None:
             yield from self._chain.lag()
+
+    def consumers(self) -> list[EventConsumer]:
+        """Its chain-head reader (Faust's consumer is not an ``EventConsumer``)."""
+        return self._chain.consumers() if self._chain is not None else []
 
     def health(self) -> Health:
         """Healthy while the Faust worker runs, no agent has crashed and its tables' recovery

@@ -16,6 +16,7 @@ from typing import Any
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
+    TIMESTAMP_NOT_AVAILABLE,
     Consumer,
     IsolationLevel,
     KafkaError,
@@ -24,6 +25,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient, OffsetSpec
+from prometheus_client import Histogram
 
 from schemas.codec import MAX_DEAD_LETTER_BYTES, MAX_EVENT_BYTES, MAX_VECTOR_BYTES
 from schemas.envelope import Envelope
@@ -89,6 +91,9 @@ class EventConsumer:
         self.name = name
         self.progress = Progress(progress_window_s) if progress_window_s else None
         """Whether it makes progress (:meth:`stalled`); None: not watched."""
+        self.record_age: Histogram | None = None
+        """Observes each record's age when taken, by topic (set by :func:`export_lag`)."""
+        self._ages: dict[str, Any] = {}
         self._verify = verify
         self.topics = list(topics)
         self._kafka = kafka
@@ -223,6 +228,7 @@ class EventConsumer:
         batch = Batch()
         envelopes, decoded, ends = batch.envelopes, batch.messages, batch.ends
         expected, elsewhere, limits = self._expected, self._expected_elsewhere, self._max_bytes
+        now = time.time() if self.record_age is not None else None
         for msg in messages:  # every record passes here: keep the happy path short
             error = msg.error()
             if error is not None:
@@ -230,6 +236,8 @@ class EventConsumer:
                 continue
             topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
             ends[topic, partition] = offset + 1
+            if now is not None:
+                self._observe_age(msg, topic, now)
             if self.at_end:
                 self.at_end.discard((topic, partition))
             try:
@@ -243,6 +251,16 @@ class EventConsumer:
                 continue
             decoded.append(msg)
         return batch
+
+    def _observe_age(self, msg: Message, topic: str, now: float) -> None:
+        """The time from the record's broker timestamp to now: its wait on this hop."""
+        kind, stamp_ms = msg.timestamp()
+        if kind == TIMESTAMP_NOT_AVAILABLE or self.record_age is None:
+            return
+        child = self._ages.get(topic)
+        if child is None:
+            child = self._ages[topic] = self.record_age.labels(self.name, topic)
+        child.observe(max(0.0, now - stamp_ms / 1000))
 
     def _refuse(self, msg: Message, exc: DecodeError, batch: Batch) -> None:
         if msg.topic() == self._deadletter_topic:

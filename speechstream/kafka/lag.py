@@ -14,11 +14,14 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol, runtime_checkable
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 LAG_METRIC = "speechstream_consumer_lag"
+AGE_METRIC = "speechstream_consumed_record_age_seconds"
+AGE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
+               3600.0)
 
 Lag = tuple[str, str, str, int, int]
 """(consumer, group, topic, partition, records)."""
@@ -35,12 +38,22 @@ class LagSource(Protocol):
     def lag(self) -> list[tuple[str, int, int]]: ...
 
 
+class AgeObserved(Protocol):
+    """A consumer that observes the age of the records it takes (``EventConsumer``)."""
+
+    record_age: Histogram | None
+
+
 @runtime_checkable
 class HasConsumers(Protocol):
-    """A service whose consumers' lag is exported (each consuming service)."""
+    """A service whose consumers' lag and record ages are exported (each consuming
+    service)."""
 
     def lag(self) -> Iterable[Lag]:
         """Its consumers' lag now (called from the metrics server's thread)."""
+
+    def consumers(self) -> Sequence[AgeObserved]:
+        """Its ``EventConsumer`` s."""
 
 
 def lag_of(consumers: Sequence[LagSource]) -> Iterator[Lag]:
@@ -67,11 +80,18 @@ class ConsumerLag(Collector):
 
 
 def export_lag(registry: CollectorRegistry, service: object) -> bool:
-    """Register the lag of ``service``'s consumers in ``registry`` if it has any; whether it
-    did."""
+    """Register the lag of ``service``'s consumers in ``registry``, and a histogram of the age
+    of the records they take (``speechstream_consumed_record_age_seconds{consumer, topic}``,
+    from the record's broker timestamp to when it is taken: its wait on that hop), if it has
+    consumers; whether it did."""
     if not isinstance(service, HasConsumers):
         return False
     registry.register(ConsumerLag(service.lag))
+    ages = Histogram(AGE_METRIC, "From a record's broker timestamp to when the consumer took "
+                     "it: its wait on this hop of the pipeline", ["consumer", "topic"],
+                     buckets=AGE_BUCKETS, registry=registry)
+    for consumer in service.consumers():
+        consumer.record_age = ages
     return True
 
 

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
 from api.metrics import ApiMetrics
 from consumers.metrics import AuditMetrics, EvaluatorMetrics, ValidatorMetrics
 from sinks.metrics import SinkMetrics
-from speechstream.kafka.lag import ConsumerLag
+from speechstream.kafka.lag import AGE_BUCKETS, AGE_METRIC, ConsumerLag
 from speechstream.metrics import MetricsBundle
 from speechstream.monitoring import Health, HealthGauge
 from streams.metrics import StreamsMetrics
@@ -67,6 +67,9 @@ def test_each_services_metrics_pass_promtools_lint(bundle: type[MetricsBundle]) 
             labelled.observe(0.1)
     registry.register(HealthGauge("sink", lambda: Health(False, "degraded")))
     registry.register(ConsumerLag(lambda: [("speechstream-sink", "sink", "t.scores", 0, 4)]))
+    ages = Histogram(AGE_METRIC, "record ages", ["consumer", "topic"], buckets=AGE_BUCKETS,
+                     registry=registry)
+    ages.labels("speechstream-sink", "t.scores").observe(0.2)
     exposition = generate_latest(registry)
     assert b'speechstream_consumer_lag{consumer="speechstream-sink"' in exposition
     assert b'speechstream_healthy{service="sink",status="degraded"} 0.0' in exposition

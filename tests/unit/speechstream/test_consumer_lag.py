@@ -3,13 +3,14 @@ partition it owns, labelled with its name and group; a partition not fetched yet
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from confluent_kafka import TopicPartition
+from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, TopicPartition
 from prometheus_client import CollectorRegistry, generate_latest
 
 from speechstream.kafka.consumer import EventConsumer
-from speechstream.kafka.lag import Progress, export_lag, lag_of
+from speechstream.kafka.lag import AGE_METRIC, Progress, export_lag, lag_of
 from speechstream.settings import KafkaSettings
 
 
@@ -60,6 +61,9 @@ class Service:
     def lag(self) -> Any:
         return lag_of([self._consumer])
 
+    def consumers(self) -> list[EventConsumer]:
+        return [self._consumer]
+
 
 def test_a_service_with_consumers_exports_their_lag_and_one_without_does_not() -> None:
     registry = CollectorRegistry()
@@ -105,3 +109,44 @@ def test_a_consumer_watched_for_progress_reports_its_stall() -> None:
     unwatched = EventConsumer(KafkaSettings(), name="s", topics=["t"], config={},
                               client=Fetched())
     assert unwatched.progress is None and unwatched.stalled() is None
+
+
+class Stamped:
+    """A record appended to the broker at a given time (ms)."""
+
+    def __init__(self, stamp_ms: int, offset: int) -> None:
+        self._stamp, self._offset = stamp_ms, offset
+
+    def error(self) -> None:
+        return None
+
+    def topic(self) -> str:
+        return "t.scores"
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return self._offset
+
+    def timestamp(self) -> tuple[int, int]:
+        return (TIMESTAMP_LOG_APPEND_TIME, self._stamp)
+
+    def value(self) -> bytes:
+        return b"not an event"
+
+    def key(self) -> bytes:
+        return b"k"
+
+
+def test_the_age_of_each_record_taken_is_observed_by_topic() -> None:
+    consumer = _consumer(Fetched())
+    registry = CollectorRegistry()
+    assert export_lag(registry, Service(consumer))
+    now_ms = int(time.time() * 1000)
+    consumer.decode([Stamped(now_ms - 2_000, 0), Stamped(now_ms - 40_000, 1)])  # type: ignore[list-item]
+    labels = {"consumer": "speechstream-sink", "topic": "t.scores"}
+    assert registry.get_sample_value(f"{AGE_METRIC}_count", labels) == 2
+    assert registry.get_sample_value(f"{AGE_METRIC}_bucket", {**labels, "le": "5.0"}) == 1
+    total = registry.get_sample_value(f"{AGE_METRIC}_sum", labels)
+    assert total is not None and 41.5 < total < 45
