@@ -81,6 +81,29 @@ class Requests:
         self._consumer.close()
 
 
+def _rejections(kafka: KafkaSettings) -> tuple[dict[str, int], dict[str, str]]:
+    """The rejections on ``submissions.rejected``: how many of each code, and each rejected
+    hash's code (none of the bench's submissions should be rejected)."""
+    consumer = Consumer(kafka.to_librdkafka(**{
+        "group.id": f"bench-rebalance-{uuid.uuid4().hex[:6]}", "auto.offset.reset": "earliest",
+        "enable.auto.commit": False, "isolation.level": "read_committed"}))
+    consumer.subscribe([kafka.topics.rejected])
+    codes: dict[str, int] = defaultdict(int)
+    hashes: dict[str, str] = {}
+    try:
+        while messages := consumer.consume(5000, timeout=3.0):
+            for msg in messages:
+                if msg.error():
+                    continue
+                p = decode(msg.value()).payload
+                codes[str(p.code)] += 1
+                if getattr(p, "hash", None):
+                    hashes[p.hash] = f"{p.code}: {p.message}"
+    finally:
+        consumer.close()
+    return dict(codes), hashes
+
+
 class Round:
     """One round: its topics, database, services and measurements."""
 
@@ -181,6 +204,7 @@ class Round:
         finally:
             requests.close()
 
+        rejected, rejected_hashes = _rejections(self.kafka)
         per_hash = [len(requests.ids.get(h, ())) for h in order]
         ids = {i for found in requests.ids.values() for i in found}
         queued = self._queued(ids)
@@ -192,6 +216,10 @@ class Round:
             "submissions_without_request": per_hash.count(0),
             "submissions_with_more_than_one": sum(1 for c in per_hash if c > 1),
             "queued_rows_matching_requests": queued,
+            "rejections": {code: n for code, n in sorted(rejected.items())},
+            "without_request": [
+                {"hash": h, "rejected": rejected_hashes.get(h)} for h in order
+                if h not in requests.ids][:10],
             "wait_for_request_s": {
                 "p50": round(statistics.median(waits), 3) if waits else None,
                 "p99": round(waits[int(0.99 * (len(waits) - 1))], 3) if waits else None,
@@ -215,12 +243,16 @@ class Round:
             time.sleep(1)
 
     def close(self, keep_logs: bool) -> None:
+        """Stop the services; remove the round's topics and logs, or keep both (a round that
+        was not exact)."""
         for service in self.services.values():
             if service.process is not None and service.process.poll() is None:
                 service.stop()
-        delete_topics(self.kafka, [name for name, _ in self.kafka.topics.all()])
         if not keep_logs:
+            delete_topics(self.kafka, [name for name, _ in self.kafka.topics.all()])
             shutil.rmtree(self.logs, ignore_errors=True)
+        else:
+            (self.logs / "topic-prefix").write_text(self.prefix + "\n")
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -246,7 +278,9 @@ def main(argv: list[str] | None = None) -> dict:
         rounds.append(result)
         print(f"round {index}: {'ok' if result['exact'] else 'NOT EXACT'}, stalled="
               f"{result['stalled']}, longest wait for a request "
-              f"{result['wait_for_request_s']['max']} s", flush=True)
+              f"{result['wait_for_request_s']['max']} s, rejections {result['rejections']}"
+              + (f", without a request: {result['without_request']}"
+                 if result["without_request"] else ""), flush=True)
     waits = [r["wait_for_request_s"]["max"] or 0.0 for r in rounds]
     return write_results({
         "machine": f"{platform.machine()}, {platform.system()}, {os.cpu_count()} cores",
