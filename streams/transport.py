@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Awaitable, Mapping
 from typing import Any
 
@@ -57,6 +58,9 @@ class Consumer(driver.Consumer):
         return CommittedConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
 
+BUFFER_FLUSH_LIMIT_S = 120.0
+"""How long a flush waits for Faust's producer buffer to empty (as long as librdkafka waits
+for a delivery)."""
 POLL_INTERVAL_S = 0.005
 """How often the producer serves its delivery reports while records are in flight (while
 none are, its poller sleeps until the next send)."""
@@ -80,6 +84,22 @@ class LibrdkafkaProducer(driver.Producer):
     _poller: asyncio.Task[None] | None = None
     _in_flight: asyncio.Event
     _failures: list[str]
+    _buffer_sending = 0
+    """Records Faust's buffer task has taken out of the buffer and not yet handed over."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        send_pending = self.buffer._send_pending
+
+        async def counted(fut: Any) -> None:
+            self._buffer_sending += 1
+            try:
+                await send_pending(fut)
+            finally:
+                self._buffer_sending -= 1
+
+        # Read by the buffer's task when it starts, after this.
+        self.buffer._send_pending = counted  # type: ignore[method-assign]
 
     async def on_start(self) -> None:
         """Start the aiokafka producer, then the librdkafka one and its delivery poller."""
@@ -92,8 +112,10 @@ class LibrdkafkaProducer(driver.Producer):
         self._poller = self._loop.create_task(self._poll_deliveries())
 
     async def on_stop(self) -> None:
-        """Deliver what is in flight, then stop both producers."""
+        """Send what Faust's buffer still holds and deliver what is in flight, then stop both
+        producers."""
         if self._rd is not None:
+            await self._empty_buffer()
             await self._drain()
         if self._poller is not None:
             self._poller.cancel()
@@ -170,14 +192,37 @@ class LibrdkafkaProducer(driver.Producer):
         return fut
 
     async def flush(self) -> None:
-        """Return once every record sent so far is delivered; raise
-        :class:`ProducerSendError` if a delivery failed since the last flush."""
+        """Return once every record sent so far is delivered, Faust's buffer emptied first;
+        raise :class:`ProducerSendError` if a delivery failed since the last flush."""
+        await self._empty_buffer()
         await super().flush()
         await self._drain()
         if self._failures:
             failures, self._failures = self._failures, []
             raise ProducerSendError(f"{len(failures)} records not delivered, first: "
                                     f"{failures[0]}")
+
+    async def _empty_buffer(self) -> None:
+        """Wait until Faust's producer buffer is empty: the tables' changelog records wait
+        there (a table write is a synchronous ``__setitem__``) until its task sends them.
+
+        Faust's own ``ProducerBuffer.flush`` returns as soon as one send takes longer than
+        0.1 s, with records still waiting, and Faust then commits the offsets of the events
+        that caused them: on a busy machine a worker killed after that commit lost changelog
+        records (its successor rebuilt a table without them), and a worker that stopped
+        gracefully dropped what the buffer still held. This waits for the buffer to empty,
+        up to :data:`BUFFER_FLUSH_LIMIT_S`; past that the flush fails, so nothing is
+        committed."""
+        buffer = self.buffer
+        deadline = time.monotonic() + BUFFER_FLUSH_LIMIT_S
+        while buffer.size or self._buffer_sending:
+            if time.monotonic() > deadline:
+                raise ProducerSendError(f"{buffer.size} records still in the producer buffer "
+                                        f"after {BUFFER_FLUSH_LIMIT_S:.0f} s")
+            if buffer.size:
+                await buffer.flush_atmost(None)
+            else:  # the buffer's task has taken the last one and is sending it
+                await asyncio.sleep(POLL_INTERVAL_S)
 
     async def _drain(self) -> None:
         rd = self._rd
