@@ -52,56 +52,10 @@ class CommittedConsumerThread(driver.AIOKafkaConsumerThread):
 
 
 class Consumer(driver.Consumer):
-    """Faust's aiokafka consumer with :class:`CommittedConsumerThread`, which reads again what
-    Faust's flow control dropped (:meth:`resume_flow`)."""
-
-    _reseek: asyncio.Task[None] | None = None
-    _held: set[TP] = frozenset()  # type: ignore[assignment] - replaced, never changed
-    reseeks = 0
-    """How many times the stream partitions were sought back to their committed offsets."""
+    """Faust's aiokafka consumer with :class:`CommittedConsumerThread`."""
 
     def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
         return CommittedConsumerThread(self, loop=self.loop, beacon=self.beacon)
-
-    def resume_flow(self) -> None:
-        """Resume the flow, then read every stream partition again from its committed offset.
-
-        Faust calls this right after ``app.flow_control.resume()``, which empties every
-        stream's queue. After a rebalance, the worker's recovery resumes the stream partitions
-        before it seeks them to their committed offsets and resumes the flow: records fetched
-        in between (a backlog on a partition the worker just took) reach the queues, are
-        emptied out of them, and their read offsets have moved past them, so the fetch loop
-        drops them when they come again, and the worker went on after them. Measured with
-        ``bench/rebalance.py``: runs of 4 and 10 consecutive submissions of a partition a
-        worker had just taken were never validated. Here the partitions taking records are
-        paused and sought back to their committed offsets (the read offsets reset with them)
-        before they are resumed: what was emptied out is read again; what was processed
-        already is processed again, idempotently (every decision keeps its event id)."""
-        super().resume_flow()
-        streams = {tp for tp in self._get_active_partitions() if not self._is_changelog_tp(tp)}
-        pending = self._reseek
-        if pending is not None and not pending.done():
-            pending.cancel()  # this one resumes what it held, with the rest
-            streams |= self._held & self.assignment()
-        if not streams:
-            return
-        self.pause_partitions(streams)
-        self._held = streams
-        self._reseek = asyncio.ensure_future(self._seek_back())
-
-    async def _seek_back(self) -> None:
-        """Seek back, then resume the partitions held for it (unless a rebalance came
-        meanwhile: its recovery seeks and resumes them)."""
-        generation = self.app.consumer_generation_id
-        try:
-            await self.perform_seek()
-            self.reseeks += 1
-            self.log.info("stream partitions sought back to their committed offsets")
-        except Exception as exc:  # noqa: BLE001 - a rebalance meanwhile: it seeks again
-            self.log.info("stream partitions not sought back (%r); the rebalance does", exc)
-        held, self._held = self._held, set()
-        if self.app.consumer_generation_id == generation:
-            self.resume_partitions(held & self.assignment())
 
 
 BUFFER_FLUSH_LIMIT_S = 120.0

@@ -38,10 +38,11 @@ def _validated(port: int) -> float:
 
 
 @pytest.mark.xfail(strict=False, reason=(
-    "Faust's table recovery can stall after the rebalance under a loaded machine: in one full "
-    "test run the remaining worker logged 'No event received for active tp … changelog since "
-    "recovery start' for 1.5 minutes and routed nothing (docs/operations.md, Several workers); "
-    "it passed in five runs on its own"))
+    "in one full test run, before the transport's fixes for records skipped and changelog "
+    "records lost in rebalances, the worker that stayed logged 'No event received for active "
+    "tp … changelog since recovery start' for 1.5 minutes and routed nothing; it has not "
+    "recurred since and its cause is not confirmed; /health now reports such a stall with the "
+    "waiting partitions (docs/operations.md, Several workers)"))
 def test_two_workers_split_the_work_and_one_killed_loses_and_repeats_nothing(
     pipeline: Pipeline, tmp_path
 ) -> None:
