@@ -38,11 +38,10 @@ def _validated(port: int) -> float:
 
 
 @pytest.mark.xfail(strict=False, reason=(
-    "in one full test run, before the transport's fixes for records skipped and changelog "
-    "records lost in rebalances, the worker that stayed logged 'No event received for active "
-    "tp … changelog since recovery start' for 1.5 minutes and routed nothing; it has not "
-    "recurred since and its cause is not confirmed; /health now reports such a stall with the "
-    "waiting partitions (docs/operations.md, Several workers)"))
+    "in one full test run the worker that stayed logged 'No event received for active tp … "
+    "changelog since recovery start' for 1.5 minutes and routed nothing (cause not confirmed; "
+    "/health now reports such a stall); and bench/rebalance.py shows a worker can skip records "
+    "appended during a rebalance (docs/operations.md, Several workers)"))
 def test_two_workers_split_the_work_and_one_killed_loses_and_repeats_nothing(
     pipeline: Pipeline, tmp_path
 ) -> None:
