@@ -37,6 +37,8 @@ from speechstream.settings import KafkaSettings
 Rebalance = Callable[[Consumer, list[TopicPartition]], None]
 TIMEOUT_S = 30.0
 CAUGHT_UP_RETRY_S = 0.5
+LAG_REFRESH_S = 5.0
+"""How often the polling thread recomputes the consumer's lag (:meth:`EventConsumer.lag`)."""
 FENCED_CODES = frozenset({KafkaError.FENCED_INSTANCE_ID, KafkaError._FATAL})
 """A static member's fencing: the broker's answer, then librdkafka's for every later call (the
 only fatal error of a librdkafka consumer is this one)."""
@@ -91,6 +93,9 @@ class EventConsumer:
         self.name = name
         self.progress = Progress(progress_window_s) if progress_window_s else None
         """Whether it makes progress (:meth:`stalled`); None: not watched."""
+        self._lag: list[tuple[str, int, int]] = []
+        self._lag_at = 0.0
+        self._lag_wanted = False
         self.record_age: Histogram | None = None
         """Observes each record's age when taken, by topic (set by :func:`export_lag`)."""
         self._ages: dict[str, Any] = {}
@@ -221,6 +226,8 @@ class EventConsumer:
                 first = client.poll(timeout_s)
                 if first is not None:
                     messages = [first, *client.consume(max_records - 1, 0)]
+        if self._lag_wanted and time.monotonic() - self._lag_at >= LAG_REFRESH_S:
+            self.refresh_lag()
         return self.decode(messages)
 
     def decode(self, messages: list[Message]) -> Batch:
@@ -284,9 +291,23 @@ class EventConsumer:
 
     def lag(self) -> list[tuple[str, int, int]]:
         """``(topic, partition, records)`` past this consumer's position in each partition it
-        owns, against the partition's end as its last fetch saw it (no broker request: safe
-        from another thread, e.g. a metrics scrape). A partition it has not fetched from yet
-        has no known position or end and is left out."""
+        owns, as :meth:`refresh_lag` last found it (at most every :data:`LAG_REFRESH_S`, by
+        the thread that polls): safe from another thread (a metrics scrape, ``/health``),
+        where a call into librdkafka could wait on a rebalance only the polling thread
+        serves. The first call asks for it: nothing is computed for a consumer nobody
+        watches."""
+        self._lag_wanted = True
+        return list(self._lag)
+
+    def refresh_lag(self) -> None:
+        """Recompute :meth:`lag` now, from the consumer's own bookkeeping: the partition's end
+        as its last fetch saw it minus its position (no broker request). A partition it has
+        not fetched from yet has no known position or end and is left out. Called by the
+        thread that polls."""
+        self._lag_at = time.monotonic()
+        self._lag = self._read_lag()
+
+    def _read_lag(self) -> list[tuple[str, int, int]]:
         client = self._client
         if client is None:
             return []
@@ -421,6 +442,8 @@ class EventConsumer:
                 rewound.add((msg.topic(), msg.partition()))
                 self.rewind(msg)
         client.pause(client.assignment())  # what a rebalance just assigned, too
+        if self._lag_wanted and time.monotonic() - self._lag_at >= LAG_REFRESH_S:
+            self.refresh_lag()
         return len(rewound)
 
     def release(self) -> None:

@@ -42,6 +42,8 @@ def _consumer(client: Any) -> EventConsumer:
 
 def test_lag_is_the_fetched_end_minus_the_position_of_each_partition_fetched() -> None:
     consumer = _consumer(Fetched())
+    assert consumer.lag() == []  # not computed yet: the polling thread does it
+    consumer.refresh_lag()
     assert consumer.lag() == [("t.scores", 0, 60), ("t.scores", 1, 0)]
     assert list(lag_of([consumer])) == [("speechstream-sink", "t.sink", "t.scores", 0, 60),
                                         ("speechstream-sink", "t.sink", "t.scores", 1, 0)]
@@ -50,7 +52,9 @@ def test_lag_is_the_fetched_end_minus_the_position_of_each_partition_fetched() -
 def test_a_closed_or_unstarted_consumer_has_no_lag_to_tell() -> None:
     client = Fetched()
     client.closed = True
-    assert _consumer(client).lag() == []
+    closed = _consumer(client)
+    closed.refresh_lag()
+    assert closed.lag() == []
     assert EventConsumer(KafkaSettings(), name="x", topics=["t"], config={}).lag() == []
 
 
@@ -67,7 +71,9 @@ class Service:
 
 def test_a_service_with_consumers_exports_their_lag_and_one_without_does_not() -> None:
     registry = CollectorRegistry()
-    assert export_lag(registry, Service(_consumer(Fetched())))
+    consumer = _consumer(Fetched())
+    consumer.refresh_lag()
+    assert export_lag(registry, Service(consumer))
     text = generate_latest(registry).decode()
     assert ('speechstream_consumer_lag{consumer="speechstream-sink",group="t.sink",'
             'partition="0",topic="t.scores"} 60.0') in text
@@ -103,6 +109,7 @@ def test_a_consumer_watched_for_progress_reports_its_stall() -> None:
     consumer.progress = Progress(600, now=0.0)
     consumer.progress.stalled(10, now=0.0)
     consumer.progress._committed_at = -1e9  # noqa: SLF001 - committed long ago
+    consumer.refresh_lag()
     assert consumer.stalled() is not None  # 60 records now (Fetched), up from 10
     consumer.note_commit()
     assert consumer.stalled() is None
