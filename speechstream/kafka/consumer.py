@@ -124,6 +124,8 @@ class EventConsumer:
         self._callbacks: dict[str, Rebalance] = {}
         self._trouble_at: float | None = None
         """When it last saw the broker fail it (a transport error, a commit refused)."""
+        self._troubled = False
+        """Whether the broker failed it since its last commit that succeeded."""
         self.renewals = 0
         """How many times :meth:`renew` replaced the client."""
 
@@ -168,14 +170,23 @@ class EventConsumer:
         under its old member id (a commit it was retrying) was refused. A fencing without
         such trouble is another consumer that joined under the same instance id.
 
-        "Lately" is twice the session timeout, at least a minute.
+        "Lately" is since its last commit that succeeded, or within twice the session timeout
+        (at least a minute): librdkafka reports a broker that stays away once and then
+        suppresses the identical errors, so the last report can be minutes old when the
+        broker comes back.
         """
         if not is_fencing(exc):
             return False
         if "group.instance.id" not in self._config or self._trouble_at is None:
             return False
+        if self._troubled:
+            return True
         session_s = float(self._config.get("session.timeout.ms", 45_000)) / 1000
         return time.monotonic() - self._trouble_at <= max(MIN_TROUBLE_WINDOW_S, 2 * session_s)
+
+    def _note_trouble(self) -> None:
+        self._trouble_at = time.monotonic()
+        self._troubled = True
 
     def renew(self) -> None:
         """Replace the client (closed, as it is) with a new one subscribed as before, under
@@ -190,7 +201,7 @@ class EventConsumer:
                 self._log.info("%s: closing the fenced consumer: %s", self.name, exc)
         self.at_end.clear()
         self.holding = False
-        self._trouble_at = None
+        self._trouble_at, self._troubled = None, False
         self.renewals += 1
         self._client = Consumer(self._kafka.to_librdkafka(**self._config))
         self._client.subscribe(self.topics, **self._callbacks)
@@ -286,7 +297,7 @@ class EventConsumer:
             raise ConsumeError(f"{self.name}: consumer failed: {error.str()}") \
                 from KafkaException(error)
         else:
-            self._trouble_at = time.monotonic()
+            self._note_trouble()
             self._log.warning("%s: consumer: %s", self.name, error)
 
     def lag(self) -> list[tuple[str, int, int]]:
@@ -330,7 +341,9 @@ class EventConsumer:
         return self.progress.stalled(sum(records for _, _, records in self.lag()))
 
     def note_commit(self) -> None:
-        """Offsets were committed elsewhere (in a transaction): progress."""
+        """Offsets were committed (here, or elsewhere in a transaction): progress, and the
+        broker serving it again."""
+        self._troubled = False
         if self.progress is not None:
             self.progress.committed()
 
@@ -417,13 +430,16 @@ class EventConsumer:
                 return
             owned = {(tp.topic, tp.partition) for tp in client.assignment()}
             mine = [tp for tp in offsets if (tp.topic, tp.partition) in owned]
-            if mine:
-                client.commit(offsets=mine, asynchronous=False)
+            if not mine:  # nothing of it owned any longer: the broker was not asked
+                if self.progress is not None:
+                    self.progress.committed()
+                return
+            client.commit(offsets=mine, asynchronous=False)
             self.note_commit()
         except KafkaException as exc:
             error = exc.args[0] if exc.args else None
             if not isinstance(error, KafkaError) or error.code() not in FENCED_CODES:
-                self._trouble_at = time.monotonic()
+                self._note_trouble()
             raise ConsumeError(f"{self.name}: committing offsets failed: {exc.args[0]}") from exc
 
     def hold(self) -> int:
