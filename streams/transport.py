@@ -52,10 +52,37 @@ class CommittedConsumerThread(driver.AIOKafkaConsumerThread):
 
 
 class Consumer(driver.Consumer):
-    """Faust's aiokafka consumer with :class:`CommittedConsumerThread`."""
+    """Faust's aiokafka consumer with :class:`CommittedConsumerThread`, whose seek to the
+    committed offsets after a rebalance stops the flow first (:meth:`perform_seek`)."""
 
     def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
         return CommittedConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def perform_seek(self) -> None:
+        """Seek every partition to its committed offset with the flow stopped; whoever
+        asked for the seek resumes it.
+
+        After a rebalance, Faust's recovery resumes the stream partitions, seeks them to
+        their committed offsets and then resumes the flow, which empties every stream's
+        queue. When the flow is already running (it was resumed to read the changelogs, or
+        there was nothing to recover), records fetched while the seek waits on the broker
+        reach the queues and move the read offsets; the seek sets the read offsets back, the
+        queues are emptied, and the fetch goes on after what was emptied. The next record
+        read then looks like a jump over offsets (as after a transaction's marker), which
+        Faust counts as acknowledged, and the commit that follows passes records no agent
+        saw: several workers lost consecutive submissions this way in a rebalance
+        (``bench/rebalance.py``). With the flow stopped, nothing reaches a queue until the
+        caller resumes the flow, after it emptied the queues.
+        """
+        active = self.flow_active
+        self.stop_flow()
+        await asyncio.sleep(0)  # a record being handed to a stream finishes first
+        try:
+            await super().perform_seek()
+        except BaseException:
+            if active:
+                self.resume_flow()
+            raise
 
 
 BUFFER_FLUSH_LIMIT_S = 120.0

@@ -6,6 +6,8 @@ import asyncio
 import logging
 
 import faust
+import pytest
+from faust.types import TP
 
 from speechstream.settings import KafkaSettings
 from streams.app import create_app
@@ -46,3 +48,34 @@ def test_the_worker_leaves_the_root_logger_at_its_level() -> None:
         root.setLevel(level)
         root.handlers = [h for h in root.handlers if type(h).__name__ != "SpinnerHandler"]
 
+
+
+def test_the_seek_to_committed_offsets_stops_the_flow_and_leaves_it_to_the_caller(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A record fetched while the seek waits on the broker would reach a stream's queue, which
+    the caller then empties, and the fetch would go on after it (a skipped record)."""
+    consumer = create_app(KafkaSettings(), StreamsSettings()).consumer
+    seen: list[bool] = []
+
+    async def seek_to_committed() -> dict[TP, int]:
+        seen.append(consumer.flow_active)
+        return {TP("t.submissions", 0): 7}
+
+    monkeypatch.setattr(consumer, "seek_to_committed", seek_to_committed)
+
+    async def seek(active: bool) -> None:
+        consumer.resume_flow() if active else consumer.stop_flow()
+        await consumer.perform_seek()
+
+    asyncio.run(seek(active=True))
+    assert seen == [False] and not consumer.flow_active  # resumed by the caller, after it
+    assert consumer._read_offset[TP("t.submissions", 0)] == 7  # the queues are emptied
+
+    async def broken() -> dict[TP, int]:
+        raise ConnectionError("the broker is away")
+
+    monkeypatch.setattr(consumer, "seek_to_committed", broken)
+    with pytest.raises(ConnectionError):
+        asyncio.run(seek(active=True))
+    assert consumer.flow_active  # a seek that failed leaves the flow as it found it
