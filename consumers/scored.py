@@ -28,6 +28,7 @@ import logging
 import time
 from typing import Protocol
 
+from schemas.envelope import Envelope
 from schemas.events import EvaluationCancelled, ScoreComputed
 from speechstream.kafka.reader import LogReader, OnDeadLetter
 from speechstream.kafka.records import Verify
@@ -64,7 +65,7 @@ class ScoredIndex:
         self._log = logger or logging.getLogger(__name__)
         self.ledger = Ledger()
         self._reader = LogReader(
-            kafka, [kafka.topics.scores, kafka.topics.cancellations], self.ledger.apply,
+            kafka, [kafka.topics.scores, kafka.topics.cancellations], self._apply,
             name=CONSUMER_NAME, logger=self._log,
             expected={kafka.topics.scores: ScoreComputed,
                       kafka.topics.cancellations: EvaluationCancelled},
@@ -79,6 +80,18 @@ class ScoredIndex:
         self._log.info("%d scores already committed, %d requests withdrawn (read in %.1fs)",
                        len(self.ledger.scores), len(self.ledger.withdrawals),
                        time.monotonic() - started)
+
+    def _apply(self, envelope: Envelope) -> None:
+        """Into the ledger, a score without its samples, timings and manifest: the index
+        asks only which ``(hash, version)`` has one and which score came first, and an
+        evaluator holds every score of the topic. In memory a score of three samples took
+        9.1 kB with them and 1.7 kB without (one of twenty samples, 30.6 kB and 2.4 kB); the
+        hour under faults, 180,000 scores, grew an evaluator to 1.2 GiB."""
+        p = envelope.payload
+        if isinstance(p, ScoreComputed) and (p.samples or p.timings or p.manifest):
+            envelope = envelope.model_copy(update={"payload": p.model_copy(
+                update={"samples": [], "timings": {}, "manifest": None})})
+        self.ledger.apply(envelope)
 
     def refresh(self) -> None:
         """Read what has been committed since the last refresh (bounded in time)."""
