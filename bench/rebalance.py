@@ -122,6 +122,8 @@ class Round:
             "SPEECHSTREAM_STREAMS_WEB_ENABLED": "false",
             "SPEECHSTREAM_STREAMS_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_MS),
             "SPEECHSTREAM_STREAMS_LOG_LEVEL": "INFO",
+            # A stalled table recovery is logged with its diagnosis well before --stall-s.
+            "SPEECHSTREAM_STREAMS_RECOVERY_STALL_S": "15",
             "SPEECHSTREAM_SINK_GROUP_ID": f"{self.prefix}sink",
             "SPEECHSTREAM_SINK_INSTANCE_ID": f"{self.prefix}sink",
             "SPEECHSTREAM_SINK_BATCH_TIMEOUT_S": "0.1",

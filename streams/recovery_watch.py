@@ -49,8 +49,27 @@ class RecoveryWatch:
         stalled = {f"{tp.topic}[{tp.partition}]": self._state(tp) for tp in sorted(waiting)}
         if self.stalled is None:
             log.warning("table recovery has received no changelog record for %.0f s; "
-                        "waiting partitions: %s", now - quiet_since, stalled)
+                        "waiting partitions: %s; flow: %s", now - quiet_since, stalled,
+                        self.flow())
         self.stalled, self.since = stalled, quiet_since
+
+    def flow(self) -> dict[str, Any]:
+        """Whether records can flow to the recovery at all: Faust's consumer flow (stopped
+        in a rebalance, resumed by the recovery), the streams' flow control, and what the
+        fetch loop's task is waiting on (its innermost frame)."""
+        try:
+            consumer = self.app.consumer
+            state: dict[str, Any] = {
+                "flow_active": consumer.flow_active,
+                "can_resume_flow": consumer.can_resume_flow.is_set(),
+                "suspend_flow": consumer.suspend_flow.is_set(),
+                "flow_control_active": self.app.flow_control.is_active(),
+            }
+            tasks = [t for t in self.app._fetcher._futures if not t.done()]
+            state["fetch_loop"] = [_frame(t) for t in tasks] or "not running"
+        except Exception as exc:  # noqa: BLE001 - a diagnosis never stops the worker
+            return {"unknown": str(exc)}
+        return state
 
     def _state(self, tp: Any) -> dict[str, Any]:
         recovery = self.app.tables.recovery
@@ -72,6 +91,19 @@ class RecoveryWatch:
         except Exception as exc:  # noqa: BLE001 - a diagnosis never stops the worker
             state["fetch_position"] = f"unknown: {exc}"
         return state
+
+
+def _frame(task: Any) -> str:
+    """Where ``task`` waits: the chain of coroutines it awaits, outermost first."""
+    chain, coro = [], task.get_coro()
+    while coro is not None and len(chain) < 30:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None) \
+            or getattr(coro, "gi_frame", None)
+        if frame is not None:
+            chain.append(f"{frame.f_code.co_name}:{frame.f_lineno}")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None) \
+            or getattr(coro, "gi_yieldfrom", None)
+    return " > ".join(chain) or "no frame"
 
 
 def watch_recovery(app: faust.App, stall_s: float) -> RecoveryWatch:

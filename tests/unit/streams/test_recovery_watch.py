@@ -3,6 +3,8 @@ reported with each waiting partition's state, and cleared once records come or i
 
 from __future__ import annotations
 
+import asyncio
+import re
 from collections import Counter
 from types import SimpleNamespace
 from typing import Any
@@ -56,3 +58,32 @@ def test_records_arriving_or_the_recovery_ending_clear_the_stall() -> None:
     app.tables.recovery.in_recovery = False
     watch.check(now=241.0)
     assert watch.stalled is None and watch.since is None
+
+
+def test_the_flow_is_reported_with_where_the_fetch_loop_waits() -> None:
+    app = _app(in_recovery=True, started=100.0, received={})
+    assert list(RecoveryWatch(app, stall_s=60).flow()) == ["unknown"]  # a diagnosis, no error
+
+    async def getmany() -> None:
+        await asyncio.sleep(3600)
+
+    async def drain() -> None:
+        await getmany()
+
+    async def look() -> dict[str, Any]:
+        task = asyncio.ensure_future(drain())
+        await asyncio.sleep(0)
+        flag = SimpleNamespace(is_set=lambda: False)
+        app.consumer.__dict__.update(flow_active=False, can_resume_flow=flag,
+                                     suspend_flow=SimpleNamespace(is_set=lambda: True))
+        app.flow_control = SimpleNamespace(is_active=lambda: True)
+        app._fetcher = SimpleNamespace(_futures={task})
+        try:
+            return RecoveryWatch(app, stall_s=60).flow()
+        finally:
+            task.cancel()
+
+    flow = asyncio.run(look())
+    assert flow["flow_active"] is False and flow["suspend_flow"] is True
+    assert flow["flow_control_active"] is True
+    assert re.fullmatch(r"drain:\d+ > getmany:\d+ > sleep:\d+", flow["fetch_loop"][0])
