@@ -39,6 +39,7 @@ from consumers.validator import latest_vector
 from devstack.databases import create_database, drop_database_unless_used, labelled_databases
 from devstack.host import free_port
 from devstack.processes import ServiceProcess
+from devstack.prometheus import write_targets
 from devstack.stack import DevStack
 from producers.miner import publish, registration, submission
 from schemas.envelope import derived_event_id, new_envelope
@@ -89,6 +90,9 @@ class DemoOptions:
     timeout_s: float = 900.0
     ready_timeout_s: float = 300.0
     device: str = "cpu"
+    linger_s: float = 0.0
+    """How long the services keep running after the last step (a Prometheus scraping them,
+    `dev up --prometheus`, reads their final numbers: more than its 5 s scrape interval)."""
 
 
 @dataclass(frozen=True)
@@ -169,7 +173,8 @@ def run_demo(
         f"database {run.database} ({len(migrations)} migrations); kept until the next run")
     # Held while the run lasts: a later run never removes a database someone is connected to.
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        return _run(options, run, principals, conninfo, conn, say)
+        return _run(options, run, principals, conninfo, conn, say,
+                    stack.prometheus.targets_dir)
 
 
 def remove_earlier_runs(server_url: str, kafka: KafkaSettings, state_dir: Path) -> list[str]:
@@ -189,7 +194,7 @@ def remove_earlier_runs(server_url: str, kafka: KafkaSettings, state_dir: Path) 
 
 def _run(
     options: DemoOptions, run: DemoRun, principals: Principals, conninfo: str,
-    conn: psycopg.Connection, say: Callable[[str], None],
+    conn: psycopg.Connection, say: Callable[[str], None], targets_dir: Path,
 ) -> DemoResult:
     kafka = principals.admin
     say("== 2/6 models and miners")
@@ -245,6 +250,11 @@ def _run(
                                  logs / f"{name}.log", {**env, **principals.environment(name)})
         ready.append((service, f"http://127.0.0.1:{port}/health"))
     api_port = api_url.rsplit(":", 1)[1]
+    # The dev stack's Prometheus (`dev up --prometheus`) scrapes this run's services.
+    write_targets(targets_dir, "demo", {
+        **{service.name: url.removeprefix("http://").removesuffix("/health")
+           for service, url in ready},
+        "api": api_url.removeprefix("http://")})
     api = ServiceProcess("api", ["api", "run", "--port", api_port], logs / "api.log",
                          {**env, **principals.environment("api")})
     ready.append((api, f"{api_url}/hc"))
@@ -312,6 +322,9 @@ def _run(
             "hash": alice.hash, "chat_template_type": alice.config_template,
             "hotkey": alice.hotkey,
         })
+        if options.linger_s > 0:
+            say(f"   the services keep running for {options.linger_s:.0f}s (--linger)")
+            time.sleep(options.linger_s)
     finally:
         for service in reversed(services):
             service.stop()

@@ -19,6 +19,7 @@ from devstack.exceptions import MissingToolError
 from devstack.host import LOOPBACK
 from devstack.kafka import KAFKA_VERSION, BrokerSecurity, KafkaNode, broker_answers, load_security
 from devstack.postgres import PostgresNode, database_info, find_bin_dir, require_bin_dir
+from devstack.prometheus import PrometheusNode
 from devstack.tls import generate_tls
 from schemas.topics import ROLES
 from sinks.migrate import applied_migrations, apply_migrations
@@ -172,6 +173,11 @@ class DevStack:
         return PostgresNode(self.state_dir / "postgres", bin_dir, self.settings.postgres_port)
 
     @property
+    def prometheus(self) -> PrometheusNode:
+        """The local Prometheus (started by ``up`` with ``settings.prometheus``)."""
+        return PrometheusNode(self.state_dir / "prometheus", self.settings.prometheus_port)
+
+    @property
     def external_bootstrap(self) -> str | None:
         return self.settings.external_bootstrap_servers or None
 
@@ -225,6 +231,9 @@ class DevStack:
                 pg.wait_ready(timeout)
                 pg.ensure_app_database()
 
+            if self.settings.prometheus:
+                services.append(self._prometheus_up())
+
             if kafka_wait or self.external_bootstrap is None:
                 self.kafka.wait_ready(timeout if kafka_wait else 15.0)
             migrations = apply_migrations(database_url)
@@ -235,8 +244,16 @@ class DevStack:
         return UpResult(bootstrap, database_url, tuple(services), tuple(created),
                         tuple(migrations), client_env)
 
+    def _prometheus_up(self) -> ServiceState:
+        node = self.prometheus
+        if (pid := node.running_pid()) is not None:
+            return ServiceState("prometheus", "running", node.url, pid)
+        pid = node.start(install=self.install, timeout_s=self.settings.start_timeout_s)
+        return ServiceState("prometheus", "started", node.url, pid, node.log_file)
+
     def down(self) -> tuple[ServiceState, ...]:
-        """Stop the broker and the cluster this state dir's ``up`` started; nothing else."""
+        """Stop the broker, the cluster and the Prometheus this state dir's ``up`` started;
+        nothing else."""
         with self._locked():
             node = self.kafka
             pid = node.running_pid()
@@ -260,6 +277,11 @@ class DevStack:
                 pid = pg.running_pid()
                 if pg.stop():
                     pg_state = ServiceState("postgres", "stopped", pg.database_url, pid)
+            prometheus = self.prometheus
+            if (pid := prometheus.running_pid()) is not None:
+                prometheus.stop()
+                return kafka, pg_state, ServiceState("prometheus", "stopped", prometheus.url,
+                                                     pid)
         return kafka, pg_state
 
     def status(self, kafka_settings: KafkaSettings) -> StackStatus:

@@ -26,6 +26,7 @@ from schemas.topics import TopicRegistry
 GIB = 1024**3
 DEV_KAFKA_PORT = 39092
 DEV_POSTGRES_PORT = 55432
+DEV_PROMETHEUS_PORT = 39090
 DEV_BOOTSTRAP = f"127.0.0.1:{DEV_KAFKA_PORT}"
 DEV_DATABASE_URL = f"postgresql://speechstream@127.0.0.1:{DEV_POSTGRES_PORT}/speechstream"
 
@@ -204,6 +205,12 @@ class DevSettings(BaseSettings):
     )
     postgres_port: int = DEV_POSTGRES_PORT
     postgres_bin_dir: Path | None = None
+    prometheus: bool = Field(
+        False, description="Also run Debian's Prometheus (installed when missing), scraping "
+        "the services named in <state_dir>/prometheus/targets/*.json (`speechstream demo` "
+        "writes its run's there) and evaluating docker/prometheus/rules.yml.",
+    )
+    prometheus_port: int = DEV_PROMETHEUS_PORT
     start_timeout_s: float = 90.0
     external_bootstrap_servers: str | None = Field(
         None, validation_alias="KAFKA_BOOTSTRAP_SERVERS"

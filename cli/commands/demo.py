@@ -46,6 +46,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument("--ready-timeout", type=float, default=DemoOptions.ready_timeout_s,
                       help="seconds to wait for each service to answer as ready (default "
                       f"{DemoOptions.ready_timeout_s:.0f})")
+    demo.add_argument("--linger", type=float, default=DemoOptions.linger_s, metavar="SECONDS",
+                      help="keep the services running this long after the last step, for a "
+                      "Prometheus scraping them (`speechstream dev up --prometheus`; default 0)")
     demo.add_argument("--json", action="store_true",
                       help="print the leaderboard, the weights and the API's answer as JSON")
     demo.add_argument("--serve", action="store_true",
@@ -61,7 +64,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     options = DemoOptions(
         state_dir=args.state_dir, samples=args.samples, timeout_s=args.timeout,
-        ready_timeout_s=args.ready_timeout, device=args.device,
+        ready_timeout_s=args.ready_timeout, device=args.device, linger_s=args.linger,
     )
     try:
         # With --json, stdout is the JSON alone: the progress goes to stderr.

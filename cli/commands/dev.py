@@ -1,4 +1,5 @@
-"""`speechstream dev up | down | status`: a local Kafka broker and PostgreSQL for development."""
+"""`speechstream dev up | down | status | fetch | dashboard`: a local Kafka broker, PostgreSQL
+and (optionally) Prometheus for development, and the deployment's Grafana dashboard."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import logging
 import sys
 from pathlib import Path
 
+from devstack.dashboard import queries as dashboard_queries
+from devstack.dashboard import write as write_dashboard
 from devstack.kafka import KAFKA_VERSION, fetch_jars
 from devstack.stack import DevStack, StackStatus
 from devstack.trust import dev_trust
@@ -19,14 +22,19 @@ alone. The last two lines are KAFKA_BOOTSTRAP_SERVERS=... and DATABASE_URL=..., 
   eval $(speechstream dev up | grep =)
 points every command of this shell at the stack. When KAFKA_BOOTSTRAP_SERVERS or DATABASE_URL
 is already set, that service is used as it is and nothing local is started for it.
-PostgreSQL trusts every connection from 127.0.0.1 (no password): a development stack only."""
+PostgreSQL trusts every connection from 127.0.0.1 (no password): a development stack only.
+With --prometheus it also runs Debian's Prometheus on 127.0.0.1 (SPEECHSTREAM_DEV_PROMETHEUS_PORT,
+39090), which evaluates the alert rules of docker/prometheus/rules.yml and scrapes the services
+listed in <state dir>/prometheus/targets/*.json: `speechstream demo` writes demo.json for the
+services of its run; add a file of your own for others (docs/operations.md)."""
 
 ENV_HELP = """\
 settings (environment): SPEECHSTREAM_DEV_STATE_DIR (default .speechstream/dev),
 SPEECHSTREAM_DEV_CACHE_DIR (Kafka jars, default ~/.cache/speechstream),
 SPEECHSTREAM_DEV_KAFKA_PORT (39092), SPEECHSTREAM_DEV_KAFKA_CONTROLLER_PORT (39093),
 SPEECHSTREAM_DEV_POSTGRES_PORT (55432), SPEECHSTREAM_DEV_POSTGRES_BIN_DIR,
-SPEECHSTREAM_DEV_KAFKA_HEAP (1g)."""
+SPEECHSTREAM_DEV_KAFKA_HEAP (1g), SPEECHSTREAM_DEV_PROMETHEUS (false),
+SPEECHSTREAM_DEV_PROMETHEUS_PORT (39090)."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,7 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=ENV_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = dev.add_subparsers(dest="dev_command", required=True, metavar="{up,down,status,fetch}")
+    sub = dev.add_subparsers(dest="dev_command", required=True,
+                             metavar="{up,down,status,fetch,dashboard}")
 
     up = sub.add_parser(
         "up", help="start the stack (idempotent) and print its two environment variables",
@@ -47,13 +56,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _common(up)
     up.add_argument(
         "--no-install", dest="install", action="store_false",
-        help="never apt-get install a missing java, mvn or postgresql; just name the command",
+        help="never apt-get install a missing java, mvn, postgresql or prometheus; just name "
+        "the command",
+    )
+    up.add_argument(
+        "--prometheus", action="store_true", default=None,
+        help="also run Debian's Prometheus with the alert rules, scraping the services named "
+        "in <state dir>/prometheus/targets (default: $SPEECHSTREAM_DEV_PROMETHEUS)",
     )
     up.set_defaults(func=_up)
 
     down = sub.add_parser(
         "down", help="stop what `dev up` started in this state dir (data is kept)",
-        description="Stop the broker and PostgreSQL that `dev up` started in this state dir, "
+        description="Stop the broker, PostgreSQL and Prometheus that `dev up` started in this "
+        "state dir, "
         "found by their pid files. Nothing else is touched; data stays for the next `up`.",
     )
     _common(down)
@@ -69,6 +85,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="never apt-get install a missing mvn; just name the command",
     )
     fetch.set_defaults(func=_fetch)
+
+    dashboard = sub.add_parser(
+        "dashboard", help="write the Grafana dashboard (docker/grafana/speechstream.json)",
+        description="Write the deployment's Grafana dashboard, built with Grafana's Foundation "
+        "SDK from devstack/dashboard.py, as Grafana's JSON model. Import it in Grafana and "
+        "pick the Prometheus that scrapes the services (its `datasource` variable).",
+    )
+    dashboard.add_argument("--out", type=Path, default=None,
+                           help="where to write it (default: docker/grafana/speechstream.json)")
+    dashboard.set_defaults(func=_dashboard)
 
     status = sub.add_parser(
         "status", help="broker version, topics with partitions, database and migrations",
@@ -91,6 +117,8 @@ def _settings(args: argparse.Namespace) -> DevSettings:
     settings = DevSettings()
     if args.state_dir is not None:
         settings = settings.model_copy(update={"state_dir": args.state_dir})
+    if getattr(args, "prometheus", None):
+        settings = settings.model_copy(update={"prometheus": True})
     return settings
 
 
@@ -131,6 +159,12 @@ def _fetch(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     libs = fetch_jars(DevSettings().cache_dir.expanduser(), install=args.install)
     print(f"Apache Kafka {KAFKA_VERSION} jars in {libs}")
+    return 0
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    path = write_dashboard(args.out) if args.out is not None else write_dashboard()
+    print(f"dashboard: {path} ({len(dashboard_queries())} queries)")
     return 0
 
 

@@ -4,14 +4,19 @@ a broker with SASL over TLS and ACLs, each service its own principal."""
 
 from __future__ import annotations
 
+import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 from psycopg import sql
 
 from cli.demo import MINERS, DemoOptions, DemoResult, remove_earlier_runs, run_demo
+from devstack import dashboard
+from devstack.prometheus import SCRAPE_INTERVAL_S
 from devstack.stack import DevStack
 from speechstream.kafka.admin import delete_topics, describe_topics
 from speechstream.settings import DatabaseSettings, DevSettings, KafkaSettings
@@ -38,15 +43,39 @@ def _statuses(result: DemoResult) -> dict[str | None, str]:
     return {row.repo: row.status for row in result.leaderboard}
 
 
+def _check_dashboard_queries(url: str, start: float, end: float) -> None:
+    """Every query of the Grafana dashboard returns data from the Prometheus that scraped the
+    demo's services (Grafana's rate window read as 1m), and the alert rules are loaded."""
+    with httpx.Client(base_url=url, timeout=30) as client:
+        targets = client.get("/api/v1/targets").json()["data"]["activeTargets"]
+        assert {t["labels"]["job"] for t in targets} == {
+            "streams", "evaluator", "sink", "validator", "api"}
+        empty = []
+        for title, expr in dashboard.queries():
+            answer = client.get("/api/v1/query_range", params={
+                "query": expr.replace(dashboard.RATE, "1m"), "start": start, "end": end,
+                "step": SCRAPE_INTERVAL_S}).json()
+            assert answer["status"] == "success", (title, answer)
+            values = [v for series in answer["data"]["result"] for _, v in series["values"]
+                      if v not in ("NaN", "+Inf", "-Inf")]
+            if not values:
+                empty.append(f"{title}: {expr}")
+        assert empty == [], "panels without data: " + "; ".join(empty)
+        groups = client.get("/api/v1/rules").json()["data"]["groups"]
+        assert sum(len(g["rules"]) for g in groups) == 7
+
+
 def test_the_demo_twice_in_a_row_on_one_stack(
     infrastructure: Infrastructure, database_url: str, tmp_path: Path
 ) -> None:
     # The demo's stack is the session's: DevStack.up starts nothing for an external broker
     # and database, and the demo's runs live beside the other tests' topics and databases.
+    # The first run under the dev stack's Prometheus: the dashboard's queries read its data.
     dev = DevSettings(
         state_dir=tmp_path / "dev",
         external_bootstrap_servers=infrastructure.bootstrap_servers,
         external_database_url=database_url,
+        prometheus=True, prometheus_port=pick_ports(1)[0],
     )
     kafka = KafkaSettings().model_copy(update={
         "bootstrap_servers": infrastructure.bootstrap_servers,
@@ -55,7 +84,15 @@ def test_the_demo_twice_in_a_row_on_one_stack(
     options = DemoOptions(state_dir=tmp_path / "demo", samples=2, timeout_s=600.0)
     said: list[list[str]] = [[], []]
     try:
-        first = run_demo(options, kafka, DatabaseSettings(), dev, say=_recorder(said[0]))
+        started = time.time()
+        first = run_demo(replace(options, linger_s=2.5 * SCRAPE_INTERVAL_S), kafka,
+                         DatabaseSettings(), dev, say=_recorder(said[0]))
+        ended = time.time()
+        prometheus = DevStack(dev).prometheus
+        assert any(line.startswith("   prometheus: started") for line in said[0])
+        _check_dashboard_queries(prometheus.url, started, ended)
+        prometheus.stop()
+        dev = dev.model_copy(update={"prometheus": False})
         second = run_demo(options, kafka, DatabaseSettings(), dev, say=_recorder(said[1]))
 
         # Each run on its own prefix and database, both named in what it said.
@@ -104,6 +141,7 @@ def test_the_demo_twice_in_a_row_on_one_stack(
             shots = check_pages(base, "demo")
         assert set(shots) == {"leaderboard", "submission", "weights", "phone"}
     finally:
+        DevStack(dev).prometheus.stop()
         remove_earlier_runs(database_url, kafka, options.state_dir)
         delete_topics(kafka, [t.name for t in describe_topics(kafka, prefix=kafka.topic_prefix)])
 
