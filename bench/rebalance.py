@@ -114,7 +114,7 @@ class Round:
         self.kafka = KafkaSettings(KAFKA_BOOTSTRAP_SERVERS=up.bootstrap_servers,
                                    SPEECHSTREAM_TOPIC_PREFIX=self.prefix)
         create_topics(self.kafka)
-        self.conninfo = fresh_database(up.database_url, "bench_rebalance")
+        self.conninfo = fresh_database(up.database_url, args.database)
         self.logs = logs / f"round{index:02d}"
         self.env = {
             "KAFKA_BOOTSTRAP_SERVERS": up.bootstrap_servers, "SPEECHSTREAM_TOPIC_PREFIX":
@@ -266,6 +266,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--stall-s", type=float, default=60.0)
     parser.add_argument("--logs", type=Path, default=Path("build/bench-rebalance"))
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--database", default="bench_rebalance",
+                        help="the database each round recreates (two runs side by side need "
+                        "one each)")
     args = parser.parse_args(argv)
 
     up = DevStack(DevSettings()).up(KafkaSettings())

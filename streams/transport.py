@@ -58,6 +58,32 @@ class Consumer(driver.Consumer):
     def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
         return CommittedConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
+    async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
+        """Forget what the fetch loop kept of the assigned partitions from an earlier time
+        it owned them, then assign as Faust does.
+
+        Faust drops each partition's read offset, acknowledgements and gaps when the
+        partition is revoked, but a record the fetch loop hands over while the revocation
+        runs (or a seek that was under way) writes them again afterwards. When the worker
+        gets the partition back, a read offset left from then makes the fetch loop drop
+        every record below it as already seen: a changelog partition recovered from its
+        start delivers nothing to the recovery, which waits for ever ("No event received
+        for active tp ... since recovery start"), and a stream partition skips records.
+        Nothing of a partition's earlier ownership is true of the new one: its records are
+        read from the offsets the recovery and the seek to committed offsets set.
+        """
+        stale = {tp: self._read_offset[tp] for tp in assigned
+                 if self._read_offset.get(tp) is not None}
+        if stale:
+            self.log.warning("forgetting the read offsets of an earlier ownership of %d "
+                             "assigned partitions: %s", len(stale), stale)
+        for tp in assigned:
+            self._read_offset.pop(tp, None)
+            self._gap.pop(tp, None)
+            self._acked.pop(tp, None)
+            self._acked_index.pop(tp, None)
+        await super().on_partitions_assigned(assigned, generation_id)
+
     async def perform_seek(self) -> None:
         """Seek every partition to its committed offset with the flow stopped; whoever
         asked for the seek resumes it.
