@@ -81,6 +81,11 @@ ROWS: tuple[tuple[str, tuple[PanelSpec, ...]], ...] = (
                         for q, p in (("0.5", "50"), ("0.95", "95")))),
         PanelSpec("Evaluations in progress", "Requests being evaluated now, all evaluators.",
                   "short", (Query("sum(speechstream_evaluations_in_progress)", "running"),)),
+        PanelSpec("Evaluator busy fraction", "Seconds of evaluation finished per second, by "
+                  "evaluator: near 1 is an evaluator that never waits (add evaluators while "
+                  "requests wait); counted when each evaluation ends.", "percentunit",
+                  (Query("sum by (instance) (rate(speechstream_evaluation_seconds_sum"
+                         f"[{RATE}]))", "{{instance}}"),)),
     )),
     ("Results", (
         PanelSpec("Rows written", "Rows the sink writes to PostgreSQL per second, by table.",

@@ -79,3 +79,26 @@ def test_the_seek_to_committed_offsets_stops_the_flow_and_leaves_it_to_the_calle
     with pytest.raises(ConnectionError):
         asyncio.run(seek(active=True))
     assert consumer.flow_active  # a seek that failed leaves the flow as it found it
+
+
+def test_an_assignment_forgets_what_an_earlier_ownership_left(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A read offset written again after the revocation (a record handed over while it ran)
+    would make the fetch loop drop every record below it when the partition comes back: a
+    changelog recovered from its start would deliver nothing to the recovery."""
+    consumer = create_app(KafkaSettings(), StreamsSettings()).consumer
+    changelog, kept = TP("app-repo_holder-changelog", 2), TP("t.submissions", 1)
+    consumer._read_offset[changelog] = 48
+    consumer._read_offset[kept] = 7
+    consumer._acked[changelog].append(47)
+    consumer._acked_index[changelog].add(47)
+    seen: dict[str, object] = {}
+
+    async def assigned(self: object, tps: set[TP], generation_id: int = 0) -> None:
+        seen.update(read=dict(consumer._read_offset), acked=dict(consumer._acked),
+                    generation=generation_id)
+
+    monkeypatch.setattr(faust.transport.consumer.Consumer, "on_partitions_assigned", assigned)
+    asyncio.run(consumer.on_partitions_assigned({changelog}, 5))
+    assert seen == {"read": {kept: 7}, "acked": {}, "generation": 5}
