@@ -75,7 +75,7 @@ class Consumer(driver.Consumer):
         stale = {tp: self._read_offset[tp] for tp in assigned
                  if self._read_offset.get(tp) is not None}
         if stale:
-            self.log.warning("forgetting the read offsets of an earlier ownership of %d "
+            self.log.info("forgetting the read offsets of an earlier ownership of %d "
                              "assigned partitions: %s", len(stale), stale)
         for tp in assigned:
             self._read_offset.pop(tp, None)

@@ -37,11 +37,6 @@ def _validated(port: int) -> float:
     return float(found.group(1)) if found else 0.0
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "in one full test run the worker that stayed logged 'No event received for active tp … "
-    "changelog since recovery start' for 1.5 minutes and routed nothing (cause not confirmed; "
-    "/health now reports such a stall); and bench/rebalance.py shows a worker can skip records "
-    "appended during a rebalance (docs/operations.md, Several workers)"))
 def test_two_workers_split_the_work_and_one_killed_loses_and_repeats_nothing(
     pipeline: Pipeline, tmp_path
 ) -> None:
