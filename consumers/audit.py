@@ -56,6 +56,8 @@ from speechstream.kafka.producer import EventProducer
 from speechstream.kafka.records import (
     Verify,
     caused_by_kafka,
+    count_dead_letters,
+    expect_dead_letters,
     unprocessable_letter,
     unprocessable_reason,
 )
@@ -153,6 +155,7 @@ class Auditor:
         self._kafka = kafka
         self._settings = settings
         self._metrics = metrics or AuditMetrics.create(CollectorRegistry())
+        expect_dead_letters(self._metrics.dead_letters, PRODUCER_NAME)
         self._log = logger or logging.getLogger(__name__)
         self._scorer = scorer or TTSScorer(scoring, device=settings.device)
         self.tolerance = settings.tolerance_for_device()
@@ -203,7 +206,7 @@ class Auditor:
             for msg, letter in letters:
                 self._producer.send(self._kafka.topics.deadletter, letter, key=msg.key())
             self._producer.flush()
-            self._metrics.dead_letters.inc(len(letters))
+            count_dead_letters(self._metrics.dead_letters, (letter for _, letter in letters))
             self._consumer.commit()
 
     def close(self) -> None:

@@ -96,6 +96,8 @@ from speechstream.kafka.lanes import Lanes
 from speechstream.kafka.records import (
     Verify,
     caused_by_kafka,
+    count_dead_letters,
+    expect_dead_letters,
     unprocessable_letter,
     unprocessable_reason,
 )
@@ -218,6 +220,7 @@ class Evaluator:
         self._settings = settings
         self._scorer = scorer
         self._metrics = metrics or EvaluatorMetrics.create(CollectorRegistry())
+        expect_dead_letters(self._metrics.dead_letters, PRODUCER_NAME)
         self._log = logger or logging.getLogger(__name__)
         self.evaluator_id = evaluator_id(settings)
         t = kafka.topics
@@ -350,7 +353,7 @@ class Evaluator:
     def _dead_letter(self, msg: Message, letter: Envelope) -> None:
         """Commit ``letter`` to the dead-letter topic with ``msg``'s offset."""
         self._transact([(self._kafka.topics.deadletter, msg.key(), letter)], offsets_of=msg)
-        self._metrics.dead_letters.inc()
+        count_dead_letters(self._metrics.dead_letters, [letter])
 
     def _evaluate_one(self, msg: Message, request_env: Envelope) -> None:
         request = request_env.payload

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from speechstream.kafka.records import DEAD_LETTER_LABELS
 from speechstream.metrics import MetricsBundle, metric
 
 EVALUATION_BUCKETS = (0.5, 1, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600)
@@ -25,7 +26,8 @@ class EvaluatorMetrics(MetricsBundle):
                                 "Evaluations running now")
     dead_letters: Counter = metric(Counter, "speechstream_evaluator_dead_letters_total",
                                    "Requests sent to the dead-letter topic: undecodable, or their "
-                                   "handling raised")
+                                   "handling raised; by consumer and kind of reason",
+                                   labels=DEAD_LETTER_LABELS)
     transactions_aborted: Counter = metric(
         Counter, "speechstream_evaluator_transactions_aborted_total",
         "Transactions aborted (their request is read again; a computed score is kept and "
@@ -79,7 +81,8 @@ class ValidatorMetrics(MetricsBundle):
         "Records skipped: they did not decode, do not belong on their topic, or the ledger "
         "could not take them")
     dead_letters: Counter = metric(Counter, "speechstream_validator_dead_letters_total",
-                                   "Dead letters of skipped records published")
+                                   "Dead letters of skipped records published, by consumer and "
+                                   "kind of reason", labels=DEAD_LETTER_LABELS)
     dead_letter_failures: Counter = metric(
         Counter, "speechstream_validator_dead_letter_failures_total",
         "Dead letters not delivered (given again at the next start)")
@@ -111,4 +114,5 @@ class AuditMetrics(MetricsBundle):
                               "Scores read and not audited (outside the sample, or FAILED)")
     dead_letters: Counter = metric(
         Counter, "speechstream_audit_dead_letters_total",
-        "Scores sent to the dead-letter topic: undecodable, or their audit raised")
+        "Scores sent to the dead-letter topic: undecodable, or their audit raised; by consumer "
+        "and kind of reason", labels=DEAD_LETTER_LABELS)

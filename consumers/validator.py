@@ -53,7 +53,12 @@ from speechstream.kafka.consumer import EventConsumer
 from speechstream.kafka.lag import Lag, lag_of
 from speechstream.kafka.producer import EventProducer
 from speechstream.kafka.reader import LogReader, ledger_expected, read_log
-from speechstream.kafka.records import Verify, caused_by_kafka
+from speechstream.kafka.records import (
+    Verify,
+    caused_by_kafka,
+    count_dead_letters,
+    expect_dead_letters,
+)
 from speechstream.ledger import Ledger
 from speechstream.monitoring import Health
 from speechstream.settings import KafkaSettings
@@ -121,6 +126,7 @@ class Validator:
         self._kafka = kafka
         self._settings = settings
         self._metrics = metrics
+        expect_dead_letters(metrics.dead_letters, PRODUCER_NAME)
         self.ledger = Ledger()
         expected = ledger_expected(kafka)
         self._reader = LogReader(kafka, list(expected), self.ledger.apply,
@@ -191,7 +197,7 @@ class Validator:
             log.error("%d dead letter(s) not delivered: %s", len(letters), exc)
             self._metrics.dead_letter_failures.inc(len(letters))
             return
-        self._metrics.dead_letters.inc(len(letters))
+        count_dead_letters(self._metrics.dead_letters, (letter for _, letter in letters))
 
     def due(self) -> bool:
         """Whether the head has reached an epoch to run: one after the latest vector, and

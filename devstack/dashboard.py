@@ -67,9 +67,10 @@ ROWS: tuple[tuple[str, tuple[PanelSpec, ...]], ...] = (
                    Query(f"sum by (code) (rate(speechstream_streams_rejected_total[{RATE}]))",
                          "rejected {{code}}"))),
         PanelSpec("Dead letters", "Records set aside on the dead-letter topic, per minute, by "
-                  "service (docs/operations.md, Records a service cannot process).", "short",
-                  (Query('sum by (job) (rate({__name__=~"speechstream_.*dead_letters_total"}'
-                         f"[{RATE}])) * 60", "{{job}}"),)),
+                  "consumer and kind of reason (docs/operations.md, Records a service cannot "
+                  "process).", "short",
+                  (Query('sum by (consumer, reason) (rate({__name__=~"speechstream_.*dead_'
+                         f'letters_total"}}[{RATE}])) * 60', "{{consumer}} {{reason}}"),)),
     )),
     ("Evaluation", (
         PanelSpec("Evaluations finished", "By final status, in each rate window.", "short",

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from prometheus_client import Counter, Histogram
 
+from speechstream.kafka.records import DEAD_LETTER_LABELS
 from speechstream.metrics import MetricsBundle, metric
 
 
@@ -19,8 +20,11 @@ class SinkMetrics(MetricsBundle):
         Histogram, "speechstream_sink_batch_seconds", "Time to write one batch",
         buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
     )
-    dead_letters: Counter = metric(Counter, "speechstream_sink_dead_letters_total",
-                                   "Undecodable records sent to the DLQ")
+    dead_letters: Counter = metric(
+        Counter, "speechstream_sink_dead_letters_total",
+        "Records sent to the dead-letter topic (undecodable, or the database cannot hold them) "
+        "or, undecodable on it, kept in place; by consumer and kind of reason",
+        labels=DEAD_LETTER_LABELS)
     retries: Counter = metric(Counter, "speechstream_sink_retries_total",
                               "Writes and offset commits tried again after a transient fault",
                               labels=("step",))

@@ -31,7 +31,12 @@ from speechstream.exceptions import ConsumeError, SpeechstreamError
 from speechstream.kafka.consumer import Batch, EventConsumer, is_fencing
 from speechstream.kafka.lag import Lag, lag_of
 from speechstream.kafka.producer import EventProducer
-from speechstream.kafka.records import Verify
+from speechstream.kafka.records import (
+    KEPT_IN_PLACE,
+    Verify,
+    count_dead_letters,
+    expect_dead_letters,
+)
 from speechstream.monitoring import Health
 from speechstream.settings import KafkaSettings
 from speechstream.signer import Signer
@@ -168,6 +173,7 @@ class SinkService:
         self._settings = settings
         self._writer = writer
         self._metrics = metrics
+        expect_dead_letters(metrics.dead_letters, CONSUMER_NAME, KEPT_IN_PLACE)
         self._until_caught_up = until_caught_up
         self._consumer = EventConsumer(
             kafka, name=CONSUMER_NAME, topics=sink_topics(kafka),
@@ -243,7 +249,7 @@ class SinkService:
         for msg, letter in batch.dead_letters:
             self._dead_letters.send(self._kafka.topics.deadletter, letter, key=msg.key())
         if batch.kept:  # undecodable dead letters, kept in place
-            self._metrics.dead_letters.inc(batch.kept)
+            self._metrics.dead_letters.labels(CONSUMER_NAME, KEPT_IN_PLACE).inc(batch.kept)
         if not batch.ends:
             return False
         envelopes = batch.envelopes
@@ -294,7 +300,7 @@ class SinkService:
         if msg.topic() == self._kafka.topics.deadletter:
             log.error("%s: dead letter %s@%s kept in place: %s", self.name, msg.partition(),
                       msg.offset(), reason)
-            self._metrics.dead_letters.inc()
+            self._metrics.dead_letters.labels(CONSUMER_NAME, KEPT_IN_PLACE).inc()
             return
         log.error("%s: %s/%s@%s set aside: %s", self.name, msg.topic(), msg.partition(),
                   msg.offset(), reason)
@@ -314,7 +320,8 @@ class SinkService:
         rows = {} if flight.write is None else self._written(flight.write)
         if batch.dead_letters:
             self._dead_letters.flush()
-            self._metrics.dead_letters.inc(len(batch.dead_letters))
+            count_dead_letters(self._metrics.dead_letters,
+                               (letter for _, letter in batch.dead_letters))
         offsets = batch.offsets()
         self._retrying("commit", lambda: self._commit(offsets), stop)
         self._metrics.batch_seconds.observe(time.perf_counter() - flight.started)

@@ -11,7 +11,13 @@ import faust
 from schemas.codec import encode
 from schemas.envelope import Envelope
 from speechstream.exceptions import DecodeError
-from speechstream.kafka.records import Expected, Verify, dead_letter_for, decode_record
+from speechstream.kafka.records import (
+    Expected,
+    Verify,
+    count_dead_letters,
+    dead_letter_for,
+    decode_record,
+)
 from speechstream.signer import Signer
 from streams.metrics import StreamsMetrics
 
@@ -32,5 +38,5 @@ async def decode_or_dead_letter(
         letter = dead_letter_for(exc, consumer=CONSUMER_NAME)
         value = encode(letter) if signer is None else signer.encode(letter)
         await deadletter.send(key=event.key, value=value)
-        metrics.dead_letters.inc()
+        count_dead_letters(metrics.dead_letters, [letter])
         return None

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from prometheus_client import Counter, Histogram
 
+from speechstream.kafka.records import DEAD_LETTER_LABELS
 from speechstream.metrics import MetricsBundle, metric
 
 
@@ -33,8 +34,10 @@ class StreamsMetrics(MetricsBundle):
         "Heads on chain.blocks ignored: they passed the previous head further than the time "
         "between them allows",
     )
-    dead_letters: Counter = metric(Counter, "speechstream_streams_dead_letters_total",
-                                   "Undecodable records sent to the dead-letter topic")
+    dead_letters: Counter = metric(
+        Counter, "speechstream_streams_dead_letters_total",
+        "Records sent to the dead-letter topic (undecodable, or not trusted), by the consumer "
+        "that set them aside and the kind of reason", labels=DEAD_LETTER_LABELS)
     seconds: Histogram = metric(
         Histogram, "speechstream_streams_processing_seconds", "Time to validate one event",
         buckets=(1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 5e-2, 0.1),

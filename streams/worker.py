@@ -17,13 +17,14 @@ from speechstream.kafka.active import ActiveScoringVersion
 from speechstream.kafka.admin import create_topics
 from speechstream.kafka.consumer import EventConsumer
 from speechstream.kafka.lag import Lag
-from speechstream.kafka.records import Verify
+from speechstream.kafka.records import Verify, expect_dead_letters
 from speechstream.monitoring import Health
 from speechstream.settings import KafkaSettings
 from speechstream.signer import Signer
 from streams.agents import registrations, submissions
 from streams.app import create_app
 from streams.chain import ChainHead
+from streams.deadletter import CONSUMER_NAME as DEAD_LETTER_CONSUMER
 from streams.metrics import StreamsMetrics
 from streams.recovery_watch import RecoveryWatch, watch_recovery
 from streams.settings import StreamsSettings
@@ -85,6 +86,7 @@ class IntakeWorker:
         self._signer = signer
         self._settings = settings
         self._metrics = metrics
+        expect_dead_letters(metrics.dead_letters, DEAD_LETTER_CONSUMER)
         self._app: faust.App | None = None
         self._worker: QuietWorker | None = None
         self._chain: ChainHead | None = None

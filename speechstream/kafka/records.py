@@ -9,12 +9,14 @@ is a Kafka or transaction error (:func:`caused_by_kafka`): that one is never the
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from confluent_kafka import KafkaException, Message
+from prometheus_client import Counter
 
 from schemas.codec import MAX_EVENT_BYTES, dead_letter, decode
 from schemas.envelope import Envelope
+from schemas.events import DeadLetter
 from speechstream.exceptions import (
     ConsumeError,
     DecodeError,
@@ -113,3 +115,53 @@ def unprocessable_letter(msg: Message, reason: str, *, consumer: str) -> Envelop
     as a record that did not decode)."""
     return dead_letter(msg.value() or b"", reason[:MAX_REASON], topic=msg.topic(),
                        partition=msg.partition(), offset=msg.offset(), consumer=consumer)
+
+
+DEAD_LETTER_LABELS = ("consumer", "reason")
+"""The labels of each service's dead-letter counter: the consumer that set the record aside
+(a dead letter's ``consumer``) and the kind of its reason (:func:`reason_kind`)."""
+KEPT_IN_PLACE = "undecodable_dead_letter"
+"""The reason kind of a record on the dead-letter topic itself that does not decode: kept where
+it is (a dead letter of a dead letter would loop), counted all the same."""
+_REASON_KINDS = (
+    ("untrusted:", "untrusted"),
+    ("wrong event type", "wrong_type"),
+    ("not JSON", "not_json"),
+    ("not a JSON object", "not_envelope"),
+    ("not an event envelope", "not_envelope"),
+    ("unsupported schema version", "schema_version"),
+    ("schema violation", "schema_violation"),
+    ("oversize payload", "oversize"),
+    ("empty record", "empty"),
+    ("the sink cannot store it", "unstorable"),
+)
+REASON_KINDS = frozenset({kind for _, kind in _REASON_KINDS} | {"unprocessable", "other"})
+"""Every value :func:`reason_kind` gives."""
+
+
+def reason_kind(reason: str) -> str:
+    """A dead letter's reason as one of a few kinds, a label that stays bounded whatever a
+    record holds: ``untrusted``, ``wrong_type``, ``not_json``, ``not_envelope``,
+    ``schema_version``, ``schema_violation``, ``oversize``, ``empty``, ``unstorable`` (the
+    database refused its values), ``unprocessable`` (decoded, but its handling raised), or
+    ``other``."""
+    for prefix, kind in _REASON_KINDS:
+        if reason.startswith(prefix):
+            return kind
+    return "unprocessable" if " cannot process it: " in reason else "other"
+
+
+def expect_dead_letters(counter: Counter, consumer: str, *extra: str) -> None:
+    """Start ``counter`` at 0 for each kind of reason (:data:`REASON_KINDS`, and ``extra``) of
+    ``consumer``'s dead letters: a rate reads from the first one, and a query reads 0, not
+    nothing, before any."""
+    for kind in (*sorted(REASON_KINDS), *extra):
+        counter.labels(consumer, kind)
+
+
+def count_dead_letters(counter: Counter, letters: Iterable[Envelope]) -> None:
+    """Count ``letters`` (dead-letter envelopes) in ``counter`` by consumer and reason kind."""
+    for letter in letters:
+        payload = letter.payload
+        if isinstance(payload, DeadLetter):
+            counter.labels(payload.consumer, reason_kind(payload.error)).inc()

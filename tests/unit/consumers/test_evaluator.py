@@ -33,6 +33,7 @@ from schemas.events import (
 from scoring.types import Report, ScoringResult, Submission
 from speechstream.exceptions import ConsumeError, FencedError, TransactionAbortedError
 from speechstream.settings import KafkaSettings
+from tests.metric_support import counted
 from tests.scorers import DeterministicScorer, FailingScorer, deterministic_result
 from tests.unit.consumers.fakes import (
     HASH,
@@ -137,8 +138,11 @@ def test_scorer_exception_is_a_failed_score_with_the_reason() -> None:
     assert metrics.evaluations.labels("FAILED")._value.get() == 1
 
 
-@pytest.mark.parametrize("raw", [b"not json", b'{"schema_version": 9}', None])
-def test_undecodable_request_is_dead_lettered_with_its_offset(raw: bytes | None) -> None:
+@pytest.mark.parametrize(("raw", "kind"), [(b"not json", "not_json"),
+                                           (b'{"schema_version": 9}', "schema_version"),
+                                           (None, "empty")])
+def test_undecodable_request_is_dead_lettered_with_its_offset(raw: bytes | None,
+                                                              kind: str) -> None:
     scorer = DeterministicScorer()
     evaluator, producer, _, metrics = make(scorer)
     evaluator.handle(FakeMessage(raw, _offset=41))
@@ -148,7 +152,8 @@ def test_undecodable_request_is_dead_lettered_with_its_offset(raw: bytes | None)
     assert (topic, key) == ("t.deadletter", b"key")
     assert isinstance(env.payload, DeadLetter)
     assert (env.payload.topic, env.payload.offset) == ("t.evaluation.requests", 41)
-    assert scorer.scored == [] and metrics.dead_letters._value.get() == 1
+    assert scorer.scored == []
+    assert counted(metrics.dead_letters) == {("speechstream-evaluator", kind): 1}
 
 
 def test_a_valid_event_of_another_type_is_dead_lettered() -> None:

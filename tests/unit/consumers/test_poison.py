@@ -32,6 +32,7 @@ from scoring.types import Report, ScoringResult, Submission
 from speechstream.exceptions import TransactionAbortedError
 from speechstream.kafka.producer import EventProducer
 from speechstream.settings import KafkaSettings, ScoringSettings
+from tests.metric_support import counted
 from tests.scorers import DeterministicScorer
 from tests.unit.consumers.fakes import FakeMessage, request_envelope, request_message
 from tests.unit.consumers.test_evaluator import make
@@ -127,7 +128,8 @@ def test_the_validator_dead_letters_what_it_cannot_read_and_uses_the_rest() -> N
     assert "wrong event type 'chain.block'" in letters[0].error  # type: ignore[union-attr]
     assert letters[1].error.startswith("not JSON")  # type: ignore[union-attr]
     assert v.ledger.head is None and list(v.ledger.holders()) == [3]
-    assert metrics.dead_letters._value.get() == 2
+    assert counted(metrics.dead_letters) == {("speechstream-validator", "wrong_type"): 1,
+                                             ("speechstream-validator", "not_json"): 1}
 
 
 def test_a_vector_the_broker_refuses_is_logged_counted_and_tried_at_the_next_epoch() -> None:
@@ -188,7 +190,7 @@ def test_a_request_the_evaluator_cannot_process_is_dead_lettered_with_its_offset
     assert (letter.payload.topic, letter.payload.offset) == ("t.evaluation.requests", 7)
     assert decode(base64.b64decode(letter.payload.raw_b64)) == poison
     assert txn["offsets"] == [("t.evaluation.requests", 2, 8)]
-    assert metrics.dead_letters._value.get() == 1
+    assert counted(metrics.dead_letters) == {("speechstream-evaluator", "unprocessable"): 1}
     evaluator.handle(request_message(_offset=8))  # the next one is scored
     assert len(producer.events("scores")) == 1
     assert producer.committed[-1]["offsets"] == [("t.evaluation.requests", 2, 9)]
@@ -300,7 +302,8 @@ def test_a_score_the_auditor_cannot_audit_is_dead_lettered_and_the_next_audited(
     assert letter.error.startswith("speechstream-audit cannot process it: AssertionError")
     (audit,) = client.on(KAFKA.topics.audits)
     assert audit.payload.hash == "2" and audit.payload.verdict == "agree"  # type: ignore
-    assert consumer.commits == 2 and metrics.dead_letters._value.get() == 1
+    assert consumer.commits == 2
+    assert counted(metrics.dead_letters) == {("speechstream-audit", "unprocessable"): 1}
 
 
 

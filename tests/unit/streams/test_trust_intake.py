@@ -30,6 +30,7 @@ from streams.agents.emit import emit
 from streams.deadletter import decode_or_dead_letter
 from streams.metrics import StreamsMetrics
 from streams.settings import StreamsSettings
+from tests.metric_support import counted
 from tests.trust_support import Keys
 
 TOPICS = TopicRegistry()
@@ -95,12 +96,12 @@ def _request() -> EvaluationRequested:
 
 
 def _decode(keys: Keys, env: Envelope, topic: str, signer: Signer | None = None,
-            ) -> tuple[Envelope | None, FakeTopic]:
+            metrics: StreamsMetrics | None = None) -> tuple[Envelope | None, FakeTopic]:
     deadletter = FakeTopic(TOPICS.deadletter)
     event = FakeEvent(b"k", encode(env), FakeMessage(topic))
     store = keys.store()
     got = asyncio.run(decode_or_dead_letter(
-        event, deadletter, _metrics(), (SubmissionFailed, MinerRegistered, UidHandover,
+        event, deadletter, metrics or _metrics(), (SubmissionFailed, MinerRegistered, UidHandover,
                                         UidRevoked, EvaluationRequested),
         verify=store.verify, signer=signer))
     return got, deadletter
@@ -144,8 +145,11 @@ def test_an_unsigned_submission_failed_is_dead_lettered(keys: Keys) -> None:
     failed = new_envelope(SubmissionFailed(hash="42", hotkey=HONEST, block=100,
                                            scoring_version="v2", score_event_id="s"),
                           key=HONEST, producer="attacker")
-    got, deadletter = _decode(keys, failed, TOPICS.failed, keys.signer("intake", "intake"))
+    metrics = _metrics()
+    got, deadletter = _decode(keys, failed, TOPICS.failed, keys.signer("intake", "intake"),
+                              metrics)
     assert got is None
+    assert counted(metrics.dead_letters) == {("speechstream-streams", "untrusted"): 1}
     letter = _letter(deadletter)
     assert isinstance(letter.payload, DeadLetter)
     assert letter.payload.error.startswith("untrusted: unsigned submission.failed")
