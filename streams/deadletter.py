@@ -19,6 +19,7 @@ from speechstream.kafka.records import (
     decode_record,
 )
 from speechstream.signer import Signer
+from streams.ages import RecordAges
 from streams.metrics import StreamsMetrics
 
 CONSUMER_NAME = "speechstream-streams"
@@ -26,11 +27,14 @@ CONSUMER_NAME = "speechstream-streams"
 
 async def decode_or_dead_letter(
     event: faust.EventT, deadletter: faust.TopicT, metrics: StreamsMetrics, expected: Expected,
-    *, verify: Verify | None = None, signer: Signer | None = None,
+    *, verify: Verify | None = None, signer: Signer | None = None, ages: RecordAges | None = None,
 ) -> Envelope | None:
     """The event's envelope if it decodes to ``expected`` and ``verify`` lets it count;
-    otherwise dead-letter it (signed with ``signer`` when there is one) and answer None."""
+    otherwise dead-letter it (signed with ``signer`` when there is one) and answer None.
+    Each event's age is observed in ``ages`` first."""
     msg = event.message
+    if ages is not None:
+        ages.observe(msg)
     try:
         return decode_record(event.value, msg.topic, msg.partition, msg.offset, expected,
                              verify=verify)

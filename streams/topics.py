@@ -10,6 +10,7 @@ from schemas.topics import INTAKE_TABLES, TABLE_PARTITIONS
 from speechstream.kafka.records import Verify
 from speechstream.settings import KafkaSettings
 from speechstream.signer import Signer
+from streams.ages import RecordAges
 from streams.exceptions import TableLayoutError
 from streams.settings import StreamsSettings
 
@@ -18,7 +19,8 @@ from streams.settings import StreamsSettings
 class Streams:
     """Every topic and table the agents use (raw bytes: ``schemas.codec`` is the codec), the
     check every record they read must pass (``verify``, none: believe every record) and the
-    key every envelope they write is signed with (``signer``, none: unsigned)."""
+    key every envelope they write is signed with (``signer``, none: unsigned); ``ages``
+    observes each record's age when an agent takes it (none: not observed)."""
 
     registrations: faust.TopicT
     claimed: faust.TopicT
@@ -40,14 +42,15 @@ class Streams:
     repo_holder: faust.Table
     verify: Verify | None = None
     signer: Signer | None = None
+    ages: RecordAges | None = None
 
 
 def declare(
     app: faust.App, kafka: KafkaSettings, streams: StreamsSettings, *,
-    verify: Verify | None = None, signer: Signer | None = None,
+    verify: Verify | None = None, signer: Signer | None = None, ages: RecordAges | None = None,
 ) -> Streams:
     """Declare the topics and the changelog-backed tables (all must already exist); the agents
-    read with ``verify`` and sign with ``signer``."""
+    read with ``verify``, sign with ``signer`` and observe each record's age in ``ages``."""
     t = kafka.topics
 
     def topic(name: str) -> faust.TopicT:
@@ -85,4 +88,5 @@ def declare(
         repo_holder=table("repo_holder"),
         verify=verify,
         signer=signer,
+        ages=ages,
     )

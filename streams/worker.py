@@ -15,13 +15,13 @@ from schemas.topics import changelog_specs
 from speechstream.chainhead import JumpLimit
 from speechstream.kafka.active import ActiveScoringVersion
 from speechstream.kafka.admin import create_topics
-from speechstream.kafka.consumer import EventConsumer
-from speechstream.kafka.lag import Lag
+from speechstream.kafka.lag import AgeObserved, Lag
 from speechstream.kafka.records import Verify, expect_dead_letters
 from speechstream.monitoring import Health
 from speechstream.settings import KafkaSettings
 from speechstream.signer import Signer
 from streams.agents import registrations, submissions
+from streams.ages import RecordAges
 from streams.app import create_app
 from streams.chain import ChainHead
 from streams.deadletter import CONSUMER_NAME as DEAD_LETTER_CONSUMER
@@ -38,14 +38,15 @@ ACTIVE_VERSION_READER = "speechstream-intake-active-version"
 def build_app(
     kafka: KafkaSettings, streams: StreamsSettings, metrics: StreamsMetrics,
     chain: ChainHead | None = None, active: ActiveScoringVersion | None = None, *,
-    verify: Verify | None = None, signer: Signer | None = None,
+    verify: Verify | None = None, signer: Signer | None = None, ages: RecordAges | None = None,
 ) -> faust.App:
     """The Faust app with every topic, table and agent of the intake worker; ``chain`` bounds
     the blocks registrations and submissions may claim; ``active`` says which scoring version
     new submissions are requested for (without it, ``streams.scoring_version``); the agents
-    count only the records ``verify`` lets count and sign what they write with ``signer``."""
+    count only the records ``verify`` lets count, sign what they write with ``signer`` and
+    observe each record's age in ``ages``."""
     app = create_app(kafka, streams)
-    declared = declare(app, kafka, streams, verify=verify, signer=signer)
+    declared = declare(app, kafka, streams, verify=verify, signer=signer, ages=ages)
     registrations.register_agents(app, declared, metrics, streams.operator_key,
                                   streams.subnet_size, chain, streams.block_window)
     submissions.register_agents(app, declared, metrics, streams.rate_limit_blocks,
@@ -92,6 +93,7 @@ class IntakeWorker:
         self._chain: ChainHead | None = None
         self._active: ActiveScoringVersion | None = None
         self._watch: RecoveryWatch | None = None
+        self._ages = RecordAges(self.name)
 
     def start(self) -> None:
         """Create the changelog topics, then the app (nothing consumes before :meth:`run`)."""
@@ -102,12 +104,15 @@ class IntakeWorker:
         self._chain = ChainHead(
             self._kafka, limit=JumpLimit(self._settings.chain_jump_blocks),
             on_refused=lambda _block: self._metrics.heads_refused.inc(), verify=self._verify)
+        for consumer in self._chain.consumers():
+            consumer.record_age = self._ages.record_age
         self._chain.start()
         self._active = ActiveScoringVersion(self._kafka, self._settings.scoring_version,
                                             name=ACTIVE_VERSION_READER, verify=self._verify)
         self._active.start()
         self._app = build_app(self._kafka, self._settings, self._metrics, self._chain,
-                              self._active, verify=self._verify, signer=self._signer)
+                              self._active, verify=self._verify, signer=self._signer,
+                              ages=self._ages)
         self._watch = watch_recovery(self._app, self._settings.recovery_stall_s)
 
     def run(self, stop: threading.Event) -> None:
@@ -146,9 +151,10 @@ class IntakeWorker:
         if self._chain is not None:
             yield from self._chain.lag()
 
-    def consumers(self) -> list[EventConsumer]:
-        """Its chain-head reader (Faust's consumer is not an ``EventConsumer``)."""
-        return self._chain.consumers() if self._chain is not None else []
+    def consumers(self) -> list[AgeObserved]:
+        """The ages its agents observe (Faust's consumer is not an ``EventConsumer``: they take
+        the records), also given to its chain-head reader at :meth:`start`."""
+        return [self._ages]
 
     def health(self) -> Health:
         """Healthy while the Faust worker runs, no agent has crashed and its tables' recovery

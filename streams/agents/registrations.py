@@ -99,7 +99,7 @@ def register_agents(
             started = time.perf_counter()
             env = await decode_or_dead_letter(event, s.deadletter, metrics,
                                               (MinerRegistered, UidReassigned),
-                                              verify=s.verify, signer=s.signer)
+                                              verify=s.verify, signer=s.signer, ages=s.ages)
             if env is None:
                 continue
             p = env.payload
@@ -166,7 +166,7 @@ def register_agents(
         async for event in stream.events():
             env = await decode_or_dead_letter(event, s.deadletter, metrics,
                                               (MinerRegistered, UidHandover, UidRevoked),
-                                              verify=s.verify, signer=s.signer)
+                                              verify=s.verify, signer=s.signer, ages=s.ages)
             if env is None:
                 continue
             p = env.payload
@@ -189,7 +189,7 @@ def register_agents(
         async for event in stream.events():
             env = await decode_or_dead_letter(event, s.deadletter, metrics,
                                               (MinerRegistered, UidHandover),
-                                              verify=s.verify, signer=s.signer)
+                                              verify=s.verify, signer=s.signer, ages=s.ages)
             if env is None:
                 continue
             p = env.payload

@@ -69,7 +69,7 @@ def register_agents(
             started = time.perf_counter()
             env = await decode_or_dead_letter(event, s.deadletter, metrics,
                                               (SubmissionPublished, SubmissionAttested),
-                                              verify=s.verify, signer=s.signer)
+                                              verify=s.verify, signer=s.signer, ages=s.ages)
             if env is None:
                 continue
             p = env.payload
@@ -103,7 +103,7 @@ def register_agents(
     async def deduplicate(stream: faust.StreamT) -> None:
         async for event in stream.events():
             env = await decode_or_dead_letter(event, s.deadletter, metrics, EvaluationRequested,
-                                              verify=s.verify, signer=s.signer)
+                                              verify=s.verify, signer=s.signer, ages=s.ages)
             if env is None:
                 continue
             p = env.payload
@@ -172,7 +172,7 @@ def register_agents(
         decode, or that no evaluator signed (``s.verify``), is dead-lettered and frees nothing."""
         async for event in stream.events():
             env = await decode_or_dead_letter(event, s.deadletter, metrics, SubmissionFailed,
-                                              verify=s.verify, signer=s.signer)
+                                              verify=s.verify, signer=s.signer, ages=s.ages)
             if env is None:
                 continue
             p = env.payload
