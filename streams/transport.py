@@ -53,7 +53,19 @@ class CommittedConsumerThread(driver.AIOKafkaConsumerThread):
 
 class Consumer(driver.Consumer):
     """Faust's aiokafka consumer with :class:`CommittedConsumerThread`, whose seek to the
-    committed offsets after a rebalance stops the flow first (:meth:`perform_seek`)."""
+    committed offsets after a rebalance stops the flow first (:meth:`perform_seek`); it notes
+    when it last committed offsets (:attr:`committed_at`)."""
+
+    committed_at: float | None = None
+    """``time.monotonic()`` when offsets were last committed (None: not yet), read by the
+    worker's health (not progressing: lag growing while nothing is committed)."""
+
+    async def _commit_offsets(self, offsets: Mapping[TP, int],
+                              start_new_transaction: bool = True) -> bool:
+        committed = await super()._commit_offsets(offsets, start_new_transaction)
+        if committed:
+            self.committed_at = time.monotonic()
+        return committed
 
     def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
         return CommittedConsumerThread(self, loop=self.loop, beacon=self.beacon)

@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import faust
 
-from schemas.topics import changelog_specs
+from schemas.topics import INTAKE_TABLES, changelog_specs
 from speechstream.chainhead import JumpLimit
 from speechstream.kafka.active import ActiveScoringVersion
 from speechstream.kafka.admin import create_topics
-from speechstream.kafka.lag import AgeObserved, Lag
+from speechstream.kafka.lag import AgeObserved, Lag, Progress
 from speechstream.kafka.records import Verify, expect_dead_letters
 from speechstream.monitoring import Health
 from speechstream.settings import KafkaSettings
@@ -94,6 +95,10 @@ class IntakeWorker:
         self._active: ActiveScoringVersion | None = None
         self._watch: RecoveryWatch | None = None
         self._ages = RecordAges(self.name)
+        self._progress = Progress(settings.progress_window_s)
+        self._seen_commit: float | None = None
+        self._changelogs = {kafka.topics.changelog(settings.app_id, table)
+                            for table in INTAKE_TABLES}
 
     def start(self) -> None:
         """Create the changelog topics, then the app (nothing consumes before :meth:`run`)."""
@@ -156,9 +161,11 @@ class IntakeWorker:
         the records), also given to its chain-head reader at :meth:`start`."""
         return [self._ages]
 
-    def health(self) -> Health:
-        """Healthy while the Faust worker runs, no agent has crashed and its tables' recovery
-        is not stalled (``recovery_stall_s`` without a changelog record)."""
+    def health(self, now: float | None = None) -> Health:
+        """Healthy while the Faust worker runs, no agent has crashed, its tables' recovery is
+        not stalled (``recovery_stall_s`` without a changelog record) and it makes progress:
+        not while the records waiting on its topics (changelogs aside) have grown over
+        ``progress_window_s`` and it committed nothing in that time."""
         worker = self._worker
         if worker is None or not worker.started:
             return Health(False, "starting")
@@ -173,4 +180,16 @@ class IntakeWorker:
         stalled = watch.stalled if watch is not None else None
         if stalled is not None:
             return Health(False, "recovery stalled", {**details, "waiting": stalled})
+        committed_at = getattr(self._app.consumer, "committed_at", None)
+        if committed_at is not None and committed_at != self._seen_commit:
+            self._seen_commit = committed_at
+            self._progress.committed(committed_at)
+        now = time.monotonic() if now is None else now
+        details["last_commit_s_ago"] = (None if committed_at is None
+                                        else round(now - committed_at, 1))
+        waiting = sum(records for topic, _, records in worker_lag(self._app)
+                      if topic not in self._changelogs)
+        not_progressing = self._progress.stalled(waiting, now)
+        if not_progressing is not None:
+            return Health(False, "not progressing", {**details, "reason": not_progressing})
         return Health(True, "ok", details)

@@ -88,6 +88,7 @@ def _summary(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from consumers.audit import Auditor
+    from consumers.gpu import export_gpu_memory
     from consumers.metrics import AuditMetrics
 
     settings = with_metrics_port(AuditSettings(), args)
@@ -107,6 +108,7 @@ def _run(args: argparse.Namespace) -> int:
     with service_trust(kafka, settings, role="auditor", name=settings.auditor_id,
                        logger=log) as trust:
         registry = CollectorRegistry()
+        export_gpu_memory(registry, settings.device)
         auditor = Auditor(kafka, settings, ScoringSettings(),
                           metrics=AuditMetrics.create(registry), logger=log,
                           verify=trust.verify, signer=trust.signer)

@@ -11,6 +11,7 @@ from cli.exceptions import UsageError
 from cli.serve import add_metrics_port, serve, with_metrics_port
 from consumers.evaluator import Evaluator, evaluator_id
 from consumers.exceptions import ScorerLoadError
+from consumers.gpu import export_gpu_memory
 from consumers.metrics import EvaluatorMetrics
 from consumers.scorers import load_scorer
 from consumers.settings import EvaluatorSettings
@@ -58,6 +59,7 @@ def _run(args: argparse.Namespace) -> int:
     name = evaluator_id(settings)
     with service_trust(kafka, settings, role="evaluator", name=name, logger=log) as trust:
         registry = CollectorRegistry()
+        export_gpu_memory(registry, settings.device)
         evaluator = Evaluator(
             kafka, settings, scorer, metrics=EvaluatorMetrics.create(registry), logger=log,
             verify=trust.verify, signer=trust.signer,

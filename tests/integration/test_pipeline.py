@@ -288,7 +288,7 @@ def _get(url: str) -> tuple[int, str]:
         return 0, str(exc)
 
 
-def test_services_serve_metrics_and_health(pipeline) -> None:
+def test_services_serve_metrics_and_health(pipeline, tmp_path) -> None:
     ports = pick_ports(3)
     pipeline.start("streams", ["streams", "worker", "--metrics-port", str(ports[0])])
     pipeline.start("sink", ["sink", "run"], SPEECHSTREAM_SINK_METRICS_PORT=str(ports[1]))  # env
@@ -303,3 +303,13 @@ def test_services_serve_metrics_and_health(pipeline) -> None:
     assert "speechstream_sink_batch_seconds" in _get(f"http://127.0.0.1:{ports[1]}/metrics")[1]
     assert "speechstream_evaluations_in_progress" in _get(
         f"http://127.0.0.1:{ports[2]}/metrics")[1]
+    # The intake observes the wait of what it takes (from the broker's time) and says when it
+    # last committed.
+    pipeline.send(pipeline.kafka.topics.registrations,
+                  registration(create_key_file(tmp_path / "alice.json"), uid=0, block=1))
+    age = (f'speechstream_consumed_record_age_seconds_count{{consumer="intake",'
+           f'topic="{pipeline.kafka.topics.registrations}"}} 1.0')
+    pipeline.wait(lambda: age in _get(f"http://127.0.0.1:{ports[0]}/metrics")[1],
+                  "the registration's age observed")
+    pipeline.wait(lambda: json.loads(_get(f"http://127.0.0.1:{ports[0]}/health")[1])
+                  ["details"]["last_commit_s_ago"] is not None, "the intake's commit")
