@@ -159,6 +159,27 @@ def stop_process(pid: int, *, timeout: float = 60.0) -> None:
             time.sleep(0.2)
 
 
+def daemon_pid(pid_file: Path, *marks: str) -> int | None:
+    """The pid in ``pid_file`` while that process lives and its command line holds every one
+    of ``marks`` (so that a pid reused by another process is not taken for the daemon)."""
+    pid = read_pid(pid_file)
+    if pid is None or not process_alive(pid):
+        return None
+    cmdline = process_cmdline(pid)
+    return pid if all(mark in cmdline for mark in marks) else None
+
+
+def stop_daemon(pid_file: Path, *marks: str, timeout: float = 60.0) -> bool:
+    """Stop the daemon ``pid_file`` names (:func:`daemon_pid`) and remove the file; False when
+    it was not running."""
+    pid = daemon_pid(pid_file, *marks)
+    pid_file.unlink(missing_ok=True)
+    if pid is None:
+        return False
+    stop_process(pid, timeout=timeout)
+    return True
+
+
 def port_open(port: int, host: str = LOOPBACK) -> bool:
     """Whether something accepts TCP connections on ``host:port``."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

@@ -24,16 +24,14 @@ from devstack.host import (
     JAVA,
     LOOPBACK,
     MAVEN,
+    daemon_pid,
     log_tail,
     port_open,
-    process_alive,
-    process_cmdline,
-    read_pid,
     require_port_free,
     require_tool,
     run_command,
     spawn_daemon,
-    stop_process,
+    stop_daemon,
 )
 from devstack.tls import TlsFiles
 
@@ -334,13 +332,7 @@ class KafkaNode:
 
     def running_pid(self) -> int | None:
         """The pid of this node's broker when it runs (checked against its command line)."""
-        pid = read_pid(self.pid_file)
-        if pid is None or not process_alive(pid):
-            return None
-        cmdline = process_cmdline(pid)
-        if KAFKA_MAIN_CLASS not in cmdline or str(self.properties_file) not in cmdline:
-            return None
-        return pid
+        return daemon_pid(self.pid_file, KAFKA_MAIN_CLASS, str(self.properties_file))
 
     def running_version(self) -> str | None:
         """The Kafka version the running broker was started from."""
@@ -414,12 +406,8 @@ class KafkaNode:
 
     def stop(self, timeout_s: float = 60.0) -> bool:
         """Stop the broker this node started; False when it was not running."""
-        pid = self.running_pid()
-        self.pid_file.unlink(missing_ok=True)
-        if pid is None:
-            return False
-        stop_process(pid, timeout=timeout_s)
-        return True
+        return stop_daemon(self.pid_file, KAFKA_MAIN_CLASS, str(self.properties_file),
+                           timeout=timeout_s)
 
 
 def broker_answers(

@@ -25,14 +25,13 @@ from devstack.exceptions import StartupError
 from devstack.host import (
     LOOPBACK,
     Tool,
+    daemon_pid,
     log_tail,
     process_alive,
-    process_cmdline,
-    read_pid,
     require_port_free,
     require_tool,
     spawn_daemon,
-    stop_process,
+    stop_daemon,
 )
 
 PROMETHEUS = Tool("prometheus", "prometheus")
@@ -101,10 +100,7 @@ class PrometheusNode:
 
     def running_pid(self) -> int | None:
         """The pid of this node's server when it runs (checked against its command line)."""
-        pid = read_pid(self.pid_file)
-        if pid is None or not process_alive(pid):
-            return None
-        return pid if str(self.config_file) in process_cmdline(pid) else None
+        return daemon_pid(self.pid_file, str(self.config_file))
 
     def start(self, *, install: bool = True, timeout_s: float = 60.0) -> int:
         """Write the configuration and start the server (installing Debian's ``prometheus``
@@ -145,9 +141,4 @@ class PrometheusNode:
 
     def stop(self, timeout_s: float = 30.0) -> bool:
         """Stop the server this node started; False when it was not running."""
-        pid = self.running_pid()
-        self.pid_file.unlink(missing_ok=True)
-        if pid is None:
-            return False
-        stop_process(pid, timeout=timeout_s)
-        return True
+        return stop_daemon(self.pid_file, str(self.config_file), timeout=timeout_s)

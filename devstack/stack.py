@@ -106,11 +106,22 @@ class PostgresStatus:
 
 
 @dataclass(frozen=True)
+class PrometheusStatus:
+    """The dev stack's Prometheus as ``status`` sees it (optional: not part of ``healthy``)."""
+
+    url: str
+    pid: int | None
+    ready: bool
+    target_files: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class StackStatus:
-    """Both services."""
+    """Both services, and the optional Prometheus."""
 
     kafka: KafkaStatus
     postgres: PostgresStatus
+    prometheus: PrometheusStatus | None = None
 
     @property
     def healthy(self) -> bool:
@@ -285,8 +296,18 @@ class DevStack:
         return kafka, pg_state
 
     def status(self, kafka_settings: KafkaSettings) -> StackStatus:
-        """The broker's version, topics with partitions; the database's reachability."""
-        return StackStatus(self._kafka_status(kafka_settings), self._postgres_status())
+        """The broker's version, topics with partitions; the database's reachability; the
+        Prometheus, when it runs."""
+        return StackStatus(self._kafka_status(kafka_settings), self._postgres_status(),
+                           self._prometheus_status())
+
+    def _prometheus_status(self) -> PrometheusStatus | None:
+        node = self.prometheus
+        pid = node.running_pid()
+        if pid is None:
+            return None
+        files = tuple(sorted(p.name for p in node.targets_dir.glob("*.json")))
+        return PrometheusStatus(node.url, pid, node.ready(), files)
 
     def _kafka_status(self, kafka_settings: KafkaSettings) -> KafkaStatus:
         if (bootstrap := self.external_bootstrap) is not None:

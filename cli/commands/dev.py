@@ -206,4 +206,11 @@ def format_status(status: StackStatus) -> str:
             lines.extend(f"    {m}" for m in p.migrations)
     else:
         lines.append(f"postgres: DOWN ({p.source}{pid}) at {p.database_url}: {p.error}")
+    m = status.prometheus
+    if m is None:
+        lines.append("prometheus: not running (dev up --prometheus starts it)")
+    else:
+        state = "up" if m.ready else "NOT READY"
+        files = ", ".join(m.target_files) or "none yet"
+        lines.append(f"prometheus: {state} (local, pid {m.pid}) at {m.url}, target files: {files}")
     return "\n".join(lines)

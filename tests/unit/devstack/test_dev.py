@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from cli.commands.dev import format_status
 from devstack import exceptions
 from devstack.host import port_open, process_alive, read_pid
 from devstack.kafka import (
@@ -21,7 +22,17 @@ from devstack.kafka import (
     render_server_properties,
 )
 from devstack.postgres import conninfo, render_conf
-from devstack.stack import DevStack, ServiceState, UpResult, _redact
+from devstack.prometheus import PrometheusNode
+from devstack.stack import (
+    DevStack,
+    KafkaStatus,
+    PostgresStatus,
+    PrometheusStatus,
+    ServiceState,
+    StackStatus,
+    UpResult,
+    _redact,
+)
 from speechstream.exceptions import SpeechstreamError
 from speechstream.settings import DevSettings, KafkaSettings
 
@@ -236,3 +247,31 @@ def test_the_local_ca_signs_a_broker_certificate_for_the_loopback_address(
     assert props["ssl.keystore.type"] == "PEM"
     assert props["ssl.keystore.location"] == str(files.keystore)
     assert security.client_config()["ssl.ca.location"] == str(files.ca)
+
+
+def test_a_daemon_is_known_by_its_pid_file_and_command_line_and_stopped(tmp_path: Path) -> None:
+    node = PrometheusNode(tmp_path / "prometheus", 41007)
+    node.base_dir.mkdir(parents=True)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)",
+                                f"--config.file={node.config_file}"])
+    try:
+        assert node.running_pid() is None  # no pid file yet
+        node.pid_file.write_text(f"{sleeper.pid}\n")
+        assert node.running_pid() == sleeper.pid
+        assert node.stop(timeout_s=5)
+        sleeper.wait(5)
+        assert not node.pid_file.exists() and node.running_pid() is None
+        assert not node.stop()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_status_reports_prometheus_when_it_runs() -> None:
+    kafka = KafkaStatus("127.0.0.1:1", "local", False, error="no answer")
+    postgres = PostgresStatus("postgresql://x@127.0.0.1:1/x", "local", False, error="refused")
+    assert format_status(StackStatus(kafka, postgres)).splitlines()[-1] == (
+        "prometheus: not running (dev up --prometheus starts it)")
+    up = PrometheusStatus("http://127.0.0.1:39090", 42, True, ("demo.json",))
+    assert format_status(StackStatus(kafka, postgres, up)).splitlines()[-1] == (
+        "prometheus: up (local, pid 42) at http://127.0.0.1:39090, target files: demo.json")
