@@ -236,9 +236,11 @@ def _run(
         "SPEECHSTREAM_EVALUATOR_EVALUATOR_ID": EVALUATOR_ID,
         "SPEECHSTREAM_VALIDATOR_EPOCH_BLOCKS": str(EPOCH_BLOCKS),
     }
-    api_url = f"http://127.0.0.1:{free_port()}"
+    api_port = free_port()
+    api_url = f"http://127.0.0.1:{api_port}"
     logs = run_dir / "logs"
     ready: list[tuple[ServiceProcess, str]] = []
+    scraped = {"api": f"127.0.0.1:{api_port}"}
     for name, args in (
         ("streams", ["streams", "worker"]),
         ("evaluator", ["evaluator", "run", "--device", options.device]),
@@ -249,13 +251,10 @@ def _run(
         service = ServiceProcess(name, [*args, "--metrics-port", str(port)],
                                  logs / f"{name}.log", {**env, **principals.environment(name)})
         ready.append((service, f"http://127.0.0.1:{port}/health"))
-    api_port = api_url.rsplit(":", 1)[1]
+        scraped[name] = f"127.0.0.1:{port}"
     # The dev stack's Prometheus (`dev up --prometheus`) scrapes this run's services.
-    write_targets(targets_dir, "demo", {
-        **{service.name: url.removeprefix("http://").removesuffix("/health")
-           for service, url in ready},
-        "api": api_url.removeprefix("http://")})
-    api = ServiceProcess("api", ["api", "run", "--port", api_port], logs / "api.log",
+    write_targets(targets_dir, "demo", scraped)
+    api = ServiceProcess("api", ["api", "run", "--port", str(api_port)], logs / "api.log",
                          {**env, **principals.environment("api")})
     ready.append((api, f"{api_url}/hc"))
     services = [service for service, _ in ready]
