@@ -6,10 +6,12 @@ worker that crashed after sending its requests, an evaluator that crashed after 
 score but not its offset) is acknowledged without evaluating: a score is computed once per
 ``(hash, scoring_version)``. Only another scoring version, an operator's re-score, evaluates
 again. The index is the score topic itself, read whole under ``read_committed``
-(:class:`~speechstream.kafka.reader.LogReader` into a :class:`~speechstream.ledger.Ledger`,
-whose rules decide which score and which cancellation count) when the evaluator starts, and
-brought up to date before every evaluation, so the scores of the other evaluators of the group
-count too.
+(:class:`~speechstream.kafka.reader.LogReader`) when the evaluator starts, and brought up to
+date before every evaluation, so the scores of the other evaluators of the group count too.
+Of a score it keeps only its key, ``(hash, scoring_version)``: any committed score takes the
+key (the ledger's rule, ``Ledger.has_score``), and an evaluator holds a key for every score on
+the topic. Cancellations go into a :class:`~speechstream.ledger.Ledger`, whose rule decides
+which one counts.
 
 The same reader follows ``evaluation.cancellations``: a request withdrawn because its
 submission was displaced by an earlier duplicate (``evaluation.cancelled``, naming the request's
@@ -25,6 +27,7 @@ never counts: a forged ``score.computed`` cannot make the evaluator skip a reque
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from typing import Protocol
 
@@ -71,27 +74,28 @@ class ScoredIndex:
                       kafka.topics.cancellations: EvaluationCancelled},
             verify=verify, on_dead_letter=on_dead_letter,
         )
-        self._added: set[tuple[str, str]] = set()
+        self._keys: set[tuple[str, str]] = set()
+        """``(hash, scoring_version)`` of every committed score read, and of each this
+        evaluator committed (:meth:`add`)."""
 
     def start(self) -> None:
         """Read both topics from their start, up to what is committed now."""
         started = time.monotonic()
         self._reader.start(CATCH_UP_LIMIT_S)
         self._log.info("%d scores already committed, %d requests withdrawn (read in %.1fs)",
-                       len(self.ledger.scores), len(self.ledger.withdrawals),
+                       len(self._keys), len(self.ledger.withdrawals),
                        time.monotonic() - started)
 
     def _apply(self, envelope: Envelope) -> None:
-        """Into the ledger, a score without its samples, timings and manifest: the index
-        asks only which ``(hash, version)`` has one and which score came first, and an
-        evaluator holds every score of the topic. In memory a score of three samples took
-        9.1 kB with them and 1.7 kB without (one of twenty samples, 30.6 kB and 2.4 kB); the
-        hour under faults, 180,000 scores, grew an evaluator to 1.2 GiB."""
+        """A score's key into the index, a cancellation into the ledger. Kept whole, a score
+        of three samples took 9.1 kB in memory (1.7 kB without its samples, timings and
+        manifest); its key takes about 0.2 kB (``tests/unit/consumers/test_scored.py``). The
+        version string is interned: every key of a version shares one."""
         p = envelope.payload
-        if isinstance(p, ScoreComputed) and (p.samples or p.timings or p.manifest):
-            envelope = envelope.model_copy(update={"payload": p.model_copy(
-                update={"samples": [], "timings": {}, "manifest": None})})
-        self.ledger.apply(envelope)
+        if isinstance(p, ScoreComputed):
+            self._keys.add((p.hash, sys.intern(p.scoring_version)))
+        else:
+            self.ledger.apply(envelope)
 
     def refresh(self) -> None:
         """Read what has been committed since the last refresh (bounded in time)."""
@@ -99,7 +103,7 @@ class ScoredIndex:
 
     def add(self, hash_: str, scoring_version: str) -> None:
         """Record a score this evaluator has just committed."""
-        self._added.add((hash_, scoring_version))
+        self._keys.add((hash_, sys.intern(scoring_version)))
 
     def withdrawal(self, request_event_id: str) -> EvaluationCancelled | None:
         """The cancellation of the request ``request_event_id``, or None."""
@@ -108,10 +112,10 @@ class ScoredIndex:
     def __contains__(self, key: object) -> bool:
         if not (isinstance(key, tuple) and len(key) == 2):
             return False
-        return key in self._added or self.ledger.has_score(*key)
+        return key in self._keys
 
     def __len__(self) -> int:
-        return len(self._added | set(self.ledger.scores))
+        return len(self._keys)
 
     def close(self) -> None:
         """Close the reader."""
