@@ -290,9 +290,7 @@ def main(argv: list[str] | None = None) -> dict:  # noqa: PLR0915 - one scenario
                 have = _try(scored)
                 if have is not None:
                     scored_curve.append((round(t, 1), have))
-                    for fault in faults:
-                        if fault.get("full_progress_s") is None and have >= fault["sent_before"]:
-                            fault["full_progress_s"] = round(now() - fault["at_s"], 1)
+                    _progressed(faults, have, now())
                 if not sending.is_alive() and t - sending_started > args.minutes * 60 \
                         + args.drain_minutes * 60:
                     break
@@ -303,8 +301,10 @@ def main(argv: list[str] | None = None) -> dict:  # noqa: PLR0915 - one scenario
             sent_all = sent[0]
             deadline = time.monotonic() + args.drain_minutes * 60
             while (have := _try(scored) or 0) < sent_all and time.monotonic() < deadline:
+                _progressed(faults, have, now())
                 fleet.sample(now())
                 time.sleep(5)
+            _progressed(faults, have, now())
             drained_at = now()
             fleet.sample(drained_at)
 
@@ -353,6 +353,13 @@ def main(argv: list[str] | None = None) -> dict:  # noqa: PLR0915 - one scenario
             shutil.copytree(keep, Path("build/bench-endurance-logs"), dirs_exist_ok=True)
         shutil.rmtree(work, ignore_errors=True)
     return write_results(result, args.out)
+
+
+def _progressed(faults: list[dict[str, Any]], scored: int, t: float) -> None:
+    """Note the time to full progress of each fault whose submissions are all scored now."""
+    for fault in faults:
+        if fault.get("full_progress_s") is None and scored >= fault["sent_before"]:
+            fault["full_progress_s"] = round(t - fault["at_s"], 1)
 
 
 def _producer(kafka: KafkaSettings) -> Any:
