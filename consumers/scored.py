@@ -89,7 +89,7 @@ class ScoredIndex:
     def _apply(self, envelope: Envelope) -> None:
         """A score's key into the index, a cancellation into the ledger. Kept whole, a score
         of three samples took 9.1 kB in memory (1.7 kB without its samples, timings and
-        manifest); its key takes about 0.2 kB (``tests/unit/consumers/test_scored.py``). The
+        manifest); its key takes about 0.34 kB (``tests/unit/consumers/test_scored.py``). The
         version string is interned: every key of a version shares one."""
         p = envelope.payload
         if isinstance(p, ScoreComputed):

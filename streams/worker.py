@@ -96,7 +96,6 @@ class IntakeWorker:
         self._watch: RecoveryWatch | None = None
         self._ages = RecordAges(self.name)
         self._progress = Progress(settings.progress_window_s)
-        self._seen_commit: float | None = None
         self._changelogs = {kafka.topics.changelog(settings.app_id, table)
                             for table in INTAKE_TABLES}
 
@@ -181,8 +180,7 @@ class IntakeWorker:
         if stalled is not None:
             return Health(False, "recovery stalled", {**details, "waiting": stalled})
         committed_at = getattr(self._app.consumer, "committed_at", None)
-        if committed_at is not None and committed_at != self._seen_commit:
-            self._seen_commit = committed_at
+        if committed_at is not None:
             self._progress.committed(committed_at)
         now = time.monotonic() if now is None else now
         details["last_commit_s_ago"] = (None if committed_at is None
