@@ -57,8 +57,10 @@ def create_app(kafka: KafkaSettings, streams: StreamsSettings) -> faust.App:
     # Faust has no setting for it; the transport (streams.transport) reads it from the app.
     app.fetch_max_wait_ms = streams.fetch_max_wait_ms  # type: ignore[attr-defined]
     # The transport's producer sends through confluent-kafka with this configuration.
-    # A delivery is given up after 2 minutes (not 30 s): the worker's sends wait out a broker
-    # restart, and a failed one fails the offset commit (the worker stops and replays).
+    # A delivery is never given up (message.timeout.ms 0): the worker's sends, its tables'
+    # changelog records among them, wait out a broker outage of any length, and its offset
+    # commits wait for them (LibrdkafkaProducer.flush). Given up after 2 minutes, a changelog
+    # record failed and took the worker down with it.
     app.librdkafka_producer_config = kafka.producer_config(  # type: ignore[attr-defined]
-        **{**RELIABLE, "client.id": app_id, "message.timeout.ms": 120_000})
+        **{**RELIABLE, "client.id": app_id, "message.timeout.ms": 0})
     return app

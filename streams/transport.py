@@ -17,12 +17,14 @@ Its producer is :class:`LibrdkafkaProducer`: every record the worker sends (the 
 and the tables' changelogs) goes through one confluent-kafka (librdkafka) producer, which
 batches and sends in librdkafka's own threads, instead of aiokafka's pure-Python record
 batching on the event loop; Faust still flushes it, and a failed delivery fails the flush,
-before it commits the offsets of the records that caused them.
+before it commits the offsets of the records that caused them. librdkafka never gives a
+delivery up (a broker outage only makes the flush wait), except for a stopping worker.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import Awaitable, Mapping
@@ -36,6 +38,8 @@ from faust.transport.drivers import aiokafka as driver
 from faust.types import TP, HeadersArg, RecordMetadata
 
 SCHEME = "speechstream"
+
+logger = logging.getLogger(__name__)
 
 
 class CommittedConsumerThread(driver.AIOKafkaConsumerThread):
@@ -124,8 +128,15 @@ class Consumer(driver.Consumer):
 
 
 BUFFER_FLUSH_LIMIT_S = 120.0
-"""How long a flush waits for Faust's producer buffer to empty (as long as librdkafka waits
-for a delivery)."""
+"""How long a flush waits for Faust's producer buffer to empty (the buffer waits only while
+librdkafka's own queue is full)."""
+DRAIN_STEP_S = 1.0
+"""How long one wait for librdkafka's deliveries lasts before the drain looks again whether
+the worker is stopping."""
+STOP_DRAIN_LIMIT_S = 20.0
+"""How long a stopping worker still waits for its records to be delivered (librdkafka itself
+never gives a delivery up: ``streams.app``); past that, the flush fails and nothing is
+committed."""
 POLL_INTERVAL_S = 0.005
 """How often the producer serves its delivery reports while records are in flight (while
 none are, its poller sleeps until the next send)."""
@@ -180,8 +191,11 @@ class LibrdkafkaProducer(driver.Producer):
         """Send what Faust's buffer still holds and deliver what is in flight, then stop both
         producers."""
         if self._rd is not None:
-            await self._empty_buffer()
-            await self._drain()
+            try:
+                await self._empty_buffer()
+                await self._drain()
+            except ProducerSendError as exc:  # their events' offsets were not committed
+                logger.error("stopping with records not delivered: %s", exc)
         if self._poller is not None:
             self._poller.cancel()
         self._rd = None
@@ -290,11 +304,29 @@ class LibrdkafkaProducer(driver.Producer):
                 await asyncio.sleep(POLL_INTERVAL_S)
 
     async def _drain(self) -> None:
+        """Wait until librdkafka has delivered every record sent so far.
+
+        librdkafka never gives a delivery up (``message.timeout.ms`` is 0, ``streams.app``), so
+        a broker away for minutes only makes this wait, and the offsets wait with it. A worker
+        that is stopping waits at most :data:`STOP_DRAIN_LIMIT_S` more, then the flush fails:
+        the offsets of the events behind the undelivered records stay uncommitted and those
+        events are routed again after a restart."""
         rd = self._rd
-        assert rd is not None
-        if len(rd):
-            assert self._loop is not None
-            await self._loop.run_in_executor(None, rd.flush)
+        assert rd is not None and self._loop is not None
+        stop_deadline: float | None = None
+        while len(rd):
+            await self._loop.run_in_executor(None, rd.flush, DRAIN_STEP_S)
+            if not len(rd) or not self._stopping():
+                continue
+            now = time.monotonic()
+            if stop_deadline is None:
+                stop_deadline = now + STOP_DRAIN_LIMIT_S
+            elif now > stop_deadline:
+                raise ProducerSendError(f"{len(rd)} records not delivered within "
+                                        f"{STOP_DRAIN_LIMIT_S:.0f} s of stopping")
+
+    def _stopping(self) -> bool:
+        return bool(self.should_stop or self.app.should_stop)
 
 
 def worker_lag(app: Any) -> list[tuple[str, int, int]]:

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import faust
 import pytest
+from faust.exceptions import ProducerSendError
 from faust.types import TP
 
 from speechstream.settings import KafkaSettings
+from streams import transport
 from streams.app import create_app
 from streams.settings import StreamsSettings
-from streams.transport import CommittedConsumerThread
+from streams.transport import CommittedConsumerThread, LibrdkafkaProducer
 from streams.worker import QuietWorker
 
 
@@ -102,3 +105,62 @@ def test_an_assignment_forgets_what_an_earlier_ownership_left(
     monkeypatch.setattr(faust.transport.consumer.Consumer, "on_partitions_assigned", assigned)
     asyncio.run(consumer.on_partitions_assigned({changelog}, 5))
     assert seen == {"read": {kept: 7}, "acked": {}, "generation": 5}
+
+
+class _Undelivered:
+    """librdkafka's producer with records that stay undelivered (a broker away)."""
+
+    def __init__(self, delivered_after: int | None = None) -> None:
+        self.waits = 0
+        self.delivered_after = delivered_after
+
+    def __len__(self) -> int:
+        return 0 if self.delivered_after is not None and self.waits >= self.delivered_after else 3
+
+    def flush(self, timeout: float) -> int:
+        self.waits += 1
+        time.sleep(timeout)
+        return len(self)
+
+
+def _producer_with(rd: _Undelivered, monkeypatch: pytest.MonkeyPatch) -> LibrdkafkaProducer:
+    monkeypatch.setattr(transport, "DRAIN_STEP_S", 0.01)
+    monkeypatch.setattr(transport, "STOP_DRAIN_LIMIT_S", 0.1)
+    producer = create_app(KafkaSettings(), StreamsSettings()).producer
+    assert isinstance(producer, LibrdkafkaProducer)
+    producer._rd = rd  # type: ignore[assignment]
+    return producer
+
+
+def test_a_running_worker_waits_out_an_outage_for_its_deliveries(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A changelog record given up after 2 minutes of broker outage took the worker down: the
+    drain waits as long as the records stay undelivered (here 50 steps, past the stop limit)."""
+    rd = _Undelivered(delivered_after=50)
+    producer = _producer_with(rd, monkeypatch)
+
+    async def drain() -> None:
+        producer._loop = asyncio.get_running_loop()
+        await producer._drain()
+
+    asyncio.run(drain())
+    assert rd.waits == 50
+    assert create_app(KafkaSettings(), StreamsSettings()).librdkafka_producer_config[
+        "message.timeout.ms"] == 0
+
+
+def test_a_stopping_worker_gives_undelivered_records_up_without_committing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rd = _Undelivered()
+    producer = _producer_with(rd, monkeypatch)
+
+    async def drain() -> None:
+        producer._loop = asyncio.get_running_loop()
+        producer.app._stopped.set()
+        await producer._drain()
+
+    with pytest.raises(ProducerSendError, match="3 records not delivered within 0 s of stopping"):
+        asyncio.run(drain())
+    assert 5 <= rd.waits < 100
