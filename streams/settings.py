@@ -47,6 +47,12 @@ class StreamsSettings(ServiceSettings):
         "(streams.recovery_watch).",
     )
     data_dir: str = ".speechstream/streams"
+    table_store: Literal["rocksdb", "memory"] = Field(
+        "rocksdb", description="Where the tables live between changelog records: RocksDB on "
+        "disk (under data_dir, memory bounded whatever the tables' size) or memory (every "
+        "repo and hotkey ever routed in the worker's memory). Either is rebuilt from the "
+        "changelogs when the worker starts.",
+    )
     web_port: int = 6066
     web_enabled: bool = True
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"

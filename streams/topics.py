@@ -11,6 +11,7 @@ from speechstream.kafka.records import Verify
 from speechstream.settings import KafkaSettings
 from speechstream.signer import Signer
 from streams.ages import RecordAges
+from streams.app import table_options
 from streams.exceptions import TableLayoutError
 from streams.settings import StreamsSettings
 
@@ -58,7 +59,8 @@ def declare(
 
     def table(name: str) -> faust.Table:
         # Keys are str and values JSON-serializable (the changelog is JSON both ways).
-        tbl = app.Table(name, partitions=TABLE_PARTITIONS, key_type=str, help=INTAKE_TABLES[name])
+        tbl = app.Table(name, partitions=TABLE_PARTITIONS, key_type=str, help=INTAKE_TABLES[name],
+                        options=table_options(streams))
         expected = t.changelog(streams.app_id, name)
         if tbl.changelog_topic_name != expected:
             raise TableLayoutError(

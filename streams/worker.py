@@ -4,16 +4,17 @@ the stop event is set (``speechstream streams worker``)."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import threading
 import time
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 import faust
 
 from schemas.topics import INTAKE_TABLES, changelog_specs
 from speechstream.chainhead import JumpLimit
+from speechstream.diskkeys import sweep_abandoned
 from speechstream.kafka.active import ActiveScoringVersion
 from speechstream.kafka.admin import create_topics
 from speechstream.kafka.lag import AgeObserved, Lag, Progress
@@ -23,7 +24,7 @@ from speechstream.settings import KafkaSettings
 from speechstream.signer import Signer
 from streams.agents import registrations, submissions
 from streams.ages import RecordAges
-from streams.app import create_app
+from streams.app import STATE_PREFIX, create_app, state_dir
 from streams.chain import ChainHead
 from streams.deadletter import CONSUMER_NAME as DEAD_LETTER_CONSUMER
 from streams.metrics import StreamsMetrics
@@ -101,7 +102,10 @@ class IntakeWorker:
 
     def start(self) -> None:
         """Create the changelog topics, then the app (nothing consumes before :meth:`run`)."""
-        Path(self._settings.data_dir).mkdir(parents=True, exist_ok=True)
+        states = state_dir(self._kafka, self._settings).parent
+        states.mkdir(parents=True, exist_ok=True)
+        # The table files of workers killed before they could remove them.
+        sweep_abandoned(states, STATE_PREFIX)
         # Faust would create its changelogs itself, lazily and without waiting for them: a table
         # written before the broker has their partitions fails with PartitionsMismatch.
         create_topics(self._kafka, changelog_specs(self._settings.app_id))
@@ -139,11 +143,13 @@ class IntakeWorker:
 
     def close(self) -> None:
         """Close the chain-head and active-version readers (the worker's shutdown closed its
-        own clients)."""
+        own clients), and remove the tables' files (rebuilt from the changelogs at a start)."""
         if self._chain is not None:
             self._chain.close()
         if self._active is not None:
             self._active.close()
+        if self._app is not None:
+            shutil.rmtree(self._app.conf.datadir, ignore_errors=True)
 
     def lag(self) -> Iterable[Lag]:
         """The lag of its Faust consumer (group: the app id) and of its chain-head reader."""
