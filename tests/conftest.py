@@ -3,9 +3,13 @@
 Where they come from, in this order:
 
 1. ``KAFKA_BOOTSTRAP_SERVERS`` and ``DATABASE_URL`` both set → those (nothing is started);
-2. a Docker engine answers → testcontainers: ``apache/kafka`` (KRaft) and ``postgres:15``;
-3. otherwise → the project's own local stack (``speechstream.dev``: Kafka from Maven Central's
-   jars, Debian's PostgreSQL) in a temporary directory on free ports, stopped at session end.
+2. ``SPEECHSTREAM_TEST_INFRASTRUCTURE=testcontainers`` → containers on the Docker engine, from
+   ``SPEECHSTREAM_TEST_KAFKA_IMAGE`` (default ``apache/kafka:4.1.1``, KRaft) and
+   ``SPEECHSTREAM_TEST_POSTGRES_IMAGE`` (default ``postgres:15``); where no registry is
+   reachable, the project's own images (``speechstream dev images``) take their place;
+3. otherwise (``local``, the default) → the project's own local stack (``speechstream.dev``:
+   Kafka from Maven Central's jars, Debian's PostgreSQL) in a temporary directory on free
+   ports, stopped at session end. A Docker engine that merely runs changes nothing.
 
 Nothing starts until a test asks for ``infrastructure`` (unit tests never do).
 """
@@ -40,8 +44,9 @@ os.environ.setdefault("SPEECHSTREAM_EVALUATOR_STATE_DIR",
 os.environ.setdefault("SPEECHSTREAM_SCORING_REFERENCE_CACHE_DIR",
                       tempfile.mkdtemp(prefix="speechstream-test-references-"))
 
-KAFKA_IMAGE = "apache/kafka:4.1.1"
-POSTGRES_IMAGE = "postgres:15"
+INFRASTRUCTURE_ENV = "SPEECHSTREAM_TEST_INFRASTRUCTURE"
+KAFKA_IMAGE = os.environ.get("SPEECHSTREAM_TEST_KAFKA_IMAGE", "apache/kafka:4.1.1")
+POSTGRES_IMAGE = os.environ.get("SPEECHSTREAM_TEST_POSTGRES_IMAGE", "postgres:15")
 # Ports other processes on a shared machine use; never pick them for a test stack.
 RESERVED_PORTS = frozenset({19092, 19093, 39092, 39093, 55432, 55499})
 
@@ -158,10 +163,17 @@ def _local_stack() -> Iterator[Infrastructure]:
 
 @pytest.fixture(scope="session")
 def infrastructure() -> Iterator[Infrastructure]:
-    """The session's broker and database (environment → testcontainers → local stack)."""
+    """The session's broker and database (environment → testcontainers if asked → local
+    stack)."""
+    wanted = os.environ.get(INFRASTRUCTURE_ENV, "local")
+    if wanted not in ("local", "testcontainers"):
+        raise pytest.UsageError(f"{INFRASTRUCTURE_ENV}={wanted!r}: local or testcontainers")
     if (found := _from_environment()) is not None:
         yield found
-    elif _docker_answers():
+    elif wanted == "testcontainers":
+        if not _docker_answers():
+            raise pytest.UsageError(f"{INFRASTRUCTURE_ENV}=testcontainers, and no Docker "
+                                    "engine answers")
         yield from _testcontainers()
     else:
         yield from _local_stack()
