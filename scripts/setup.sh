@@ -48,8 +48,8 @@ fi
 stamp=.venv/.speechstream-installed
 if [[ ! -f $stamp || pyproject.toml -nt $stamp || ! -x .venv/bin/speechstream ]]; then
   [[ -x .venv/bin/uv ]] || .venv/bin/python -m pip install -q uv
-  echo "setup: uv pip install -e '.[dev]'"
-  .venv/bin/uv pip install -q --python .venv/bin/python -e '.[dev]'
+  echo "setup: uv pip install -e '.[dev,evaluator]'"
+  .venv/bin/uv pip install -q --python .venv/bin/python -e '.[dev,evaluator]'
   touch "$stamp"
 fi
 

@@ -1,5 +1,6 @@
-"""`speechstream dev up | down | status | fetch | dashboard`: a local Kafka broker, PostgreSQL
-and (optionally) Prometheus for development, and the deployment's Grafana dashboard."""
+"""`speechstream dev up | down | status | fetch | dashboard | images`: a local Kafka broker,
+PostgreSQL and (optionally) Prometheus for development, the deployment's Grafana dashboard and
+the project's container images."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from devstack.dashboard import queries as dashboard_queries
 from devstack.dashboard import write as write_dashboard
+from devstack.images import build_images, images
 from devstack.kafka import KAFKA_VERSION, fetch_jars
 from devstack.stack import DevStack, StackStatus
 from devstack.trust import dev_trust
@@ -27,6 +29,15 @@ With --prometheus it also runs Debian's Prometheus on 127.0.0.1 (SPEECHSTREAM_DE
 39090), which evaluates the alert rules of docker/prometheus/rules.yml and scrapes the services
 listed in <state dir>/prometheus/targets/*.json: `speechstream demo` writes demo.json for the
 services of its run; add a file of your own for others (docs/operations.md)."""
+
+IMAGES_HELP = """\
+Build the project's images with BuildKit, in this order: speechstream/kafka (Apache Kafka in
+KRaft mode, the jars the dev stack fetches), speechstream/postgres (Debian's PostgreSQL 15),
+speechstream (the services without torch) and speechstream-evaluator (the evaluator and the
+auditor, with torch). Each builds on the official base image where it is present or can be
+pulled, else on speechstream/debian:bookworm, built once here with mmdebstrap from Debian's
+packages. pip reaches PyPI with /etc/ssl/certs/ca-certificates.crt as a build secret, which
+no image keeps. A build of unchanged sources reuses Docker's layers and pip's cache."""
 
 ENV_HELP = """\
 settings (environment): SPEECHSTREAM_DEV_STATE_DIR (default .speechstream/dev),
@@ -47,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = dev.add_subparsers(dest="dev_command", required=True,
-                             metavar="{up,down,status,fetch,dashboard}")
+                             metavar="{up,down,status,fetch,dashboard,images}")
 
     up = sub.add_parser(
         "up", help="start the stack (idempotent) and print its two environment variables",
@@ -95,6 +106,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     dashboard.add_argument("--out", type=Path, default=None,
                            help="where to write it (default: docker/grafana/speechstream.json)")
     dashboard.set_defaults(func=_dashboard)
+
+    build = sub.add_parser(
+        "images", help="build the container images (docker/) on this machine's Docker engine",
+        description=IMAGES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    build.add_argument("keys", nargs="*", metavar="IMAGE",
+                       help=f"which to build (default: all): {', '.join(i.key for i in images())}")
+    build.add_argument("--base-image", default=None,
+                       help="build every image on this base instead of the official one or "
+                       "the local Debian base")
+    build.add_argument("--torch-index", default=None,
+                       help="the evaluator's torch wheel index ('' for PyPI's CUDA wheels; "
+                       "default: the CPU index where it answers, else PyPI)")
+    build.add_argument("--no-install", dest="install", action="store_false",
+                       help="never apt-get install a missing mmdebstrap or mvn")
+    build.set_defaults(func=_images)
 
     status = sub.add_parser(
         "status", help="broker version, topics with partitions, database and migrations",
@@ -165,6 +192,17 @@ def _fetch(args: argparse.Namespace) -> int:
 def _dashboard(args: argparse.Namespace) -> int:
     path = write_dashboard(args.out) if args.out is not None else write_dashboard()
     print(f"dashboard: {path} ({len(dashboard_queries())} queries)")
+    return 0
+
+
+def _images(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    built = build_images(args.keys or None, base_image=args.base_image,
+                         torch_index=args.torch_index, install=args.install,
+                         cache_dir=DevSettings().cache_dir.expanduser())
+    for b in built:
+        print(f"{b.image.tag:<34} {b.size_bytes / 1e6:>7.0f} MB  {b.seconds:>6.1f} s  "
+              f"on {b.base}")
     return 0
 
 

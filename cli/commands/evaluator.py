@@ -11,7 +11,6 @@ from cli.exceptions import UsageError
 from cli.serve import add_metrics_port, serve, with_metrics_port
 from consumers.evaluator import Evaluator, evaluator_id
 from consumers.exceptions import ScorerLoadError
-from consumers.gpu import export_gpu_memory
 from consumers.metrics import EvaluatorMetrics
 from consumers.scorers import load_scorer
 from consumers.settings import EvaluatorSettings
@@ -54,6 +53,9 @@ def _run(args: argparse.Namespace) -> int:
         scorer = load_scorer(args.scorer, settings.device, ScoringSettings())
     except ScorerLoadError as exc:
         raise UsageError(str(exc)) from exc
+    # NVML's bindings come with the evaluator extra, as torch does: imported only to run one.
+    from consumers.gpu import export_gpu_memory
+
     log = logging.getLogger("speechstream.evaluator")
     kafka = KafkaSettings()
     name = evaluator_id(settings)
