@@ -24,9 +24,11 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +47,6 @@ CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 CPU_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
 MMDEBSTRAP = Tool("mmdebstrap", "mmdebstrap")
 DOCKER = Tool("docker", "docker.io")
-BUILD_TIMEOUT_S = 3600.0
 
 
 def project_version() -> str:
@@ -140,12 +141,16 @@ class Docker:
         if CA_BUNDLE.exists():
             argv += ["--secret", f"id=ca,src={CA_BUNDLE}"]
         argv.append(str(context))
-        proc = subprocess.run(argv, env={**os.environ, **self.env}, timeout=BUILD_TIMEOUT_S,
-                              check=False, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True)
+        tail: deque[str] = deque(maxlen=60)
+        with subprocess.Popen(argv, env={**os.environ, **self.env}, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) as proc:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                tail.append(line)
+                sys.stderr.write(line)
         if proc.returncode != 0:
             raise CommandFailedError(f"building {tag} failed (exit {proc.returncode}):\n"
-                                     f"{proc.stdout[-4000:]}")
+                                     f"{''.join(tail)}")
 
 
 def _succeeds(argv: Sequence[str], timeout: float = 60) -> bool:
