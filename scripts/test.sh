@@ -4,8 +4,9 @@
 #
 # The layers (schemas → floor → stages → roof, pyproject.toml [tool.importlinter]) are checked
 # by import-linter first: an import that breaks one fails here. The integration fixtures use
-# $KAFKA_BOOTSTRAP_SERVERS and $DATABASE_URL when both are set, testcontainers when a Docker
-# engine answers, and otherwise start their own local stack. Extra arguments go to pytest.
+# $KAFKA_BOOTSTRAP_SERVERS and $DATABASE_URL when both are set, testcontainers with
+# SPEECHSTREAM_TEST_INFRASTRUCTURE=testcontainers, and otherwise start their own local stack.
+# Extra arguments go to pytest.
 # Exits non-zero on any failure, and when no test was collected.
 set -euo pipefail
 cd "$(dirname "$0")/.."
