@@ -5,7 +5,9 @@
 - ``postgres``, ``speechstream/postgres:15``: Debian's PostgreSQL 15;
 - ``services``, ``speechstream:<version>``: the intake worker, the sink, the validator, the
   API and the operator commands, without torch;
-- ``evaluator``, ``speechstream-evaluator:<version>``: the evaluator and the auditor (torch).
+- ``evaluator``, ``speechstream-evaluator:<version>``: the evaluator and the auditor (torch);
+- ``prometheus``, ``speechstream/prometheus:2``: Debian's Prometheus with the deployment's
+  scrape configuration and alert rules (``docker/prometheus``), for the compose stack.
 
 Every Dockerfile takes its base as the build argument ``BASE_IMAGE``: the official image
 (``debian:bookworm-slim``, ``python:3.11-slim-bookworm``) where it is present or can be pulled,
@@ -78,6 +80,7 @@ def images() -> tuple[Image, ...]:
         Image("services", f"speechstream:{version}", "docker/Dockerfile", True),
         Image("evaluator", f"speechstream-evaluator:{version}", "docker/Dockerfile", True,
               (("EXTRAS", "evaluator"),), torch=True),
+        Image("prometheus", "speechstream/prometheus:2", "docker/prometheus.Dockerfile", False),
     )
 
 
