@@ -4,6 +4,7 @@ files, ports."""
 from __future__ import annotations
 
 import os
+import random
 import shlex
 import shutil
 import signal
@@ -196,8 +197,39 @@ def require_port_free(port: int, what: str, setting: str) -> None:
         )
 
 
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+LOWEST_PICKED_PORT = 10000
+
+
+def ephemeral_low() -> int:
+    """The lowest port the kernel hands to outgoing connections (32768 when unknown)."""
+    try:
+        return int(EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("", port))
+        except OSError:
+            return False
+        return True
+
+
 def free_port() -> int:
-    """A TCP port on the loopback interface that is free right now."""
+    """A TCP port free right now on every interface, below the kernel's ephemeral range: a
+    port from that range can be taken by any outgoing connection before its user binds it (a
+    demo's evaluator once lost its metrics port so, to a client's connection), one below it
+    only by another bind."""
+    low = ephemeral_low()
+    for _ in range(200):
+        if low <= LOWEST_PICKED_PORT:
+            break
+        port = random.randrange(LOWEST_PICKED_PORT, low)
+        if _bindable(port):
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((LOOPBACK, 0))
         return int(sock.getsockname()[1])

@@ -275,3 +275,14 @@ def test_status_reports_prometheus_when_it_runs() -> None:
     up = PrometheusStatus("http://127.0.0.1:39090", 42, True, ("demo.json",))
     assert format_status(StackStatus(kafka, postgres, up)).splitlines()[-1] == (
         "prometheus: up (local, pid 42) at http://127.0.0.1:39090, target files: demo.json")
+
+
+def test_a_free_port_is_picked_below_the_ephemeral_range() -> None:
+    """Outgoing connections take ports of the ephemeral range: one handed out from there was
+    once taken before the demo's evaluator could bind it."""
+    from devstack.host import LOWEST_PICKED_PORT, ephemeral_low, free_port
+
+    low = ephemeral_low()
+    ports = {free_port() for _ in range(20)}
+    assert all(LOWEST_PICKED_PORT <= port < low for port in ports), (low, ports)
+    assert len(ports) > 1
