@@ -16,13 +16,13 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from schemas.topics import changelog_specs
 from sinks.migrate import apply_migrations
 from speechstream.kafka.admin import create_topics, delete_topics
 from speechstream.settings import KafkaSettings
 from streams.settings import StreamsSettings
+from tests.integration.databases import drop_database, with_dbname
 from tests.integration.pipeline import Pipeline
 
 
@@ -48,18 +48,6 @@ def group_id() -> str:
     return _unique("test-group-")
 
 
-def _with_dbname(conninfo: str, dbname: str) -> str:
-    params = conninfo_to_dict(conninfo)
-    params["dbname"] = dbname
-    return make_conninfo(**{k: str(v) for k, v in params.items() if v is not None})
-
-
-def _drop_database(database_url: str, name: str) -> None:
-    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(drop)
-
-
 @pytest.fixture(scope="session")
 def template_database(database_url: str) -> Iterator[str]:
     """A migrated database that each test's database is copied from (nobody connects to it)."""
@@ -72,9 +60,9 @@ def template_database(database_url: str) -> Iterator[str]:
                 f"db_conninfo creates a database per test; the role of DATABASE_URL may not: "
                 f"{exc} (grant it CREATEDB, or unset DATABASE_URL to use a local server)"
             )
-    apply_migrations(_with_dbname(database_url, name))
+    apply_migrations(with_dbname(database_url, name))
     yield name
-    _drop_database(database_url, name)
+    drop_database(database_url, name)
 
 
 @pytest.fixture
@@ -87,8 +75,8 @@ def db_conninfo(database_url: str, template_database: str) -> Iterator[str]:
                 sql.Identifier(name), sql.Identifier(template_database)
             )
         )
-    yield _with_dbname(database_url, name)
-    _drop_database(database_url, name)
+    yield with_dbname(database_url, name)
+    drop_database(database_url, name)
 
 
 @pytest.fixture

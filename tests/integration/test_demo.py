@@ -12,7 +12,6 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
-from psycopg import sql
 
 from cli.demo import MINERS, DemoOptions, DemoResult, remove_earlier_runs, run_demo
 from devstack import dashboard
@@ -22,6 +21,7 @@ from speechstream.kafka.admin import delete_topics, describe_topics
 from speechstream.settings import DatabaseSettings, DevSettings, KafkaSettings
 from tests.conftest import Infrastructure, pick_ports
 from tests.integration.browser import check_pages, served
+from tests.integration.databases import drop_database
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
@@ -174,7 +174,5 @@ def test_the_demo_on_a_broker_with_sasl_tls_and_acls(database_url: str, tmp_path
             assert conn.execute("SELECT count(*) FROM sample_audio").fetchone()[0] > 0
     finally:
         DevStack(dev).down()
-        with psycopg.connect(database_url, autocommit=True) as conn:
-            for name in _databases(database_url) - before:
-                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                    sql.Identifier(name)))
+        for name in _databases(database_url) - before:
+            drop_database(database_url, name)

@@ -51,7 +51,7 @@ from speechstream.keys import create_key_file
 from speechstream.settings import DevSettings, KafkaSettings
 from speechstream.signer import Signer
 from tests.conftest import pick_ports
-from tests.integration.conftest import _with_dbname
+from tests.integration.databases import drop_database, with_dbname
 from tests.integration.pipeline import Pipeline
 from tests.trust_support import Keys
 
@@ -134,7 +134,7 @@ def secured(database_url: str, template_database: str) -> Iterator[Secured]:
         with psycopg.connect(database_url, autocommit=True) as conn:
             conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
                 sql.Identifier(database), sql.Identifier(template_database)))
-        secure = Secured(node, security, keys, _with_dbname(database_url, database), base)
+        secure = Secured(node, security, keys, with_dbname(database_url, database), base)
         admin = secure.settings("admin")
         create_topics(admin)
         acls = derive_acls(parse_principals(PRINCIPALS), acl_context(admin))
@@ -143,9 +143,7 @@ def secured(database_url: str, template_database: str) -> Iterator[Secured]:
         yield secure
     finally:
         node.stop()
-        with psycopg.connect(database_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(database)))
+        drop_database(database_url, database)
         shutil.rmtree(base, ignore_errors=True)
 
 
