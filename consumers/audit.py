@@ -50,7 +50,7 @@ from schemas.envelope import Envelope, derived_event_id, new_envelope
 from schemas.events import ScoreAudited, ScoreComputed, ScoreManifest
 from schemas.fields import AuditVerdict
 from scoring.types import ScoringResult, Submission, silent
-from speechstream.kafka.consumer import EventConsumer
+from speechstream.kafka.consumer import SMALL_PREFETCH, EventConsumer
 from speechstream.kafka.lag import Lag, lag_of
 from speechstream.kafka.producer import EventProducer
 from speechstream.kafka.records import (
@@ -163,7 +163,8 @@ class Auditor:
             kafka, name=PRODUCER_NAME, topics=[kafka.topics.scores],
             config={"group.id": settings.group_id, "enable.auto.commit": False,
                     "isolation.level": "read_committed", "auto.offset.reset": "earliest",
-                    "max.poll.interval.ms": int(scoring.time_limit_s * 1000) + 300_000},
+                    "max.poll.interval.ms": int(scoring.time_limit_s * 1000) + 300_000,
+                    **SMALL_PREFETCH},
             expected=ScoreComputed, client=consumer, logger=self._log, verify=verify,
             progress_window_s=settings.progress_window_s,
         )

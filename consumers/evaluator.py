@@ -90,7 +90,7 @@ from schemas.fields import STATUS_RANK
 from schemas.trust import SIGNATURE_BYTES
 from scoring.types import ScoringResult, Step, Submission
 from speechstream.exceptions import TransactionAbortedError
-from speechstream.kafka.consumer import Batch, EventConsumer, position_after
+from speechstream.kafka.consumer import SMALL_PREFETCH, Batch, EventConsumer, position_after
 from speechstream.kafka.lag import Lag, lag_of
 from speechstream.kafka.lanes import Lanes
 from speechstream.kafka.records import (
@@ -164,6 +164,7 @@ def _consumer_overrides(settings: EvaluatorSettings) -> dict[str, Any]:
         "partition.assignment.strategy": "range",
         "max.poll.interval.ms": settings.transaction_timeout_ms + 60_000,
         "session.timeout.ms": settings.session_timeout_ms,
+        **SMALL_PREFETCH,  # one request at a time: no 64 MiB of the backlog held meanwhile
     }
 
 

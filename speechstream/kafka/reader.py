@@ -35,7 +35,7 @@ from schemas.events import (
     UidRevoked,
 )
 from speechstream.exceptions import ConsumeError
-from speechstream.kafka.consumer import Batch, EventConsumer
+from speechstream.kafka.consumer import SMALL_PREFETCH, Batch, EventConsumer
 from speechstream.kafka.records import (
     Expected,
     Verify,
@@ -82,7 +82,7 @@ class LogReader:
         self._on_dead_letter = on_dead_letter
         self._log = logger or logging.getLogger(__name__)
         config = {"group.id": name, "enable.auto.commit": False,
-                  "isolation.level": "read_committed"}
+                  "isolation.level": "read_committed", **SMALL_PREFETCH}
         if partition_eof:
             config["enable.partition.eof"] = True
         self.consumer = EventConsumer(kafka, name=name, topics=topics, config=config,
