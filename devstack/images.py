@@ -6,6 +6,8 @@
 - ``services``, ``speechstream:<version>``: the intake worker, the sink, the validator, the
   API and the operator commands, without torch;
 - ``evaluator``, ``speechstream-evaluator:<version>``: the evaluator and the auditor (torch);
+- ``parler``, ``speechstream-evaluator-parler:<version>``: the evaluator image with the
+  Parler-TTS environment (``/opt/parler``), built on it and linking its torch;
 - ``prometheus``, ``speechstream/prometheus:2``: Debian's Prometheus with the deployment's
   scrape configuration and alert rules (``docker/prometheus``), for the compose stack.
 
@@ -69,6 +71,8 @@ class Image:
     python_base: bool
     build_args: tuple[tuple[str, str], ...] = ()
     torch: bool = False
+    builds_on: str | None = None
+    """The key of the project's image it builds on (its ``BASE_IMAGE``), if any."""
 
 
 def images() -> tuple[Image, ...]:
@@ -80,6 +84,8 @@ def images() -> tuple[Image, ...]:
         Image("services", f"speechstream:{version}", "docker/Dockerfile", True),
         Image("evaluator", f"speechstream-evaluator:{version}", "docker/Dockerfile", True,
               (("EXTRAS", "evaluator"),), torch=True),
+        Image("parler", f"speechstream-evaluator-parler:{version}",
+              "docker/evaluator-parler.Dockerfile", False, builds_on="evaluator"),
         Image("prometheus", "speechstream/prometheus:2", "docker/prometheus.Dockerfile", False),
     )
 
@@ -239,7 +245,13 @@ def build_images(keys: Sequence[str] | None = None, *, base_image: str | None = 
     for image in images():
         if keys and image.key not in keys:
             continue
-        base = base_for(docker, image, base_image, install=install)
+        if image.builds_on is not None:
+            base = known[image.builds_on].tag
+            if not docker.has_image(base):
+                raise MissingToolError(f"{image.tag} builds on {base}, which is not built: "
+                                       f"build {image.builds_on!r} first")
+        else:
+            base = base_for(docker, image, base_image, install=install)
         args = [("BASE_IMAGE", base), *image.build_args]
         if image.torch:
             index = torch_index

@@ -34,8 +34,9 @@ IMAGES_HELP = """\
 Build the project's images with BuildKit, in this order: speechstream/kafka (Apache Kafka in
 KRaft mode, the jars the dev stack fetches), speechstream/postgres (Debian's PostgreSQL 15),
 speechstream (the services without torch), speechstream-evaluator (the evaluator and the
-auditor, with torch) and speechstream/prometheus (Debian's, with the alert rules). Each builds
-on the official base image where it is present or can be pulled, else on
+auditor, with torch), speechstream-evaluator-parler (that image with the Parler-TTS
+environment, linking its torch) and speechstream/prometheus (Debian's, with the alert rules).
+The others build on the official base image where it is present or can be pulled, else on
 speechstream/debian:bookworm, built once here with mmdebstrap from Debian's packages. pip
 reaches PyPI with /etc/ssl/certs/ca-certificates.crt as a build secret, which no image keeps.
 A build of unchanged sources reuses Docker's layers and pip's cache."""

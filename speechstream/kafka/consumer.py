@@ -53,10 +53,10 @@ long work in between (an evaluator, an auditor) or reads a whole topic (a log re
 default a consumer fetches ahead up to 64 MiB (or 100,000 records) it has not taken yet, and
 the allocator keeps that memory afterwards: a consumer assigned a backlog of 150,000 scores
 held 83 MiB more after its first record; of 47 MiB, 58 MiB more, and 4 MiB with this
-(``tests/integration/test_prefetch.py``). In the hour under faults, evaluators grew up to 37 % as the backlog of
-requests grew. The 10 ms backoff keeps reading fast: with librdkafka's default (1 s), a full
-queue paused fetching for a second each time, and reading 150,000 scores took 25 s instead of
-6 (6.1 s with this, 5.8 s unbounded)."""
+(``tests/integration/test_prefetch.py``). In the hour under faults, evaluators grew up to
+37 % as the backlog of requests grew. The 10 ms backoff keeps reading fast: with
+librdkafka's default (1 s), a full queue paused fetching for a second each time, and reading
+150,000 scores took 25 s instead of 6 (6.1 s with this, 5.8 s unbounded)."""
 
 
 @dataclass(slots=True)

@@ -114,3 +114,18 @@ def test_the_evaluator_image_takes_torch_from_the_cpu_index_only_where_it_answer
     with pytest.raises(ValueError, match="no image gpu"):
         images.build_images(["gpu"], cache_dir=tmp_path, install=False,
                             docker=FakeDocker(set()))  # type: ignore[arg-type]
+
+
+def test_the_parler_image_builds_on_the_evaluator_image_and_not_without_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(images, "torch_index_reachable", lambda: False)
+    with pytest.raises(images.MissingToolError, match="build 'evaluator' first"):
+        images.build_images(["parler"], cache_dir=tmp_path, install=False,
+                            docker=FakeDocker(present={LOCAL_BASE}))  # type: ignore[arg-type]
+    docker = FakeDocker(present={LOCAL_BASE})
+    built = images.build_images(["evaluator", "parler"], cache_dir=tmp_path, install=False,
+                                docker=docker)  # type: ignore[arg-type]
+    evaluator, parler = (b.image for b in built)
+    assert parler.key == "parler" and docker.builds[1] == (
+        parler.tag, {"BASE_IMAGE": evaluator.tag})
