@@ -17,12 +17,13 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from devstack.databases import with_database
 from schemas.topics import changelog_specs
 from sinks.migrate import apply_migrations
 from speechstream.kafka.admin import create_topics, delete_topics
 from speechstream.settings import KafkaSettings
 from streams.settings import StreamsSettings
-from tests.integration.databases import drop_database, with_dbname
+from tests.integration.databases import drop_database
 from tests.integration.pipeline import Pipeline
 
 
@@ -60,7 +61,7 @@ def template_database(database_url: str) -> Iterator[str]:
                 f"db_conninfo creates a database per test; the role of DATABASE_URL may not: "
                 f"{exc} (grant it CREATEDB, or unset DATABASE_URL to use a local server)"
             )
-    apply_migrations(with_dbname(database_url, name))
+    apply_migrations(with_database(database_url, name))
     yield name
     drop_database(database_url, name)
 
@@ -75,7 +76,7 @@ def db_conninfo(database_url: str, template_database: str) -> Iterator[str]:
                 sql.Identifier(name), sql.Identifier(template_database)
             )
         )
-    yield with_dbname(database_url, name)
+    yield with_database(database_url, name)
     drop_database(database_url, name)
 
 

@@ -1,5 +1,4 @@
-"""Test databases on the session's server: a conninfo for another database, and a drop that
-works for a role that is not a superuser.
+"""Dropping a test database on the session's server, as a role that is not a superuser.
 
 ``DROP DATABASE … WITH (FORCE)`` is refused to such a role while an autovacuum worker is
 on the database: PostgreSQL (15 here) asks to be a member of the role of every process it
@@ -15,14 +14,6 @@ import time
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
-
-def with_dbname(conninfo: str, dbname: str) -> str:
-    """``conninfo`` with its database replaced by ``dbname``."""
-    params = conninfo_to_dict(conninfo)
-    params["dbname"] = dbname
-    return make_conninfo(**{k: str(v) for k, v in params.items() if v is not None})
 
 
 def drop_database(database_url: str, name: str, *, timeout_s: float = 60.0) -> None:

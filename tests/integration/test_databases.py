@@ -8,7 +8,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tests.integration.databases import drop_database, with_dbname
+from devstack.databases import with_database
+from tests.integration.databases import drop_database
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +25,7 @@ def test_a_database_with_open_sessions_is_dropped_and_its_sessions_ended(
     name = f"speechstream_drop_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    idle = psycopg.connect(with_dbname(database_url, name))
+    idle = psycopg.connect(with_database(database_url, name))
     idle.execute("CREATE TABLE t (a int)")  # left open in its transaction
     try:
         drop_database(database_url, name, timeout_s=10)

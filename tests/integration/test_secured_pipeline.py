@@ -26,6 +26,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from psycopg import sql
 
 from cli.commands.acl import context as acl_context
+from devstack.databases import with_database
 from devstack.kafka import BrokerSecurity, KafkaNode, SaslUser
 from devstack.tls import generate_tls
 from producers.miner import registration, submission
@@ -51,7 +52,7 @@ from speechstream.keys import create_key_file
 from speechstream.settings import DevSettings, KafkaSettings
 from speechstream.signer import Signer
 from tests.conftest import pick_ports
-from tests.integration.databases import drop_database, with_dbname
+from tests.integration.databases import drop_database
 from tests.integration.pipeline import Pipeline
 from tests.trust_support import Keys
 
@@ -134,7 +135,7 @@ def secured(database_url: str, template_database: str) -> Iterator[Secured]:
         with psycopg.connect(database_url, autocommit=True) as conn:
             conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
                 sql.Identifier(database), sql.Identifier(template_database)))
-        secure = Secured(node, security, keys, with_dbname(database_url, database), base)
+        secure = Secured(node, security, keys, with_database(database_url, database), base)
         admin = secure.settings("admin")
         create_topics(admin)
         acls = derive_acls(parse_principals(PRINCIPALS), acl_context(admin))
