@@ -161,7 +161,7 @@ class EventConsumer:
         no consumer group (a service that rebuilds its state from the log at each start).
         """
         if self._client is None:
-            self._client = Consumer(self._kafka.to_librdkafka(**self._config))
+            self._client = self._new_client()
         if from_start:
             self._client.assign([
                 TopicPartition(topic, partition, OFFSET_BEGINNING)
@@ -195,8 +195,11 @@ class EventConsumer:
             return False
         if self._troubled:
             return True
-        session_s = float(self._config.get("session.timeout.ms", 45_000)) / 1000
-        return time.monotonic() - self._trouble_at <= max(MIN_TROUBLE_WINDOW_S, 2 * session_s)
+        return time.monotonic() - self._trouble_at <= max(MIN_TROUBLE_WINDOW_S,
+                                                          2 * self._session_s())
+
+    def _session_s(self) -> float:
+        return float(self._config.get("session.timeout.ms", 45_000)) / 1000
 
     def _note_trouble(self) -> None:
         self._trouble_at = time.monotonic()
@@ -217,8 +220,25 @@ class EventConsumer:
         self.holding = False
         self._trouble_at, self._troubled = None, False
         self.renewals += 1
-        self._client = Consumer(self._kafka.to_librdkafka(**self._config))
+        self._client = self._new_client()
         self._client.subscribe(self.topics, **self._callbacks)
+
+    def _new_client(self) -> Consumer:
+        return Consumer(self._kafka.to_librdkafka(**{"error_cb": self.on_client_error,
+                                                     **self._config}))
+
+    def on_client_error(self, error: KafkaError) -> None:
+        """librdkafka's report of a failing broker (``error_cb``, served by the polling
+        thread): a transport error, all brokers down, a request timed out. They are trouble
+        (:meth:`fenced_by_itself`). Without an ``error_cb`` librdkafka only logs them, and a
+        poll never returns them: the sink could not tell a broker away for two minutes from
+        no trouble at all, and ended on the fencing of its own rejoin (CI, test_long_outages).
+        The first of an episode is logged as a warning, the rest at debug."""
+        first = not self._troubled
+        if not error.fatal():  # the fatal one (a fencing) is raised by the call that meets it
+            self._note_trouble()
+        self._log.log(logging.WARNING if first else logging.DEBUG, "%s: broker: %s",
+                      self.name, error.str())
 
     def _partitions(self, topic: str) -> list[int]:
         try:
@@ -437,6 +457,7 @@ class EventConsumer:
         """Commit ``offsets`` synchronously (those of partitions no longer assigned are left to
         their next owner), or else the positions of everything consumed so far."""
         client = self.client
+        started = time.monotonic()
         try:
             if offsets is None:
                 client.commit(asynchronous=False)
@@ -452,7 +473,12 @@ class EventConsumer:
             self.note_commit()
         except KafkaException as exc:
             error = exc.args[0] if exc.args else None
-            if not isinstance(error, KafkaError) or error.code() not in FENCED_CODES:
+            fenced = isinstance(error, KafkaError) and error.code() in FENCED_CODES
+            if not fenced or time.monotonic() - started >= self._session_s():
+                # A refused commit is trouble; so is a fencing that answered a commit after it
+                # had waited out a whole session: the broker was away meanwhile, and a
+                # synchronous commit serves no callback, so the client's reports of it
+                # (:meth:`on_client_error`) were still queued (CI, test_long_outages).
                 self._note_trouble()
             raise ConsumeError(f"{self.name}: committing offsets failed: {exc.args[0]}") from exc
 

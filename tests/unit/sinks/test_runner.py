@@ -473,3 +473,16 @@ def test_a_fenced_poll_after_the_broker_failed_it_renews_the_consumer(
     rig.run()
     assert rig.log == ["setup", "new consumer", "write", "commit", "close"]
     assert created[0].committed == [1] and rig.writer.batches == [["a"]]
+
+
+def test_a_fencing_after_the_client_reported_the_broker_away_renews_the_consumer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # librdkafka reports a broker away through the client's error_cb (every 10 s while all
+    # brokers are down), not through a poll; the fencing comes with the first request after.
+    rig = _rig([[FakeMessage(None, _error=KafkaError(KafkaError._FATAL, fatal=True))]])
+    created = _renewable(rig, monkeypatch, [_batch("a")])
+    rig.service._consumer.on_client_error(KafkaError(KafkaError._ALL_BROKERS_DOWN))
+    rig.run()
+    assert rig.log == ["setup", "new consumer", "write", "commit", "close"]
+    assert created[0].committed == [1] and rig.metrics.renewals._value.get() == 1
