@@ -61,6 +61,7 @@ from speechstream.kafka.records import (
     unprocessable_letter,
     unprocessable_reason,
 )
+from speechstream.memory import Trimmer
 from speechstream.monitoring import Health
 from speechstream.settings import KafkaSettings, ScoringSettings
 from speechstream.signer import Signer
@@ -154,6 +155,7 @@ class Auditor:
     ) -> None:
         self._kafka = kafka
         self._settings = settings
+        self._trimmer = Trimmer(settings.malloc_trim)
         self._metrics = metrics or AuditMetrics.create(CollectorRegistry())
         expect_dead_letters(self._metrics.dead_letters, PRODUCER_NAME)
         self._log = logger or logging.getLogger(__name__)
@@ -209,6 +211,7 @@ class Auditor:
             self._producer.flush()
             count_dead_letters(self._metrics.dead_letters, (letter for _, letter in letters))
             self._consumer.commit()
+            self._trimmer.after_work(time.monotonic())
 
     def close(self) -> None:
         """Close the consumer, flush and close the producer, close the scorer."""

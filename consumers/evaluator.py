@@ -106,6 +106,7 @@ from speechstream.kafka.transactions import (
     TransactionalProducer,
     transactional_config,
 )
+from speechstream.memory import Trimmer
 from speechstream.monitoring import Health
 from speechstream.settings import KafkaSettings
 from speechstream.signer import Signer
@@ -219,6 +220,7 @@ class Evaluator:
     ) -> None:
         self._kafka = kafka
         self._settings = settings
+        self._trimmer = Trimmer(settings.malloc_trim)
         self._scorer = scorer
         self._metrics = metrics or EvaluatorMetrics.create(CollectorRegistry())
         expect_dead_letters(self._metrics.dead_letters, PRODUCER_NAME)
@@ -350,6 +352,8 @@ class Evaluator:
                                 msg.offset(), reason, exc_info=exc)
                 self._dead_letter(msg, unprocessable_letter(msg, reason,
                                                             consumer=PRODUCER_NAME))
+        if batch.messages:
+            self._trimmer.after_work(time.monotonic())
 
     def _dead_letter(self, msg: Message, letter: Envelope) -> None:
         """Commit ``letter`` to the dead-letter topic with ``msg``'s offset."""

@@ -12,7 +12,21 @@ from pydantic_settings import SettingsConfigDict
 from speechstream.settings import ServiceSettings
 
 
-class EvaluatorSettings(ServiceSettings):
+class ScoringProcessSettings(ServiceSettings):
+    """What a process that runs the scorer has besides (an evaluator, an auditor)."""
+
+    malloc_arena_max: int = Field(
+        2, ge=0, description="The most malloc arenas glibc may use in this process (set at "
+        "its start, before any thread; 0: glibc's default, eight per core). Threads come and "
+        "go with the Kafka clients, and each arena keeps what it held once.",
+    )
+    malloc_trim: bool = Field(
+        True, description="Hand the free heap back to the system after each evaluation "
+        "(malloc_trim).",
+    )
+
+
+class EvaluatorSettings(ScoringProcessSettings):
     """One evaluator consumer process (one per device)."""
 
     model_config = SettingsConfigDict(env_prefix="SPEECHSTREAM_EVALUATOR_", extra="ignore")
@@ -39,7 +53,7 @@ class EvaluatorSettings(ServiceSettings):
     )
 
 
-class AuditSettings(ServiceSettings):
+class AuditSettings(ScoringProcessSettings):
     """An auditor: re-scores a deterministic sample of the scores on its own device.
 
     A score is audited when ``sha256("audit:<hash>:<version>")`` falls in the first

@@ -15,6 +15,7 @@ from cli.exceptions import CommandError, UsageError
 from cli.serve import add_metrics_port, serve, with_metrics_port
 from consumers.settings import AuditSettings
 from sinks.queries import AuditSummaryRow, audit_summary
+from speechstream.memory import limit_arenas
 from speechstream.settings import (
     DatabaseSettings,
     KafkaSettings,
@@ -101,6 +102,8 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError(f"--device must be cpu or cuda:N, got {settings.device!r}")
     if settings.tolerance is not None and settings.tolerance < 0:
         raise UsageError("--tolerance must not be negative")
+    # Before the scorer and the Kafka clients start their threads.
+    limit_arenas(settings.malloc_arena_max)
     if settings.niceness:
         os.nice(settings.niceness)
     kafka = KafkaSettings()

@@ -14,6 +14,7 @@ from consumers.exceptions import ScorerLoadError
 from consumers.metrics import EvaluatorMetrics
 from consumers.scorers import load_scorer
 from consumers.settings import EvaluatorSettings
+from speechstream.memory import limit_arenas
 from speechstream.settings import KafkaSettings, ScoringSettings
 from speechstream.trust import service_trust
 
@@ -49,6 +50,8 @@ def _run(args: argparse.Namespace) -> int:
         settings = settings.model_copy(update={"device": args.device})
     if settings.device != "cpu" and not settings.device.startswith("cuda:"):
         raise UsageError(f"--device must be cpu or cuda:N, got {settings.device!r}")
+    # Before the scorer and the Kafka clients start their threads.
+    limit_arenas(settings.malloc_arena_max)
     try:
         scorer = load_scorer(args.scorer, settings.device, ScoringSettings())
     except ScorerLoadError as exc:
