@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
 
 import faust
 import pytest
+from aiokafka.structs import TopicPartition
 from faust.exceptions import ProducerSendError
+from faust.transport.drivers import aiokafka as driver
 from faust.types import TP
 
 from speechstream.settings import KafkaSettings
@@ -82,6 +85,36 @@ def test_the_seek_to_committed_offsets_stops_the_flow_and_leaves_it_to_the_calle
     with pytest.raises(ConnectionError):
         asyncio.run(seek(active=True))
     assert consumer.flow_active  # a seek that failed leaves the flow as it found it
+
+
+def test_a_stream_partition_with_no_committed_offset_is_read_from_its_beginning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """aiokafka's seek to committed offsets leaves a partition with none (or 0) where the fetch
+    got to: what was fetched during the recovery and emptied from the queues was skipped."""
+    app = create_app(KafkaSettings(SPEECHSTREAM_TOPIC_PREFIX="t."), StreamsSettings())
+    changelog = app.Table("repo_holder", default=str).changelog_topic.get_topic_name()
+    thread = app.consumer._thread
+    none, zero, five = (TopicPartition("t.submissions", i) for i in range(3))
+    committed = {none: None, zero: 0, five: 5, TopicPartition(changelog, 0): None}
+
+    async def aiokafkas(self: object) -> dict[TopicPartition, int | None]:
+        return committed
+
+    sought: list[TopicPartition] = []
+
+    class Client:
+        async def seek_to_beginning(self, *partitions: TopicPartition) -> None:
+            sought.extend(partitions)
+
+    async def call_thread(method: Any, *args: Any) -> Any:
+        return await method(*args)
+
+    monkeypatch.setattr(driver.AIOKafkaConsumerThread, "seek_to_committed", aiokafkas)
+    monkeypatch.setattr(thread, "_ensure_consumer", Client)
+    monkeypatch.setattr(thread, "call_thread", call_thread)
+    assert asyncio.run(thread.seek_to_committed()) == committed
+    assert sought == [none, zero]  # the changelog stays where the recovery put it
 
 
 def test_an_assignment_forgets_what_an_earlier_ownership_left(
