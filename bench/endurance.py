@@ -54,6 +54,9 @@ SCORER = "tests.scorers:DeterministicScorer"
 SAMPLE_S = 30.0
 PROGRESS_POLL_S = 2.0
 BROKER_AWAY_S = 10.0
+GLIBC_DEFAULT = {"SPEECHSTREAM_EVALUATOR_MALLOC_ARENA_MAX": "0",
+                 "SPEECHSTREAM_EVALUATOR_MALLOC_TRIM": "false"}
+"""An evaluator's environment for glibc's own malloc settings (``--glibc-default``)."""
 
 
 def _rss_kib(pid: int) -> int | None:
@@ -70,7 +73,8 @@ def _rss_kib(pid: int) -> int | None:
 class Fleet:
     """The services, by name; each restart is a new process, its memory samples kept apart."""
 
-    def __init__(self, env: dict[str, str], logs: Path, evaluators: int) -> None:
+    def __init__(self, env: dict[str, str], logs: Path, evaluators: int,
+                 glibc_default: frozenset[int] = frozenset()) -> None:
         self.env = env
         self.logs = logs
         self.commands: dict[str, tuple[list[str], dict[str, str]]] = {}
@@ -81,7 +85,8 @@ class Fleet:
         for i in range(1, evaluators + 1):
             self.commands[f"evaluator-{i}"] = (
                 ["evaluator", "run", "--scorer", SCORER],
-                {"SPEECHSTREAM_EVALUATOR_EVALUATOR_ID": f"bench-evaluator-{i}"})
+                {"SPEECHSTREAM_EVALUATOR_EVALUATOR_ID": f"bench-evaluator-{i}",
+                 **(GLIBC_DEFAULT if i in glibc_default else {})})
         self.running: dict[str, ServiceProcess] = {}
         self.lives: list[dict[str, Any]] = []
         self._starts: dict[str, int] = defaultdict(int)
@@ -144,6 +149,20 @@ def _memory(lives: list[dict[str, Any]], settle_s: float) -> list[dict[str, Any]
     return report
 
 
+def _side_by_side(memory: list[dict[str, Any]], glibc_default: set[int]) -> dict[str, Any]:
+    """The evaluators' memory growth, those with glibc's malloc defaults beside the others."""
+    groups: dict[str, list[dict[str, Any]]] = {"glibc_default": [], "capped_and_trimmed": []}
+    for m in memory:
+        if m["service"].startswith("evaluator-"):
+            number = int(m["service"].rsplit("-", 1)[1])
+            groups["glibc_default" if number in glibc_default
+                   else "capped_and_trimmed"].append(m)
+    return {name: {"evaluators": sorted({m["service"] for m in found}),
+                   "growth_pct": [m["growth_pct"] for m in found],
+                   "rss_mib_to": [m["rss_mib_to"] for m in found]}
+            for name, found in groups.items()}
+
+
 def _ids_by_hash(kafka: KafkaSettings, topic: str, *, only: str | None = None
                  ) -> dict[str, set[str]]:
     """hash → the committed event ids of ``topic`` about it (its statuses: only ``only``)."""
@@ -184,6 +203,9 @@ def main(argv: list[str] | None = None) -> dict:  # noqa: PLR0915 - one scenario
     parser.add_argument("--settle-minutes", type=float, default=10.0)
     parser.add_argument("--drain-minutes", type=float, default=20.0)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--glibc-default", type=int, nargs="*", default=[], metavar="N",
+                        help="evaluators (by number) left with glibc's malloc arenas and no "
+                        "trim, to compare side by side with the others")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)
@@ -206,7 +228,7 @@ def main(argv: list[str] | None = None) -> dict:  # noqa: PLR0915 - one scenario
            "SPEECHSTREAM_SINK_INSTANCE_ID": f"{prefix}sink",
            "SPEECHSTREAM_EVALUATOR_GROUP_ID": f"{prefix}evaluators",
            "PYTHONPATH": str(Path.cwd())}
-    fleet = Fleet(env, work / "logs", args.evaluators)
+    fleet = Fleet(env, work / "logs", args.evaluators, frozenset(args.glibc_default))
     t0 = time.monotonic()
 
     def now() -> float:
@@ -338,6 +360,9 @@ def main(argv: list[str] | None = None) -> dict:  # noqa: PLR0915 - one scenario
         growth = [m["growth_pct"] for m in result["memory"]]
         result["exact"] = exact and not died
         result["max_memory_growth_pct"] = max(growth) if growth else None
+        if args.glibc_default:
+            result["evaluator_memory_side_by_side"] = _side_by_side(
+                result["memory"], set(args.glibc_default))
         result["full_progress_s"] = {
             "median": statistics.median(f["full_progress_s"] for f in faults
                                         if f.get("full_progress_s") is not None)
