@@ -40,6 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "topic the first time). It runs at the lowest CPU priority (niceness +10). Settings: "
         "SPEECHSTREAM_AUDIT_SAMPLE_RATE (0.05), _DEVICE (cpu), _TOLERANCE (1e-6 on CPU, 1e-3 "
         "on a GPU), _AUDITOR_ID (the host name), _GROUP_ID, _NICENESS, _METRICS_PORT, "
+        "_MALLOC_ARENA_MAX (2; 0: glibc's default), _MALLOC_TRIM (true: free heap handed "
+        "back after its work), "
         "_KEY_FILE (the key its audits are signed with, trusted as auditor <auditor id>); "
         "SPEECHSTREAM_TRUST_OPERATOR_KEY (the root of trust: untrusted scores are "
         "dead-lettered, docs/security.md); the "
