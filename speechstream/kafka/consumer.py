@@ -44,6 +44,8 @@ FENCED_CODES = frozenset({KafkaError.FENCED_INSTANCE_ID, KafkaError._FATAL})
 """A static member's fencing: the broker's answer, then librdkafka's for every later call (the
 only fatal error of a librdkafka consumer is this one)."""
 MIN_TROUBLE_WINDOW_S = 60.0
+BROKER_WARNING_EVERY_S = 60.0
+"""The most often a consumer logs librdkafka's reports of a failing broker as a warning."""
 SMALL_PREFETCH: Mapping[str, Any] = MappingProxyType({
     "queued.max.messages.kbytes": 2048,
     "fetch.queue.backoff.ms": 10,
@@ -140,6 +142,7 @@ class EventConsumer:
         """When it last saw the broker fail it (a transport error, a commit refused)."""
         self._troubled = False
         """Whether the broker failed it since its last commit that succeeded."""
+        self._warned_at: float | None = None
         self.renewals = 0
         """How many times :meth:`renew` replaced the client."""
 
@@ -233,11 +236,15 @@ class EventConsumer:
         (:meth:`fenced_by_itself`). Without an ``error_cb`` librdkafka only logs them, and a
         poll never returns them: the sink could not tell a broker away for two minutes from
         no trouble at all, and ended on the fencing of its own rejoin (CI, test_long_outages).
-        The first of an episode is logged as a warning, the rest at debug."""
-        first = not self._troubled
+        One a minute is logged as a warning, the rest at debug (librdkafka reports all
+        brokers down every 10 s)."""
+        now = time.monotonic()
+        warn = self._warned_at is None or now - self._warned_at >= BROKER_WARNING_EVERY_S
+        if warn:
+            self._warned_at = now
         if not error.fatal():  # the fatal one (a fencing) is raised by the call that meets it
             self._note_trouble()
-        self._log.log(logging.WARNING if first else logging.DEBUG, "%s: broker: %s",
+        self._log.log(logging.WARNING if warn else logging.DEBUG, "%s: broker: %s",
                       self.name, error.str())
 
     def _partitions(self, topic: str) -> list[int]:

@@ -5,6 +5,7 @@ consumer joined under the same instance id."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
@@ -145,3 +146,15 @@ def test_a_fencing_that_answers_a_commit_after_a_whole_session_is_its_own(
     with pytest.raises(ConsumeError) as raised:
         consumer.commit([TopicPartition("t.scores", 0, 5)])
     assert consumer.fenced_by_itself(raised.value) is its_own
+
+
+def test_reports_of_a_failing_broker_are_warned_of_once_a_minute(
+    clock: Clock, caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    consumer = _consumer(Client())
+    for _ in range(13):  # two minutes of "all brokers down", reported every 10 s
+        consumer.on_client_error(KafkaError(KafkaError._ALL_BROKERS_DOWN))
+        clock.now += 10
+    levels = [r.levelname for r in caplog.records if "broker:" in r.getMessage()]
+    assert levels.count("WARNING") == 3 and levels.count("DEBUG") == 10
