@@ -21,8 +21,8 @@ class ScoringProcessSettings(ServiceSettings):
         "go with the Kafka clients, and each arena keeps what it held once.",
     )
     malloc_trim: bool = Field(
-        True, description="Hand the free heap back to the system after each evaluation "
-        "(malloc_trim).",
+        True, description="Hand the free heap back to the system after its work, at most "
+        "every 10 s (malloc_trim).",
     )
 
 

@@ -1,13 +1,13 @@
 """glibc's allocator in a long-running process with many threads (an evaluator, an auditor).
 
-glibc gives each thread that meets contention an arena of its own, up to eight per core, and
-keeps what an arena held once: librdkafka starts threads for every client, a transactional
+glibc gives each thread an arena of its own when it first allocates, up to eight per core,
+and keeps what an arena held once: librdkafka starts threads for every client, a transactional
 client replaced after a broker restart starts new ones, and torch has its pool. In the hour
 under faults the evaluators grew by steps of about 5 MiB after each broker restart, in arenas
 of threads that came and went. Capping the arenas (``mallopt(M_ARENA_MAX)``, as the
 ``MALLOC_ARENA_MAX`` variable does when set before the process starts) and handing free heap
-back after each evaluation (``malloc_trim``) keep that memory in check; the measurement is in
-``docs/operations.md`` (An hour under faults). Off glibc both do nothing.
+back after the work, at most every 10 s (``malloc_trim``), keep that memory in check; the
+measurement is in ``docs/operations.md`` (An hour under faults). Off glibc both do nothing.
 """
 
 from __future__ import annotations

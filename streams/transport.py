@@ -63,7 +63,7 @@ class CommittedConsumerThread(driver.AIOKafkaConsumerThread):
         records of such a stream partition fetched meanwhile reach a queue the recovery then
         empties, and the fetch goes on after them: a restarted worker skipped the first
         submission of a partition no worker had committed yet (`test_a_worker_killed_and_
-        restarted_resumes_within_seconds`, 1 run in 12, its debug log showing the record
+        restarted_resumes_within_seconds`, 2 runs in 13, its debug log showing the record
         fetched during the recovery and never routed). The intake reads a new partition
         from its beginning (``consumer_auto_offset_reset``); changelog partitions are left
         where the recovery put them."""
