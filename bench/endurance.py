@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> dict:  # noqa: PLR0915 - one scenario
     parser.add_argument("--broker-restarts-at", type=float, nargs="*", default=[20.0, 40.0],
                         help="minutes")
     parser.add_argument("--settle-minutes", type=float, default=10.0)
-    parser.add_argument("--drain-minutes", type=float, default=20.0)
+    parser.add_argument("--drain-minutes", type=float, default=30.0)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--glibc-default", type=int, nargs="*", default=[], metavar="N",
                         help="evaluators (by number) left with glibc's malloc arenas and no "
